@@ -1,0 +1,44 @@
+# Quick start: `make demo` and `make test` (both set up .venv first).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint regen check clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: the CPU build from local disk, before anything can pull a CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[all]"
+	touch $(STAMP)
+
+demo: setup
+	mkdir -p build
+	$(BIN)/archdsl compile specs/mnv4_conv_s.arch --backend torch -o build/mnv4_conv_s.py
+	@echo "wrote build/mnv4_conv_s.py"
+	$(BIN)/archdsl cost specs/mnv4_conv_s.arch
+
+test: setup
+	$(BIN)/ruff check archdsl tests benchmarks
+	$(BIN)/ruff format --check archdsl tests benchmarks generated
+	$(BIN)/mypy
+	$(BIN)/archdsl check
+	$(BIN)/python -m pytest -q -n 2
+
+lint: setup
+	$(BIN)/ruff check archdsl tests benchmarks
+	$(BIN)/ruff format --check archdsl tests benchmarks generated
+	$(BIN)/mypy
+
+regen: setup
+	$(BIN)/archdsl regen
+
+check: setup
+	$(BIN)/archdsl check
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache

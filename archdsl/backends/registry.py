@@ -1,0 +1,21 @@
+"""Backends by name, imported only when asked for, so `import archdsl` stays light."""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import ArchError, did_you_mean
+from .base import Backend
+
+_BACKENDS = {"torch": "archdsl.backends.torch:TorchBackend"}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(_BACKENDS)
+
+
+def get_backend(name: str) -> Backend:
+    if name not in _BACKENDS:
+        raise ArchError(f"unknown backend '{name}'", None, did_you_mean(name, _BACKENDS))
+    module, cls = _BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]

@@ -1,0 +1,220 @@
+"""The PyTorch backend: a readable `nn.Module` tree mirroring stem, stages and head.
+
+Python here decides every value (arguments, comments, which block classes are needed); the
+templates in `backends/torch/` lay the text out. Generated code imports only torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..cost import Cost, layer_cost
+from ..ir import (
+    Block,
+    Classifier,
+    ConvBnAct,
+    DepthwiseSeparable,
+    FusedInvertedBottleneck,
+    Network,
+    Pool,
+    SqueezeExcite,
+    Stage,
+    UniversalInvertedBottleneck,
+)  # fmt: skip
+from .base import Backend, Header, class_name, environment
+
+ACT = {
+    "relu": "nn.ReLU(inplace=True)",
+    "relu6": "nn.ReLU6(inplace=True)",
+    "hard_swish": "nn.Hardswish(inplace=True)",
+    "hard_sigmoid": "nn.Hardsigmoid()",
+    "swish": "nn.SiLU(inplace=True)",
+    "gelu": 'nn.GELU(approximate="none")',
+    "gelu_tanh": 'nn.GELU(approximate="tanh")',
+    "sigmoid": "nn.Sigmoid()",
+}
+
+# Block classes in the order they are defined in a generated file, with their template.
+_CLASS_TEMPLATES = {
+    "conv": "conv_bn_act.py.j2",
+    "se": "squeeze_excite.py.j2",
+    "ds": "depthwise_separable.py.j2",
+    "uib": "uib.py.j2",
+    "fused_ib": "fused_ib.py.j2",
+    "pool": "pool.py.j2",
+    "classifier": "classifier.py.j2",
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    """A constructor call to lay out: inline when `args` holds only text, nested otherwise."""
+
+    name: str
+    args: tuple[tuple[str, str | Call], ...]  # (keyword or "", value)
+    comment: str = ""
+    nested: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nested", any(isinstance(v, Call) for _, v in self.args))
+
+    @property
+    def flat(self) -> str:
+        return f"{self.name}(" + ", ".join(f"{k}={v}" if k else str(v) for k, v in self.args) + ")"
+
+
+def _shape(c: int, hw: tuple[int, int]) -> str:
+    return f"{c}x{hw[0]}x{hw[1]}"
+
+
+def _cost_note(params: int, macs: int) -> str:
+    return f"{params:,} params, {macs:,} MACs"
+
+
+def conv_call(c: ConvBnAct) -> Call:
+    args: list[tuple[str, str | Call]] = [("", str(c.cin)), ("", str(c.cout)), ("kernel", str(c.kernel))]
+    if c.stride != 1:
+        args.append(("stride", str(c.stride)))
+    pad = c.padding
+    if any(pad):
+        args.append(("padding", str(pad[0]) if len(set(pad)) == 1 else str(pad)))
+    if c.groups != 1:
+        args.append(("groups", str(c.groups)))
+    if c.bias:
+        args.append(("bias", "True"))
+    if c.norm is None:
+        args.append(("norm", "False"))
+    else:
+        args.append(("eps", repr(c.norm.eps)))
+        if c.norm.momentum != 0.1:
+            args.append(("momentum", repr(c.norm.momentum)))
+    if c.act != "identity":
+        args.append(("act", ACT[c.act]))
+    if c.residual:
+        args.append(("residual", "True"))
+    cost = layer_cost(c)
+    return Call("ConvBnAct", tuple(args), _cost_note(cost.params, cost.macs))
+
+
+def se_call(se: SqueezeExcite) -> Call:
+    args = (("", str(se.channels)), ("", str(se.reduced)), ("act", ACT[se.act]), ("gate", ACT[se.gate]))
+    cost = layer_cost(se)
+    return Call("SqueezeExcite", args, _cost_note(cost.params, cost.macs))
+
+
+Arg = tuple[str, "str | Call"]
+
+
+def _parts(parts: Sequence[tuple[str, ConvBnAct | SqueezeExcite | None]], tail: Sequence[Arg]) -> tuple[Arg, ...]:
+    """Constructor arguments: the present sub-layers as nested calls, then plain `tail` values."""
+    out: list[Arg] = []
+    for key, part in parts:
+        if isinstance(part, ConvBnAct):
+            out.append((key, conv_call(part)))
+        elif isinstance(part, SqueezeExcite):
+            out.append((key, se_call(part)))
+    return (*out, *tail)
+
+
+def _residual_args(block: DepthwiseSeparable | UniversalInvertedBottleneck | FusedInvertedBottleneck) -> list[Arg]:
+    tail: list[Arg] = []
+    if block.residual:
+        tail.append(("residual", "True"))
+        if block.drop_path:
+            tail.append(("drop_path", repr(block.drop_path)))
+    return tail
+
+
+def block_call(block: Block) -> Call:
+    if isinstance(block, ConvBnAct):
+        return conv_call(block)
+    if isinstance(block, DepthwiseSeparable):
+        args = _parts([("dw", block.dw), ("se", block.se), ("pw", block.pw)], _residual_args(block))
+        return Call("DepthwiseSeparable", args)
+    if isinstance(block, UniversalInvertedBottleneck):
+        scale: list[Arg] = [("layer_scale", repr(block.layer_scale))] if block.layer_scale is not None else []
+        tail = scale + _residual_args(block)
+        parts = [("dw_start", block.dw_start), ("expand", block.expand), ("dw_mid", block.dw_mid), ("se", block.se),
+                 ("project", block.project), ("dw_end", block.dw_end)]  # fmt: skip
+        return Call("UniversalInvertedBottleneck", _parts(parts, tail))
+    if isinstance(block, FusedInvertedBottleneck):
+        args = _parts([("expand", block.expand), ("se", block.se), ("project", block.project)], _residual_args(block))
+        return Call("FusedInvertedBottleneck", args)
+    if isinstance(block, Pool):
+        if block.is_global:
+            return Call("GlobalPool", (("mode", f'"{block.mode}"'),))
+        pad = block.padding
+        return Call("Pool", (("mode", f'"{block.mode}"'), ("kernel", str(block.kernel)), ("stride", str(block.stride)),
+                             ("padding", str(pad[0]) if len(set(pad)) == 1 else str(pad))))  # fmt: skip
+    assert isinstance(block, Classifier)
+    dropout: tuple[Arg, ...] = (("dropout", repr(block.dropout)),) if block.dropout else ()
+    cost = layer_cost(block)
+    return Call(
+        "Classifier", (("", str(block.cin)), ("", str(block.classes)), *dropout), _cost_note(cost.params, cost.macs)
+    )
+
+
+def _in_out(block: Block) -> str:
+    if isinstance(block, ConvBnAct):
+        return f"{_shape(block.cin, block.in_hw)} -> {_shape(block.cout, block.out_hw)}"
+    if isinstance(block, DepthwiseSeparable):
+        return f"{_shape(block.dw.cin, block.dw.in_hw)} -> {_shape(block.pw.cout, block.pw.out_hw)}"
+    if isinstance(block, UniversalInvertedBottleneck):
+        first = block.dw_start or block.expand
+        last = block.dw_end or block.project
+        return f"{_shape(first.cin, first.in_hw)} -> {_shape(last.cout, last.out_hw)}"
+    if isinstance(block, FusedInvertedBottleneck):
+        return f"{_shape(block.expand.cin, block.expand.in_hw)} -> {_shape(block.project.cout, block.project.out_hw)}"
+    if isinstance(block, Pool):
+        return f"{_shape(block.channels, block.in_hw)} -> {_shape(block.channels, block.out_hw)}"
+    return f"{block.cin} -> {block.classes}"
+
+
+def block_comment(block: Block, cost: Cost) -> str:
+    name = getattr(block, "variant", block.kind)
+    return f"{block.path} {name}: {_in_out(block)} | {_cost_note(cost.params, cost.macs)}"
+
+
+def stage_comment(stage: Stage, cost: Cost) -> str:
+    return f"{stage.path} ({stage.name}): {_plural(len(stage.blocks), 'block')} | {_cost_note(cost.params, cost.macs)}"
+
+
+def _classes_used(net: Network) -> list[str]:
+    kinds: set[str] = set()
+    for b in net.blocks():
+        kinds.add(b.kind)
+        if isinstance(b, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck)):
+            kinds.add("conv")
+            if b.se is not None:
+                kinds.add("se")
+    return [tpl for kind, tpl in _CLASS_TEMPLATES.items() if kind in kinds]
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    file_suffix = ".py"
+
+    def emit(self, net: Network) -> str:
+        header = Header.of(net)
+
+        def stage_ctx(stage: Stage) -> dict:
+            blocks = [
+                {"comment": block_comment(b, header.block_costs[b.path]), "call": block_call(b)} for b in stage.blocks
+            ]
+            return {"comment": stage_comment(stage, header.stage_costs[stage.path]), "blocks": blocks}
+
+        template = environment(self.name).get_template("module.py.j2")
+        return template.render(
+            header=header,
+            net_class=class_name(net.name),
+            class_templates=_classes_used(net),
+            uses_residual=any(getattr(b, "residual", False) for b in net.blocks()),
+            stem=stage_ctx(net.stem),
+            stages=[stage_ctx(s) for s in net.stages],
+            head=stage_ctx(net.head),
+        )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")

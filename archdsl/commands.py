@@ -1,0 +1,90 @@
+"""What each `archdsl` subcommand does, given parsed arguments; `cli.py` only parses them."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .atomic import write_atomic
+from .compiler import compile_file
+from .errors import ArchError
+
+
+def compile_cmd(spec: str, backend: str, output: str | None, network: str | None) -> int:
+    from .backends.registry import get_backend
+
+    code = get_backend(backend).emit(compile_file(spec, network))
+    if output:
+        write_atomic(Path(output), code)
+    else:
+        sys.stdout.write(code)
+    return 0
+
+
+def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None) -> int:
+    import json
+
+    from .report import cost_json, cost_table
+
+    net = compile_file(spec, network)
+    sys.stdout.write(json.dumps(cost_json(net, dtype), indent=2) + "\n" if as_json else cost_table(net, dtype))
+    return 0
+
+
+def init_weights_cmd(spec: str, seed: int, output: str, network: str | None) -> int:
+    from .weights import init_weights, save_weights
+
+    net = compile_file(spec, network)
+    meta = {"network": net.name, "source_hash": net.source_hash, "seed": str(seed), "layout": "torch"}
+    save_weights(init_weights(net, seed), output, meta)
+    return 0
+
+
+def fmt_cmd(files: list[str], check: bool, write: bool) -> int:
+    from .fmt import format_module
+    from .syntax import parse
+
+    changed = []
+    for name in files:
+        path = Path(name)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ArchError(f"cannot read {name!r}: {exc.strerror}") from None
+        out = format_module(parse(text, name))
+        if out == text:
+            continue
+        changed.append(name)
+        if write:
+            write_atomic(path, out)
+        elif not check:
+            sys.stdout.write(out)
+    if not check and not write:
+        for name in files:  # unchanged files print as they are, so stdout is the whole result
+            if name not in changed:
+                sys.stdout.write(Path(name).read_text())
+    if check and changed:
+        for name in changed:
+            print(f"{name}: not in canonical format (run: archdsl fmt --write {name})", file=sys.stderr)
+        return 1
+    return 0
+
+
+def check_cmd(root: str) -> int:
+    from .generate import stale
+
+    diffs = stale(Path(root))
+    if diffs:
+        sys.stdout.write("".join(diffs))
+        print(f"\n{len(diffs)} generated file(s) are stale; refresh with: archdsl regen", file=sys.stderr)
+        return 1
+    print("generated/ is up to date", file=sys.stderr)
+    return 0
+
+
+def regen_cmd(root: str) -> int:
+    from .generate import regen
+
+    for path in regen(Path(root)):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,88 @@
+"""Evaluate the small expressions of the language (numbers, parameters, + - * /) and convert
+values to the types options need, with errors located at the offending text."""
+
+from __future__ import annotations
+
+from typing import Mapping, Union
+
+from .errors import ArchError, Span, did_you_mean
+from .syntax import BinOp, Expr, Flag, Literal, Name, Neg, Num, Shape, Str
+
+Value = Union[int, float, str, tuple[int, ...]]
+Env = Mapping[str, Value]
+
+
+def evaluate(expr: Expr, env: Env) -> Value:
+    if isinstance(expr, Num):
+        return expr.value
+    if isinstance(expr, Name):
+        return env.get(expr.id, expr.id)  # an unbound name is a symbol such as `relu`
+    if isinstance(expr, Str):
+        return expr.value
+    if isinstance(expr, Shape):
+        return expr.dims
+    if isinstance(expr, Neg):
+        return -number(expr.operand, env)
+    assert isinstance(expr, BinOp)
+    a, b = number(expr.left, env), number(expr.right, env)
+    if expr.op == "+":
+        return _tidy(a + b)
+    if expr.op == "-":
+        return _tidy(a - b)
+    if expr.op == "*":
+        return _tidy(a * b)
+    if b == 0:
+        raise ArchError("division by zero", expr.right.span)
+    return _tidy(a / b)
+
+
+def number(expr: Expr, env: Env) -> int | float:
+    value = evaluate(expr, env)
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(expr, Name):
+        raise ArchError(f"unknown parameter '{expr.id}'", expr.span, did_you_mean(expr.id, env))
+    raise ArchError("expected a number", expr.span)
+
+
+def item_value(item: Flag | Literal, env: Env) -> Value:
+    """The value of a positional item: a literal, or a bare word naming a parameter or symbol."""
+    if isinstance(item, Flag):
+        return env.get(item.word, item.word)
+    return evaluate(item.value, env)
+
+
+def _tidy(v: int | float) -> int | float:
+    return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**53 else v
+
+
+def as_int(value: Value, span: Span, what: str, minimum: int = 1) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ArchError(f"{what} must be a whole number, got {_show(value)}", span)
+    if value < minimum:
+        raise ArchError(f"{what} must be at least {minimum}, got {value}", span)
+    return value
+
+
+def as_float(value: Value, span: Span, what: str, low: float = 0.0, high: float | None = None,
+             low_open: bool = True) -> float:  # fmt: skip
+    if not isinstance(value, (int, float)):
+        raise ArchError(f"{what} must be a number, got {_show(value)}", span)
+    v = float(value)
+    too_low = v <= low if low_open else v < low
+    if too_low or (high is not None and v > high):
+        bounds = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise ArchError(f"{what} must be {bounds}, got {v:g}", span)
+    return v
+
+
+def as_symbol(value: Value, span: Span, what: str, choices: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ArchError(f"unknown {what} {_show(value)}", span, did_you_mean(str(value), choices))
+    return value
+
+
+def _show(value: Value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)

@@ -1,0 +1,81 @@
+"""Generated files under `generated/<backend>/`: what they should be, and `check`/`regen`.
+
+A spec file gets generated code when it defines a concrete network; a file holding only a
+family or block templates is a library and is skipped.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from .atomic import write_atomic
+from .backends.registry import get_backend, names
+from .compiler import compile_file
+from .errors import ArchError
+from .loader import load_file
+from .lower import choose_network
+
+
+@dataclass(frozen=True)
+class Target:
+    spec: Path
+    backend: str
+    path: Path
+
+
+def targets(root: Path) -> list[Target]:
+    out = []
+    for spec in sorted((root / "specs").glob("*.arch")):
+        if not _has_concrete_network(spec):
+            continue
+        for backend in names():
+            suffix = get_backend(backend).file_suffix
+            out.append(Target(spec, backend, root / "generated" / backend / (spec.stem + suffix)))
+    return out
+
+
+def _has_concrete_network(spec: Path) -> bool:
+    try:
+        choose_network(load_file(spec), None)
+        return True
+    except ArchError as e:
+        if "defines no concrete network" in e.message:
+            return False
+        raise
+
+
+def emit(target: Target, root: Path) -> str:
+    net = compile_file(target.spec.relative_to(root))
+    return get_backend(target.backend).emit(net)
+
+
+def stale(root: Path) -> list[str]:
+    """Unified diffs of every generated file that differs from what the compiler emits now."""
+    diffs = []
+    expected_paths = set()
+    for t in targets(root):
+        expected_paths.add(t.path)
+        want = emit(t, root)
+        have = t.path.read_text() if t.path.exists() else ""
+        if want != have:
+            rel = t.path.relative_to(root)
+            diffs.append(
+                "".join(difflib.unified_diff(have.splitlines(True), want.splitlines(True), f"a/{rel}", f"b/{rel}"))
+            )
+    for backend in names():
+        for path in sorted((root / "generated" / backend).glob("*")):
+            if path.is_file() and path not in expected_paths:
+                diffs.append(f"{path.relative_to(root)}: no spec generates this file\n")
+    return diffs
+
+
+def regen(root: Path) -> list[Path]:
+    written = []
+    for t in targets(root):
+        text = emit(t, root)
+        if not t.path.exists() or t.path.read_text() != text:
+            write_atomic(t.path, text)
+            written.append(t.path)
+    return written

@@ -1,0 +1,146 @@
+"""Load the Lark grammar and parse spec text into a Lark tree, turning Lark's exceptions into
+located `ArchError`s that say what was expected in the spec's own words."""
+
+from __future__ import annotations
+
+import threading
+from functools import cache
+from typing import Iterator
+
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from .errors import ArchError, Span
+from .resources import grammar_dir
+
+# How terminals are named in messages.
+_TERMINAL_WORDS = {
+    "WORD": "a name",
+    "NUMBER": "a number",
+    "SHAPE": "a shape such as 224x224x3",
+    "STRING": 'a quoted path such as "base.arch"',
+    "_NL": "a new line",
+    "SEMICOLON": "';'",
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "NETWORK": "'network'",
+    "IMPORT": "'import'",
+    "BLOCK": "'block'",
+    "$END": "end of file",
+}
+
+
+class _ParenNewlines:
+    """Post-lexer: newlines inside parentheses are layout, not statement separators."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream: Iterator[Token]) -> Iterator[Token]:
+        depth = 0
+        for tok in stream:
+            if tok.type == "LPAR":
+                depth += 1
+            elif tok.type == "RPAR":
+                depth = max(0, depth - 1)
+            elif tok.type == "_NL" and depth:
+                continue
+            yield tok
+
+
+_comments = threading.local()  # comment tokens of the parse running on this thread
+
+
+def _keep_comment(tok: Token) -> Token:
+    _comments.tokens.append(tok)
+    return tok
+
+
+@cache
+def parser() -> Lark:
+    return Lark(
+        (grammar_dir() / "archdsl.lark").read_text(),
+        parser="lalr",
+        lexer="basic",  # one scanner compiled once; the grammar's tokens need no context
+        postlex=_ParenNewlines(),
+        propagate_positions=True,
+        maybe_placeholders=True,
+        lexer_callbacks={"COMMENT": _keep_comment},
+        cache=True,  # LALR tables cached in the temp dir, keyed by grammar and options
+    )
+
+
+def parse_tree(source: str, file: str) -> tuple[Tree, list[Token]]:
+    """Parse `source`; return the tree and the comment tokens (kept for the formatter)."""
+    _comments.tokens = []
+    try:
+        return parser().parse(source), _comments.tokens
+    except UnexpectedInput as exc:
+        raise _located(exc, source, file) from None
+
+
+def _located(exc: UnexpectedInput, source: str, file: str) -> ArchError:
+    line, col = exc.line or 1, exc.column or 1
+    if isinstance(exc, UnexpectedCharacters):
+        pos = exc.pos_in_stream or 0
+        ch = source[pos] if pos < len(source) else ""
+        span = Span(file, line, col, line, col + 1, source)
+        if ch == '"':
+            return ArchError("unterminated string", span, "close the path with '\"' on the same line")
+        return ArchError(
+            f"unexpected character {ch!r}", span, "options are words such as k3 or key=value; comments start with '#'"
+        )
+    if isinstance(exc, UnexpectedToken):
+        tok = exc.token
+        if tok.type == "$END" or line < 0:
+            line, col = _end_position(source)
+            open_brace = _unclosed_brace(source)
+            span = Span(file, line, col, line, col + 1, source)
+            if open_brace:
+                return ArchError(
+                    "unexpected end of file",
+                    span,
+                    f"the '{{' at line {open_brace[0]}, column {open_brace[1]} is never closed",
+                )
+            return ArchError("unexpected end of file", span, _expected(exc.accepts or exc.expected))
+        width = max(1, len(str(tok))) if tok.type != "_NL" else 1
+        what = "end of line" if tok.type == "_NL" else repr(str(tok))
+        span = Span(file, line, col, line, col + width, source)
+        return ArchError(f"unexpected {what}", span, _expected(exc.accepts or exc.expected))
+    return ArchError(str(exc), Span(file, line, col, line, col + 1, source))
+
+
+def _expected(terminals: set[str] | frozenset[str]) -> str | None:
+    names = sorted({_TERMINAL_WORDS.get(t, t) for t in terminals if not t.startswith("__")})
+    return ("expected " + ", ".join(names)) if names else None
+
+
+def _end_position(source: str) -> tuple[int, int]:
+    lines = source.split("\n")
+    return len(lines), len(lines[-1]) + 1
+
+
+def _unclosed_brace(source: str) -> tuple[int, int] | None:
+    """The position of the last '{' without its '}', ignoring comments and strings."""
+    stack: list[tuple[int, int]] = []
+    for lineno, text in enumerate(source.split("\n"), 1):
+        in_string = False
+        for col, ch in enumerate(text, 1):
+            if ch == '"':
+                in_string = not in_string
+            elif in_string:
+                continue
+            elif ch == "#":
+                break
+            elif ch == "{":
+                stack.append((lineno, col))
+            elif ch == "}" and stack:
+                stack.pop()
+    return stack[-1] if stack else None

@@ -1,0 +1,262 @@
+"""The IR: frozen pydantic models, in two layers.
+
+`NetworkSpec` is what a spec says after lowering: stages of `BlockSpec`s with their options,
+defaults not yet applied, repeats not expanded, widths not scaled. The passes in `passes/`
+turn it, step by step, into a `Network`: every block resolved into explicit layers with input
+and output channels, spatial sizes, explicit paddings, activations and norm epsilons, and a
+stable dotted path that names it in every backend and in the canonical weight file.
+
+Spans are kept for error reporting and excluded from dumps: compare IRs via `model_dump()`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Act = Literal["relu", "relu6", "hard_swish", "hard_sigmoid", "swish", "gelu", "gelu_tanh", "sigmoid", "identity"]
+ACTIVATIONS: tuple[str, ...] = Act.__args__  # type: ignore[attr-defined]
+HW = tuple[int, int]
+Padding = tuple[int, int, int, int]  # top, bottom, left, right
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    span: Any = Field(default=None, exclude=True, repr=False)
+
+
+class Norm(Node):
+    """BatchNorm with its epsilon and (PyTorch-convention) momentum, always explicit."""
+
+    kind: Literal["batchnorm"] = "batchnorm"
+    eps: float = 1e-5
+    momentum: float = 0.1
+
+
+class SEConfig(Node):
+    """How a block's squeeze-excite width and functions are chosen (they differ by family)."""
+
+    base: Literal["in", "mid", "out"] = "mid"  # channels the ratio multiplies
+    divisor: int = 8  # round with make_divisible(divisor); 1 rounds to nearest integer
+    round_limit: float = 0.9
+    act: Act = "relu"
+    gate: Act = "hard_sigmoid"
+
+
+class Rounding(Node):
+    """make_divisible(v, divisor, min_value=divisor, round_limit)."""
+
+    divisor: int = 8
+    round_limit: float = 0.9
+
+
+class Defaults(Node):
+    """Settings a network, stage or template gives to the blocks inside it; None = inherit."""
+
+    act: Act | None = None
+    norm: Norm | None = None
+    no_norm: bool | None = None
+    se: SEConfig | None = None
+    padding: Literal["symmetric", "same"] | None = None
+    layer_scale: float | None = None
+
+
+# ---- spec level ----------------------------------------------------------------------------
+
+
+class BlockSpec(Node):
+    """One block statement, as written; which options a kind accepts is in `vocabulary.py`."""
+
+    kind: str
+    variant: str | None = None  # the uib instantiation as written (ib, extra_dw, ...)
+    repeat: int = 1
+    kernel: tuple[int, ...] | None = None  # uib family: (start, mid, end), 0 = absent
+    stride: int = 1
+    expand: float | None = None
+    mid: int | None = None
+    out: int | None = None
+    groups: int | None = None  # 0: depthwise (groups = input channels)
+    se: float | None = None
+    act: Act | None = None
+    norm: Norm | None = None
+    no_norm: bool = False
+    bias: bool = False
+    skip: bool | None = None  # None: residual wherever shapes allow
+    fixed: bool = False  # channels not scaled by the width multiplier
+    layer_scale: float | None = None
+    drop_path: float = 0.0
+    dropout: float = 0.0
+    mode: Literal["avg", "max"] | None = None
+    padding: Literal["symmetric", "same"] | None = None
+    se_config: SEConfig | None = None
+    # filled by the passes
+    path: str = ""
+    pad_mode: Literal["symmetric", "same"] = "symmetric"
+
+
+class StageSpec(Node):
+    name: str
+    blocks: tuple[BlockSpec, ...]
+    defaults: Defaults = Defaults()
+
+
+class DepthScaling(Node):
+    multiplier: float = 1.0
+    fix_first_last: bool = False
+
+
+class WidthScaling(Node):
+    multiplier: float = 1.0
+    rounding: Rounding = Rounding()
+
+
+class NetworkSpec(Node):
+    name: str
+    source_hash: str = ""
+    input_hw: HW = (224, 224)
+    in_channels: int = 3
+    classes: int = 1000
+    rho: float = 1.0  # resolution multiplier
+    resolution: HW | None = None  # explicit resolution, replacing input_hw
+    width: WidthScaling = WidthScaling()
+    depth: DepthScaling = DepthScaling()
+    defaults: Defaults = Defaults()
+    stem: StageSpec
+    stages: tuple[StageSpec, ...]
+    head: StageSpec
+    applied: tuple[str, ...] = ()  # passes already run, so each pass is idempotent
+
+
+# ---- resolved level ------------------------------------------------------------------------
+
+
+class ConvBnAct(Node):
+    """conv k x k (groups) -> [BatchNorm] -> [act]: the unit most blocks are made of."""
+
+    kind: Literal["conv"] = "conv"
+    path: str
+    cin: int
+    cout: int
+    kernel: int
+    stride: int
+    groups: int = 1
+    padding: Padding
+    bias: bool = False
+    norm: Norm | None
+    act: Act
+    in_hw: HW
+    out_hw: HW
+    residual: bool = False  # only when used as a block of its own
+
+
+class SqueezeExcite(Node):
+    """x * gate(expand(act(reduce(mean_hw(x))))), both 1x1 convs with bias."""
+
+    kind: Literal["se"] = "se"
+    path: str
+    channels: int
+    reduced: int
+    act: Act
+    gate: Act
+    hw: HW
+
+
+class DepthwiseSeparable(Node):
+    """dw k x k -> BN+act -> [SE] -> pw 1x1 -> BN [+act for the MobileNetV1 form] [+ residual]."""
+
+    kind: Literal["ds"] = "ds"
+    path: str
+    dw: ConvBnAct
+    se: SqueezeExcite | None
+    pw: ConvBnAct
+    residual: bool
+    drop_path: float = 0.0
+
+
+class UniversalInvertedBottleneck(Node):
+    """MobileNetV4 UIB: [dw_start] -> expand -> [dw_mid] -> [SE] -> project -> [dw_end]
+    -> [layer scale] -> [+ residual]. IB, ConvNeXt, ExtraDW and FFN are its instantiations."""
+
+    kind: Literal["uib"] = "uib"
+    path: str
+    variant: str  # ib, convnext, extra_dw, ffn, or uib for other combinations
+    dw_start: ConvBnAct | None
+    expand: ConvBnAct
+    dw_mid: ConvBnAct | None
+    se: SqueezeExcite | None
+    project: ConvBnAct
+    dw_end: ConvBnAct | None
+    layer_scale: float | None
+    residual: bool
+    drop_path: float = 0.0
+
+
+class FusedInvertedBottleneck(Node):
+    """Fused IB (EdgeResidual): full k x k expand conv -> [SE] -> 1x1 project [+ residual]."""
+
+    kind: Literal["fused_ib"] = "fused_ib"
+    path: str
+    expand: ConvBnAct
+    se: SqueezeExcite | None
+    project: ConvBnAct
+    residual: bool
+    drop_path: float = 0.0
+
+
+class Pool(Node):
+    """Pooling: global (output 1x1) or windowed with explicit padding."""
+
+    kind: Literal["pool"] = "pool"
+    path: str
+    mode: Literal["avg", "max"]
+    is_global: bool
+    kernel: int = 1
+    stride: int = 1
+    padding: Padding = (0, 0, 0, 0)
+    channels: int
+    in_hw: HW
+    out_hw: HW
+
+
+class Classifier(Node):
+    """flatten -> [dropout, inert in eval] -> Linear(cin, classes) with bias."""
+
+    kind: Literal["classifier"] = "classifier"
+    path: str
+    cin: int
+    classes: int
+    dropout: float = 0.0
+
+
+Block = Annotated[
+    Union[ConvBnAct, DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, Pool, Classifier],
+    Field(discriminator="kind"),
+]
+
+
+class Stage(Node):
+    name: str
+    path: str
+    blocks: tuple[Block, ...]
+
+
+class Network(Node):
+    """A fully resolved network: what cost models and backends read."""
+
+    name: str
+    source: str  # the spec file, as given on the command line
+    source_hash: str
+    input_shape: tuple[int, int, int]  # C, H, W
+    classes: int
+    width: float
+    depth: float
+    stem: Stage
+    stages: tuple[Stage, ...]
+    head: Stage
+
+    def all_stages(self) -> tuple[Stage, ...]:
+        return (self.stem, *self.stages, self.head)
+
+    def blocks(self) -> tuple[Block, ...]:
+        return tuple(b for s in self.all_stages() for b in s.blocks)

@@ -1,0 +1,123 @@
+"""The primitive layers of a resolved network, and the tensors each one owns.
+
+Every backend, the cost model and the canonical weight file agree on this inventory: a tensor's
+key is its layer's IR path plus a fixed name (PyTorch layout), listed in registration order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, Union
+
+from .ir import (
+    Block,
+    Classifier,
+    ConvBnAct,
+    DepthwiseSeparable,
+    FusedInvertedBottleneck,
+    Network,
+    Pool,
+    SqueezeExcite,
+    UniversalInvertedBottleneck,
+)
+
+
+@dataclass(frozen=True)
+class Tensor:
+    key: str
+    shape: tuple[int, ...]
+    role: str  # weight, bias, bn_weight, bn_bias, bn_mean, bn_var, layer_scale
+
+    @property
+    def learnable(self) -> bool:
+        return self.role not in ("bn_mean", "bn_var")
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True)
+class LayerScale:
+    path: str  # the owning block; the tensor is `<block>.layer_scale`
+    channels: int
+    hw: tuple[int, int]
+    init: float
+
+
+@dataclass(frozen=True)
+class ResidualAdd:
+    path: str
+    channels: int
+    hw: tuple[int, int]
+
+
+Layer = Union[ConvBnAct, SqueezeExcite, LayerScale, ResidualAdd, Pool, Classifier]
+
+
+def layers_of(block: Block) -> Iterator[Layer]:
+    """A block's primitive layers in execution (and registration) order."""
+    if isinstance(block, (ConvBnAct, Pool, Classifier)):
+        yield block
+        if isinstance(block, ConvBnAct) and block.residual:
+            yield ResidualAdd(block.path, block.cout, block.out_hw)
+        return
+    if isinstance(block, DepthwiseSeparable):
+        parts: tuple = (block.dw, block.se, block.pw)
+        out = block.pw
+    elif isinstance(block, FusedInvertedBottleneck):
+        parts = (block.expand, block.se, block.project)
+        out = block.project
+    else:
+        assert isinstance(block, UniversalInvertedBottleneck)
+        parts = (block.dw_start, block.expand, block.dw_mid, block.se, block.project, block.dw_end)
+        out = block.dw_end or block.project
+    yield from (p for p in parts if p is not None)
+    if isinstance(block, UniversalInvertedBottleneck) and block.layer_scale is not None:
+        yield LayerScale(block.path, out.cout, out.out_hw, block.layer_scale)
+    if block.residual:
+        yield ResidualAdd(block.path, out.cout, out.out_hw)
+
+
+def network_layers(net: Network) -> Iterator[Layer]:
+    for block in net.blocks():
+        yield from layers_of(block)
+
+
+def tensors_of(layer: Layer) -> list[Tensor]:
+    if isinstance(layer, ConvBnAct):
+        p = layer.path
+        out = [
+            Tensor(f"{p}.conv.weight", (layer.cout, layer.cin // layer.groups, layer.kernel, layer.kernel), "weight")
+        ]
+        if layer.bias:
+            out.append(Tensor(f"{p}.conv.bias", (layer.cout,), "bias"))
+        if layer.norm is not None:
+            out += [Tensor(f"{p}.bn.{n}", (layer.cout,), r) for n, r in _BN]
+        return out
+    if isinstance(layer, SqueezeExcite):
+        p, c, r = layer.path, layer.channels, layer.reduced
+        return [
+            Tensor(f"{p}.reduce.weight", (r, c, 1, 1), "weight"),
+            Tensor(f"{p}.reduce.bias", (r,), "bias"),
+            Tensor(f"{p}.expand.weight", (c, r, 1, 1), "weight"),
+            Tensor(f"{p}.expand.bias", (c,), "bias"),
+        ]
+    if isinstance(layer, LayerScale):
+        return [Tensor(f"{layer.path}.layer_scale", (layer.channels,), "layer_scale")]
+    if isinstance(layer, Classifier):
+        return [
+            Tensor(f"{layer.path}.fc.weight", (layer.classes, layer.cin), "weight"),
+            Tensor(f"{layer.path}.fc.bias", (layer.classes,), "bias"),
+        ]
+    return []
+
+
+_BN = (("weight", "bn_weight"), ("bias", "bn_bias"), ("running_mean", "bn_mean"), ("running_var", "bn_var"))
+
+
+def network_tensors(net: Network) -> list[Tensor]:
+    return [t for layer in network_layers(net) for t in tensors_of(layer)]

@@ -1,0 +1,214 @@
+"""Resolve a prepared `NetworkSpec` into a `Network`: walk the blocks in order, carrying the
+channels and spatial size, and build each block's explicit layers with paddings and paths."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ArchError
+from ..ir import (
+    HW,
+    Act,
+    Block,
+    BlockSpec,
+    Classifier,
+    ConvBnAct,
+    DepthwiseSeparable,
+    FusedInvertedBottleneck,
+    Network,
+    NetworkSpec,
+    Padding,
+    Pool,
+    SqueezeExcite,
+    Stage,
+    StageSpec,
+    UniversalInvertedBottleneck,
+)  # fmt: skip
+from ..rounding import make_divisible
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """What flows between blocks: channels and spatial size."""
+
+    c: int
+    hw: HW
+
+    def show(self) -> str:
+        return f"{self.c}x{self.hw[0]}x{self.hw[1]}"
+
+
+def padding_for(k: int, s: int, hw: HW, mode: str) -> Padding:
+    """Explicit (top, bottom, left, right) padding: symmetric k//2, or TensorFlow 'same'."""
+    if mode == "symmetric":
+        return (k // 2,) * 4  # type: ignore[return-value]
+    pads = []
+    for size in hw:
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        pads += [total // 2, total - total // 2]
+    return (pads[0], pads[1], pads[2], pads[3])
+
+
+def out_size(hw: HW, k: int, s: int, pad: Padding) -> HW:
+    return ((hw[0] + pad[0] + pad[1] - k) // s + 1, (hw[1] + pad[2] + pad[3] - k) // s + 1)
+
+
+class _Builder:
+    def __init__(self, spec: NetworkSpec):
+        self.spec = spec
+        self.rounding = spec.width.rounding
+
+    def conv(self, b: BlockSpec, path: str, x: _Tensor, cout: int, k: int, s: int, groups: int, act: Act | None,
+             bias: bool = False) -> ConvBnAct:  # fmt: skip
+        if k % 2 == 0 and b.pad_mode == "symmetric":
+            raise ArchError(f"kernel {k} is even: symmetric padding needs an odd kernel", b.span, "use padding=same")
+        pad = padding_for(k, s, x.hw, b.pad_mode)
+        out = out_size(x.hw, k, s, pad)
+        if min(out) < 1:
+            raise ArchError(f"a {k}x{k} stride-{s} conv leaves nothing of a {x.hw[0]}x{x.hw[1]} input", b.span,
+                            "use a larger input or fewer stride-2 blocks")  # fmt: skip
+        if x.c % groups or cout % groups:
+            raise ArchError(f"groups={groups} must divide both {x.c} input and {cout} output channels", b.span)
+        norm = None if b.no_norm else b.norm
+        return ConvBnAct(path=path, cin=x.c, cout=cout, kernel=k, stride=s, groups=groups, padding=pad,
+                         bias=bias, norm=norm, act=act or "identity", in_hw=x.hw, out_hw=out)  # fmt: skip
+
+    def se(self, b: BlockSpec, path: str, cin: int, mid: int, cout: int, hw: HW) -> SqueezeExcite | None:
+        if not b.se:
+            return None
+        cfg = b.se_config
+        assert cfg is not None
+        base = {"in": cin, "mid": mid, "out": cout}[cfg.base]
+        reduced = make_divisible(base * b.se, cfg.divisor, cfg.round_limit)
+        return SqueezeExcite(path=path, channels=mid, reduced=reduced, act=cfg.act, gate=cfg.gate, hw=hw)
+
+    def residual(self, b: BlockSpec, x: _Tensor, y: _Tensor, stride: int) -> bool:
+        fits = stride == 1 and x == y
+        if b.skip and not fits:
+            why = f"stride {stride}" if stride != 1 else f"input {x.show()} but output {y.show()}"
+            raise ArchError(f"a residual needs equal input and output shapes: {why}", b.span,
+                            f"drop 'skip', or make the block keep {x.c} channels at stride 1")  # fmt: skip
+        return fits and b.skip is not False
+
+    def mid_channels(self, b: BlockSpec, cin: int) -> int:
+        if b.mid is not None:
+            return b.mid
+        assert b.expand is not None
+        return make_divisible(cin * b.expand, self.rounding.divisor, self.rounding.round_limit)
+
+    def block(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
+        kind = b.kind
+        if kind == "conv":
+            assert b.kernel and b.out
+            groups = x.c if b.groups == 0 else (b.groups or 1)
+            c = self.conv(b, path, x, b.out, b.kernel[0], b.stride, groups, b.act, b.bias)
+            y = _Tensor(c.cout, c.out_hw)
+            res = self.residual(b, x, y, b.stride) if b.skip else False
+            return c.model_copy(update={"residual": res}), y
+        if kind in ("ds", "dsa"):
+            assert b.kernel and b.out
+            dw = self.conv(b, f"{path}.dw", x, x.c, b.kernel[0], b.stride, x.c, b.act)
+            se = self.se(b, f"{path}.se", x.c, x.c, b.out, dw.out_hw)
+            pw = self.conv(b, f"{path}.pw", _Tensor(x.c, dw.out_hw), b.out, 1, 1, 1, b.act if kind == "dsa" else None)
+            y = _Tensor(b.out, pw.out_hw)
+            res = False if kind == "dsa" else self.residual(b, x, y, b.stride)
+            return DepthwiseSeparable(path=path, dw=dw, se=se, pw=pw, residual=res, drop_path=b.drop_path), y
+        if kind == "uib":
+            return self.uib(b, path, x)
+        if kind == "fused_ib":
+            assert b.kernel and b.out
+            mid = self.mid_channels(b, x.c)
+            expand = self.conv(b, f"{path}.expand", x, mid, b.kernel[0], b.stride, 1, b.act)
+            se = self.se(b, f"{path}.se", x.c, mid, b.out, expand.out_hw)
+            project = self.conv(b, f"{path}.project", _Tensor(mid, expand.out_hw), b.out, 1, 1, 1, None)
+            y = _Tensor(b.out, project.out_hw)
+            res = self.residual(b, x, y, b.stride)
+            return FusedInvertedBottleneck(path=path, expand=expand, se=se, project=project, residual=res,
+                                           drop_path=b.drop_path), y  # fmt: skip
+        if kind == "pool":
+            return self.pool(b, path, x)
+        assert kind == "classifier"
+        if x.hw != (1, 1):
+            raise ArchError(f"the classifier needs a 1x1 input, got {x.hw[0]}x{x.hw[1]}", b.span,
+                            "add 'pool avg' before it")  # fmt: skip
+        return Classifier(path=path, cin=x.c, classes=self.spec.classes, dropout=b.dropout), _Tensor(
+            self.spec.classes, (1, 1)
+        )
+
+    def uib(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
+        assert b.kernel and b.out
+        ks, km, ke = b.kernel
+        s = b.stride
+        if s > 1 and not (ks or km or ke):
+            raise ArchError(f"stride {s} needs a depthwise conv to apply it", b.span, "an FFN block has none; use s1")
+        t = x
+        dw_start = None
+        if ks:
+            dw_start = self.conv(b, f"{path}.dw_start", t, t.c, ks, 1 if km else s, t.c, None)
+            t = _Tensor(t.c, dw_start.out_hw)
+        mid = self.mid_channels(b, x.c)
+        expand = self.conv(b, f"{path}.expand", t, mid, 1, 1, 1, b.act)
+        t = _Tensor(mid, expand.out_hw)
+        dw_mid = None
+        if km:
+            dw_mid = self.conv(b, f"{path}.dw_mid", t, mid, km, s, mid, b.act)
+            t = _Tensor(mid, dw_mid.out_hw)
+        se = self.se(b, f"{path}.se", x.c, mid, b.out, t.hw)
+        project = self.conv(b, f"{path}.project", t, b.out, 1, 1, 1, None)
+        t = _Tensor(b.out, project.out_hw)
+        dw_end = None
+        if ke:
+            dw_end = self.conv(b, f"{path}.dw_end", t, t.c, ke, 1 if (ks or km) else s, t.c, None)
+            t = _Tensor(t.c, dw_end.out_hw)
+        variant = b.variant or _uib_variant(ks, km, ke)
+        block = UniversalInvertedBottleneck(
+            path=path, variant=variant, dw_start=dw_start, expand=expand, dw_mid=dw_mid, se=se, project=project,
+            dw_end=dw_end, layer_scale=b.layer_scale, residual=self.residual(b, x, t, s), drop_path=b.drop_path,
+        )  # fmt: skip
+        return block, t
+
+    def pool(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
+        assert b.mode
+        if b.kernel is None:
+            return Pool(path=path, mode=b.mode, is_global=True, channels=x.c, in_hw=x.hw, out_hw=(1, 1)), _Tensor(
+                x.c, (1, 1)
+            )
+        k = b.kernel[0]
+        pad = padding_for(k, b.stride, x.hw, b.pad_mode)
+        out = out_size(x.hw, k, b.stride, pad)
+        pool = Pool(path=path, mode=b.mode, is_global=False, kernel=k, stride=b.stride, padding=pad, channels=x.c,
+                    in_hw=x.hw, out_hw=out)  # fmt: skip
+        return pool, _Tensor(x.c, out)
+
+
+def _uib_variant(ks: int, km: int, ke: int) -> str:
+    if ke:
+        return "uib"
+    return {(True, True): "extra_dw", (False, True): "ib", (True, False): "convnext", (False, False): "ffn"}[
+        (bool(ks), bool(km))
+    ]
+
+
+def infer_shapes(spec: NetworkSpec, source: str = "") -> Network:
+    builder = _Builder(spec)
+    x = _Tensor(spec.in_channels, spec.input_hw)
+
+    def stage(s: StageSpec, path: str, prefix: str) -> Stage:
+        nonlocal x
+        blocks = []
+        for j, b in enumerate(s.blocks):
+            block, x = builder.block(b, f"{prefix}{j}", x)
+            blocks.append(block)
+        return Stage(name=s.name, path=path, blocks=tuple(blocks), span=s.span)
+
+    stem = stage(spec.stem, "stem", "stem.")
+    stages = tuple(stage(s, f"stages.{i}", f"stages.{i}.blocks.") for i, s in enumerate(spec.stages))
+    head = stage(spec.head, "head", "head.")
+    if not head.blocks or head.blocks[-1].kind != "classifier":
+        raise ArchError("the head must end with a classifier", spec.head.span, "add 'classifier' as its last block")
+    return Network(
+        name=spec.name, source=source, source_hash=spec.source_hash,
+        input_shape=(spec.in_channels, *spec.input_hw), classes=spec.classes, width=spec.width.multiplier,
+        depth=spec.depth.multiplier, stem=stem, stages=stages, head=head,
+    )  # fmt: skip

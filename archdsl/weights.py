@@ -1,0 +1,46 @@
+"""Canonical weights: one safetensors file per network, keyed by IR path + tensor name, in
+PyTorch layout (conv OIHW, depthwise O1HW, linear out x in), readable by every backend.
+
+`init_weights` draws deterministic random values from a seed with NumPy's PCG64, so the file
+is the same on every machine. BatchNorm statistics are randomised too: a fresh BN (mean 0,
+var 1) would hide epsilon and folding mistakes in equivalence tests.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .atomic import write_atomic
+from .ir import Network
+from .layers import Tensor, network_tensors
+
+
+def _draw(t: Tensor, rng):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    if t.role == "weight":
+        fan_in = math.prod(t.shape[1:])
+        return rng.normal(0.0, math.sqrt(2.0 / fan_in), t.shape).astype(np.float32)
+    if t.role in ("bias", "bn_bias", "bn_mean"):
+        return rng.normal(0.0, 0.1, t.shape).astype(np.float32)
+    if t.role in ("bn_weight", "bn_var"):
+        return rng.uniform(0.5, 1.5, t.shape).astype(np.float32)
+    assert t.role == "layer_scale"
+    return rng.uniform(0.5, 1.0, t.shape).astype(np.float32)
+
+
+def init_weights(net: Network, seed: int) -> dict:
+    """Random canonical weights for `net`: {key: float32 array}, in registration order."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return {t.key: _draw(t, rng) for t in network_tensors(net)}
+
+
+def save_weights(weights: dict, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a safetensors file atomically: a reader never sees a half-written file."""
+    from safetensors.numpy import save
+
+    data = save(weights, metadata=metadata)
+    write_atomic(Path(path), data)

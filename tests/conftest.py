@@ -1,0 +1,52 @@
+"""Shared test helpers: compile specs, import generated code, find the reference fixtures."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+FIXTURES = Path(os.environ.get("ARCHDSL_FIXTURES", ROOT.parent / "shared" / "reference" / "fixtures"))
+
+# Figures copied from the reference (timm 1.0.31, shared/reference/timm_facts.json):
+# spec -> (timm model, params, MACs = FlopCounterMode flops / 2 at the default input).
+REFERENCE = {
+    "mnv1": ("mobilenetv1_100", 4_231_976, 568_740_352, 224),
+    "mnv2": ("mobilenetv2_100", 3_504_872, 300_774_272, 224),
+    "mnv3_large": ("mobilenetv3_large_100", 5_483_032, 216_589_760, 224),
+    "mnv3_small": ("mobilenetv3_small_100", 2_542_856, 56_510_400, 224),
+    "efficientnet_lite0": ("efficientnet_lite0", 4_652_008, 385_187_552, 224),
+    "mnv4_conv_s": ("mobilenetv4_conv_small", 3_774_024, 186_005_568, 224),
+    "mnv4_conv_m": ("mobilenetv4_conv_medium", 9_715_512, 1_080_244_224, 256),
+    "mnv4_conv_l": ("mobilenetv4_conv_large", 32_590_864, 6_376_220_672, 384),
+}
+
+
+def import_code(code: str, name: str, tmp_path: Path):
+    """Import generated source text as a module."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(code)
+    spec = importlib.util.spec_from_file_location(f"gen_{name}_{abs(hash(str(tmp_path)))}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def torch_module(tmp_path):
+    """Compile spec text or a spec path to PyTorch and import it."""
+    from archdsl.backends.registry import get_backend
+    from archdsl.compiler import compile_file, compile_text
+
+    def build(spec: str | Path, name: str = "net"):
+        net = compile_file(spec) if isinstance(spec, Path) else compile_text(spec, "test.arch")
+        return net, import_code(get_backend("torch").emit(net), name, tmp_path)
+
+    return build

@@ -1,0 +1,33 @@
+"""Every spec reproduces its reference network: params and MACs equal the reference figures, and
+the cost report equals what PyTorch counts on the generated model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from archdsl.compiler import compile_file
+from archdsl.cost import network_cost
+from conftest import REFERENCE, SPECS
+
+
+@pytest.mark.parametrize("spec", sorted(REFERENCE))
+def test_cost_model_equals_reference(spec):
+    _, params, macs, size = REFERENCE[spec]
+    net = compile_file(SPECS / f"{spec}.arch")
+    cost = network_cost(net)
+    assert net.input_shape == (3, size, size)
+    assert (cost.params, cost.macs) == (params, macs)
+
+
+@pytest.mark.parametrize("spec", sorted(REFERENCE))
+def test_generated_torch_counts_equal_cost_report(spec, torch_module):
+    net, module = torch_module(SPECS / f"{spec}.arch", spec)
+    model = module.build_model().eval()
+    cost = network_cost(net)
+    assert sum(p.numel() for p in model.parameters()) == cost.params
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        out = model(torch.randn(1, *net.input_shape))
+    assert out.shape == (1, 1000)
+    assert counter.get_total_flops() == 2 * cost.macs
