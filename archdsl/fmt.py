@@ -42,7 +42,8 @@ def expr_text(e: Expr, parent: int = 0, right: bool = False) -> str:
     if isinstance(e, Shape):
         return "x".join(map(str, e.dims))
     if isinstance(e, Neg):
-        return "-" + expr_text(e.operand, 3)
+        inner = expr_text(e.operand, 3)
+        return f"-({inner})" if isinstance(e.operand, Neg) else "-" + inner
     assert isinstance(e, BinOp)
     prec = _PRECEDENCE[e.op]
     text = f"{expr_text(e.left, prec)}{e.op}{expr_text(e.right, prec, right=True)}"

@@ -28,7 +28,7 @@ class Target:
 def targets(root: Path) -> list[Target]:
     out = []
     for spec in sorted((root / "specs").glob("*.arch")):
-        if not _has_concrete_network(spec):
+        if not has_concrete_network(spec):
             continue
         for backend in names():
             suffix = get_backend(backend).file_suffix
@@ -36,7 +36,7 @@ def targets(root: Path) -> list[Target]:
     return out
 
 
-def _has_concrete_network(spec: Path) -> bool:
+def has_concrete_network(spec: Path) -> bool:
     try:
         choose_network(load_file(spec), None)
         return True

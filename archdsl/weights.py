@@ -39,8 +39,13 @@ def init_weights(net: Network, seed: int) -> dict:
 
 
 def save_weights(weights: dict, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Write a safetensors file atomically: a reader never sees a half-written file."""
+    """Write a safetensors file atomically: a reader never sees a half-written file.
+
+    safetensors orders several metadata keys differently from run to run, so the metadata is
+    stored as one key, `archdsl`, holding sorted JSON: the file is byte-identical every time."""
+    import json
+
     from safetensors.numpy import save
 
-    data = save(weights, metadata=metadata)
-    write_atomic(Path(path), data)
+    meta = {"archdsl": json.dumps(metadata, sort_keys=True)} if metadata else None
+    write_atomic(Path(path), save(weights, metadata=meta))

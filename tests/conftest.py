@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from archdsl.generate import has_concrete_network
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
+# Spec files that define a network to compile (a family-only file is a library).
+CONCRETE_SPECS = sorted(p for p in SPECS.glob("*.arch") if has_concrete_network(p))
 FIXTURES = Path(os.environ.get("ARCHDSL_FIXTURES", ROOT.parent / "shared" / "reference" / "fixtures"))
 
 # Figures copied from the reference (timm 1.0.31, shared/reference/timm_facts.json):

@@ -1,0 +1,176 @@
+"""The resolving passes: rounding rules, depth and width scaling against the reference tables,
+purity and idempotence, and invariants of the resolved network."""
+
+from __future__ import annotations
+
+import pytest
+
+from archdsl.compiler import compile_text
+from archdsl.cost import network_cost
+from archdsl.ir import Network, NetworkSpec
+from archdsl.loader import load_text
+from archdsl.lower import lower
+from archdsl.passes import PIPELINE, resolve
+from archdsl.rounding import make_divisible, scale_depth
+from conftest import CONCRETE_SPECS, SPECS
+
+
+@pytest.mark.parametrize(
+    "v, divisor, limit, expected",
+    [(16, 8, 0.9, 16), (20, 8, 0.9, 24), (12, 8, 0.9, 16), (11, 8, 0.9, 16), (4, 8, 0.9, 8), (88.08, 8, 0.9, 88),
+     (184, 8, 0.9, 184), (121, 8, 0.9, 120), (35.2, 8, 0.9, 32), (35.2, 8, 0.95, 40), (67, 8, 0.9, 64), (66, 8, 0.95, 64), (9, 8, 0.9, 16),
+     (7, 4, 0.9, 8), (2.5, 1, 0.0, 3), (128 / 16, 8, 0.0, 8)],
+)  # fmt: skip
+def test_make_divisible(v, divisor, limit, expected):
+    assert make_divisible(v, divisor, limit) == expected
+
+
+@pytest.mark.parametrize(
+    "repeats, multiplier, expected",
+    [([2], 1.1, [3]), ([3], 1.2, [4]), ([4], 1.4, [6]), ([1, 2], 1.5, [2, 3]), ([1, 1, 2], 2.0, [2, 2, 4]),
+     ([2, 2], 0.5, [1, 1]), ([1, 3], 1.2, [1, 4])],
+)  # fmt: skip
+def test_scale_depth_ceils_and_distributes_in_reverse(repeats, multiplier, expected):
+    assert scale_depth(repeats, multiplier) == expected
+
+
+# EfficientNet-Lite members: (width, depth, resolution) -> stage (cout, repeats) and params (timm).
+LITE = {
+    "lite1": (1.0, 1.1, 240, [(16, 1), (24, 3), (40, 3), (80, 4), (112, 4), (192, 5), (320, 1)], 5_416_680),
+    "lite2": (1.1, 1.2, 260, [(16, 1), (24, 3), (48, 3), (88, 4), (120, 4), (208, 5), (352, 1)], 6_092_072),
+    "lite3": (1.2, 1.4, 300, [(24, 1), (32, 3), (48, 3), (96, 5), (136, 5), (232, 6), (384, 1)], 8_197_096),
+    "lite4": (1.4, 1.8, 380, [(24, 1), (32, 4), (56, 4), (112, 6), (160, 6), (272, 8), (448, 1)], 13_006_568),
+}
+
+
+@pytest.mark.parametrize("member", sorted(LITE))
+def test_efficientnet_lite_family_scaling_matches_reference(member):
+    width, depth, res, stages, params = LITE[member]
+    text = f'import "efficientnet_lite.arch"\nnetwork {member} = efficientnet_lite(width_mult={width}, depth_mult={depth}, res={res})\n'
+    net = compile_text(text, str(SPECS / f"{member}.arch"))
+    got = [
+        (s.blocks[-1].project.cout if s.blocks[-1].kind == "uib" else s.blocks[-1].pw.cout, len(s.blocks))
+        for s in net.stages
+    ]
+    assert got == stages
+    assert net.input_shape == (3, res, res)
+    assert net.stem.blocks[0].cout == 32 and net.head.blocks[0].cout == 1280  # fixed stem and head
+    assert network_cost(net).params == params
+
+
+def _spec(name: str) -> NetworkSpec:
+    return lower(load_text((SPECS / f"{name}.arch").read_text(), str(SPECS / f"{name}.arch")))
+
+
+def _check_spec(spec: NetworkSpec, after: tuple[str, ...]) -> None:
+    blocks = [b for s in (spec.stem, *spec.stages, spec.head) for b in s.blocks]
+    if "apply_defaults" in after:
+        assert all(b.act is not None and b.se_config is not None for b in blocks)
+    if "expand_repeats" in after:
+        assert all(b.repeat == 1 for b in blocks)
+    if "scale_width" in after:
+        assert all(b.out is None or b.out > 0 for b in blocks)
+
+
+def check_network(net: Network) -> None:
+    """Invariants of a resolved network: channels and sizes chain, paths are unique and ordered."""
+    paths = [b.path for b in net.blocks()]
+    assert len(set(paths)) == len(paths)
+    c, h, w = net.input_shape
+    for block in net.blocks():
+        first = (
+            getattr(block, "dw_start", None) or getattr(block, "dw", None) or getattr(block, "expand", None) or block
+        )
+        if block.kind in ("conv", "ds", "uib", "fused_ib"):
+            assert (first.cin, first.in_hw) == (c, (h, w)), block.path
+        for part in ("dw_start", "expand", "dw_mid", "project", "dw_end", "dw", "pw"):
+            layer = getattr(block, part, None)
+            if layer is not None:
+                assert layer.path == f"{block.path}.{part}"
+                assert layer.kernel % 2 == 1 or any(layer.padding)
+        c, (h, w) = _output(block, c, (h, w))
+
+
+def _output(block, c, hw):
+    if block.kind == "conv":
+        return block.cout, block.out_hw
+    if block.kind == "ds":
+        return block.pw.cout, block.pw.out_hw
+    if block.kind in ("uib", "fused_ib"):
+        last = getattr(block, "dw_end", None) or block.project
+        return last.cout, last.out_hw
+    if block.kind == "pool":
+        return c, block.out_hw
+    return block.classes, (1, 1)
+
+
+@pytest.mark.parametrize("name", ["mnv4_conv_s", "mnv3_large", "efficientnet_lite0"])
+def test_passes_are_pure_idempotent_and_keep_invariants(name):
+    spec = _spec(name)
+    before = spec.model_dump()
+    applied: tuple[str, ...] = ()
+    for step in PIPELINE:
+        out = step(spec)
+        assert spec.model_dump() == before or step is not PIPELINE[0]  # the input is never changed
+        assert step(out).model_dump() == out.model_dump()  # a second run changes nothing
+        applied = out.applied
+        _check_spec(out, applied)
+        spec, before = out, out.model_dump()
+    check_network(resolve(_spec(name)))
+
+
+@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+def test_every_spec_resolves_to_a_consistent_network(path):
+    check_network(resolve(_spec(path.stem)))
+
+
+def test_stage_defaults_override_network_defaults_and_blocks_override_both():
+    net = compile_text(
+        """network t {
+  input 32x32x3
+  defaults {
+    act hard_swish
+    norm batchnorm eps=1e-3
+  }
+  stem conv k3 s2 c16
+  stage a {
+    defaults {
+      act relu
+    }
+    conv k3 c16
+    conv k3 c16 act=gelu eps=1e-5
+  }
+  head {
+    pool avg
+    classifier
+  }
+}
+"""
+    )
+    stem, a0, a1 = net.stem.blocks[0], *net.stages[0].blocks
+    assert (stem.act, stem.norm.eps) == ("hard_swish", 1e-3)
+    assert (a0.act, a0.norm.eps) == ("relu", 1e-3)
+    assert (a1.act, a1.norm.eps) == ("gelu", 1e-5)
+
+
+def test_only_the_first_copy_of_a_repeated_row_keeps_its_stride():
+    net = compile_text(
+        "network t {\n  input 32x32x3\n  stem conv k3 c8\n  stage a {\n    ib k3 s2 e2 c8 x3\n  }\n  head {\n    pool avg\n    classifier\n  }\n}\n"
+    )
+    strides = [b.dw_mid.stride for b in net.stages[0].blocks]
+    assert strides == [2, 1, 1]
+    assert [b.residual for b in net.stages[0].blocks] == [False, True, True]
+
+
+@pytest.mark.parametrize(
+    "size, padding, expected_pad, out",
+    [(224, "symmetric", (1, 1, 1, 1), 112), (224, "same", (0, 1, 0, 1), 112), (7, "same", (1, 1, 1, 1), 4),
+     (7, "symmetric", (1, 1, 1, 1), 4)],
+)  # fmt: skip
+def test_padding_is_explicit_and_tf_same_differs_only_where_it_should(size, padding, expected_pad, out):
+    net = compile_text(
+        f"network t {{\n  input {size}x{size}x3\n  defaults {{\n    padding {padding}\n  }}\n  stem conv k3 s2 c8\n"
+        "  stage a {\n    conv k1 c8\n  }\n  head {\n    pool avg\n    classifier\n  }\n}\n"
+    )
+    stem = net.stem.blocks[0]
+    assert stem.padding == expected_pad and stem.out_hw == (out, out)
