@@ -3,6 +3,7 @@ values to the types options need, with errors located at the offending text."""
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Union
 
 from .errors import ArchError, Span, did_you_mean
@@ -13,6 +14,13 @@ Env = Mapping[str, Value]
 
 
 def evaluate(expr: Expr, env: Env) -> Value:
+    value = _evaluate(expr, env)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ArchError("number out of range", expr.span)
+    return value
+
+
+def _evaluate(expr: Expr, env: Env) -> Value:
     if isinstance(expr, Num):
         return expr.value
     if isinstance(expr, Name):

@@ -122,7 +122,7 @@ class _Printer:
             self.emit(f'import "{item.path}"', span.line, span.end_line, "")
             return
         if isinstance(item, NetworkInst):
-            args = ", ".join(f"{k}={expr_text(v)}" for k, v in item.args)
+            args = ", ".join(f"{a.key}={expr_text(a.value)}" for a in item.args)
             self.emit(f"network {item.name} = {item.base}({args})", span.line, span.end_line, "")
             return
         keyword = "network" if isinstance(item, NetworkDef) else "block"

@@ -90,9 +90,17 @@ class BlockSpec(Node):
     mode: Literal["avg", "max"] | None = None
     padding: Literal["symmetric", "same"] | None = None
     se_config: SEConfig | None = None
+    option_spans: Any = Field(default=None, exclude=True, repr=False)  # option name -> Span
     # filled by the passes
     path: str = ""
     pad_mode: Literal["symmetric", "same"] = "symmetric"
+
+    def at(self, *options: str) -> Any:
+        """The span of the first of `options` the block was given, else the block's own."""
+        for name in options:
+            if self.option_spans and name in self.option_spans:
+                return self.option_spans[name]
+        return self.span
 
 
 class StageSpec(Node):

@@ -31,7 +31,8 @@ class Definitions:
 
     @property
     def source_hash(self) -> str:
-        digest = hashlib.sha256("\0".join(self.sources).encode())
+        # line endings normalised: a CRLF checkout of the same spec has the same hash
+        digest = hashlib.sha256("\0".join(self.sources).replace("\r\n", "\n").encode())
         return digest.hexdigest()[:16]
 
 

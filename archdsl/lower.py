@@ -71,16 +71,18 @@ def lower(defs: Definitions, name: str | None = None) -> NetworkSpec:
                     f"parameter '{p.name}' has no default", p.span, "give it one, or instantiate the family"
                 )
             env[p.name] = evaluate(p.default, env)
-    return _NetworkLowering(defs, env).run(chosen, body, defs.source_hash)
+    return _NetworkLowering(defs, env).run(chosen, node.name_span, body, defs.source_hash)
 
 
 def _bind(family: NetworkDef, inst: NetworkInst) -> dict[str, Value]:
     params = {p.name: p for p in family.params or ()}
     env: dict[str, Value] = {}
-    for key, expr in inst.args:
-        if key not in params:
-            raise ArchError(f"family '{family.name}' has no parameter '{key}'", expr.span, did_you_mean(key, params))
-        env[key] = evaluate(expr, {})
+    for arg in inst.args:
+        if arg.key not in params:
+            raise ArchError(
+                f"family '{family.name}' has no parameter '{arg.key}'", arg.key_span, did_you_mean(arg.key, params)
+            )
+        env[arg.key] = evaluate(arg.value, {})
     for p in family.params or ():
         if p.name not in env:
             if p.default is None:
@@ -96,8 +98,9 @@ class _NetworkLowering:
         self.settings: dict[str, Any] = {}
         self.seen: dict[str, Span] = {}
         self.stages: list[StageSpec] = []
+        self.value_spans: dict[str, Span] = {}
 
-    def run(self, name: str, body: tuple[Stmt, ...], source_hash: str) -> NetworkSpec:
+    def run(self, name: str, name_span: Span, body: tuple[Stmt, ...], source_hash: str) -> NetworkSpec:
         for stmt in body:
             try:
                 self._statement(stmt)
@@ -107,10 +110,14 @@ class _NetworkLowering:
             raise self.errors[0] if len(self.errors) == 1 else ArchErrors(self.errors)
         for required in ("stem", "head"):
             if required not in self.settings:
-                raise ArchError(f"network '{name}' has no {required}", None, f"add a '{required}' statement")
+                raise ArchError(f"network '{name}' has no {required}", name_span, f"add a '{required}' statement")
         if not self.stages:
-            raise ArchError(f"network '{name}' has no stages", None, "add 'stage <name> { ... }'")
-        return NetworkSpec(name=name, source_hash=source_hash, stages=tuple(self.stages), **self.settings)
+            raise ArchError(f"network '{name}' has no stages", name_span, "add 'stage <name> { ... }'")
+        spec = NetworkSpec(name=name, source_hash=source_hash, stages=tuple(self.stages), **self.settings)
+        h, w = spec.resolution or spec.input_hw
+        if min(round(h * spec.rho), round(w * spec.rho)) < 1:
+            raise ArchError(f"rho {spec.rho:g} leaves nothing of the {h}x{w} input", self.value_spans["rho"])
+        return spec
 
     def _once(self, stmt: Stmt) -> None:
         if stmt.head in self.seen:
@@ -140,6 +147,7 @@ class _NetworkLowering:
         elif head in ("rho", "resolution"):
             self._resolution(stmt)
         elif head == "defaults":
+            self._no_items(stmt)
             self.settings["defaults"] = lower_defaults(self._body(stmt), self.env)
         elif head in ("stem", "head"):
             self.settings[head] = StageSpec(name=head, blocks=tuple(self._blocks(stmt)), span=stmt.span)
@@ -197,6 +205,7 @@ class _NetworkLowering:
         if "rho" in self.seen and "resolution" in self.seen:
             raise ArchError("give either rho or resolution, not both", stmt.head_span)
         value, span = self._single(stmt), stmt.items[0].span
+        self.value_spans[stmt.head] = span
         if stmt.head == "rho":
             self.settings["rho"] = as_float(value, span, "resolution multiplier rho")
         elif isinstance(value, tuple) and len(value) == 2:
@@ -205,12 +214,18 @@ class _NetworkLowering:
             side = as_int(value, span, "resolution")
             self.settings["resolution"] = (side, side)
 
+    def _no_items(self, stmt: Stmt) -> None:
+        if stmt.items:
+            raise ArchError(f"'{stmt.head}' takes no options", stmt.items[0].span, f"{stmt.head} {{ ... }}")
+
     def _body(self, stmt: Stmt) -> tuple[Stmt, ...]:
         if stmt.body is None:
             raise ArchError(f"'{stmt.head}' needs a body in braces", stmt.head_span, f"{stmt.head} {{ ... }}")
         return stmt.body
 
     def _blocks(self, stmt: Stmt) -> list[BlockSpec]:
+        if stmt.body is not None:
+            self._no_items(stmt)
         if stmt.body is None:  # inline form: `stem conv k3 s2 c32`
             if not stmt.items or not isinstance(stmt.items[0], Flag):
                 raise ArchError(
@@ -234,17 +249,22 @@ class _NetworkLowering:
         if len(names) != 1 or len(stmt.items) != 1:
             raise ArchError("a stage needs one name", stmt.head_span, "stage s1 { ... }")
         name = names[0].word
+        if not name.isidentifier():
+            raise ArchError(f"'{name}' is not a valid stage name", names[0].span, "names are letters, digits and '_'")
         if any(s.name == name for s in self.stages):
             raise ArchError(f"stage '{name}' is defined twice", names[0].span)
         body = self._body(stmt)
         defaults = [s for s in body if s.head == "defaults"]
-        stage_defaults = lower_defaults(self._body(defaults[0]), self.env) if defaults else Defaults()
         if len(defaults) > 1:
             raise ArchError("a stage has one defaults block", defaults[1].head_span)
+        for d in defaults:
+            self._no_items(d)
+        stage_defaults = lower_defaults(self._body(defaults[0]), self.env) if defaults else Defaults()
+        errors_before = len(self.errors)
         blocks = self._blocks(
             Stmt(stmt.head, (), tuple(s for s in body if s.head != "defaults"), stmt.span, stmt.head_span)
         )
-        if not blocks:
+        if not blocks and len(self.errors) == errors_before:  # not when its blocks were all wrong
             raise ArchError(f"stage '{name}' has no blocks", names[0].span)
         self.stages.append(StageSpec(name=name, blocks=tuple(blocks), defaults=stage_defaults, span=stmt.span))
 

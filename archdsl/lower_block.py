@@ -8,9 +8,10 @@ from typing import Any, Mapping
 from .errors import ArchError, Span, did_you_mean
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
 from .ir import ACTIVATIONS, BlockSpec, Norm
-from .syntax import BlockDef, Flag, KwArg, Literal, Stmt
+from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt
 from .vocabulary import COMPACT, FLAGS, KINDS, KWARGS, Kind
 
+_NUMERIC = ("int", "channels", "float", "kernel")
 _COMPACT_RE = re.compile("^(" + "|".join(COMPACT) + ")([0-9].*)$")
 _NUMBER_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _MAX_TEMPLATE_DEPTH = 32
@@ -29,6 +30,11 @@ def lower_blocks(
     raise ArchError(f"unknown block kind '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, [*KINDS, *templates]))
 
 
+# Options that say the same thing two ways, or contradict each other.
+_CONFLICTS = ({"skip", "noskip"}, {"avg", "max"}, {"dw", "g"}, {"e", "mid"}, {"k", "k_start"}, {"k", "k_mid"},
+              {"k", "k_end"})  # fmt: skip
+
+
 def _lower_kind(stmt: Stmt, kind: Kind, env: Env) -> BlockSpec:
     given: dict[str, tuple[Any, Span]] = {}
     for item in stmt.items:
@@ -37,8 +43,10 @@ def _lower_kind(stmt: Stmt, kind: Kind, env: Env) -> BlockSpec:
             allowed = sorted(kind.options)
             hint = did_you_mean(key, allowed) or ("it takes: " + ", ".join(allowed))
             raise ArchError(f"'{stmt.head}' has no option '{key}'", span, hint)
-        if key in given or (key in ("skip", "noskip") and ({"skip", "noskip"} & given.keys())):
+        if key in given:
             raise ArchError(f"option '{key}' given twice", span, "keep one of them")
+        for other in next((c - {key} for c in _CONFLICTS if key in c and c - {key} <= given.keys()), ()):
+            raise ArchError(f"'{key}' conflicts with '{other}'", span, f"keep either '{other}' or '{key}'")
         given[key] = (raw, span)
     fields = _typed_fields(given)
     if "k" in given:
@@ -52,13 +60,21 @@ def _lower_kind(stmt: Stmt, kind: Kind, env: Env) -> BlockSpec:
     _check_required(stmt, kind, fields)
     if kind.ir_kind == "uib" and stmt.head != "uib":
         fields["variant"] = stmt.head
-    return BlockSpec(kind=kind.ir_kind, span=stmt.span, **fields)
+    spans = {key: span for key, (_, span) in given.items()}
+    return BlockSpec(kind=kind.ir_kind, span=stmt.span, option_spans=spans, **fields)
 
 
 def _option(item: Any, env: Env) -> tuple[str, Any, Span]:
     """(option name, raw value, span) of one item; flags carry True."""
     if isinstance(item, KwArg):
-        return item.key, (evaluate(item.value, env), item.value.span), item.key_span
+        value = evaluate(item.value, env)
+        if isinstance(item.value, Name) and item.value.id not in env and KWARGS.get(item.key, ("", ""))[1] in _NUMERIC:
+            name = item.value.id
+            hint = did_you_mean(name, env) if env else None
+            if _COMPACT_RE.match(name):
+                hint = f"'{name}' reads as the value of '{item.key}='; is a value missing after '{item.key}='?"
+            raise ArchError(f"unknown parameter '{name}'", item.value.span, hint)
+        return item.key, (value, item.value.span), item.key_span
     if isinstance(item, Literal):
         raise ArchError("a value needs an option name", item.span, "write options as k3, s2, c96 or key=value")
     assert isinstance(item, Flag)
@@ -148,8 +164,9 @@ def _kernels(head: str, kind: Kind, raw: Any, span: Span) -> tuple[int, ...]:
             vspan,
             "write " + " or ".join(forms[c] for c in counts),
         )
-    if kind.ir_kind != "uib" and ks[0] < 1:
-        raise ArchError("kernel must be at least 1", vspan)
+    if (kind.ir_kind != "uib" or kind.uib_kernels is not None) and min(ks) < 1:
+        hint = f"'{head}' without a depthwise conv is an 'ffn'" if kind.ir_kind == "uib" else None
+        raise ArchError("kernel must be at least 1", vspan, hint)
     if kind.uib_kernels == "mid":
         ks = (0, ks[0], 0)
     elif kind.uib_kernels == "start_mid":

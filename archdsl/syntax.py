@@ -137,7 +137,7 @@ class NetworkInst:
 
     name: str
     base: str
-    args: tuple[tuple[str, Expr], ...]
+    args: tuple[KwArg, ...]
     span: Span = _span()
     name_span: Span = _span()
     base_span: Span = _span()
@@ -216,7 +216,7 @@ class _ToNodes(Transformer):
         return BlockDef(self._name(name), params, body, self._meta(meta), self._tok(name))
 
     def param_list(self, c):
-        return tuple(p for p in c if p is not None)
+        return _unique(tuple(p for p in c if p is not None), "parameter")
 
     @v_args(meta=True)
     def param(self, meta, c):
@@ -224,11 +224,12 @@ class _ToNodes(Transformer):
         return Param(self._name(name), default, self._meta(meta))
 
     def arg_list(self, c):
-        return tuple(a for a in c if a is not None)
+        return _unique(tuple(a for a in c if a is not None), "argument")
 
-    def arg(self, c):
+    @v_args(meta=True)
+    def arg(self, meta, c):
         name, value = c
-        return (self._name(name), value)
+        return KwArg(self._name(name), value, self._meta(meta), self._tok(name))
 
     def body(self, c):
         return tuple(c)
@@ -287,6 +288,17 @@ class _ToNodes(Transformer):
     @v_args(meta=True)
     def neg(self, meta, c):
         return Neg(c[0], self._meta(meta))
+
+
+def _unique(items: tuple, what: str) -> tuple:
+    """Parameters or arguments, each named once."""
+    seen: set[str] = set()
+    for item in items:
+        name = item.name if isinstance(item, Param) else item.key
+        if name in seen:
+            raise ArchError(f"{what} '{name}' given twice", item.span, "keep one of them")
+        seen.add(name)
+    return items
 
 
 def _wrap_literals(stmt: Stmt) -> Stmt:

@@ -34,9 +34,8 @@ def blocks(draw, stride_budget: int) -> str:
     if kind == "extra_dw":
         opts.append(f"k{k}/{draw(st.sampled_from(KERNELS))}")
     elif kind == "uib":
-        opts.append(
-            "k" + "/".join(str(draw(st.sampled_from([0, *KERNELS]))) for _ in range(3)).replace("k0/0/0", "k0/3/0")
-        )
+        kernels = [draw(st.sampled_from([0, *KERNELS])) for _ in range(3)]
+        opts.append("k" + "/".join(map(str, kernels if any(kernels) else [0, 3, 0])))
     elif kind != "ffn":
         opts.append(f"k{k}")
     if stride == 2:

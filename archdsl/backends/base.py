@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import keyword
 import os
+import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -16,6 +17,27 @@ from ..cost import Cost, block_cost
 from ..errors import ArchError
 from ..ir import Network
 from ..resources import template_dir
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call to lay out in generated code: inline when `args` holds only text, nested otherwise.
+    A call that is an element of a list or argument list ends with a comma."""
+
+    name: str
+    args: tuple[tuple[str, str | Call], ...]  # (keyword or "", value)
+    comment: str = ""
+    trailing_comma: bool = True
+    applied_to: str | None = None  # `Layer(...)(x)`: the call's result is called on this
+
+    @property
+    def nested(self) -> bool:
+        return any(isinstance(v, Call) for _, v in self.args)
+
+    @property
+    def flat(self) -> str:
+        text = f"{self.name}(" + ", ".join(f"{k}={v}" if k else str(v) for k, v in self.args) + ")"
+        return text + (f"({self.applied_to})" if self.applied_to else "")
 
 
 class UnsupportedError(ArchError):
@@ -48,7 +70,7 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
 @cache
 def environment(backend: str) -> jinja2.Environment:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(template_dir() / backend)),
+        loader=jinja2.FileSystemLoader([str(template_dir() / backend), str(template_dir() / "common")]),
         bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -74,6 +96,12 @@ RESERVED_NAMES = frozenset(
 )  # fmt: skip
 
 
+def display_source(path: str) -> str:
+    """The spec path as shown in generated code: POSIX separators, and nothing that could end a
+    docstring or a comment (a path is user text)."""
+    return re.sub(r"[^A-Za-z0-9_./+-]", "_", path.replace("\\", "/"))
+
+
 @dataclass(frozen=True)
 class Header:
     """Facts at the top of every generated file, and each block's and stage's cost, computed once."""
@@ -97,4 +125,14 @@ class Header:
             for s in net.all_stages()
         ]
         total = sum(stages.values(), Cost())
-        return cls(net.name, net.source, net.source_hash, net.input_shape, net.classes, total, blocks, stages, lines)
+        return cls(
+            net.name,
+            display_source(net.source),
+            net.source_hash,
+            net.input_shape,
+            net.classes,
+            total,
+            blocks,
+            stages,
+            lines,
+        )

@@ -7,7 +7,10 @@ import importlib
 from ..errors import ArchError, did_you_mean
 from .base import Backend
 
-_BACKENDS = {"torch": "archdsl.backends.torch:TorchBackend"}
+_BACKENDS = {
+    "torch": "archdsl.backends.torch:TorchBackend",
+    "keras": "archdsl.backends.keras:KerasBackend",
+}
 
 
 def names() -> tuple[str, ...]:

@@ -6,7 +6,6 @@ templates in `backends/torch/` lay the text out. Generated code imports only tor
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..cost import Cost, layer_cost
@@ -22,7 +21,7 @@ from ..ir import (
     Stage,
     UniversalInvertedBottleneck,
 )  # fmt: skip
-from .base import Backend, Header, class_name, environment
+from .base import Backend, Call, Header, class_name, environment
 
 ACT = {
     "relu": "nn.ReLU(inplace=True)",
@@ -45,23 +44,6 @@ _CLASS_TEMPLATES = {
     "pool": "pool.py.j2",
     "classifier": "classifier.py.j2",
 }
-
-
-@dataclass(frozen=True)
-class Call:
-    """A constructor call to lay out: inline when `args` holds only text, nested otherwise."""
-
-    name: str
-    args: tuple[tuple[str, str | Call], ...]  # (keyword or "", value)
-    comment: str = ""
-    nested: bool = field(init=False, default=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "nested", any(isinstance(v, Call) for _, v in self.args))
-
-    @property
-    def flat(self) -> str:
-        return f"{self.name}(" + ", ".join(f"{k}={v}" if k else str(v) for k, v in self.args) + ")"
 
 
 def _shape(c: int, hw: tuple[int, int]) -> str:

@@ -62,14 +62,14 @@ class _Builder:
     def conv(self, b: BlockSpec, path: str, x: _Tensor, cout: int, k: int, s: int, groups: int, act: Act | None,
              bias: bool = False) -> ConvBnAct:  # fmt: skip
         if k % 2 == 0 and b.pad_mode == "symmetric":
-            raise ArchError(f"kernel {k} is even: symmetric padding needs an odd kernel", b.span, "use padding=same")
+            raise ArchError(f"kernel {k} is even: symmetric padding needs an odd kernel", b.at("k"), "use padding=same")
         pad = padding_for(k, s, x.hw, b.pad_mode)
         out = out_size(x.hw, k, s, pad)
         if min(out) < 1:
             raise ArchError(f"a {k}x{k} stride-{s} conv leaves nothing of a {x.hw[0]}x{x.hw[1]} input", b.span,
                             "use a larger input or fewer stride-2 blocks")  # fmt: skip
         if x.c % groups or cout % groups:
-            raise ArchError(f"groups={groups} must divide both {x.c} input and {cout} output channels", b.span)
+            raise ArchError(f"groups={groups} must divide both {x.c} input and {cout} output channels", b.at("g", "dw"))
         norm = None if b.no_norm else b.norm
         return ConvBnAct(path=path, cin=x.c, cout=cout, kernel=k, stride=s, groups=groups, padding=pad,
                          bias=bias, norm=norm, act=act or "identity", in_hw=x.hw, out_hw=out)  # fmt: skip
@@ -87,7 +87,7 @@ class _Builder:
         fits = stride == 1 and x == y
         if b.skip and not fits:
             why = f"stride {stride}" if stride != 1 else f"input {x.show()} but output {y.show()}"
-            raise ArchError(f"a residual needs equal input and output shapes: {why}", b.span,
+            raise ArchError(f"a residual needs equal input and output shapes: {why}", b.at("skip"),
                             f"drop 'skip', or make the block keep {x.c} channels at stride 1")  # fmt: skip
         return fits and b.skip is not False
 
@@ -141,7 +141,9 @@ class _Builder:
         ks, km, ke = b.kernel
         s = b.stride
         if s > 1 and not (ks or km or ke):
-            raise ArchError(f"stride {s} needs a depthwise conv to apply it", b.span, "an FFN block has none; use s1")
+            raise ArchError(
+                f"stride {s} needs a depthwise conv to apply it", b.at("s"), "an FFN block has none; use s1"
+            )
         t = x
         dw_start = None
         if ks:
