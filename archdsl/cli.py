@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 # The CLI process uses no pydantic plugins; skipping their discovery (a scan of every installed
 # package's metadata) saves a fifth of the compile time.
@@ -26,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=help)
         c.add_argument("spec", help="spec file (.arch)")
         c.add_argument("--network", help="network to use when the file defines several")
+        c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
         return c
 
     c = spec_command("compile", "generate framework code for a spec")
@@ -56,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "compile":
-            return commands.compile_cmd(args.spec, args.backend, args.output, args.network)
+            return commands.compile_cmd(args.spec, args.backend, args.output, args.network, args.import_root)
         if args.command == "cost":
-            return commands.cost_cmd(args.spec, args.json, args.dtype, args.network)
+            return commands.cost_cmd(args.spec, args.json, args.dtype, args.network, args.import_root)
         if args.command == "init-weights":
-            return commands.init_weights_cmd(args.spec, args.seed, args.output, args.network)
+            return commands.init_weights_cmd(args.spec, args.seed, args.output, args.network, args.import_root)
         if args.command == "fmt":
             return commands.fmt_cmd(args.files, args.check, args.write)
         if args.command == "check":

@@ -10,10 +10,10 @@ from .compiler import compile_file
 from .errors import ArchError
 
 
-def compile_cmd(spec: str, backend: str, output: str | None, network: str | None) -> int:
+def compile_cmd(spec: str, backend: str, output: str | None, network: str | None, root: Path | None = None) -> int:
     from .backends.registry import get_backend
 
-    code = get_backend(backend).emit(compile_file(spec, network))
+    code = get_backend(backend).emit(compile_file(spec, network, root))
     if output:
         write_atomic(Path(output), code)
     else:
@@ -21,20 +21,20 @@ def compile_cmd(spec: str, backend: str, output: str | None, network: str | None
     return 0
 
 
-def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None) -> int:
+def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None, root: Path | None = None) -> int:
     import json
 
     from .report import cost_json, cost_table
 
-    net = compile_file(spec, network)
+    net = compile_file(spec, network, root)
     sys.stdout.write(json.dumps(cost_json(net, dtype), indent=2) + "\n" if as_json else cost_table(net, dtype))
     return 0
 
 
-def init_weights_cmd(spec: str, seed: int, output: str, network: str | None) -> int:
+def init_weights_cmd(spec: str, seed: int, output: str, network: str | None, root: Path | None = None) -> int:
     from .weights import init_weights, save_weights
 
-    net = compile_file(spec, network)
+    net = compile_file(spec, network, root)
     meta = {"network": net.name, "source_hash": net.source_hash, "seed": str(seed), "layout": "torch"}
     save_weights(init_weights(net, seed), output, meta)
     return 0
@@ -52,17 +52,13 @@ def fmt_cmd(files: list[str], check: bool, write: bool) -> int:
         except OSError as exc:
             raise ArchError(f"cannot read {name!r}: {exc.strerror}") from None
         out = format_module(parse(text, name))
+        if not check and not write:
+            sys.stdout.write(out)  # every file, in argument order
         if out == text:
             continue
         changed.append(name)
         if write:
             write_atomic(path, out)
-        elif not check:
-            sys.stdout.write(out)
-    if not check and not write:
-        for name in files:  # unchanged files print as they are, so stdout is the whole result
-            if name not in changed:
-                sys.stdout.write(Path(name).read_text())
     if check and changed:
         for name in changed:
             print(f"{name}: not in canonical format (run: archdsl fmt --write {name})", file=sys.stderr)

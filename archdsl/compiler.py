@@ -10,11 +10,20 @@ from .lower import lower
 from .passes import resolve
 
 
-def compile_file(path: str | Path, network: str | None = None, import_root: Path | None = None) -> Network:
-    defs = load_file(path, import_root)
-    return resolve(lower(defs, network), str(path))
+def compile_file(
+    path: str | Path,
+    network: str | None = None,
+    import_root: Path | None = None,
+    resolution: tuple[int, int] | None = None,
+    shown_as: str | None = None,
+) -> Network:
+    """Compile a spec file. `resolution` replaces the network's input size (H, W); `shown_as` is
+    the name generated code gives the spec (default: `path` as given)."""
+    spec = lower(load_file(path, import_root), network)
+    if resolution is not None:
+        spec = spec.model_copy(update={"resolution": resolution, "rho": 1.0})
+    return resolve(spec, shown_as or str(path))
 
 
 def compile_text(text: str, file: str = "<string>", network: str | None = None) -> Network:
-    defs = load_text(text, file)
-    return resolve(lower(defs, network), file)
+    return resolve(lower(load_text(text, file), network), file)

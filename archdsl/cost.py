@@ -1,15 +1,17 @@
 """Exact cost of every layer: parameters, MACs, element-wise ops, and memory traffic.
 
-Conventions (see docs/cost.md):
+Conventions (docs/cost.md has the details):
 - params: every learnable tensor (conv/linear weights and biases, BN gamma and beta, layer
   scale); BN running statistics are buffers, not params.
-- macs: one multiply-accumulate = 1, for convolutions, linear layers and attention matmuls;
-  equal to torch's FlopCounterMode count / 2. Bias adds are not MACs.
-- elementwise: other arithmetic per element, reported apart: BN 2 (scale, shift), each non-identity
-  activation 1, SE squeeze 1 per input element and gating 1, residual add 1, layer scale 1,
-  average pooling 1 per input element, max pooling 1 per window element.
+- macs: one multiply-accumulate = 1, for convolutions and linear layers; equal to torch's
+  FlopCounterMode count / 2. Bias adds are not MACs.
+- elementwise: other arithmetic per element, reported apart: BN 2 (scale, shift), each
+  non-identity activation 1, SE squeeze 1 per input element and gating 1, residual add 1,
+  layer scale 1; global pooling 1 per input element, windowed pooling 1 per window element
+  of each output.
 - weight_bytes: params x dtype size. activation_bytes: elements read plus elements written by
-  the layer x dtype size, each layer counted on its own (no fusion).
+  each layer, a layer being a conv with its BN and activation, an SE, a residual add, a layer
+  scale, a pool or the classifier; no fusion across layers is assumed.
 """
 
 from __future__ import annotations

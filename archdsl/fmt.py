@@ -46,7 +46,10 @@ def expr_text(e: Expr, parent: int = 0, right: bool = False) -> str:
         return f"-({inner})" if isinstance(e.operand, Neg) else "-" + inner
     assert isinstance(e, BinOp)
     prec = _PRECEDENCE[e.op]
-    text = f"{expr_text(e.left, prec)}{e.op}{expr_text(e.right, prec, right=True)}"
+    left, right_text = expr_text(e.left, prec), expr_text(e.right, prec, right=True)
+    # `c1/2` would lex as one compact word (like k5/3); spaces keep it a division
+    sep = " " if e.op == "/" and left[-1:].isdigit() and not left.replace(".", "").isdigit() else ""
+    text = f"{left}{sep}{e.op}{sep}{right_text}"
     # parenthesise where precedence or left-associativity would otherwise change the meaning
     return f"({text})" if prec < parent or (right and prec == parent) else text
 

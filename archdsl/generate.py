@@ -13,41 +13,42 @@ from pathlib import Path
 from .atomic import write_atomic
 from .backends.registry import get_backend, names
 from .compiler import compile_file
-from .errors import ArchError
 from .loader import load_file
-from .lower import choose_network
+from .lower import concrete_in
 
 
 @dataclass(frozen=True)
 class Target:
     spec: Path
+    network: str
     backend: str
     path: Path
 
 
 def targets(root: Path) -> list[Target]:
+    """Every (spec, network, backend) to generate: `<spec>.py`, or `<network>.py` for each
+    network of a spec file that defines several."""
     out = []
     for spec in sorted((root / "specs").glob("*.arch")):
-        if not has_concrete_network(spec):
-            continue
-        for backend in names():
-            suffix = get_backend(backend).file_suffix
-            out.append(Target(spec, backend, root / "generated" / backend / (spec.stem + suffix)))
+        networks = concrete_networks(spec)
+        for network in networks:
+            stem = spec.stem if len(networks) == 1 else network
+            for backend in names():
+                suffix = get_backend(backend).file_suffix
+                out.append(Target(spec, network, backend, root / "generated" / backend / (stem + suffix)))
     return out
 
 
+def concrete_networks(spec: Path) -> list[str]:
+    return concrete_in(load_file(spec))
+
+
 def has_concrete_network(spec: Path) -> bool:
-    try:
-        choose_network(load_file(spec), None)
-        return True
-    except ArchError as e:
-        if "defines no concrete network" in e.message:
-            return False
-        raise
+    return bool(concrete_networks(spec))
 
 
 def emit(target: Target, root: Path) -> str:
-    net = compile_file(target.spec.relative_to(root))
+    net = compile_file(target.spec, target.network, shown_as=target.spec.relative_to(root).as_posix())
     return get_backend(target.backend).emit(net)
 
 

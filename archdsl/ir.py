@@ -35,10 +35,11 @@ class Norm(Node):
 
 
 class SEConfig(Node):
-    """How a block's squeeze-excite width and functions are chosen (they differ by family)."""
+    """How a block's squeeze-excite width and functions are chosen (they differ by family):
+    reduced = make_divisible(base channels x ratio, divisor, round_limit)."""
 
     base: Literal["in", "mid", "out"] = "mid"  # channels the ratio multiplies
-    divisor: int = 8  # round with make_divisible(divisor); 1 rounds to nearest integer
+    divisor: int = 8
     round_limit: float = 0.9
     act: Act = "relu"
     gate: Act = "hard_sigmoid"
@@ -51,13 +52,24 @@ class Rounding(Node):
     round_limit: float = 0.9
 
 
+class SEDefaults(Node):
+    """SE settings a network or stage gives; None = inherit (field by field)."""
+
+    base: Literal["in", "mid", "out"] | None = None
+    divisor: int | None = None
+    round_limit: float | None = None
+    act: Act | None = None
+    gate: Act | None = None
+
+
 class Defaults(Node):
-    """Settings a network, stage or template gives to the blocks inside it; None = inherit."""
+    """Settings a network or a stage gives to the blocks inside it; None = inherit, field by field."""
 
     act: Act | None = None
-    norm: Norm | None = None
-    no_norm: bool | None = None
-    se: SEConfig | None = None
+    use_norm: bool | None = None  # False: `norm none`
+    eps: float | None = None
+    momentum: float | None = None  # PyTorch convention
+    se: SEDefaults = SEDefaults()
     padding: Literal["symmetric", "same"] | None = None
     layer_scale: float | None = None
 
@@ -70,7 +82,8 @@ class BlockSpec(Node):
 
     kind: str
     variant: str | None = None  # the uib instantiation as written (ib, extra_dw, ...)
-    repeat: int = 1
+    repeat: int = 1  # of the block, or of its whole group
+    group: str | None = None  # blocks from one template use repeat together (`pair ... x3`)
     kernel: tuple[int, ...] | None = None  # uib family: (start, mid, end), 0 = absent
     stride: int = 1
     expand: float | None = None
@@ -79,8 +92,9 @@ class BlockSpec(Node):
     groups: int | None = None  # 0: depthwise (groups = input channels)
     se: float | None = None
     act: Act | None = None
-    norm: Norm | None = None
-    no_norm: bool = False
+    use_norm: bool | None = None  # `norm=batchnorm` / `norm=none`; None = inherit
+    eps: float | None = None
+    norm: Norm | None = None  # resolved by apply_defaults
     bias: bool = False
     skip: bool | None = None  # None: residual wherever shapes allow
     fixed: bool = False  # channels not scaled by the width multiplier
@@ -175,6 +189,7 @@ class DepthwiseSeparable(Node):
 
     kind: Literal["ds"] = "ds"
     path: str
+    variant: Literal["ds", "dsa"] = "ds"  # dsa: MobileNetV1's form, act after pw, no residual
     dw: ConvBnAct
     se: SqueezeExcite | None
     pw: ConvBnAct

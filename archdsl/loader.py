@@ -14,6 +14,7 @@ from typing import Union
 
 from .errors import ArchError
 from .syntax import BlockDef, Import, Module, NetworkDef, NetworkInst, parse
+from .vocabulary import KINDS
 
 NetworkNode = Union[NetworkDef, NetworkInst]
 _ROOT_MARKERS = ("pyproject.toml", ".git", "archdsl.toml")
@@ -107,6 +108,10 @@ def _index(defs: Definitions, module: Module) -> None:
             table = defs.blocks
         else:
             continue
+        if isinstance(item, BlockDef) and item.name in KINDS:
+            raise ArchError(
+                f"block '{item.name}' has the name of a built-in block kind", item.name_span, "choose another name"
+            )
         if item.name in defs.networks or item.name in defs.blocks:
             first = (defs.networks.get(item.name) or defs.blocks[item.name]).name_span
             raise ArchError(

@@ -18,9 +18,8 @@ from .ir import (
     Defaults,
     DepthScaling,
     NetworkSpec,
-    Norm,
     Rounding,
-    SEConfig,
+    SEDefaults,
     StageSpec,
     WidthScaling,
 )
@@ -37,7 +36,7 @@ def choose_network(defs: Definitions, name: str | None) -> str:
             raise ArchError(f"no network named '{name}' in {defs.main.file}", None, did_you_mean(name, defs.networks))
         return name
     local = [i for i in defs.main.items if isinstance(i, (NetworkDef, NetworkInst))]
-    concrete = [n.name for n in local if isinstance(n, NetworkInst) or n.params is None]
+    concrete = concrete_in(defs)
     stem = Path(defs.main.file).stem
     if len(concrete) == 1:
         return concrete[0]
@@ -50,6 +49,12 @@ def choose_network(defs: Definitions, name: str | None) -> str:
     raise ArchError(
         f"{defs.main.file} defines several networks", None, "choose one with --network: " + ", ".join(concrete)
     )
+
+
+def concrete_in(defs: Definitions) -> list[str]:
+    """Networks of the main file that compile as they are: plain ones and family instances."""
+    items = [i for i in defs.main.items if isinstance(i, (NetworkDef, NetworkInst))]
+    return [n.name for n in items if isinstance(n, NetworkInst) or n.params is None]
 
 
 def lower(defs: Definitions, name: str | None = None) -> NetworkSpec:
@@ -294,12 +299,16 @@ def lower_defaults(body: tuple[Stmt, ...], env: Env) -> Defaults:
     for stmt in body:
         if stmt.head not in DEFAULT_SETTINGS:
             raise ArchError(f"unknown default '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, DEFAULT_SETTINGS))
-        if stmt.head in out or (stmt.head == "norm" and "no_norm" in out):
+        if stmt.head in out or (stmt.head == "norm" and "use_norm" in out):
             raise ArchError(f"default '{stmt.head}' is set twice", stmt.head_span)
         kw = keyword_values(stmt, _DEFAULT_KEYS.get(stmt.head, ()), env)
         pos = [i for i in stmt.items if not isinstance(i, KwArg)]
         if stmt.head == "se":
-            out["se"] = _se_config(kw)
+            if pos:
+                raise ArchError(
+                    "the SE ratio belongs on blocks", pos[0].span, "write se0.25 on the blocks; here: se base=mid ..."
+                )
+            out["se"] = _se_defaults(kw)
             continue
         if len(pos) != 1:
             raise ArchError(f"default '{stmt.head}' takes one value", stmt.head_span)
@@ -310,17 +319,18 @@ def lower_defaults(body: tuple[Stmt, ...], env: Env) -> Defaults:
             out["padding"] = as_symbol(value, span, "padding", ("symmetric", "same"))
         elif stmt.head == "layer_scale":
             out["layer_scale"] = as_float(value, span, "layer scale")
-        elif as_symbol(value, span, "norm", ("batchnorm", "none")) == "none":
-            out["no_norm"] = True
         else:
-            out["norm"] = Norm(
-                eps=as_float(*kw["eps"], "norm epsilon") if "eps" in kw else 1e-5,
-                momentum=as_float(*kw["momentum"], "norm momentum", 0.0, 1.0) if "momentum" in kw else 0.1,
-            )
+            out["use_norm"] = as_symbol(value, span, "norm", ("batchnorm", "none")) == "batchnorm"
+            if not out["use_norm"] and kw:
+                raise ArchError("norm none takes no settings", next(iter(kw.values()))[1])
+            if "eps" in kw:
+                out["eps"] = as_float(*kw["eps"], "norm epsilon")
+            if "momentum" in kw:
+                out["momentum"] = as_float(*kw["momentum"], "norm momentum", 0.0, 1.0)
     return Defaults(**out)
 
 
-def _se_config(kw: dict[str, tuple[Value, Span]]) -> SEConfig:
+def _se_defaults(kw: dict[str, tuple[Value, Span]]) -> SEDefaults:
     fields: dict[str, Any] = {}
     if "base" in kw:
         fields["base"] = as_symbol(*kw["base"], "SE base", ("in", "mid", "out"))
@@ -331,4 +341,4 @@ def _se_config(kw: dict[str, tuple[Value, Span]]) -> SEConfig:
     for key in ("act", "gate"):
         if key in kw:
             fields[key] = as_symbol(*kw[key], f"SE {key}", ACTIVATIONS)
-    return SEConfig(**fields)
+    return SEDefaults(**fields)

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 from .errors import ArchError, Span, did_you_mean
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
-from .ir import ACTIVATIONS, BlockSpec, Norm
+from .ir import ACTIVATIONS, BlockSpec
 from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt
 from .vocabulary import COMPACT, FLAGS, KINDS, KWARGS, Kind
 
@@ -26,6 +26,11 @@ def lower_blocks(
     if stmt.head in KINDS:
         return [_lower_kind(stmt, KINDS[stmt.head], env)]
     if stmt.head in templates:
+        if stack:  # a group inside a group is part of the outer one
+            return [
+                b.model_copy(update={"group": None})
+                for b in _expand_template(stmt, templates[stmt.head], env, templates, stack)
+            ]
         return _expand_template(stmt, templates[stmt.head], env, templates, stack)
     raise ArchError(f"unknown block kind '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, [*KINDS, *templates]))
 
@@ -110,14 +115,13 @@ def _typed_fields(given: dict[str, tuple[Any, Span]]) -> dict[str, Any]:
         elif typ == "act":
             out[field] = as_symbol(value, vspan, "activation", ACTIVATIONS)
         elif typ == "norm":
-            if as_symbol(value, vspan, "norm", ("batchnorm", "none")) == "none":
-                out["no_norm"] = True
+            out["use_norm"] = as_symbol(value, vspan, "norm", ("batchnorm", "none")) == "batchnorm"
         elif typ == "padding":
             out[field] = as_symbol(value, vspan, "padding", ("symmetric", "same"))
-    if eps is not None:
-        if out.get("no_norm"):
+    if eps is not None:  # an epsilon asks for a norm, even where the defaults say `norm none`
+        if out.get("use_norm") is False:
             raise ArchError("eps given with norm=none", given["eps"][1])
-        out["norm"] = Norm(eps=eps)
+        out["eps"], out["use_norm"] = eps, True
     return out
 
 
@@ -224,10 +228,13 @@ def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str
                 )
             bound[p.name] = evaluate(p.default, bound)
     blocks: list[BlockSpec] = []
-    for _ in range(repeat):
-        for inner in tpl.body:
-            blocks += lower_blocks(inner, bound, templates, (*stack, tpl.name))
-    return blocks
+    for inner in tpl.body:
+        for b in lower_blocks(inner, bound, templates, (*stack, tpl.name)):
+            # the group repeats as a unit; repeats inside it are expanded here, first copy keeps the stride
+            copies = [b] + [b.model_copy(update={"stride": 1})] * (b.repeat - 1)
+            blocks += [c.model_copy(update={"repeat": 1}) for c in copies]
+    group = f"{stmt.span.line}:{stmt.span.col}"
+    return [b.model_copy(update={"repeat": repeat, "group": group}) for b in blocks]
 
 
 _WHAT = {

@@ -58,7 +58,7 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "conv": Kind("conv", frozenset(_CONV), "conv k x k -> BN -> act"),
     "ds": Kind("ds", frozenset(_DS), "depthwise-separable, linear pointwise, residual when shapes allow"),
-    "dsa": Kind("dsa", frozenset(_DS - {"skip", "noskip"}), "MobileNetV1 depthwise-separable: act after pw, no residual"),
+    "dsa": Kind("dsa", frozenset(_DS - {"skip", "noskip", "drop_path"}), "MobileNetV1 depthwise-separable: act after pw, no residual"),
     "uib": Kind("uib", frozenset(_UIB), "universal inverted bottleneck, k<start>/<mid>[/<end>]"),
     "ib": Kind("uib", frozenset(_UIB - {"k_start", "k_mid", "k_end"}), "inverted bottleneck (MobileNetV2)", "mid"),
     "extra_dw": Kind("uib", frozenset(_UIB - {"k_start", "k_mid", "k_end"}), "UIB ExtraDW, k<start>/<mid>", "start_mid"),

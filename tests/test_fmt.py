@@ -58,10 +58,12 @@ def test_formatted_spec_compiles_to_the_same_network():
         ("c=(a-b)-1", "c=a-b-1"),
         ("c=a/(b/2)", "c=a/(b/2)"),
         ("c=-(a+1)", "c=-(a+1)"),
+        ("c=a1 / 2", "c=a1 / 2"),  # `a1/2` would lex as one compact word, like k5/3
+        ("c=a / 2", "c=a/2"),
     ],
 )
 def test_expressions_keep_their_meaning_with_minimal_parentheses(expr, canonical):
-    src = f"block t(a, b) {{\n  conv k3 {expr}\n}}\n"
+    src = f"block t(a, b, a1) {{\n  conv k3 {expr}\n}}\n"
     out = format_module(parse(src))
     assert f"  conv k3 {canonical}\n" in out
     assert parse(out) == parse(src)

@@ -174,3 +174,90 @@ def test_padding_is_explicit_and_tf_same_differs_only_where_it_should(size, padd
     )
     stem = net.stem.blocks[0]
     assert stem.padding == expected_pad and stem.out_hw == (out, out)
+
+
+def test_a_template_use_repeats_as_a_unit_and_scales_with_depth_as_one_row():
+    text = """block pair(c, s=1) {
+  ib k3 s=s e2 c=c
+  ib k3 e2 c=c
+}
+
+network t {
+  input 32x32x3
+  depth 1.5
+  stem conv k3 c8
+  stage a {
+    pair c=16 s=2 x2
+  }
+  head {
+    pool avg
+    classifier
+  }
+}
+"""
+    blocks = compile_text(text).stages[0].blocks
+    assert len(blocks) == 6  # ceil(2 x 1.5) = 3 copies of the pair
+    assert [b.dw_mid.stride for b in blocks] == [2, 1, 1, 1, 1, 1]
+    assert [b.project.out_hw for b in blocks][-1] == (16, 16)
+
+
+def test_norm_settings_inherit_field_by_field():
+    net = compile_text(
+        """network t {
+  input 32x32x3
+  defaults {
+    norm batchnorm eps=1e-3 momentum=0.01
+  }
+  stem conv k3 c8
+  stage a {
+    defaults {
+      norm none
+    }
+    conv k3 c8
+    conv k3 c8 norm=batchnorm
+    conv k3 c8 eps=1e-4
+  }
+  stage b {
+    defaults {
+      norm batchnorm eps=1e-5
+    }
+    conv k3 c8
+  }
+  head {
+    pool avg
+    classifier
+  }
+}
+"""
+    )
+    a0, a1, a2 = net.stages[0].blocks
+    (b0,) = net.stages[1].blocks
+    assert a0.norm is None
+    assert (a1.norm.eps, a1.norm.momentum) == (1e-3, 0.01)  # back on, with the network's settings
+    assert (a2.norm.eps, a2.norm.momentum) == (1e-4, 0.01)
+    assert (b0.norm.eps, b0.norm.momentum) == (1e-5, 0.01)  # the stage's eps keeps the network's momentum
+
+
+def test_se_defaults_merge_field_by_field():
+    net = compile_text(
+        """network t {
+  input 32x32x3
+  defaults {
+    se base=in divisor=4 act=swish gate=sigmoid
+  }
+  stem conv k3 c16
+  stage a {
+    defaults {
+      se gate=hard_sigmoid
+    }
+    ib k3 e4 c16 se0.25
+  }
+  head {
+    pool avg
+    classifier
+  }
+}
+"""
+    )
+    se = net.stages[0].blocks[0].se
+    assert (se.reduced, se.act, se.gate) == (4, "swish", "hard_sigmoid")  # base in: 16 x 0.25, divisor 4

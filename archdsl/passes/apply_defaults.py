@@ -1,29 +1,37 @@
 """Give every block its activation, norm, SE rule, padding mode and layer scale, taking the
-nearest setting: the block's own, then its stage's defaults, then the network's."""
+nearest setting field by field: the block's own, then its stage's defaults, then the network's,
+then the built-in ones (ReLU, BatchNorm eps 1e-5 momentum 0.1, symmetric padding)."""
 
 from __future__ import annotations
 
-from ..ir import BlockSpec, Defaults, NetworkSpec, Norm, SEConfig, StageSpec
+from ..ir import BlockSpec, Defaults, NetworkSpec, Node, Norm, SEConfig, SEDefaults, StageSpec
 
 NAME = "apply_defaults"
-_FALLBACK = Defaults(act="relu", norm=Norm(), se=SEConfig(), padding="symmetric")
+_FALLBACK = Defaults(
+    act="relu", use_norm=True, eps=1e-5, momentum=0.1, padding="symmetric", se=SEDefaults(**SEConfig().model_dump())
+)
 _TAKES_LAYER_SCALE = ("uib",)
 
 
-def _merge(outer: Defaults, inner: Defaults) -> Defaults:
-    fields = {k: v for k, v in inner.model_dump(exclude_none=True).items()}
-    merged = outer.model_copy(update={k: getattr(inner, k) for k in fields})
-    if inner.norm is not None:
-        merged = merged.model_copy(update={"no_norm": inner.no_norm})
-    return merged
+def merge(outer: Node, inner: Node) -> Node:
+    """`inner`'s fields where set, `outer`'s elsewhere; nested settings merge the same way."""
+    update = {}
+    for name in type(inner).model_fields:
+        value = getattr(inner, name)
+        if isinstance(value, Node) and name != "span":
+            update[name] = merge(getattr(outer, name), value)
+        elif value is not None and name != "span":
+            update[name] = value
+    return outer.model_copy(update=update)
 
 
 def _apply(block: BlockSpec, d: Defaults) -> BlockSpec:
+    use_norm = d.use_norm if block.use_norm is None else block.use_norm
+    assert d.eps is not None and d.momentum is not None
     update: dict = {
         "act": block.act or d.act,
-        "norm": block.norm or d.norm,
-        "no_norm": block.no_norm or bool(d.no_norm and block.norm is None),
-        "se_config": block.se_config or d.se,
+        "norm": Norm(eps=block.eps or d.eps, momentum=d.momentum) if use_norm else None,
+        "se_config": block.se_config or SEConfig(**d.se.model_dump(exclude={"span"})),
         "pad_mode": block.padding or d.padding,
     }
     if block.kind in _TAKES_LAYER_SCALE and block.layer_scale is None:
@@ -32,14 +40,16 @@ def _apply(block: BlockSpec, d: Defaults) -> BlockSpec:
 
 
 def _stage(stage: StageSpec, network_defaults: Defaults) -> StageSpec:
-    d = _merge(network_defaults, stage.defaults)
+    d = merge(network_defaults, stage.defaults)
+    assert isinstance(d, Defaults)
     return stage.model_copy(update={"blocks": tuple(_apply(b, d) for b in stage.blocks)})
 
 
 def apply_defaults(spec: NetworkSpec) -> NetworkSpec:
     if NAME in spec.applied:
         return spec
-    d = _merge(_FALLBACK, spec.defaults)
+    d = merge(_FALLBACK, spec.defaults)
+    assert isinstance(d, Defaults)
     return spec.model_copy(
         update={
             "stem": _stage(spec.stem, d),

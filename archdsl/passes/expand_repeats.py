@@ -1,5 +1,6 @@
 """Expand `xN` repeats into copies, after scaling each stage's depth by the depth multiplier.
 
+A row is one block statement, or all the blocks of one template use, which repeat as a unit.
 Only the first copy of a row keeps its stride. With `fix_first_last`, the first and last body
 stages keep their depth (EfficientNet-Lite).
 """
@@ -12,14 +13,27 @@ from ..rounding import scale_depth
 NAME = "expand_repeats"
 
 
+def _rows(blocks: tuple[BlockSpec, ...]) -> list[list[BlockSpec]]:
+    rows: list[list[BlockSpec]] = []
+    for b in blocks:
+        if rows and b.group is not None and rows[-1][0].group == b.group:
+            rows[-1].append(b)
+        else:
+            rows.append([b])
+    return rows
+
+
 def _expand(stage: StageSpec, multiplier: float) -> StageSpec:
-    repeats = [b.repeat for b in stage.blocks]
+    rows = _rows(stage.blocks)
+    repeats = [row[0].repeat for row in rows]
     if multiplier != 1.0:
         repeats = scale_depth(repeats, multiplier)
     blocks: list[BlockSpec] = []
-    for block, n in zip(stage.blocks, repeats, strict=True):
-        first = block.model_copy(update={"repeat": 1})
-        blocks += [first] + [first.model_copy(update={"stride": 1})] * (n - 1)
+    for row, n in zip(rows, repeats, strict=True):
+        first = [b.model_copy(update={"repeat": 1}) for b in row]
+        blocks += first
+        for _ in range(n - 1):
+            blocks += [b.model_copy(update={"stride": 1}) for b in first]
     return stage.model_copy(update={"blocks": tuple(blocks)})
 
 

@@ -70,7 +70,7 @@ class _Builder:
                             "use a larger input or fewer stride-2 blocks")  # fmt: skip
         if x.c % groups or cout % groups:
             raise ArchError(f"groups={groups} must divide both {x.c} input and {cout} output channels", b.at("g", "dw"))
-        norm = None if b.no_norm else b.norm
+        norm = b.norm
         return ConvBnAct(path=path, cin=x.c, cout=cout, kernel=k, stride=s, groups=groups, padding=pad,
                          bias=bias, norm=norm, act=act or "identity", in_hw=x.hw, out_hw=out)  # fmt: skip
 
@@ -113,7 +113,16 @@ class _Builder:
             pw = self.conv(b, f"{path}.pw", _Tensor(x.c, dw.out_hw), b.out, 1, 1, 1, b.act if kind == "dsa" else None)
             y = _Tensor(b.out, pw.out_hw)
             res = False if kind == "dsa" else self.residual(b, x, y, b.stride)
-            return DepthwiseSeparable(path=path, dw=dw, se=se, pw=pw, residual=res, drop_path=b.drop_path), y
+            ds = DepthwiseSeparable(
+                path=path,
+                variant="dsa" if kind == "dsa" else "ds",
+                dw=dw,
+                se=se,
+                pw=pw,
+                residual=res,
+                drop_path=b.drop_path,
+            )
+            return ds, y
         if kind == "uib":
             return self.uib(b, path, x)
         if kind == "fused_ib":
@@ -173,10 +182,16 @@ class _Builder:
     def pool(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
         assert b.mode
         if b.kernel is None:
+            if b.stride != 1 or b.padding is not None:
+                raise ArchError(
+                    "a global pool takes no stride or padding", b.at("s", "padding"), "give k<size> for a windowed pool"
+                )
             return Pool(path=path, mode=b.mode, is_global=True, channels=x.c, in_hw=x.hw, out_hw=(1, 1)), _Tensor(
                 x.c, (1, 1)
             )
         k = b.kernel[0]
+        if k % 2 == 0 and b.pad_mode == "symmetric":
+            raise ArchError(f"kernel {k} is even: symmetric padding needs an odd kernel", b.at("k"), "use padding=same")
         pad = padding_for(k, b.stride, x.hw, b.pad_mode)
         out = out_size(x.hw, k, b.stride, pad)
         pool = Pool(path=path, mode=b.mode, is_global=False, kernel=k, stride=b.stride, padding=pad, channels=x.c,

@@ -63,63 +63,63 @@ def build_model() -> keras.Model:
     x = layers.Identity(name="stem.0")(x)
 
     # stages.0 (s0): 1 block | 2,528 params, 29,302,784 MACs
-    # stages.0.blocks.0 ds: 32x112x112 -> 64x112x112 | 2,528 params, 29,302,784 MACs
+    # stages.0.blocks.0 dsa: 32x112x112 -> 64x112x112 | 2,528 params, 29,302,784 MACs
     x = conv_bn_act(x, "stages.0.blocks.0.dw", 32, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.0.blocks.0.pw", 64, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.0.blocks.0")(x)
 
     # stages.1 (s1): 2 blocks | 27,200 params, 82,489,344 MACs
-    # stages.1.blocks.0 ds: 64x112x112 -> 128x56x56 | 9,152 params, 27,496,448 MACs
+    # stages.1.blocks.0 dsa: 64x112x112 -> 128x56x56 | 9,152 params, 27,496,448 MACs
     x = conv_bn_act(x, "stages.1.blocks.0.dw", 64, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.1.blocks.0.pw", 128, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.1.blocks.0")(x)
-    # stages.1.blocks.1 ds: 128x56x56 -> 128x56x56 | 18,048 params, 54,992,896 MACs
+    # stages.1.blocks.1 dsa: 128x56x56 -> 128x56x56 | 18,048 params, 54,992,896 MACs
     x = conv_bn_act(x, "stages.1.blocks.1.dw", 128, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.1.blocks.1.pw", 128, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.1.blocks.1")(x)
 
     # stages.2 (s2): 2 blocks | 103,552 params, 79,779,840 MACs
-    # stages.2.blocks.0 ds: 128x56x56 -> 256x28x28 | 34,688 params, 26,593,280 MACs
+    # stages.2.blocks.0 dsa: 128x56x56 -> 256x28x28 | 34,688 params, 26,593,280 MACs
     x = conv_bn_act(x, "stages.2.blocks.0.dw", 128, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.2.blocks.0.pw", 256, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.2.blocks.0")(x)
-    # stages.2.blocks.1 ds: 256x28x28 -> 256x28x28 | 68,864 params, 53,186,560 MACs
+    # stages.2.blocks.1 dsa: 256x28x28 -> 256x28x28 | 68,864 params, 53,186,560 MACs
     x = conv_bn_act(x, "stages.2.blocks.1.dw", 256, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.2.blocks.1.pw", 256, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.2.blocks.1")(x)
 
     # stages.3 (s3): 6 blocks | 1,478,912 params, 287,558,656 MACs
-    # stages.3.blocks.0 ds: 256x28x28 -> 512x14x14 | 134,912 params, 26,141,696 MACs
+    # stages.3.blocks.0 dsa: 256x28x28 -> 512x14x14 | 134,912 params, 26,141,696 MACs
     x = conv_bn_act(x, "stages.3.blocks.0.dw", 256, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.3.blocks.0.pw", 512, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.3.blocks.0")(x)
-    # stages.3.blocks.1 ds: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
+    # stages.3.blocks.1 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
     x = conv_bn_act(x, "stages.3.blocks.1.dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.3.blocks.1.pw", 512, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.3.blocks.1")(x)
-    # stages.3.blocks.2 ds: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
+    # stages.3.blocks.2 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
     x = conv_bn_act(x, "stages.3.blocks.2.dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.3.blocks.2.pw", 512, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.3.blocks.2")(x)
-    # stages.3.blocks.3 ds: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
+    # stages.3.blocks.3 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
     x = conv_bn_act(x, "stages.3.blocks.3.dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.3.blocks.3.pw", 512, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.3.blocks.3")(x)
-    # stages.3.blocks.4 ds: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
+    # stages.3.blocks.4 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
     x = conv_bn_act(x, "stages.3.blocks.4.dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.3.blocks.4.pw", 512, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.3.blocks.4")(x)
-    # stages.3.blocks.5 ds: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
+    # stages.3.blocks.5 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
     x = conv_bn_act(x, "stages.3.blocks.5.dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.3.blocks.5.pw", 512, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.3.blocks.5")(x)
 
     # stages.4 (s4): 2 blocks | 1,593,856 params, 77,747,712 MACs
-    # stages.4.blocks.0 ds: 512x14x14 -> 1024x7x7 | 531,968 params, 25,915,904 MACs
+    # stages.4.blocks.0 dsa: 512x14x14 -> 1024x7x7 | 531,968 params, 25,915,904 MACs
     x = conv_bn_act(x, "stages.4.blocks.0.dw", 512, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.4.blocks.0.pw", 1024, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.4.blocks.0")(x)
-    # stages.4.blocks.1 ds: 1024x7x7 -> 1024x7x7 | 1,061,888 params, 51,831,808 MACs
+    # stages.4.blocks.1 dsa: 1024x7x7 -> 1024x7x7 | 1,061,888 params, 51,831,808 MACs
     x = conv_bn_act(x, "stages.4.blocks.1.dw", 1024, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
     x = conv_bn_act(x, "stages.4.blocks.1.pw", 1024, 1, eps=1e-05, act=ops.relu6)
     x = layers.Identity(name="stages.4.blocks.1")(x)

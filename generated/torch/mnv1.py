@@ -165,7 +165,7 @@ class Mnv1(nn.Module):
         self.stages = nn.Sequential(
             # stages.0 (s0): 1 block | 2,528 params, 29,302,784 MACs
             Stage(
-                # stages.0.blocks.0 ds: 32x112x112 -> 64x112x112 | 2,528 params, 29,302,784 MACs
+                # stages.0.blocks.0 dsa: 32x112x112 -> 64x112x112 | 2,528 params, 29,302,784 MACs
                 DepthwiseSeparable(
                     # dw: 352 params, 3,612,672 MACs
                     dw=ConvBnAct(32, 32, kernel=3, padding=1, groups=32, eps=1e-05, act=nn.ReLU6(inplace=True)),
@@ -175,7 +175,7 @@ class Mnv1(nn.Module):
             ),
             # stages.1 (s1): 2 blocks | 27,200 params, 82,489,344 MACs
             Stage(
-                # stages.1.blocks.0 ds: 64x112x112 -> 128x56x56 | 9,152 params, 27,496,448 MACs
+                # stages.1.blocks.0 dsa: 64x112x112 -> 128x56x56 | 9,152 params, 27,496,448 MACs
                 DepthwiseSeparable(
                     # dw: 704 params, 1,806,336 MACs
                     dw=ConvBnAct(
@@ -191,7 +191,7 @@ class Mnv1(nn.Module):
                     # pw: 8,448 params, 25,690,112 MACs
                     pw=ConvBnAct(64, 128, kernel=1, eps=1e-05, act=nn.ReLU6(inplace=True)),
                 ),
-                # stages.1.blocks.1 ds: 128x56x56 -> 128x56x56 | 18,048 params, 54,992,896 MACs
+                # stages.1.blocks.1 dsa: 128x56x56 -> 128x56x56 | 18,048 params, 54,992,896 MACs
                 DepthwiseSeparable(
                     # dw: 1,408 params, 3,612,672 MACs
                     dw=ConvBnAct(128, 128, kernel=3, padding=1, groups=128, eps=1e-05, act=nn.ReLU6(inplace=True)),
@@ -201,7 +201,7 @@ class Mnv1(nn.Module):
             ),
             # stages.2 (s2): 2 blocks | 103,552 params, 79,779,840 MACs
             Stage(
-                # stages.2.blocks.0 ds: 128x56x56 -> 256x28x28 | 34,688 params, 26,593,280 MACs
+                # stages.2.blocks.0 dsa: 128x56x56 -> 256x28x28 | 34,688 params, 26,593,280 MACs
                 DepthwiseSeparable(
                     # dw: 1,408 params, 903,168 MACs
                     dw=ConvBnAct(
@@ -217,7 +217,7 @@ class Mnv1(nn.Module):
                     # pw: 33,280 params, 25,690,112 MACs
                     pw=ConvBnAct(128, 256, kernel=1, eps=1e-05, act=nn.ReLU6(inplace=True)),
                 ),
-                # stages.2.blocks.1 ds: 256x28x28 -> 256x28x28 | 68,864 params, 53,186,560 MACs
+                # stages.2.blocks.1 dsa: 256x28x28 -> 256x28x28 | 68,864 params, 53,186,560 MACs
                 DepthwiseSeparable(
                     # dw: 2,816 params, 1,806,336 MACs
                     dw=ConvBnAct(256, 256, kernel=3, padding=1, groups=256, eps=1e-05, act=nn.ReLU6(inplace=True)),
@@ -227,7 +227,7 @@ class Mnv1(nn.Module):
             ),
             # stages.3 (s3): 6 blocks | 1,478,912 params, 287,558,656 MACs
             Stage(
-                # stages.3.blocks.0 ds: 256x28x28 -> 512x14x14 | 134,912 params, 26,141,696 MACs
+                # stages.3.blocks.0 dsa: 256x28x28 -> 512x14x14 | 134,912 params, 26,141,696 MACs
                 DepthwiseSeparable(
                     # dw: 2,816 params, 451,584 MACs
                     dw=ConvBnAct(
@@ -243,35 +243,35 @@ class Mnv1(nn.Module):
                     # pw: 132,096 params, 25,690,112 MACs
                     pw=ConvBnAct(256, 512, kernel=1, eps=1e-05, act=nn.ReLU6(inplace=True)),
                 ),
-                # stages.3.blocks.1 ds: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
+                # stages.3.blocks.1 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
                 DepthwiseSeparable(
                     # dw: 5,632 params, 903,168 MACs
                     dw=ConvBnAct(512, 512, kernel=3, padding=1, groups=512, eps=1e-05, act=nn.ReLU6(inplace=True)),
                     # pw: 263,168 params, 51,380,224 MACs
                     pw=ConvBnAct(512, 512, kernel=1, eps=1e-05, act=nn.ReLU6(inplace=True)),
                 ),
-                # stages.3.blocks.2 ds: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
+                # stages.3.blocks.2 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
                 DepthwiseSeparable(
                     # dw: 5,632 params, 903,168 MACs
                     dw=ConvBnAct(512, 512, kernel=3, padding=1, groups=512, eps=1e-05, act=nn.ReLU6(inplace=True)),
                     # pw: 263,168 params, 51,380,224 MACs
                     pw=ConvBnAct(512, 512, kernel=1, eps=1e-05, act=nn.ReLU6(inplace=True)),
                 ),
-                # stages.3.blocks.3 ds: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
+                # stages.3.blocks.3 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
                 DepthwiseSeparable(
                     # dw: 5,632 params, 903,168 MACs
                     dw=ConvBnAct(512, 512, kernel=3, padding=1, groups=512, eps=1e-05, act=nn.ReLU6(inplace=True)),
                     # pw: 263,168 params, 51,380,224 MACs
                     pw=ConvBnAct(512, 512, kernel=1, eps=1e-05, act=nn.ReLU6(inplace=True)),
                 ),
-                # stages.3.blocks.4 ds: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
+                # stages.3.blocks.4 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
                 DepthwiseSeparable(
                     # dw: 5,632 params, 903,168 MACs
                     dw=ConvBnAct(512, 512, kernel=3, padding=1, groups=512, eps=1e-05, act=nn.ReLU6(inplace=True)),
                     # pw: 263,168 params, 51,380,224 MACs
                     pw=ConvBnAct(512, 512, kernel=1, eps=1e-05, act=nn.ReLU6(inplace=True)),
                 ),
-                # stages.3.blocks.5 ds: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
+                # stages.3.blocks.5 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
                 DepthwiseSeparable(
                     # dw: 5,632 params, 903,168 MACs
                     dw=ConvBnAct(512, 512, kernel=3, padding=1, groups=512, eps=1e-05, act=nn.ReLU6(inplace=True)),
@@ -281,7 +281,7 @@ class Mnv1(nn.Module):
             ),
             # stages.4 (s4): 2 blocks | 1,593,856 params, 77,747,712 MACs
             Stage(
-                # stages.4.blocks.0 ds: 512x14x14 -> 1024x7x7 | 531,968 params, 25,915,904 MACs
+                # stages.4.blocks.0 dsa: 512x14x14 -> 1024x7x7 | 531,968 params, 25,915,904 MACs
                 DepthwiseSeparable(
                     # dw: 5,632 params, 225,792 MACs
                     dw=ConvBnAct(
@@ -297,7 +297,7 @@ class Mnv1(nn.Module):
                     # pw: 526,336 params, 25,690,112 MACs
                     pw=ConvBnAct(512, 1024, kernel=1, eps=1e-05, act=nn.ReLU6(inplace=True)),
                 ),
-                # stages.4.blocks.1 ds: 1024x7x7 -> 1024x7x7 | 1,061,888 params, 51,831,808 MACs
+                # stages.4.blocks.1 dsa: 1024x7x7 -> 1024x7x7 | 1,061,888 params, 51,831,808 MACs
                 DepthwiseSeparable(
                     # dw: 11,264 params, 451,584 MACs
                     dw=ConvBnAct(1024, 1024, kernel=3, padding=1, groups=1024, eps=1e-05, act=nn.ReLU6(inplace=True)),

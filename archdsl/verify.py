@@ -1,0 +1,85 @@
+"""`archdsl verify`: the same network, weights and input through several backends, compared
+block by block. The first backend is the reference; relative error is
+max|a - b| / max(1, max|reference|), per block; the report names the first block that diverges."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .backends.registry import get_backend
+from .ir import Network
+from .runners import Outputs, runner
+from .weights import init_weights, save_weights
+
+
+@dataclass(frozen=True)
+class PairReport:
+    reference: str
+    other: str
+    max_abs: float  # on the last compared output (the logits)
+    max_ref: float
+    relative: float
+    worst_block: str
+    worst_relative: float
+    first_divergence: str | None  # first block over tolerance, in network order
+
+    @property
+    def ok(self) -> bool:
+        return self.first_divergence is None
+
+
+def relative_error(ref: np.ndarray, other: np.ndarray) -> float:
+    return float(np.max(np.abs(ref - other)) / max(1.0, float(np.max(np.abs(ref)))))
+
+
+def compare(ref_name: str, ref: Outputs, name: str, other: Outputs, tolerance: float) -> PairReport:
+    paths = [p for p in ref if p in other]
+    errors = {p: relative_error(ref[p], other[p]) for p in paths}
+    first = next((p for p in paths if errors[p] > tolerance), None)
+    worst = max(paths, key=errors.__getitem__)
+    last = paths[-1]
+    return PairReport(
+        ref_name, name, float(np.max(np.abs(ref[last] - other[last]))), float(np.max(np.abs(ref[last]))),
+        errors[last], worst, errors[worst], first,
+    )  # fmt: skip
+
+
+def run_backends(net: Network, backends: list[str], weights: str | None, seed: int) -> dict[str, Outputs]:
+    x = np.random.default_rng(seed).standard_normal((1, *net.input_shape), dtype=np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        if weights is None:
+            weights = str(Path(tmp) / "weights.safetensors")
+            save_weights(init_weights(net, seed), weights)
+        results = {}
+        for name in backends:
+            run, backend = runner(name)
+            results[name] = run(get_backend(backend).emit(net), net, weights, x)
+    return results
+
+
+def verify(net: Network, backends: list[str], weights: str | None, seed: int, tolerance: float) -> list[PairReport]:
+    results = run_backends(net, backends, weights, seed)
+    ref = backends[0]
+    return [compare(ref, results[ref], name, results[name], tolerance) for name in backends[1:]]
+
+
+def report_text(net: Network, reports: list[PairReport], tolerance: float, weights: str | None, seed: int) -> str:
+    c, h, w = net.input_shape
+    source = weights or f"random canonical weights (seed {seed}, BN statistics randomised)"
+    lines = [f"{net.name}: input 1x{c}x{h}x{w} (seed {seed}); {source}; tolerance {tolerance:g} relative"]
+    lines.append(f"{'pair':<16}{'max|diff|':>12}{'max|ref|':>12}{'relative':>12}  worst block")
+    for r in reports:
+        lines.append(
+            f"{r.reference + '-' + r.other:<16}{r.max_abs:>12.3g}{r.max_ref:>12.4g}{r.relative:>12.3g}"
+            f"  {r.worst_block} ({r.worst_relative:.3g})"
+        )
+    for r in reports:
+        if not r.ok:
+            lines.append(f"MISMATCH {r.reference} vs {r.other}: first divergence at block {r.first_divergence}")
+    if all(r.ok for r in reports):
+        lines.append("all backends agree")
+    return "\n".join(lines) + "\n"
