@@ -42,6 +42,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("-o", "--output", required=True, help="safetensors file to write")
 
+    c = spec_command("verify", "run backends on the same weights and input; compare block by block")
+    c.add_argument("--backends", default="torch,keras", help="comma-separated; the first is the reference")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random weights and input")
+    c.add_argument("--weights", help="canonical weights to use instead of random ones")
+    c.add_argument("--input", type=_hw, help="input size HxW instead of the spec's")
+    c.add_argument("--tolerance", type=float, default=1e-4, help="max |a-b| / max(1, max|ref|) (default 1e-4)")
+
+    c = spec_command("export", "write a deployable model file")
+    c.add_argument("--backend", required=True, choices=("tflite",))
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--weights", help="canonical weights (default: random, from --seed)")
+    c.add_argument("--seed", type=int, default=0)
+
     c = sub.add_parser("fmt", help="print specs in canonical format")
     c.add_argument("files", nargs="+")
     mode = c.add_mutually_exclusive_group()
@@ -54,6 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 224x224, got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return h, w
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -63,6 +86,13 @@ def main(argv: list[str] | None = None) -> int:
             return commands.cost_cmd(args.spec, args.json, args.dtype, args.network, args.import_root)
         if args.command == "init-weights":
             return commands.init_weights_cmd(args.spec, args.seed, args.output, args.network, args.import_root)
+        if args.command == "verify":
+            backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+            return commands.verify_cmd(args.spec, backends, args.seed, args.weights, args.input, args.tolerance,
+                                       args.network, args.import_root)  # fmt: skip
+        if args.command == "export":
+            return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.network,
+                                       args.import_root)  # fmt: skip
         if args.command == "fmt":
             return commands.fmt_cmd(args.files, args.check, args.write)
         if args.command == "check":

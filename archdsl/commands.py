@@ -84,3 +84,36 @@ def regen_cmd(root: str) -> int:
     for path in regen(Path(root)):
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, size: tuple[int, int] | None,
+               tolerance: float, network: str | None, root: Path | None = None) -> int:  # fmt: skip
+    from .verify import report_text, verify
+
+    if len(backends) < 2:
+        raise ArchError("verify needs at least two backends", None, "e.g. --backends torch,keras")
+    net = compile_file(spec, network, root, resolution=size)
+    reports = verify(net, backends, weights, seed, tolerance)
+    sys.stdout.write(report_text(net, reports, tolerance, weights, seed))
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, network: str | None,
+               root: Path | None = None) -> int:  # fmt: skip
+    import tempfile
+
+    from .backends.registry import get_backend
+    from .runners import load_module, runner
+    from .runners.tflite_runner import convert
+    from .weights import init_weights, save_weights
+
+    net = compile_file(spec, network, root)
+    runner(backend)  # quiets TensorFlow before it loads
+    module = load_module(get_backend("keras").emit(net), f"archdsl_keras_{net.name}")
+    with tempfile.TemporaryDirectory() as tmp:
+        if weights is None:
+            weights = str(Path(tmp) / "weights.safetensors")
+            save_weights(init_weights(net, seed), weights)
+        model = module.load_weights(module.build_model(), weights)
+        write_atomic(Path(output), convert(model))
+    return 0

@@ -13,6 +13,7 @@ from pathlib import Path
 from .atomic import write_atomic
 from .backends.registry import get_backend, names
 from .compiler import compile_file
+from .errors import ArchError
 from .loader import load_file
 from .lower import concrete_in
 
@@ -28,14 +29,25 @@ class Target:
 def targets(root: Path) -> list[Target]:
     """Every (spec, network, backend) to generate: `<spec>.py`, or `<network>.py` for each
     network of a spec file that defines several."""
-    out = []
+    out: list[Target] = []
+    claimed: dict[Path, Target] = {}
     for spec in sorted((root / "specs").glob("*.arch")):
         networks = concrete_networks(spec)
         for network in networks:
             stem = spec.stem if len(networks) == 1 else network
             for backend in names():
-                suffix = get_backend(backend).file_suffix
-                out.append(Target(spec, network, backend, root / "generated" / backend / (stem + suffix)))
+                target = Target(
+                    spec, network, backend, root / "generated" / backend / (stem + get_backend(backend).file_suffix)
+                )
+                if target.path in claimed:
+                    first = claimed[target.path]
+                    raise ArchError(
+                        f"{first.spec.name} ({first.network}) and {spec.name} ({network}) would both generate "
+                        f"{target.path.relative_to(root)}",
+                        hint="rename one of the networks or spec files",
+                    )
+                claimed[target.path] = target
+                out.append(target)
     return out
 
 
@@ -73,10 +85,12 @@ def stale(root: Path) -> list[str]:
 
 
 def regen(root: Path) -> list[Path]:
+    """Rewrite what changed; everything is generated in memory first, so a spec that fails
+    leaves generated/ untouched."""
+    texts = [(t.path, emit(t, root)) for t in targets(root)]
     written = []
-    for t in targets(root):
-        text = emit(t, root)
-        if not t.path.exists() or t.path.read_text() != text:
-            write_atomic(t.path, text)
-            written.append(t.path)
+    for path, text in texts:
+        if not path.exists() or path.read_text() != text:
+            write_atomic(path, text)
+            written.append(path)
     return written

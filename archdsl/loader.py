@@ -69,7 +69,7 @@ def load_text(text: str, file: str, root: Path | None = None) -> Definitions:
     base = Path(file).resolve().parent
     defs = Definitions(main, sources=[text])
     _index(defs, main)
-    _follow_imports(defs, main, base, root or project_root(base), [Path(file).resolve()])
+    _follow_imports(defs, main, base, root.resolve() if root else project_root(base), [Path(file).resolve()])
     return defs
 
 

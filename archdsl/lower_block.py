@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from .errors import ArchError, Span, did_you_mean
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
 from .ir import ACTIVATIONS, BlockSpec
+from .repeats import block_rows, repeat_rows
 from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt
 from .vocabulary import COMPACT, FLAGS, KINDS, KWARGS, Kind
 
@@ -26,11 +27,6 @@ def lower_blocks(
     if stmt.head in KINDS:
         return [_lower_kind(stmt, KINDS[stmt.head], env)]
     if stmt.head in templates:
-        if stack:  # a group inside a group is part of the outer one
-            return [
-                b.model_copy(update={"group": None})
-                for b in _expand_template(stmt, templates[stmt.head], env, templates, stack)
-            ]
         return _expand_template(stmt, templates[stmt.head], env, templates, stack)
     raise ArchError(f"unknown block kind '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, [*KINDS, *templates]))
 
@@ -227,12 +223,11 @@ def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str
                     f"block '{tpl.name}' needs parameter '{p.name}'", stmt.head_span, f"add {p.name}=<value>"
                 )
             bound[p.name] = evaluate(p.default, bound)
-    blocks: list[BlockSpec] = []
-    for inner in tpl.body:
-        for b in lower_blocks(inner, bound, templates, (*stack, tpl.name)):
-            # the group repeats as a unit; repeats inside it are expanded here, first copy keeps the stride
-            copies = [b] + [b.model_copy(update={"stride": 1})] * (b.repeat - 1)
-            blocks += [c.model_copy(update={"repeat": 1}) for c in copies]
+    inner: list[BlockSpec] = []
+    for statement in tpl.body:
+        inner += lower_blocks(statement, bound, templates, (*stack, tpl.name))
+    rows = block_rows(inner)  # the template's own rows (blocks, nested template uses), expanded in place
+    blocks = repeat_rows(rows, [row[0].repeat for row in rows])
     group = f"{stmt.span.line}:{stmt.span.col}"
     return [b.model_copy(update={"repeat": repeat, "group": group}) for b in blocks]
 

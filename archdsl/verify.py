@@ -1,6 +1,8 @@
 """`archdsl verify`: the same network, weights and input through several backends, compared
 block by block. The first backend is the reference; relative error is
-max|a - b| / max(1, max|reference|), per block; the report names the first block that diverges."""
+max|a - b| / max(1, max|reference|). Backends agree when every block's output agrees within the
+tolerance (a mistake early in a network can fade before the logits); on a mismatch the report
+names the first block over it."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ class PairReport:
     worst_block: str
     worst_relative: float
     first_divergence: str | None  # first block over tolerance, in network order
+    tolerance: float
 
     @property
     def ok(self) -> bool:
@@ -44,7 +47,7 @@ def compare(ref_name: str, ref: Outputs, name: str, other: Outputs, tolerance: f
     last = paths[-1]
     return PairReport(
         ref_name, name, float(np.max(np.abs(ref[last] - other[last]))), float(np.max(np.abs(ref[last]))),
-        errors[last], worst, errors[worst], first,
+        errors[last], worst, errors[worst], first, tolerance,
     )  # fmt: skip
 
 

@@ -3,7 +3,10 @@ PyTorch layout (conv OIHW, depthwise O1HW, linear out x in), readable by every b
 
 `init_weights` draws deterministic random values from a seed with NumPy's PCG64, so the file
 is the same on every machine. BatchNorm statistics are randomised too: a fresh BN (mean 0,
-var 1) would hide epsilon and folding mistakes in equivalence tests.
+var 1) would hide epsilon and folding mistakes in equivalence tests. Weights are drawn with
+variance 1 / fan_in, which keeps activations of order 1 through deep random networks (with
+2 / fan_in they grow at every linear projection and residual add, until float32 rounding alone
+approaches the equivalence tolerance).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ def _draw(t: Tensor, rng):  # type: ignore[no-untyped-def]
 
     if t.role == "weight":
         fan_in = math.prod(t.shape[1:])
-        return rng.normal(0.0, math.sqrt(2.0 / fan_in), t.shape).astype(np.float32)
+        return rng.normal(0.0, math.sqrt(1.0 / fan_in), t.shape).astype(np.float32)
     if t.role in ("bias", "bn_bias", "bn_mean"):
         return rng.normal(0.0, 0.1, t.shape).astype(np.float32)
     if t.role in ("bn_weight", "bn_var"):

@@ -154,3 +154,34 @@ def test_import_root_widens_where_imports_may_reach(tmp_path):
     refused = run("compile", "specs/n.arch", cwd=proj)
     assert refused.returncode == 1 and "leaves the project tree" in refused.stderr and "--import-root" in refused.stderr
     assert run("compile", "specs/n.arch", "--import-root", str(tmp_path), cwd=proj).returncode == 0
+
+
+def test_a_relative_import_root_is_resolved(tmp_path):
+    (tmp_path / "lib.arch").write_text("block pair(c) {\n  ib k3 e2 c=c\n}\n")
+    proj = tmp_path / "proj"
+    (proj / "specs").mkdir(parents=True)
+    (proj / "pyproject.toml").write_text("")
+    (proj / "specs" / "n.arch").write_text(
+        'import "../../lib.arch"\n\nnetwork n {\n  input 32x32x3\n  stem conv k3 c8\n  stage s {\n    pair c=8\n  }\n'
+        "  head {\n    pool avg\n    classifier\n  }\n}\n"
+    )
+    assert run("compile", "specs/n.arch", "--import-root", "..", cwd=proj).returncode == 0
+
+
+def test_two_specs_claiming_one_generated_file_is_an_error(project):
+    (project / "specs" / "other.arch").write_text(
+        "network mnv2 = fam()\n\nnetwork other = fam()\n\nnetwork fam() {\n  stem conv k3 c8\n"
+        "  stage s {\n    conv k3 c8\n  }\n  head {\n    pool avg\n    classifier\n  }\n}\n"
+    )
+    result = run("regen", "--root", str(project))
+    assert result.returncode == 1 and "would both generate generated/torch/mnv2.py" in result.stderr
+
+
+def test_regen_writes_nothing_when_a_spec_fails(project):
+    (project / "specs" / "grouped.arch").write_text(
+        "network grouped {\n  input 32x32x3\n  stem conv k3 c16\n  stage s {\n    conv k3 c16 g2\n  }\n"
+        "  head {\n    pool avg\n    classifier\n  }\n}\n"
+    )
+    result = run("regen", "--root", str(project))
+    assert result.returncode == 1 and "keras backend cannot express" in result.stderr and "groups=2" in result.stderr
+    assert not (project / "generated" / "torch" / "grouped.py").exists()

@@ -176,6 +176,8 @@ CASES = [
          "has the name of a built-in block kind"),
     case("global-pool-with-stride", head_line("pool avg s2; classifier"), "case.arch:10:14",
          "a global pool takes no stride or padding", "give k<size>"),
+    case("global-pool-with-stride-1", head_line("pool avg s1; classifier"), "case.arch:10:14",
+         "a global pool takes no stride or padding"),
     case("even-pool-kernel", head_line("pool max k2 s2; pool avg; classifier"), "case.arch:10:14",
          "kernel 2 is even"),
     case("se-ratio-in-defaults", stage_line("").replace("classes 10", "defaults {\n se 0.25\n}"), "case.arch:4:5",

@@ -261,3 +261,41 @@ def test_se_defaults_merge_field_by_field():
     )
     se = net.stages[0].blocks[0].se
     assert (se.reduced, se.act, se.gate) == (4, "swish", "hard_sigmoid")  # base in: 16 x 0.25, divisor 4
+
+
+def test_a_nested_template_use_repeats_as_a_unit_inside_its_template():
+    text = """block pair(c, s=1) {
+  ib k3 s=s e2 c=c
+  ib k5 e2 c=c
+}
+
+block quad(c, s=1) {
+  pair c=c s=s x2
+  conv k1 c=c
+}
+
+network t {
+  input 32x32x3
+  stem conv k3 c8
+  stage a {
+    quad c=24 s=2
+  }
+  head {
+    pool avg
+    classifier
+  }
+}
+"""
+    blocks = compile_text(text).stages[0].blocks
+    kinds = [(b.kind, b.dw_mid.kernel if b.kind == "uib" else 1) for b in blocks]
+    assert kinds == [("uib", 3), ("uib", 5), ("uib", 3), ("uib", 5), ("conv", 1)]
+    assert [b.dw_mid.stride for b in blocks[:4]] == [2, 1, 1, 1]
+
+
+def test_an_se_may_use_identity_functions():
+    net = compile_text(
+        "network t {\n  input 32x32x3\n  defaults {\n    se act=identity gate=identity\n  }\n  stem conv k3 c8\n"
+        "  stage a {\n    ib k3 e2 c8 se0.25\n  }\n  head {\n    pool avg\n    classifier\n  }\n}\n"
+    )
+    se = net.stages[0].blocks[0].se
+    assert (se.act, se.gate) == ("identity", "identity")

@@ -37,6 +37,7 @@ ACT = {
     "gelu": "gelu",
     "gelu_tanh": "gelu_tanh",
     "sigmoid": "ops.sigmoid",
+    "identity": "keras.activations.linear",
 }
 _DEFINED = ("hard_swish", "hard_sigmoid", "gelu", "gelu_tanh")
 
@@ -97,7 +98,7 @@ def block_lines(block: Block, problems: list[str]) -> list[Line]:
     elif isinstance(block, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck)):
         lines += [se_line(p) if isinstance(p, SqueezeExcite) else conv_line(p) for p in _parts(block)]
         if isinstance(block, UniversalInvertedBottleneck) and block.layer_scale is not None:
-            lines.append(_layer("LayerScale", f"{block.path}.layer_scale"))
+            lines.append(_layer("LayerScale", f"{block.path}.layer_scale", repr(block.layer_scale)))
     elif isinstance(block, Pool):
         lines += _pool_lines(block, problems)
     else:

@@ -32,6 +32,7 @@ ACT = {
     "gelu": 'nn.GELU(approximate="none")',
     "gelu_tanh": 'nn.GELU(approximate="tanh")',
     "sigmoid": "nn.Sigmoid()",
+    "identity": "nn.Identity()",
 }
 
 # Block classes in the order they are defined in a generated file, with their template.

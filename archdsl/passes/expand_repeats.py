@@ -7,34 +7,19 @@ stages keep their depth (EfficientNet-Lite).
 
 from __future__ import annotations
 
-from ..ir import BlockSpec, NetworkSpec, StageSpec
+from ..ir import NetworkSpec, StageSpec
+from ..repeats import block_rows, repeat_rows
 from ..rounding import scale_depth
 
 NAME = "expand_repeats"
 
 
-def _rows(blocks: tuple[BlockSpec, ...]) -> list[list[BlockSpec]]:
-    rows: list[list[BlockSpec]] = []
-    for b in blocks:
-        if rows and b.group is not None and rows[-1][0].group == b.group:
-            rows[-1].append(b)
-        else:
-            rows.append([b])
-    return rows
-
-
 def _expand(stage: StageSpec, multiplier: float) -> StageSpec:
-    rows = _rows(stage.blocks)
+    rows = block_rows(stage.blocks)
     repeats = [row[0].repeat for row in rows]
     if multiplier != 1.0:
         repeats = scale_depth(repeats, multiplier)
-    blocks: list[BlockSpec] = []
-    for row, n in zip(rows, repeats, strict=True):
-        first = [b.model_copy(update={"repeat": 1}) for b in row]
-        blocks += first
-        for _ in range(n - 1):
-            blocks += [b.model_copy(update={"stride": 1}) for b in first]
-    return stage.model_copy(update={"blocks": tuple(blocks)})
+    return stage.model_copy(update={"blocks": tuple(repeat_rows(rows, repeats))})
 
 
 def expand_repeats(spec: NetworkSpec) -> NetworkSpec:

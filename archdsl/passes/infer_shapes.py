@@ -182,7 +182,7 @@ class _Builder:
     def pool(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
         assert b.mode
         if b.kernel is None:
-            if b.stride != 1 or b.padding is not None:
+            if b.option_spans and {"s", "padding"} & b.option_spans.keys():
                 raise ArchError(
                     "a global pool takes no stride or padding", b.at("s", "padding"), "give k<size> for a windowed pool"
                 )

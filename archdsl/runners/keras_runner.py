@@ -24,5 +24,5 @@ def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
     model = build(code, net, weights)
     paths = block_paths(net)
     probe = keras.Model(model.inputs, [model.get_layer(p).output for p in paths])
-    outs = probe(np.transpose(x, (0, 2, 3, 1)), training=False)
+    outs = probe([np.transpose(x, (0, 2, 3, 1))], training=False)
     return {p: to_nchw(np.asarray(y)) for p, y in zip(paths, outs, strict=True)}

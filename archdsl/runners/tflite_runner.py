@@ -4,6 +4,8 @@ are compared (the converter fuses layers, so block outputs are not kept)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..ir import Network
@@ -22,7 +24,9 @@ def convert(model) -> bytes:  # type: ignore[no-untyped-def]
 def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_content=convert(build(code, net, weights)))
+    with warnings.catch_warnings():  # tf.lite.Interpreter announces its move to ai_edge_litert
+        warnings.simplefilter("ignore", UserWarning)
+        interpreter = tf.lite.Interpreter(model_content=convert(build(code, net, weights)))
     interpreter.allocate_tensors()
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     interpreter.set_tensor(inp["index"], np.transpose(x, (0, 2, 3, 1)).astype(np.float32))

@@ -1,0 +1,132 @@
+"""The Keras backend computes the same function as the PyTorch one: every spec, block by block,
+on shared canonical weights with randomised BN statistics, at even and odd input sizes; TFLite
+export agrees too; and breaking one numerical convention is caught at the block it affects."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from test_property import networks
+
+from archdsl.backends.registry import get_backend
+from archdsl.compiler import compile_file, compile_text
+from archdsl.runners import runner
+from archdsl.verify import compare, run_backends, verify
+from archdsl.weights import init_weights, save_weights
+from conftest import CONCRETE_SPECS, ROOT, SPECS
+
+TOLERANCE = 1e-4
+# Reduced inputs keep CI fast; 96 and 97 put even and odd sizes through every stride-2 stage.
+SIZES = [(96, 96), (97, 75)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+def test_every_spec_agrees_with_torch_block_by_block(path, size):
+    net = compile_file(path, resolution=size)
+    (report,) = verify(net, ["torch", "keras"], None, seed=1, tolerance=TOLERANCE)
+    assert report.ok, f"first divergence at {report.first_divergence}"
+    assert report.worst_relative <= TOLERANCE
+
+
+def test_mnv4_conv_s_agrees_at_its_full_resolution():
+    (report,) = verify(compile_file(SPECS / "mnv4_conv_s.arch"), ["torch", "keras"], None, seed=2, tolerance=TOLERANCE)
+    assert report.ok and report.relative < TOLERANCE
+
+
+@pytest.mark.parametrize("spec, size", [("mnv4_conv_s", (224, 224)), ("mnv3_large", (97, 97))])
+def test_tflite_export_agrees_with_torch(spec, size):
+    net = compile_file(SPECS / f"{spec}.arch", resolution=size)
+    (report,) = verify(net, ["torch", "tflite"], None, seed=3, tolerance=TOLERANCE)
+    assert report.ok and report.relative < TOLERANCE
+
+
+_count = itertools.count()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks())
+def test_random_networks_agree(text):
+    net = compile_text(text, f"rand{next(_count)}.arch")
+    (report,) = verify(net, ["torch", "keras"], None, seed=0, tolerance=TOLERANCE)
+    assert report.ok, f"first divergence at {report.first_divergence}\n{text}"
+
+
+@pytest.mark.parametrize(
+    "breakage, first_block",
+    [
+        # Keras' own BatchNormalization epsilon (1e-3) instead of the spec's 1e-5
+        (("    if eps is not None:\n        x = layers.BatchNormalization(epsilon=eps,", "    if eps is not None:\n        x = layers.BatchNormalization("), "stem.0"),
+        # TF 'same' padding instead of explicit symmetric zeros: differs at the first stride-2 conv
+        (('        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)\n', "        pass\n"), "stem.0"),
+        # hard_sigmoid with Keras 2's 0.2x + 0.5 cut-offs
+        (("return ops.relu6(x + 3.0) / 6.0", "return ops.clip(0.2 * x + 0.5, 0.0, 1.0)"), "stages.0.blocks.0"),
+    ],
+    ids=["keras-default-bn-eps", "no-explicit-padding", "keras2-hard-sigmoid"],
+)  # fmt: skip
+def test_breaking_a_convention_is_caught_at_the_first_affected_block(tmp_path, breakage, first_block):
+    net = compile_file(SPECS / "mnv3_small.arch", resolution=(64, 64))
+    code = get_backend("keras").emit(net)
+    old, new = breakage
+    assert old in code
+    broken = code.replace(old, new)
+    if "ZeroPadding2D" in old:
+        broken = broken.replace('padding="valid"', 'padding="same"')
+    weights = tmp_path / "w.safetensors"
+    save_weights(init_weights(net, 0), weights)
+    x = np.random.default_rng(0).standard_normal((1, *net.input_shape), dtype=np.float32)
+    ref = runner("torch")[0](get_backend("torch").emit(net), net, str(weights), x)
+    good = runner("keras")[0](code, net, str(weights), x)
+    bad = runner("keras")[0](broken, net, str(weights), x)
+    assert compare("torch", ref, "keras", good, TOLERANCE).ok
+    report = compare("torch", ref, "keras", bad, TOLERANCE)
+    assert not report.ok and report.first_divergence == first_block
+
+
+def test_verify_command_reports_and_exits_nonzero_on_mismatch(monkeypatch, capsys):
+    from archdsl import cli
+    from archdsl.backends import keras as keras_backend
+
+    assert cli.main(["verify", str(SPECS / "mnv1.arch"), "--input", "64x64"]) == 0
+    assert "all backends agree" in capsys.readouterr().out
+    monkeypatch.setitem(keras_backend.ACT, "relu6", "ops.relu")  # a wrong activation in the generated code
+    assert cli.main(["verify", str(SPECS / "mnv1.arch"), "--input", "64x64"]) == 1
+    out = capsys.readouterr().out
+    assert "MISMATCH torch vs keras: first divergence at block stages.0.blocks.0" in out  # first values over 6
+
+
+@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+def test_generated_keras_imports_only_keras(path):
+    tree = ast.parse((ROOT / "generated" / "keras" / f"{path.stem}.py").read_text())
+    top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
+    top |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
+    assert top <= {"__future__", "keras"}
+    lazy = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names} - top
+    lazy |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} - top
+    assert lazy <= {"numpy", "safetensors.numpy"}  # inside load_weights only
+
+
+def test_run_backends_uses_one_input_and_one_weight_file_for_all():
+    net = compile_file(SPECS / "mnv4_conv_s.arch", resolution=(64, 64))
+    outs = run_backends(net, ["torch", "keras"], None, seed=5)
+    assert outs["torch"].keys() == outs["keras"].keys() == {b.path for b in net.blocks()}
+
+
+def test_layer_scale_and_identity_se_build_with_the_spec_values():
+    text = (
+        "network t {\n  input 32x32x3\n  defaults {\n    se act=identity gate=identity\n  }\n  stem conv k3 c8\n"
+        "  stage a {\n    ib k3 e2 c8 se0.25 layer_scale=1e-5\n  }\n  head {\n    pool avg\n    classifier\n  }\n}\n"
+    )
+    net = compile_text(text)
+    from archdsl.runners import load_module
+
+    runner("keras")  # quiets TensorFlow
+    model = load_module(get_backend("keras").emit(net), "ls").build_model()
+    gamma = model.get_layer("stages.0.blocks.0.layer_scale").get_weights()[0]
+    assert np.allclose(gamma, 1e-5)
+    (report,) = verify(net, ["torch", "keras"], None, seed=0, tolerance=TOLERANCE)
+    assert report.ok
