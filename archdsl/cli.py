@@ -49,11 +49,12 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--input", type=_hw, help="input size HxW instead of the spec's")
     c.add_argument("--tolerance", type=float, default=1e-4, help="max |a-b| / max(1, max|ref|) (default 1e-4)")
 
-    c = spec_command("export", "write a deployable model file")
-    c.add_argument("--backend", required=True, choices=("tflite",))
+    c = spec_command("export", "write a deployable model: .tflite or .mlpackage")
+    c.add_argument("--backend", required=True, choices=("tflite", "coreml"))
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--weights", help="canonical weights (default: random, from --seed)")
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="CoreML compute precision")
 
     c = sub.add_parser("fmt", help="print specs in canonical format")
     c.add_argument("files", nargs="+")
@@ -91,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
             return commands.verify_cmd(args.spec, backends, args.seed, args.weights, args.input, args.tolerance,
                                        args.network, args.import_root)  # fmt: skip
         if args.command == "export":
-            return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.network,
-                                       args.import_root)  # fmt: skip
+            return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
+                                       args.network, args.import_root)  # fmt: skip
         if args.command == "fmt":
             return commands.fmt_cmd(args.files, args.check, args.write)
         if args.command == "check":

@@ -98,22 +98,18 @@ def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, s
     return 0 if all(r.ok for r in reports) else 1
 
 
-def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, network: str | None,
-               root: Path | None = None) -> int:  # fmt: skip
+def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, precision: str,
+               network: str | None, root: Path | None = None) -> int:  # fmt: skip
     import tempfile
 
-    from .backends.registry import get_backend
-    from .runners import load_module, runner
-    from .runners.tflite_runner import convert
-    from .weights import init_weights, save_weights
+    from .export import export
 
     net = compile_file(spec, network, root)
-    runner(backend)  # quiets TensorFlow before it loads
-    module = load_module(get_backend("keras").emit(net), f"archdsl_keras_{net.name}")
     with tempfile.TemporaryDirectory() as tmp:
         if weights is None:
+            from .weights import init_weights, save_weights
+
             weights = str(Path(tmp) / "weights.safetensors")
             save_weights(init_weights(net, seed), weights)
-        model = module.load_weights(module.build_model(), weights)
-        write_atomic(Path(output), convert(model))
+        export(net, backend, weights, Path(output), precision)
     return 0

@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from ..cost import Cost
 from ..ir import (
     Block,
-    Classifier,
     ConvBnAct,
-    DepthwiseSeparable,
-    FusedInvertedBottleneck,
     Network,
     Pool,
     SqueezeExcite,
@@ -25,6 +22,7 @@ from ..ir import (
     UniversalInvertedBottleneck,
 )
 from .base import Backend, Call, Header, UnsupportedError, environment
+from .steps import AddShortcut, Dense, Flatten, KeepShortcut, LayerScaleStep, Step, convs, ses, steps
 from .torch import block_comment, stage_comment
 
 # Activation name -> the function the generated module defines or takes from keras.ops.
@@ -88,42 +86,31 @@ def _grouped(c: ConvBnAct) -> bool:
     return c.groups != 1 and not (c.groups == c.cin == c.cout)
 
 
+def step_line(step: Step, problems: list[str]) -> list[Line]:
+    if isinstance(step, KeepShortcut):
+        return [Line("x", "shortcut")]
+    if isinstance(step, ConvBnAct):
+        if _grouped(step):
+            problems.append(f"{step.path}: grouped convolution (groups={step.groups}); TensorFlow has none on CPU")
+        return [conv_line(step)]
+    if isinstance(step, SqueezeExcite):
+        return [se_line(step)]
+    if isinstance(step, LayerScaleStep):
+        return [_layer("LayerScale", step.path, repr(step.init))]
+    if isinstance(step, AddShortcut):
+        return [_layer("layers.Add", step.path, inputs="[shortcut, x]")]
+    if isinstance(step, Pool):
+        return _pool_lines(step, problems)
+    if isinstance(step, Flatten):
+        return [_layer("layers.Flatten", f"{step.path}.flatten")]
+    if isinstance(step, Dense):
+        drop = [_layer("layers.Dropout", f"{step.path}.dropout", repr(step.dropout))] if step.dropout else []
+        return [*drop, _layer("layers.Dense", f"{step.path}.fc", str(step.classes))]
+    return [_layer("layers.Identity", step.path)]
+
+
 def block_lines(block: Block, problems: list[str]) -> list[Line]:
-    lines: list[Line] = []
-    residual = getattr(block, "residual", False)
-    if residual:
-        lines.append(Line("x", "shortcut"))
-    if isinstance(block, ConvBnAct):
-        lines.append(conv_line(block))
-    elif isinstance(block, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck)):
-        lines += [se_line(p) if isinstance(p, SqueezeExcite) else conv_line(p) for p in _parts(block)]
-        if isinstance(block, UniversalInvertedBottleneck) and block.layer_scale is not None:
-            lines.append(_layer("LayerScale", f"{block.path}.layer_scale", repr(block.layer_scale)))
-    elif isinstance(block, Pool):
-        lines += _pool_lines(block, problems)
-    else:
-        assert isinstance(block, Classifier)
-        lines.append(_layer("layers.Flatten", f"{block.path}.flatten"))
-        if block.dropout:
-            lines.append(_layer("layers.Dropout", f"{block.path}.dropout", repr(block.dropout)))
-        lines.append(_layer("layers.Dense", f"{block.path}.fc", str(block.classes)))
-    for conv in [block] + (_parts(block) if not isinstance(block, (Pool, Classifier, ConvBnAct)) else []):
-        if isinstance(conv, ConvBnAct) and _grouped(conv):
-            problems.append(f"{conv.path}: grouped convolution (groups={conv.groups}); TensorFlow has none on CPU")
-    if residual:
-        lines.append(_layer("layers.Add", f"{block.path}.add", inputs="[shortcut, x]"))
-    lines.append(_layer("layers.Identity", block.path))
-    return lines
-
-
-def _parts(block: DepthwiseSeparable | UniversalInvertedBottleneck | FusedInvertedBottleneck) -> list:
-    if isinstance(block, DepthwiseSeparable):
-        parts: list = [block.dw, block.se, block.pw]
-    elif isinstance(block, FusedInvertedBottleneck):
-        parts = [block.expand, block.se, block.project]
-    else:
-        parts = [block.dw_start, block.expand, block.dw_mid, block.se, block.project, block.dw_end]
-    return [p for p in parts if p is not None]
+    return [line for step in steps(block) for line in step_line(step, problems)]
 
 
 def _pool_lines(block: Pool, problems: list[str]) -> list[Line]:
@@ -139,23 +126,19 @@ def _pool_lines(block: Pool, problems: list[str]) -> list[Line]:
     return [*lines, _layer(f"layers.{kind}Pooling2D", f"{block.path}.pool", str(block.kernel), str(block.stride))]
 
 
-def _uses(net: Network) -> dict[str, bool]:
+def _uses(net: Network) -> dict:
     acts: set[str] = set()
-    se = layer_scale = pad = False
     for b in net.blocks():
-        for part in [b] + (
-            _parts(b)
-            if isinstance(b, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck))
-            else []
-        ):
-            if isinstance(part, ConvBnAct):
-                acts.add(part.act)
-            if isinstance(part, SqueezeExcite):
-                acts |= {part.act, part.gate}
-                se = True
-        layer_scale |= isinstance(b, UniversalInvertedBottleneck) and b.layer_scale is not None
-        pad |= isinstance(b, Pool) and any(b.padding)
-    return {"acts": sorted(a for a in acts if a in _DEFINED), "se": se, "layer_scale": layer_scale, "pad": pad}  # type: ignore[dict-item]
+        acts |= {c.act for c in convs(b)}
+        acts |= {a for se in ses(b) for a in (se.act, se.gate)}
+    return {
+        "acts": sorted(a for a in acts if a in _DEFINED),
+        "se": any(ses(b) for b in net.blocks()),
+        "layer_scale": any(
+            isinstance(b, UniversalInvertedBottleneck) and b.layer_scale is not None for b in net.blocks()
+        ),
+        "pad": any(isinstance(b, Pool) and any(b.padding) for b in net.blocks()),
+    }
 
 
 class KerasBackend(Backend):

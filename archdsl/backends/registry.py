@@ -10,6 +10,7 @@ from .base import Backend
 _BACKENDS = {
     "torch": "archdsl.backends.torch:TorchBackend",
     "keras": "archdsl.backends.keras:KerasBackend",
+    "coreml": "archdsl.backends.coreml:CoreMLBackend",
 }
 
 

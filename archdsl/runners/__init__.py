@@ -19,6 +19,7 @@ RUNNERS = {
     "torch": ("archdsl.runners.torch_runner:run", "torch"),
     "keras": ("archdsl.runners.keras_runner:run", "keras"),
     "tflite": ("archdsl.runners.tflite_runner:run", "keras"),
+    "coreml": ("archdsl.runners.coreml_runner:run", "coreml"),
 }
 
 Outputs = dict[str, np.ndarray]  # block path (or "logits") -> NCHW array

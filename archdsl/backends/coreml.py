@@ -1,0 +1,105 @@
+"""The CoreML backend: a Python module that builds the network directly as a MIL program with
+coremltools' Builder, from canonical weights. Not a trace of the PyTorch model: the generated
+code is the CoreML definition. Padding is explicit (`pad_type="custom"`), BN epsilon explicit,
+activations written as the same formulas as the other backends, op names are IR paths, and
+each block ends in an `identity` op named by its path, so its output can be compared."""
+
+from __future__ import annotations
+
+from ..ir import ConvBnAct, Network, Pool, SqueezeExcite, Stage
+from .base import Backend, Call, Header, environment
+from .keras import Line, _q
+from .steps import AddShortcut, Dense, Flatten, KeepShortcut, LayerScaleStep, Step, steps
+from .torch import block_comment, stage_comment
+
+
+def _pad(p: tuple[int, int, int, int]) -> str:
+    return f"({p[0]}, {p[1]}, {p[2]}, {p[3]})"
+
+
+def _call(name: str, *args: tuple[str, str]) -> Line:
+    return Line(Call(name, tuple(args), trailing_comma=False))
+
+
+def conv_line(c: ConvBnAct) -> Line:
+    args: list[tuple[str, str]] = [("", "x"), ("", "w"), ("", _q(c.path))]
+    if c.stride != 1:
+        args.append(("stride", str(c.stride)))
+    if any(c.padding):
+        args.append(("padding", _pad(c.padding)))
+    if c.groups != 1:
+        args.append(("groups", str(c.groups)))
+    if c.bias:
+        args.append(("bias", "True"))
+    if c.norm is not None:
+        args.append(("eps", repr(c.norm.eps)))
+    if c.act != "identity":
+        args.append(("act", _q(c.act)))
+    return _call("conv_bn_act", *args)
+
+
+def step_line(step: Step) -> list[Line]:
+    if isinstance(step, KeepShortcut):
+        return [Line("x", "shortcut")]
+    if isinstance(step, ConvBnAct):
+        return [conv_line(step)]
+    if isinstance(step, SqueezeExcite):
+        return [
+            _call(
+                "squeeze_excite",
+                ("", "x"),
+                ("", "w"),
+                ("", _q(step.path)),
+                ("act", _q(step.act)),
+                ("gate", _q(step.gate)),
+            )
+        ]
+    if isinstance(step, LayerScaleStep):
+        return [_call("layer_scale", ("", "x"), ("", "w"), ("", _q(step.path)))]
+    if isinstance(step, AddShortcut):
+        return [_call("mb.add", ("x", "shortcut"), ("y", "x"), ("name", _q(step.path)))]
+    if isinstance(step, Pool):
+        return [pool_line(step)]
+    if isinstance(step, Flatten):
+        return [_call("mb.reshape", ("x", "x"), ("shape", "[1, -1]"), ("name", _q(f"{step.path}.flatten")))]
+    if isinstance(step, Dense):  # dropout is inert at inference
+        name = f"{step.path}.fc"
+        weight, bias = f'w["{name}.weight"]', f'w["{name}.bias"]'
+        return [_call("mb.linear", ("x", "x"), ("weight", weight), ("bias", bias), ("name", _q(name)))]
+    return [_call("mb.identity", ("x", "x"), ("name", _q(step.path)))]
+
+
+def pool_line(p: Pool) -> Line:
+    op = "mb.reduce_mean" if p.mode == "avg" else "mb.reduce_max"
+    if p.is_global:
+        return _call(op, ("x", "x"), ("axes", "[2, 3]"), ("keep_dims", "True"), ("name", _q(f"{p.path}.pool")))
+    args = [("x", "x"), ("kernel_sizes", f"[{p.kernel}, {p.kernel}]"), ("strides", f"[{p.stride}, {p.stride}]"),
+            ("pad_type", '"custom"'), ("pad", f"[{', '.join(map(str, p.padding))}]")]  # fmt: skip
+    if p.mode == "avg":
+        args.append(("exclude_padding_from_average", "True"))
+    return _call("mb.avg_pool" if p.mode == "avg" else "mb.max_pool", *args, ("name", _q(f"{p.path}.pool")))
+
+
+class CoreMLBackend(Backend):
+    name = "coreml"
+    file_suffix = ".py"
+
+    def emit(self, net: Network) -> str:
+        header = Header.of(net)
+
+        def stage_ctx(stage: Stage) -> dict:
+            blocks = [
+                {"comment": block_comment(b, header.block_costs[b.path]), "lines": [ln for s in steps(b) for ln in step_line(s)]}
+                for b in stage.blocks
+            ]  # fmt: skip
+            return {"comment": stage_comment(stage, header.stage_costs[stage.path]), "blocks": blocks}
+
+        return (
+            environment(self.name)
+            .get_template("module.py.j2")
+            .render(
+                header=header,
+                stages=[stage_ctx(s) for s in net.all_stages()],
+                input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
+            )
+        )

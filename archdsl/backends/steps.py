@@ -1,0 +1,90 @@
+"""A block as a straight sequence of steps, for backends that write a network as one function
+(Keras' functional API, a CoreML MIL program). Each backend maps a step to its own call; the
+decomposition, and so the order of operations, is shared."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from ..ir import (
+    Block,
+    Classifier,
+    ConvBnAct,
+    DepthwiseSeparable,
+    FusedInvertedBottleneck,
+    Pool,
+    SqueezeExcite,
+    UniversalInvertedBottleneck,
+)
+
+
+@dataclass(frozen=True)
+class KeepShortcut:
+    """Remember the block input for the residual add."""
+
+
+@dataclass(frozen=True)
+class LayerScaleStep:
+    path: str  # the tensor key, `<block>.layer_scale`
+    init: float
+
+
+@dataclass(frozen=True)
+class AddShortcut:
+    path: str  # named `<block>.add`
+
+
+@dataclass(frozen=True)
+class Flatten:
+    path: str  # the classifier block
+
+
+@dataclass(frozen=True)
+class Dense:
+    path: str  # the classifier block; weights `<path>.fc.*`
+    classes: int
+    dropout: float
+
+
+@dataclass(frozen=True)
+class BlockOutput:
+    path: str  # an identity named by the block path, so each block's output can be compared
+
+
+Step = Union[KeepShortcut, ConvBnAct, SqueezeExcite, LayerScaleStep, AddShortcut, Pool, Flatten, Dense, BlockOutput]
+
+
+def parts(block: DepthwiseSeparable | UniversalInvertedBottleneck | FusedInvertedBottleneck) -> list:
+    """A composite block's convs and SE, in execution order."""
+    if isinstance(block, DepthwiseSeparable):
+        seq: list = [block.dw, block.se, block.pw]
+    elif isinstance(block, FusedInvertedBottleneck):
+        seq = [block.expand, block.se, block.project]
+    else:
+        seq = [block.dw_start, block.expand, block.dw_mid, block.se, block.project, block.dw_end]
+    return [p for p in seq if p is not None]
+
+
+def steps(block: Block) -> list[Step]:
+    residual = getattr(block, "residual", False)
+    out: list[Step] = [KeepShortcut()] if residual else []
+    if isinstance(block, (ConvBnAct, Pool)):
+        out.append(block)
+    elif isinstance(block, Classifier):
+        out += [Flatten(block.path), Dense(block.path, block.classes, block.dropout)]
+    else:
+        out += parts(block)
+        if isinstance(block, UniversalInvertedBottleneck) and block.layer_scale is not None:
+            out.append(LayerScaleStep(f"{block.path}.layer_scale", block.layer_scale))
+    if residual:
+        out.append(AddShortcut(f"{block.path}.add"))
+    return [*out, BlockOutput(block.path)]
+
+
+def convs(block: Block) -> list[ConvBnAct]:
+    return [s for s in steps(block) if isinstance(s, ConvBnAct)]
+
+
+def ses(block: Block) -> list[SqueezeExcite]:
+    return [s for s in steps(block) if isinstance(s, SqueezeExcite)]

@@ -1,0 +1,171 @@
+"""A reference evaluator for the MIL programs the CoreML backend builds: runs a program op by op
+with NumPy kernels, in float32, so CoreML output can be checked where CoreML itself cannot run
+(prediction needs macOS). It covers exactly the ops the backend emits; any other op raises.
+
+Kernels follow the MIL op definitions (coremltools `mil/ops/defs`): NCHW tensors, conv weights
+(C_out, C_in / groups, kH, kW), `pad` as (top, bottom, left, right).
+"""
+
+from __future__ import annotations
+
+from math import erf, sqrt
+from typing import Any, Callable
+
+import numpy as np
+
+Kernel = Callable[..., np.ndarray]
+_KERNELS: dict[str, Kernel] = {}
+
+
+def kernel(op_type: str) -> Callable[[Kernel], Kernel]:
+    def register(fn: Kernel) -> Kernel:
+        _KERNELS[op_type] = fn
+        return fn
+
+    return register
+
+
+class UnsupportedOp(Exception):
+    pass
+
+
+def run_program(program: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every op output of the program's `main` function, by name, given its inputs by name."""
+    function = program.functions["main"]
+    values: dict[str, Any] = {name: np.asarray(v, dtype=np.float32) for name, v in inputs.items()}
+    for op in function.operations:
+        if op.op_type == "const":
+            values[op.outputs[0].name] = op.outputs[0].val
+            continue
+        if op.op_type not in _KERNELS:
+            raise UnsupportedOp(f"no reference kernel for MIL op {op.op_type!r} ({op.name})")
+        args = {k: values[v.name] for k, v in op.inputs.items()}  # consts came first
+        values[op.outputs[0].name] = np.asarray(_KERNELS[op.op_type](**args), dtype=np.float32)
+    return values
+
+
+@kernel("conv")
+def conv(x, weight, strides, pad_type, dilations, groups, pad=(0, 0, 0, 0), bias=None) -> np.ndarray:
+    if pad_type not in ("custom", "valid") or any(d != 1 for d in dilations):
+        raise UnsupportedOp(f"conv with pad_type={pad_type!r}, dilations={list(dilations)}")
+    top, bottom, left, right = (int(p) for p in pad) if pad_type == "custom" else (0, 0, 0, 0)
+    x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    n, c, _, _ = x.shape
+    o, cg, kh, kw = weight.shape
+    sh, sw = (int(s) for s in strides)
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    g = int(groups)
+    windows = windows.reshape(n, g, c // g, *windows.shape[2:])  # n, g, cg, oh, ow, kh, kw
+    w = weight.reshape(g, o // g, cg, kh, kw)
+    out = np.einsum("ngchwij,gocij->ngohw", windows, w, optimize=True).reshape(n, o, *windows.shape[3:5])
+    return out + bias.reshape(1, -1, 1, 1) if bias is not None else out
+
+
+@kernel("batch_norm")
+def batch_norm(x, mean, variance, gamma, beta, epsilon) -> np.ndarray:
+    shape = (1, -1, 1, 1)
+    scale = gamma.reshape(shape) / np.sqrt(variance.reshape(shape) + np.float32(epsilon))
+    return (x - mean.reshape(shape)) * scale + beta.reshape(shape)
+
+
+@kernel("relu")
+def relu(x) -> np.ndarray:
+    return np.maximum(x, 0)
+
+
+@kernel("relu6")
+def relu6(x) -> np.ndarray:
+    return np.clip(x, 0, 6)
+
+
+@kernel("sigmoid_hard")
+def sigmoid_hard(x, alpha, beta) -> np.ndarray:
+    return np.clip(np.float32(alpha) * x + np.float32(beta), 0, 1)
+
+
+@kernel("sigmoid")
+def sigmoid(x) -> np.ndarray:
+    return 1 / (1 + np.exp(-x))
+
+
+@kernel("silu")
+def silu(x) -> np.ndarray:
+    return x * sigmoid(x)
+
+
+_erf = np.vectorize(erf, otypes=[np.float64])
+
+
+@kernel("gelu")
+def gelu(x, mode="EXACT") -> np.ndarray:
+    if mode == "EXACT":
+        return 0.5 * x * (1 + _erf(x / sqrt(2)))
+    if mode == "TANH_APPROXIMATION":
+        return 0.5 * x * (1 + np.tanh(sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    raise UnsupportedOp(f"gelu mode {mode!r}")
+
+
+@kernel("identity")
+def identity(x) -> np.ndarray:
+    return x
+
+
+@kernel("add")
+def add(x, y) -> np.ndarray:
+    return x + y
+
+
+@kernel("mul")
+def mul(x, y) -> np.ndarray:
+    return x * y
+
+
+@kernel("reduce_mean")
+def reduce_mean(x, axes, keep_dims=False) -> np.ndarray:
+    return np.mean(x, axis=tuple(int(a) for a in axes), keepdims=bool(keep_dims))
+
+
+@kernel("reduce_max")
+def reduce_max(x, axes, keep_dims=False) -> np.ndarray:
+    return np.max(x, axis=tuple(int(a) for a in axes), keepdims=bool(keep_dims))
+
+
+@kernel("reshape")
+def reshape(x, shape) -> np.ndarray:
+    return x.reshape(tuple(int(s) for s in shape))
+
+
+@kernel("linear")
+def linear(x, weight, bias=None) -> np.ndarray:
+    out = x @ weight.T
+    return out + bias if bias is not None else out
+
+
+def _pool(x, kernel_sizes, strides, pad, fill: float, reduce: Callable, count: bool) -> np.ndarray:
+    top, bottom, left, right = (int(p) for p in pad)
+    kh, kw = (int(k) for k in kernel_sizes)
+    sh, sw = (int(s) for s in strides)
+    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    out = reduce(windows, axis=(4, 5))
+    if count:  # average over the real (unpadded) elements of each window
+        ones = np.pad(np.ones(x.shape[2:], np.float32), ((top, bottom), (left, right)))
+        n = np.lib.stride_tricks.sliding_window_view(ones, (kh, kw))[::sh, ::sw].sum(axis=(2, 3))
+        out = out * (kh * kw) / n
+    return out
+
+
+@kernel("max_pool")
+def max_pool(x, kernel_sizes, strides, pad_type, pad, ceil_mode=False) -> np.ndarray:
+    if pad_type != "custom" or ceil_mode:
+        raise UnsupportedOp(f"max_pool with pad_type={pad_type!r}, ceil_mode={ceil_mode}")
+    return _pool(x, kernel_sizes, strides, pad, -np.inf, np.max, count=False)
+
+
+@kernel("avg_pool")
+def avg_pool(
+    x, kernel_sizes, strides, pad_type, pad, exclude_padding_from_average=False, ceil_mode=False
+) -> np.ndarray:
+    if pad_type != "custom" or ceil_mode:
+        raise UnsupportedOp(f"avg_pool with pad_type={pad_type!r}, ceil_mode={ceil_mode}")
+    return _pool(x, kernel_sizes, strides, pad, 0.0, np.mean, count=bool(exclude_padding_from_average))
