@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="CoreML compute precision")
 
+    c = spec_command("import-weights", "convert a reference checkpoint to canonical weights")
+    c.add_argument("--from", dest="source", required=True, choices=("timm",), help="whose tensor names it uses")
+    c.add_argument("checkpoint", help="safetensors state dict")
+    c.add_argument("-o", "--output", required=True)
+
     c = sub.add_parser("fmt", help="print specs in canonical format")
     c.add_argument("files", nargs="+")
     mode = c.add_mutually_exclusive_group()
@@ -94,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
                                        args.network, args.import_root)  # fmt: skip
+        if args.command == "import-weights":
+            return commands.import_weights_cmd(args.spec, args.checkpoint, args.output, args.network, args.import_root)
         if args.command == "fmt":
             return commands.fmt_cmd(args.files, args.check, args.write)
         if args.command == "check":

@@ -113,3 +113,20 @@ def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: 
             save_weights(init_weights(net, seed), weights)
         export(net, backend, weights, Path(output), precision)
     return 0
+
+
+def import_weights_cmd(spec: str, checkpoint: str, output: str, network: str | None, root: Path | None = None) -> int:
+    from safetensors.numpy import load_file
+
+    from .importers.timm import import_timm
+    from .weights import save_weights
+
+    net = compile_file(spec, network, root)
+    try:
+        state = load_file(checkpoint)
+    except (OSError, ValueError) as exc:
+        raise ArchError(f"cannot read checkpoint {checkpoint!r}: {exc}") from None
+    weights = import_timm(net, state)
+    save_weights(weights, output, {"network": net.name, "source_hash": net.source_hash, "from": "timm"})
+    print(f"wrote {output}: {len(weights)} tensors", file=sys.stderr)
+    return 0

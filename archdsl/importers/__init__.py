@@ -1,0 +1,1 @@
+"""Weight importers: reference checkpoints (other projects' tensor names) to canonical weights."""

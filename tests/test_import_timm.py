@@ -1,0 +1,79 @@
+"""Importing timm checkpoints: every tensor found under its timm name with its exact shape, and
+problems reported by name; with the reference fixtures, the imported networks reproduce the
+logits timm computed, in every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from archdsl.backends.registry import get_backend
+from archdsl.compiler import compile_file
+from archdsl.errors import ArchError
+from archdsl.importers.timm import _modules, import_timm, timm_key
+from archdsl.layers import network_tensors
+from archdsl.runners import runner
+from archdsl.weights import init_weights
+from conftest import FIXTURES, SPECS
+
+# spec -> the fixture made from the timm model it reproduces
+CHECKPOINTS = {"mnv4_conv_s": "mobilenetv4_conv_small", "mnv3_small": "mobilenetv3_small_100"}
+
+
+@pytest.mark.parametrize("backend", ["torch", "keras", "coreml"])
+@pytest.mark.parametrize("spec", sorted(CHECKPOINTS))
+def test_imported_checkpoint_reproduces_the_reference_logits(spec, backend, tmp_path):
+    ckpt, io = FIXTURES / f"{CHECKPOINTS[spec]}.safetensors", FIXTURES / f"{CHECKPOINTS[spec]}.io.npz"
+    if not ckpt.exists():
+        pytest.skip(f"reference fixtures not found at {FIXTURES} (set ARCHDSL_FIXTURES)")
+    from archdsl import cli
+
+    weights = tmp_path / "w.safetensors"
+    assert (
+        cli.main(["import-weights", str(SPECS / f"{spec}.arch"), "--from", "timm", str(ckpt), "-o", str(weights)]) == 0
+    )
+    net = compile_file(SPECS / f"{spec}.arch")
+    data = np.load(io)
+    run, source = runner(backend)
+    logits = run(get_backend(source).emit(net), net, str(weights), data["input"].astype(np.float32))["head.2"]
+    ref = data["logits"]
+    assert np.max(np.abs(logits - ref)) / max(1.0, np.max(np.abs(ref))) <= 1e-4
+
+
+def _as_timm(spec: str, names_from: str = "uir") -> tuple:
+    """A synthetic timm checkpoint for a spec: its canonical weights under timm's names."""
+    net = compile_file(SPECS / f"{spec}.arch")
+    weights = init_weights(net, 0)
+    # timm's naming is told apart per block, by the names present: mark every block as `uir` or not
+    blocks = [f"blocks.{i}.{j}" for i, stage in enumerate(net.stages) for j in range(len(stage.blocks))]
+    modules = _modules(net, {f"{b}.pw_exp.conv.weight": None for b in blocks} if names_from == "uir" else {})
+    return net, weights, {timm_key(k, modules): v for k, v in weights.items()}
+
+
+@pytest.mark.parametrize(
+    "spec, names", [("mnv4_conv_s", "uir"), ("mnv3_large", "ir"), ("mnv2", "ir"), ("mnv4_conv_m", "uir")]
+)
+def test_a_timm_named_checkpoint_imports_to_the_same_weights(spec, names):
+    net, weights, state = _as_timm(spec, names)
+    imported = import_timm(net, state)
+    assert list(imported) == [t.key for t in network_tensors(net)]
+    assert all(np.array_equal(imported[k], weights[k]) for k in weights)
+
+
+def test_problems_are_reported_by_name():
+    net, _, state = _as_timm("mnv4_conv_s")
+    del state["blocks.2.1.dw_mid.bn.running_var"]
+    state["blocks.3.0.pw_proj.conv.weight"] = np.zeros((128, 576, 3, 3), np.float32)
+    state["head.extra"] = np.zeros(3, np.float32)
+    with pytest.raises(ArchError) as exc:
+        import_timm(net, state)
+    text = exc.value.message
+    assert "3 problems" in text
+    assert (
+        "missing: stages.2.blocks.1.dw_mid.bn.running_var (192,) (timm name blocks.2.1.dw_mid.bn.running_var)" in text
+    )
+    assert (
+        "shape: stages.3.blocks.0.project.conv.weight needs (128, 576, 1, 1), timm blocks.3.0.pw_proj.conv.weight has (128, 576, 3, 3)"
+        in text
+    )  # noqa: E501
+    assert "unused: head.extra (3,)" in text
