@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("spec", help="spec file (.arch)")
         c.add_argument("--network", help="network to use when the file defines several")
         c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
+        c.add_argument("--deploy", action="store_true", help="the inference form: BatchNorm folded into convs")
         return c
 
     c = spec_command("compile", "generate framework code for a spec")
@@ -87,20 +88,25 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "compile":
-            return commands.compile_cmd(args.spec, args.backend, args.output, args.network, args.import_root)
+            return commands.compile_cmd(
+                args.spec, args.backend, args.output, args.network, args.import_root, args.deploy
+            )
         if args.command == "cost":
-            return commands.cost_cmd(args.spec, args.json, args.dtype, args.network, args.import_root)
+            return commands.cost_cmd(args.spec, args.json, args.dtype, args.network, args.import_root, args.deploy)
         if args.command == "init-weights":
-            return commands.init_weights_cmd(args.spec, args.seed, args.output, args.network, args.import_root)
+            return commands.init_weights_cmd(
+                args.spec, args.seed, args.output, args.network, args.import_root, args.deploy
+            )
         if args.command == "verify":
             backends = [b.strip() for b in args.backends.split(",") if b.strip()]
             return commands.verify_cmd(args.spec, backends, args.seed, args.weights, args.input, args.tolerance,
-                                       args.network, args.import_root)  # fmt: skip
+                                       args.network, args.import_root, args.deploy)  # fmt: skip
         if args.command == "export":
             return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
-                                       args.network, args.import_root)  # fmt: skip
+                                       args.network, args.import_root, args.deploy)  # fmt: skip
         if args.command == "import-weights":
-            return commands.import_weights_cmd(args.spec, args.checkpoint, args.output, args.network, args.import_root)
+            return commands.import_weights_cmd(args.spec, args.checkpoint, args.output, args.network, args.import_root,
+                                               args.deploy)  # fmt: skip
         if args.command == "fmt":
             return commands.fmt_cmd(args.files, args.check, args.write)
         if args.command == "check":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 from .atomic import write_atomic
@@ -10,10 +11,11 @@ from .compiler import compile_file
 from .errors import ArchError
 
 
-def compile_cmd(spec: str, backend: str, output: str | None, network: str | None, root: Path | None = None) -> int:
+def compile_cmd(spec: str, backend: str, output: str | None, network: str | None, root: Path | None = None,
+                deploy: bool = False) -> int:  # fmt: skip
     from .backends.registry import get_backend
 
-    code = get_backend(backend).emit(compile_file(spec, network, root))
+    code = get_backend(backend).emit(compile_file(spec, network, root, deploy=deploy))
     if output:
         write_atomic(Path(output), code)
     else:
@@ -21,22 +23,92 @@ def compile_cmd(spec: str, backend: str, output: str | None, network: str | None
     return 0
 
 
-def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None, root: Path | None = None) -> int:
+def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None, root: Path | None = None,
+             deploy: bool = False) -> int:  # fmt: skip
     import json
 
     from .report import cost_json, cost_table
 
-    net = compile_file(spec, network, root)
+    net = compile_file(spec, network, root, deploy=deploy)
     sys.stdout.write(json.dumps(cost_json(net, dtype), indent=2) + "\n" if as_json else cost_table(net, dtype))
     return 0
 
 
-def init_weights_cmd(spec: str, seed: int, output: str, network: str | None, root: Path | None = None) -> int:
-    from .weights import init_weights, save_weights
+def _weights(spec: str, network: str | None, root: Path | None, deploy: bool, seed: int = 0,
+             given: str | None = None, timm: str | None = None) -> dict:  # fmt: skip
+    """Canonical weights of the spec's network: given, imported, or random from `seed`; folded
+    into the deploy form when asked."""
+    from .passes.fold_norms import fold_weights
+    from .weights import init_weights
 
     net = compile_file(spec, network, root)
-    meta = {"network": net.name, "source_hash": net.source_hash, "seed": str(seed), "layout": "torch"}
-    save_weights(init_weights(net, seed), output, meta)
+    if timm is not None:
+        from safetensors.numpy import load_file
+
+        from .importers.timm import import_timm
+
+        try:
+            weights = import_timm(net, load_file(timm))
+        except (OSError, ValueError) as exc:
+            raise ArchError(f"cannot read checkpoint {timm!r}: {exc}") from None
+    elif given is not None:
+        from safetensors.numpy import load_file
+
+        weights = load_file(given)
+    else:
+        weights = init_weights(net, seed)
+    return fold_weights(net, weights) if deploy else weights
+
+
+def _save(
+    weights: dict, output: str, spec: str, network: str | None, root: Path | None, deploy: bool, **meta: str
+) -> None:
+    from .weights import save_weights
+
+    net = compile_file(spec, network, root, deploy=deploy)
+    save_weights(weights, output, {"network": net.name, "source_hash": net.source_hash, "deploy": str(deploy), **meta})
+
+
+def init_weights_cmd(spec: str, seed: int, output: str, network: str | None, root: Path | None = None,
+                     deploy: bool = False) -> int:  # fmt: skip
+    _save(_weights(spec, network, root, deploy, seed=seed), output, spec, network, root, deploy, seed=str(seed))
+    return 0
+
+
+def import_weights_cmd(spec: str, checkpoint: str, output: str, network: str | None, root: Path | None = None,
+                       deploy: bool = False) -> int:  # fmt: skip
+    weights = _weights(spec, network, root, deploy, timm=checkpoint)
+    _save(weights, output, spec, network, root, deploy, source="timm")
+    print(f"wrote {output}: {len(weights)} tensors", file=sys.stderr)
+    return 0
+
+
+def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, size: tuple[int, int] | None,
+               tolerance: float, network: str | None, root: Path | None = None, deploy: bool = False) -> int:  # fmt: skip
+    from .verify import report_text, verify
+    from .weights import save_weights
+
+    if len(backends) < 2:
+        raise ArchError("verify needs at least two backends", None, "e.g. --backends torch,keras")
+    net = compile_file(spec, network, root, resolution=size, deploy=deploy)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "weights.safetensors")
+        save_weights(_weights(spec, network, root, deploy, seed=seed, given=weights), path)
+        reports = verify(net, backends, path, seed, tolerance)
+    sys.stdout.write(report_text(net, reports, tolerance, weights, seed))
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, precision: str,
+               network: str | None, root: Path | None = None, deploy: bool = False) -> int:  # fmt: skip
+    from .export import export
+    from .weights import save_weights
+
+    net = compile_file(spec, network, root, deploy=deploy)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "weights.safetensors")
+        save_weights(_weights(spec, network, root, deploy, seed=seed, given=weights), path)
+        export(net, backend, path, Path(output), precision)
     return 0
 
 
@@ -83,50 +155,4 @@ def regen_cmd(root: str) -> int:
 
     for path in regen(Path(root)):
         print(f"wrote {path}", file=sys.stderr)
-    return 0
-
-
-def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, size: tuple[int, int] | None,
-               tolerance: float, network: str | None, root: Path | None = None) -> int:  # fmt: skip
-    from .verify import report_text, verify
-
-    if len(backends) < 2:
-        raise ArchError("verify needs at least two backends", None, "e.g. --backends torch,keras")
-    net = compile_file(spec, network, root, resolution=size)
-    reports = verify(net, backends, weights, seed, tolerance)
-    sys.stdout.write(report_text(net, reports, tolerance, weights, seed))
-    return 0 if all(r.ok for r in reports) else 1
-
-
-def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, precision: str,
-               network: str | None, root: Path | None = None) -> int:  # fmt: skip
-    import tempfile
-
-    from .export import export
-
-    net = compile_file(spec, network, root)
-    with tempfile.TemporaryDirectory() as tmp:
-        if weights is None:
-            from .weights import init_weights, save_weights
-
-            weights = str(Path(tmp) / "weights.safetensors")
-            save_weights(init_weights(net, seed), weights)
-        export(net, backend, weights, Path(output), precision)
-    return 0
-
-
-def import_weights_cmd(spec: str, checkpoint: str, output: str, network: str | None, root: Path | None = None) -> int:
-    from safetensors.numpy import load_file
-
-    from .importers.timm import import_timm
-    from .weights import save_weights
-
-    net = compile_file(spec, network, root)
-    try:
-        state = load_file(checkpoint)
-    except (OSError, ValueError) as exc:
-        raise ArchError(f"cannot read checkpoint {checkpoint!r}: {exc}") from None
-    weights = import_timm(net, state)
-    save_weights(weights, output, {"network": net.name, "source_hash": net.source_hash, "from": "timm"})
-    print(f"wrote {output}: {len(weights)} tensors", file=sys.stderr)
     return 0

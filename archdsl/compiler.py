@@ -8,6 +8,7 @@ from .ir import Network
 from .loader import load_file, load_text
 from .lower import lower
 from .passes import resolve
+from .passes.fold_norms import fold_norms
 
 
 def compile_file(
@@ -16,13 +17,16 @@ def compile_file(
     import_root: Path | None = None,
     resolution: tuple[int, int] | None = None,
     shown_as: str | None = None,
+    deploy: bool = False,
 ) -> Network:
     """Compile a spec file. `resolution` replaces the network's input size (H, W); `shown_as` is
-    the name generated code gives the spec (default: `path` as given)."""
+    the name generated code gives the spec (default: `path` as given); `deploy` gives the
+    inference form, every BatchNorm folded into its conv."""
     spec = lower(load_file(path, import_root), network)
     if resolution is not None:
         spec = spec.model_copy(update={"resolution": resolution, "rho": 1.0})
-    return resolve(spec, shown_as or str(path))
+    net = resolve(spec, shown_as or str(path))
+    return fold_norms(net) if deploy else net
 
 
 def compile_text(text: str, file: str = "<string>", network: str | None = None) -> Network:

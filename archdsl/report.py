@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cost import Cost, block_cost, layer_cost
+from .cost import Cost, block_cost, layer_cost, network_cost
 from .ir import Network
 from .layers import LayerScale, ResidualAdd, layers_of
+from .passes.fold_norms import fold_norms
 
 
 def _layer_path(layer: Any) -> str:
@@ -53,6 +54,7 @@ def cost_json(net: Network, dtype: str = "float32") -> dict[str, Any]:
         "input_shape": list(net.input_shape),
         "dtype": dtype,
         "total": _numbers(total, dtype),
+        "deploy_total": _numbers(network_cost(fold_norms(net)), dtype),
         "stages": stages,
         "layers": layers,
     }
@@ -90,6 +92,8 @@ def cost_table(net: Network, dtype: str = "float32") -> str:
         cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2])]
         cells += [v.rjust(w) for v, w in zip(r[3:], widths[3:], strict=True)]
         lines.append("  ".join(cells).rstrip())
+    deploy = network_cost(fold_norms(net))
+    lines.append(f"deploy form (BatchNorm folded): {deploy.params:,} params, {deploy.macs:,} MACs")
     title = f"{net.name}: input {'x'.join(map(str, net.input_shape))} (CxHxW), {dtype}; MACs = multiply-accumulates"
     return title + "\n" + "\n".join(lines) + "\n"
 

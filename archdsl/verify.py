@@ -51,21 +51,23 @@ def compare(ref_name: str, ref: Outputs, name: str, other: Outputs, tolerance: f
     )  # fmt: skip
 
 
-def run_backends(net: Network, backends: list[str], weights: str | None, seed: int) -> dict[str, Outputs]:
+def run_backends(net: Network, backends: list[str], weights: str, seed: int) -> dict[str, Outputs]:
+    """Each backend's block outputs for one random input (from `seed`) and one weight file."""
     x = np.random.default_rng(seed).standard_normal((1, *net.input_shape), dtype=np.float32)
-    with tempfile.TemporaryDirectory() as tmp:
-        if weights is None:
-            weights = str(Path(tmp) / "weights.safetensors")
-            save_weights(init_weights(net, seed), weights)
-        results = {}
-        for name in backends:
-            run, backend = runner(name)
-            results[name] = run(get_backend(backend).emit(net), net, weights, x)
+    results = {}
+    for name in backends:
+        run, backend = runner(name)
+        results[name] = run(get_backend(backend).emit(net), net, weights, x)
     return results
 
 
 def verify(net: Network, backends: list[str], weights: str | None, seed: int, tolerance: float) -> list[PairReport]:
-    results = run_backends(net, backends, weights, seed)
+    """Compare `backends` against the first; random canonical weights from `seed` unless given."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if weights is None:
+            weights = str(Path(tmp) / "weights.safetensors")
+            save_weights(init_weights(net, seed), weights)
+        results = run_backends(net, backends, weights, seed)
     ref = backends[0]
     return [compare(ref, results[ref], name, results[name], tolerance) for name in backends[1:]]
 

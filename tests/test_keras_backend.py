@@ -110,9 +110,11 @@ def test_generated_keras_imports_only_keras(path):
     assert lazy <= {"numpy", "safetensors.numpy"}  # inside load_weights only
 
 
-def test_run_backends_uses_one_input_and_one_weight_file_for_all():
+def test_run_backends_uses_one_input_and_one_weight_file_for_all(tmp_path):
     net = compile_file(SPECS / "mnv4_conv_s.arch", resolution=(64, 64))
-    outs = run_backends(net, ["torch", "keras"], None, seed=5)
+    weights = tmp_path / "w.safetensors"
+    save_weights(init_weights(net, 5), weights)
+    outs = run_backends(net, ["torch", "keras"], str(weights), seed=5)
     assert outs["torch"].keys() == outs["keras"].keys() == {b.path for b in net.blocks()}
 
 
