@@ -5,12 +5,13 @@ float64. Paths do not change, so the deploy form loads into the same backends.""
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..ir import ConvBnAct, Network, Node
 from ..layers import network_tensors
+
+if TYPE_CHECKING:
+    import numpy as np
 
 NAME = "fold_norms"
 
@@ -47,6 +48,8 @@ def _convs(node: Node):  # type: ignore[no-untyped-def]
 
 def fold_weights(net: Network, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Canonical weights of `fold_norms(net)` from those of the train-form `net`."""
+    import numpy as np  # only here: compiling needs no numpy
+
     out = dict(weights)
     for conv in _convs(net):
         if conv.norm is None:
