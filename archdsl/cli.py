@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ArchError, ArchErrors) as e:
         print(e.render(), file=sys.stderr)
         return 1
+    except OSError as e:  # an output path that cannot be written
+        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 1
     except BrokenPipeError:
         return 0
 

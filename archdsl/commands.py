@@ -52,9 +52,9 @@ def _weights(spec: str, network: str | None, root: Path | None, deploy: bool, se
         except (OSError, ValueError) as exc:
             raise ArchError(f"cannot read checkpoint {timm!r}: {exc}") from None
     elif given is not None:
-        from safetensors.numpy import load_file
+        from .weights import load_checked
 
-        weights = load_file(given)
+        weights = load_checked(given, net)
     else:
         weights = init_weights(net, seed)
     return fold_weights(net, weights) if deploy else weights
@@ -114,15 +114,13 @@ def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: 
 
 def fmt_cmd(files: list[str], check: bool, write: bool) -> int:
     from .fmt import format_module
+    from .loader import read_spec
     from .syntax import parse
 
     changed = []
     for name in files:
         path = Path(name)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ArchError(f"cannot read {name!r}: {exc.strerror}") from None
+        text = read_spec(path)
         out = format_module(parse(text, name))
         if not check and not write:
             sys.stdout.write(out)  # every file, in argument order

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .ir import Network
-from .loader import load_file, load_text
+from .loader import load_file, load_text, project_root
 from .lower import lower
 from .passes import resolve
 from .passes.fold_norms import fold_norms
@@ -25,9 +25,17 @@ def compile_file(
     spec = lower(load_file(path, import_root), network)
     if resolution is not None:
         spec = spec.model_copy(update={"resolution": resolution, "rho": 1.0})
-    net = resolve(spec, shown_as or str(path))
+    net = resolve(spec, shown_as or _shown(Path(path)))
     return fold_norms(net) if deploy else net
 
 
 def compile_text(text: str, file: str = "<string>", network: str | None = None) -> Network:
     return resolve(lower(load_text(text, file), network), file)
+
+
+def _shown(path: Path) -> str:
+    """A spec's name in generated code: relative to its project root, so output does not depend
+    on the working directory or on where the checkout lives."""
+    resolved = path.resolve()
+    root = project_root(resolved.parent)
+    return resolved.relative_to(root).as_posix() if resolved.is_relative_to(root) else path.name

@@ -29,14 +29,13 @@ class Cost:
     params: int = 0  # learnable scalars
     macs: int = 0  # multiply-accumulates
     elementwise: int = 0  # other element-wise arithmetic ops
-    weight_elems: int = 0  # learnable scalars read (times dtype size = weight bytes)
     activation_elems: int = 0  # activation scalars read + written
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     def weight_bytes(self, dtype: str = "float32") -> int:
-        return self.weight_elems * DTYPE_BYTES[dtype]
+        return self.params * DTYPE_BYTES[dtype]  # every learnable scalar is read once
 
     def activation_bytes(self, dtype: str = "float32") -> int:
         return self.activation_elems * DTYPE_BYTES[dtype]
@@ -53,22 +52,22 @@ def layer_cost(layer: Layer) -> Cost:
         macs = out * (layer.cin // layer.groups) * layer.kernel**2
         ew = out * ((2 if layer.norm else 0) + (layer.act != "identity"))
         acts = layer.cin * _area(layer.in_hw) + out
-        return Cost(params, macs, ew, params, acts)
+        return Cost(params, macs, ew, acts)
     if isinstance(layer, SqueezeExcite):
         n = layer.channels * _area(layer.hw)
         macs = 2 * layer.channels * layer.reduced
         ew = 2 * n + layer.reduced + layer.channels  # squeeze, gating, the two small activations
-        return Cost(params, macs, ew, params, 2 * n)
+        return Cost(params, macs, ew, 2 * n)
     if isinstance(layer, (LayerScale, ResidualAdd)):
         n = layer.channels * _area(layer.hw)
         reads = 1 if isinstance(layer, LayerScale) else 2
-        return Cost(params, 0, n, params, (reads + 1) * n)
+        return Cost(params, 0, n, (reads + 1) * n)
     if isinstance(layer, Pool):
         n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
         ew = n_in if layer.is_global else n_out * layer.kernel**2
-        return Cost(0, 0, ew, 0, n_in + n_out)
+        return Cost(0, 0, ew, n_in + n_out)
     assert isinstance(layer, Classifier)
-    return Cost(params, layer.cin * layer.classes, 0, params, layer.cin + layer.classes)
+    return Cost(params, layer.cin * layer.classes, 0, layer.cin + layer.classes)
 
 
 def block_cost(block: Block) -> Cost:

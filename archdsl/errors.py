@@ -23,8 +23,8 @@ class Span:
     source: str = field(default="", repr=False, compare=False)
 
     def line_text(self) -> str:
-        lines = self.source.splitlines()
-        return lines[self.line - 1] if 0 < self.line <= len(lines) else ""
+        lines = self.source.split("\n")  # as the lexer counts lines (not splitlines: \f, \u2028)
+        return lines[self.line - 1].rstrip("\r") if 0 < self.line <= len(lines) else ""
 
 
 class ArchError(Exception):
@@ -46,7 +46,8 @@ class ArchError(Exception):
         if text:
             width = (s.end_col - s.col) if s.end_line == s.line else len(text) - s.col + 1
             out.append(f"  {text}")
-            out.append("  " + " " * (s.col - 1) + "^" * max(1, width))
+            indent = "".join(ch if ch == "\t" else " " for ch in text[: s.col - 1])  # tabs line up
+            out.append("  " + indent + "^" * max(1, width))
         if self.hint:
             out.append(f"  hint: {self.hint}")
         return "\n".join(out)

@@ -7,7 +7,7 @@ import math
 from typing import Mapping, Union
 
 from .errors import ArchError, Span, did_you_mean
-from .syntax import BinOp, Expr, Flag, Literal, Name, Neg, Num, Shape, Str
+from .syntax import BinOp, Expr, Flag, Literal, Name, Neg, Num, Shape
 
 Value = Union[int, float, str, tuple[int, ...]]
 Env = Mapping[str, Value]
@@ -25,8 +25,6 @@ def _evaluate(expr: Expr, env: Env) -> Value:
         return expr.value
     if isinstance(expr, Name):
         return env.get(expr.id, expr.id)  # an unbound name is a symbol such as `relu`
-    if isinstance(expr, Str):
-        return expr.value
     if isinstance(expr, Shape):
         return expr.dims
     if isinstance(expr, Neg):
@@ -48,6 +46,8 @@ def number(expr: Expr, env: Env) -> int | float:
     value = evaluate(expr, env)
     if isinstance(value, (int, float)):
         return value
+    if isinstance(expr, Name) and expr.id in env:
+        raise ArchError(f"parameter '{expr.id}' is {_show(value)}, not a number", expr.span)
     if isinstance(expr, Name):
         raise ArchError(f"unknown parameter '{expr.id}'", expr.span, did_you_mean(expr.id, env))
     raise ArchError("expected a number", expr.span)
@@ -64,24 +64,32 @@ def _tidy(v: int | float) -> int | float:
     return int(v) if isinstance(v, float) and v.is_integer() and abs(v) < 2**53 else v
 
 
-def as_int(value: Value, span: Span, what: str, minimum: int = 1) -> int:
-    if isinstance(value, float) and value.is_integer():
+# Beyond these a spec is a typo, and the arithmetic would overflow or run for ever.
+MAX_INT = 1 << 20
+MAX_FLOAT = 1e6
+
+
+def as_int(value: Value, span: Span, what: str, minimum: int = 1, maximum: int = MAX_INT) -> int:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_FLOAT:
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise ArchError(f"{what} must be a whole number, got {_show(value)}", span)
     if value < minimum:
         raise ArchError(f"{what} must be at least {minimum}, got {value}", span)
+    if value > maximum:
+        raise ArchError(f"{what} must be at most {maximum:,}, got {value:,}", span)
     return value
 
 
-def as_float(value: Value, span: Span, what: str, low: float = 0.0, high: float | None = None,
-             low_open: bool = True) -> float:  # fmt: skip
-    if not isinstance(value, (int, float)):
+def as_float(value: Value, span: Span, what: str, low: float = 0.0, high: float = MAX_FLOAT,
+             low_open: bool = True, high_open: bool = False) -> float:  # fmt: skip
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise ArchError(f"{what} must be a number, got {_show(value)}", span)
     v = float(value)
     too_low = v <= low if low_open else v < low
-    if too_low or (high is not None and v > high):
-        bounds = f"{'>' if low_open else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+    too_high = v >= high if high_open else v > high
+    if too_low or too_high:
+        bounds = f"{'>' if low_open else '>='} {low:g} and {'<' if high_open else '<='} {high:g}"
         raise ArchError(f"{what} must be {bounds}, got {v:g}", span)
     return v
 

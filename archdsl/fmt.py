@@ -24,7 +24,6 @@ from .syntax import (
     Param,
     Shape,
     Stmt,
-    Str,
     TopItem,
 )  # fmt: skip
 
@@ -37,8 +36,6 @@ def expr_text(e: Expr, parent: int = 0, right: bool = False) -> str:
         return e.text
     if isinstance(e, Name):
         return e.id
-    if isinstance(e, Str):
-        return f'"{e.value}"'
     if isinstance(e, Shape):
         return "x".join(map(str, e.dims))
     if isinstance(e, Neg):
@@ -60,7 +57,7 @@ def item_text(item: Flag | KwArg | Literal) -> str:
     if isinstance(item, KwArg):
         return f"{item.key}={expr_text(item.value)}"
     text = expr_text(item.value)
-    return text if isinstance(item.value, (Num, Shape, Str)) else f"({text})"
+    return text if isinstance(item.value, (Num, Shape)) else f"({text})"
 
 
 def _params(params: tuple[Param, ...]) -> str:

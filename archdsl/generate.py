@@ -66,6 +66,8 @@ def emit(target: Target, root: Path) -> str:
 
 def stale(root: Path) -> list[str]:
     """Unified diffs of every generated file that differs from what the compiler emits now."""
+    if not (root / "specs").is_dir():
+        raise ArchError(f"{root} has no specs/ directory", hint="run from the project root or pass --root")
     diffs = []
     expected_paths = set()
     for t in targets(root):

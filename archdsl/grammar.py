@@ -63,6 +63,21 @@ def _keep_comment(tok: Token) -> Token:
     return tok
 
 
+def _cache_file() -> str | bool:
+    """A per-user file for Lark's parse tables (Lark unpickles it, so never a shared path)."""
+    import hashlib
+
+    import lark
+
+    from .resources import user_cache_dir
+
+    root = user_cache_dir()
+    if root is None:
+        return False
+    key = hashlib.sha256((grammar_dir() / "archdsl.lark").read_bytes() + lark.__version__.encode()).hexdigest()[:16]
+    return str(root / f"lark-{key}.cache")
+
+
 @cache
 def parser() -> Lark:
     return Lark(
@@ -73,7 +88,7 @@ def parser() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         lexer_callbacks={"COMMENT": _keep_comment},
-        cache=True,  # LALR tables cached in the temp dir, keyed by grammar and options
+        cache=_cache_file(),  # LALR tables, keyed by grammar and Lark version
     )
 
 

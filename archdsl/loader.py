@@ -54,13 +54,18 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def load_file(path: str | Path, root: Path | None = None) -> Definitions:
-    path = Path(path)
+def read_spec(path: str | Path) -> str:
+    """A spec file's text: UTF-8 on every machine, whatever the locale."""
     try:
-        text = path.read_text()
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ArchError(f"cannot read spec {str(path)!r}: {exc.strerror}") from None
-    return load_text(text, str(path), root)
+    except UnicodeDecodeError as exc:
+        raise ArchError(f"spec {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
+
+
+def load_file(path: str | Path, root: Path | None = None) -> Definitions:
+    return load_text(read_spec(path), str(path), root)
 
 
 def load_text(text: str, file: str, root: Path | None = None) -> Definitions:
@@ -89,10 +94,9 @@ def _follow_imports(defs: Definitions, module: Module, base: Path, root: Path, c
             )
         if target in defs.loaded:
             continue
-        try:
-            text = target.read_text()
-        except OSError:
-            raise ArchError(f"cannot import {item.path!r}: no such file", item.span) from None
+        if not target.is_file():
+            raise ArchError(f"cannot import {item.path!r}: no such file", item.span)
+        text = read_spec(target)
         sub = parse(text, display_path(target))
         defs.sources.append(text)
         defs.loaded.add(target)

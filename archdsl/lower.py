@@ -26,7 +26,7 @@ from .ir import (
 from .loader import Definitions
 from .lower_block import lower_blocks
 from .syntax import Flag, KwArg, NetworkDef, NetworkInst, Stmt
-from .vocabulary import DEFAULT_SETTINGS, NETWORK_SETTINGS
+from .vocabulary import DEFAULT_SETTINGS, KINDS, NETWORK_SETTINGS
 
 
 def choose_network(defs: Definitions, name: str | None) -> str:
@@ -35,7 +35,6 @@ def choose_network(defs: Definitions, name: str | None) -> str:
         if name not in defs.networks:
             raise ArchError(f"no network named '{name}' in {defs.main.file}", None, did_you_mean(name, defs.networks))
         return name
-    local = [i for i in defs.main.items if isinstance(i, (NetworkDef, NetworkInst))]
     concrete = concrete_in(defs)
     stem = Path(defs.main.file).stem
     if len(concrete) == 1:
@@ -43,7 +42,7 @@ def choose_network(defs: Definitions, name: str | None) -> str:
     if stem in concrete:
         return stem
     if not concrete:
-        families = [n.name for n in local]
+        families = [i.name for i in defs.main.items if isinstance(i, NetworkDef)]
         hint = (f"instantiate a family: network my_net = {families[0]}(...)") if families else None
         raise ArchError(f"{defs.main.file} defines no concrete network", None, hint)
     raise ArchError(
@@ -121,7 +120,7 @@ class _NetworkLowering:
         spec = NetworkSpec(name=name, source_hash=source_hash, stages=tuple(self.stages), **self.settings)
         h, w = spec.resolution or spec.input_hw
         if min(round(h * spec.rho), round(w * spec.rho)) < 1:
-            raise ArchError(f"rho {spec.rho:g} leaves nothing of the {h}x{w} input", self.value_spans["rho"])
+            raise ArchError(f"rho {spec.rho:g} leaves nothing of the {h}x{w} input", self.value_spans.get("rho"))
         return spec
 
     def _once(self, stmt: Stmt) -> None:
@@ -137,14 +136,14 @@ class _NetworkLowering:
             return
         if head not in NETWORK_SETTINGS:
             hint = did_you_mean(head, NETWORK_SETTINGS)
-            if head in self.defs.blocks or head in _block_kinds():
+            if head in self.defs.blocks or head in KINDS:
                 hint = "blocks belong inside a stem, stage or head"
             raise ArchError(f"unknown network statement '{head}'", stmt.head_span, hint)
         self._once(stmt)
         if head == "input":
             self._input(stmt)
         elif head == "classes":
-            self.settings["classes"] = as_int(self._single(stmt), stmt.items[0].span, "classes")
+            self.settings["classes"] = as_int(self._single(stmt), stmt.items[0].span, "classes", maximum=1 << 20)
         elif head == "width":
             self._width(stmt)
         elif head == "depth":
@@ -157,13 +156,16 @@ class _NetworkLowering:
         elif head in ("stem", "head"):
             self.settings[head] = StageSpec(name=head, blocks=tuple(self._blocks(stmt)), span=stmt.span)
 
-    def _single(self, stmt: Stmt, allow: tuple[str, ...] = ()) -> Value:
+    def _single(self, stmt: Stmt, allow: tuple[str, ...] = (), keys: tuple[str, ...] = ()) -> Value:
+        """The one positional value of a setting; `allow` are its flags, `keys` its `key=` options."""
+        keyword_values(stmt, keys, self.env)  # rejects keys the setting does not take
         positional = [
             i for i in stmt.items if not isinstance(i, KwArg) and not (isinstance(i, Flag) and i.word in allow)
         ]
         if len(positional) != 1:
-            where = positional[1].span if len(positional) > 1 else stmt.head_span
-            raise ArchError(f"'{stmt.head}' takes one value", where)
+            extra = positional[1] if len(positional) > 1 else None
+            hint = did_you_mean(extra.word, allow) if isinstance(extra, Flag) and allow else None
+            raise ArchError(f"'{stmt.head}' takes one value", extra.span if extra else stmt.head_span, hint)
         return item_value(positional[0], self.env)  # type: ignore[arg-type]
 
     def _kwargs(self, stmt: Stmt, allowed: tuple[str, ...]) -> dict[str, tuple[Value, Span]]:
@@ -173,24 +175,25 @@ class _NetworkLowering:
         return {i.word for i in stmt.items if isinstance(i, Flag) and i.word in allowed}
 
     def _input(self, stmt: Stmt) -> None:
+        """`input 224x224x3`, `input 224x224` (3 channels), or `input h=.. w=.. [c=..]`."""
         kw = self._kwargs(stmt, ("h", "w", "c"))
-        if kw:
-            h, w = (as_int(*kw[k], f"input {k}") if k in kw else None for k in ("h", "w"))
-            if h is None or w is None:
-                raise ArchError("input needs both h= and w=", stmt.head_span)
-            c = as_int(*kw["c"], "input channels") if "c" in kw else 3
-        else:
-            dims = self._single(stmt)
-            span = stmt.items[0].span
+        if any(not isinstance(i, KwArg) for i in stmt.items):
+            if kw:
+                raise ArchError("give the input as a shape or as h= w= c=, not both", stmt.items[-1].span)
+            dims, span = self._single(stmt), stmt.items[0].span
             if not isinstance(dims, tuple) or len(dims) not in (2, 3):
                 raise ArchError("input must be a shape such as 224x224x3 (height x width x channels)", span)
-            h, w, c = (*dims, 3) if len(dims) == 2 else dims
-            for d in (h, w, c):
-                as_int(d, span, "input size")
+            kw = {k: (d, span) for k, d in zip("hwc", dims, strict=False)}  # 2 dims: 3 channels
+        if "h" not in kw or "w" not in kw:
+            raise ArchError("input needs both h= and w=", stmt.head_span)
+        h, w = (as_int(*kw[k], f"input {k}", maximum=16384) for k in ("h", "w"))
+        c = as_int(*kw["c"], "input channels", maximum=4096) if "c" in kw else 3
         self.settings["input_hw"], self.settings["in_channels"] = (h, w), c
 
     def _width(self, stmt: Stmt) -> None:
-        value = as_float(self._single(stmt), stmt.items[0].span, "width multiplier")
+        value = as_float(
+            self._single(stmt, keys=("divisor", "round_limit")), stmt.items[0].span, "width multiplier", high=16.0
+        )
         kw = self._kwargs(stmt, ("divisor", "round_limit"))
         rounding = Rounding(
             divisor=as_int(*kw["divisor"], "divisor") if "divisor" in kw else 8,
@@ -201,7 +204,7 @@ class _NetworkLowering:
         self.settings["width"] = WidthScaling(multiplier=value, rounding=rounding, span=stmt.span)
 
     def _depth(self, stmt: Stmt) -> None:
-        value = as_float(self._single(stmt, ("fix_first_last",)), stmt.items[0].span, "depth multiplier")
+        value = as_float(self._single(stmt, ("fix_first_last",)), stmt.items[0].span, "depth multiplier", high=16.0)
         self.settings["depth"] = DepthScaling(
             multiplier=value, fix_first_last="fix_first_last" in self._flags(stmt, ("fix_first_last",)), span=stmt.span
         )
@@ -212,11 +215,11 @@ class _NetworkLowering:
         value, span = self._single(stmt), stmt.items[0].span
         self.value_spans[stmt.head] = span
         if stmt.head == "rho":
-            self.settings["rho"] = as_float(value, span, "resolution multiplier rho")
+            self.settings["rho"] = as_float(value, span, "resolution multiplier rho", high=16.0)
         elif isinstance(value, tuple) and len(value) == 2:
-            self.settings["resolution"] = value
+            self.settings["resolution"] = tuple(as_int(d, span, "resolution", maximum=16384) for d in value)
         else:
-            side = as_int(value, span, "resolution")
+            side = as_int(value, span, "resolution", maximum=16384)
             self.settings["resolution"] = (side, side)
 
     def _no_items(self, stmt: Stmt) -> None:
@@ -272,12 +275,6 @@ class _NetworkLowering:
         if not blocks and len(self.errors) == errors_before:  # not when its blocks were all wrong
             raise ArchError(f"stage '{name}' has no blocks", names[0].span)
         self.stages.append(StageSpec(name=name, blocks=tuple(blocks), defaults=stage_defaults, span=stmt.span))
-
-
-def _block_kinds() -> tuple[str, ...]:
-    from .vocabulary import KINDS
-
-    return tuple(KINDS)
 
 
 def keyword_values(stmt: Stmt, allowed: tuple[str, ...], env: Env) -> dict[str, tuple[Value, Span]]:

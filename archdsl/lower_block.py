@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .errors import ArchError, Span, did_you_mean
@@ -31,27 +32,38 @@ def lower_blocks(
     raise ArchError(f"unknown block kind '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, [*KINDS, *templates]))
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option of a block statement: a flag (no value), compact (`e2.3`) or `key=value`."""
+
+    key: str
+    value: Value | None  # None for a flag; a compact kernel list stays text ("5/3")
+    span: Span  # the whole option
+    value_span: Span
+
+
 # Options that say the same thing two ways, or contradict each other.
 _CONFLICTS = ({"skip", "noskip"}, {"avg", "max"}, {"dw", "g"}, {"e", "mid"}, {"k", "k_start"}, {"k", "k_mid"},
               {"k", "k_end"})  # fmt: skip
 
 
 def _lower_kind(stmt: Stmt, kind: Kind, env: Env) -> BlockSpec:
-    given: dict[str, tuple[Any, Span]] = {}
+    given: dict[str, Option] = {}
     for item in stmt.items:
-        key, raw, span = _option(item, env)
+        opt = _option(item, env)
+        key = opt.key
         if key not in kind.options:
             allowed = sorted(kind.options)
             hint = did_you_mean(key, allowed) or ("it takes: " + ", ".join(allowed))
-            raise ArchError(f"'{stmt.head}' has no option '{key}'", span, hint)
+            raise ArchError(f"'{stmt.head}' has no option '{key}'", opt.span, hint)
         if key in given:
-            raise ArchError(f"option '{key}' given twice", span, "keep one of them")
+            raise ArchError(f"option '{key}' given twice", opt.span, "keep one of them")
         for other in next((c - {key} for c in _CONFLICTS if key in c and c - {key} <= given.keys()), ()):
-            raise ArchError(f"'{key}' conflicts with '{other}'", span, f"keep either '{other}' or '{key}'")
-        given[key] = (raw, span)
+            raise ArchError(f"'{key}' conflicts with '{other}'", opt.span, f"keep either '{other}' or '{key}'")
+        given[key] = opt
     fields = _typed_fields(given)
     if "k" in given:
-        fields["kernel"] = _kernels(stmt.head, kind, *given["k"])
+        fields["kernel"] = _kernels(stmt.head, kind, given["k"])
     elif kind.uib_kernels == "none":
         fields["kernel"] = (0, 0, 0)
     elif kind.ir_kind == "uib" and {"k_start", "k_mid", "k_end"} & given.keys():
@@ -61,12 +73,11 @@ def _lower_kind(stmt: Stmt, kind: Kind, env: Env) -> BlockSpec:
     _check_required(stmt, kind, fields)
     if kind.ir_kind == "uib" and stmt.head != "uib":
         fields["variant"] = stmt.head
-    spans = {key: span for key, (_, span) in given.items()}
+    spans = {key: opt.span for key, opt in given.items()}
     return BlockSpec(kind=kind.ir_kind, span=stmt.span, option_spans=spans, **fields)
 
 
-def _option(item: Any, env: Env) -> tuple[str, Any, Span]:
-    """(option name, raw value, span) of one item; flags carry True."""
+def _option(item: Any, env: Env) -> Option:
     if isinstance(item, KwArg):
         value = evaluate(item.value, env)
         if isinstance(item.value, Name) and item.value.id not in env and KWARGS.get(item.key, ("", ""))[1] in _NUMERIC:
@@ -75,32 +86,39 @@ def _option(item: Any, env: Env) -> tuple[str, Any, Span]:
             if _COMPACT_RE.match(name):
                 hint = f"'{name}' reads as the value of '{item.key}='; is a value missing after '{item.key}='?"
             raise ArchError(f"unknown parameter '{name}'", item.value.span, hint)
-        return item.key, (value, item.value.span), item.key_span
+        return Option(item.key, value, item.key_span, item.value.span)
     if isinstance(item, Literal):
         raise ArchError("a value needs an option name", item.span, "write options as k3, s2, c96 or key=value")
     assert isinstance(item, Flag)
-    if item.word in FLAGS:
-        return item.word, True, item.span
+    if item.word in COMPACT:
+        raise ArchError(f"'{item.word}' needs a value", item.span, f"write {item.word}<value> or {item.word}=<value>")
     m = _COMPACT_RE.match(item.word)
-    if m:
-        return m.group(1), (m.group(2), item.span), item.span
-    return item.word, True, item.span
+    if item.word in FLAGS or not m:
+        return Option(item.word, None, item.span, item.span)
+    key, text = m.group(1), m.group(2)
+    if _NUMBER_RE.match(text):
+        return Option(key, float(text) if "." in text else int(text), item.span, item.span)
+    if key == "k" and "/" in text:
+        return Option(key, text, item.span, item.span)
+    raise ArchError(f"malformed number '{text}' in '{item.word}'", item.span)
 
 
-def _typed_fields(given: dict[str, tuple[Any, Span]]) -> dict[str, Any]:
+def _typed_fields(given: dict[str, Option]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     eps: float | None = None
-    for key, (raw, _) in given.items():
+    for key, opt in given.items():
         if key == "k":
             continue
         if key in FLAGS:
             out.update(_flag_field(key))
             continue
-        value, vspan = raw
-        value = _number_text(value, vspan)
+        value, vspan = opt.value, opt.value_span
+        assert value is not None
         field, typ = KWARGS[key]
         if typ == "int":
-            out[field] = as_int(value, vspan, _WHAT[key], minimum=0 if key.startswith("k_") else 1)
+            out[field] = as_int(
+                value, vspan, _WHAT[key], minimum=0 if key.startswith("k_") else 1, maximum=_LIMIT.get(key, 1 << 20)
+            )
         elif typ == "channels":
             out[field] = as_int(value, vspan, _WHAT[key])
         elif typ == "float":
@@ -116,7 +134,7 @@ def _typed_fields(given: dict[str, tuple[Any, Span]]) -> dict[str, Any]:
             out[field] = as_symbol(value, vspan, "padding", ("symmetric", "same"))
     if eps is not None:  # an epsilon asks for a norm, even where the defaults say `norm none`
         if out.get("use_norm") is False:
-            raise ArchError("eps given with norm=none", given["eps"][1])
+            raise ArchError("eps given with norm=none", given["eps"].span)
         out["eps"], out["use_norm"] = eps, True
     return out
 
@@ -133,28 +151,22 @@ def _float_option(key: str, value: Value, span: Span) -> float:
     if key == "se":
         return as_float(value, span, "SE ratio", 0.0, 1.0)
     if key in ("drop_path", "dropout"):
-        return as_float(value, span, _WHAT[key], 0.0, 1.0, low_open=False)
+        return as_float(value, span, _WHAT[key], 0.0, 1.0, low_open=False, high_open=True)
+    if key == "e":
+        return as_float(value, span, _WHAT[key], 0.0, 64.0)
     return as_float(value, span, _WHAT[key])
 
 
-def _number_text(value: Value, span: Span) -> Value:
-    """Compact options carry text (`2.3` of `e2.3`); keyword options are already evaluated."""
-    if isinstance(value, str) and _NUMBER_RE.match(value):
-        return float(value) if "." in value else int(value)
-    if isinstance(value, str) and span.end_col - span.col > len(value) and not value.isidentifier():
-        raise ArchError(f"malformed number '{value}'", span)
-    return value
-
-
-def _kernels(head: str, kind: Kind, raw: Any, span: Span) -> tuple[int, ...]:
-    value, vspan = raw
+def _kernels(head: str, kind: Kind, opt: Option) -> tuple[int, ...]:
+    value, vspan = opt.value, opt.value_span
+    assert value is not None  # a bare `k` is rejected when the option is read
     if isinstance(value, str) and "/" in value:
         parts = value.split("/")
         if not all(p.isdigit() for p in parts):
             raise ArchError(f"malformed kernel list '{value}'", vspan, "write kernels as k3 or k5/3")
         ks = tuple(int(p) for p in parts)
     else:
-        ks = (as_int(_number_text(value, vspan), vspan, "kernel", minimum=0),)
+        ks = (as_int(value, vspan, "kernel", minimum=0),)
     expected = {None: (1,), "mid": (1,), "start_mid": (1, 2), "start": (1,), "none": ()}
     counts = (2, 3) if kind.ir_kind == "uib" and kind.uib_kernels is None else expected[kind.uib_kernels]
     if len(ks) not in counts:
@@ -186,36 +198,35 @@ def _check_required(stmt: Stmt, kind: Kind, fields: dict[str, Any]) -> None:
         raise ArchError(f"'{stmt.head}' needs a kernel size", stmt.head_span, "add k<size>, e.g. k3")
     if kind.ir_kind == "uib" and "kernel" not in fields:
         raise ArchError(f"'{stmt.head}' needs kernel sizes", stmt.head_span, "e.g. k3 (ib) or k5/3 (uib, extra_dw)")
-    if kind.ir_kind in ("uib", "fused_ib") and ("expand" in fields) == ("mid" in fields):
-        both = "expand" in fields
-        raise ArchError(
-            f"'{stmt.head}' needs {'either' if both else 'an'} expansion e<ratio> {'or' if both else 'or'} mid=<channels>"
-            + (", not both" if both else ""),
-            stmt.head_span,
-        )
+    if kind.ir_kind in ("uib", "fused_ib") and "expand" not in fields and "mid" not in fields:
+        raise ArchError(f"'{stmt.head}' needs an expansion", stmt.head_span, "add e<ratio> or mid=<channels>")
     if kind.ir_kind == "pool" and "mode" not in fields:
         raise ArchError("pool needs a mode", stmt.head_span, "write 'pool avg' or 'pool max'")
 
 
 def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str, BlockDef],
                      stack: tuple[str, ...]) -> list[BlockSpec]:  # fmt: skip
-    if tpl.name in stack or len(stack) > _MAX_TEMPLATE_DEPTH:
+    if tpl.name in stack:
         raise ArchError(f"block '{tpl.name}' uses itself", stmt.head_span, " -> ".join((*stack, tpl.name)))
+    if len(stack) > _MAX_TEMPLATE_DEPTH:
+        raise ArchError(f"blocks nest more than {_MAX_TEMPLATE_DEPTH} deep", stmt.head_span, " -> ".join(stack))
     params = {p.name: p for p in tpl.params}
     bound: dict[str, Value] = {}
     repeat = 1
     for item in stmt.items:
-        key, raw, span = _option(item, env)
+        opt = _option(item, env)
+        key = opt.key
         if key == "x" and "x" not in params:
-            repeat = as_int(_number_text(*raw), raw[1], "repeat count")
+            assert opt.value is not None  # a bare `x` is rejected when the option is read
+            repeat = as_int(opt.value, opt.value_span, "repeat count", maximum=_LIMIT["x"])
             continue
         if key not in params:
-            raise ArchError(f"block '{tpl.name}' has no parameter '{key}'", span, did_you_mean(key, params))
-        if raw is True:
-            raise ArchError(f"parameter '{key}' needs a value", span, f"write {key}=<value>")
+            raise ArchError(f"block '{tpl.name}' has no parameter '{key}'", opt.span, did_you_mean(key, params))
+        if opt.value is None:
+            raise ArchError(f"parameter '{key}' needs a value", opt.span, f"write {key}=<value>")
         if key in bound:
-            raise ArchError(f"parameter '{key}' given twice", span)
-        bound[key] = _number_text(*raw)
+            raise ArchError(f"parameter '{key}' given twice", opt.span)
+        bound[key] = opt.value
     for p in tpl.params:
         if p.name not in bound:
             if p.default is None:
@@ -232,6 +243,7 @@ def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str
     return [b.model_copy(update={"repeat": repeat, "group": group}) for b in blocks]
 
 
+_LIMIT = {"x": 256, "s": 64, "k_start": 63, "k_mid": 63, "k_end": 63}
 _WHAT = {
     "s": "stride", "e": "expansion ratio", "c": "output channels", "x": "repeat count", "g": "groups",
     "mid": "mid channels", "layer_scale": "layer scale", "drop_path": "drop-path rate", "dropout": "dropout rate",

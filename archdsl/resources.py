@@ -24,3 +24,16 @@ def _first_dir(*candidates: Path) -> Path:
         if path.is_dir():
             return path
     raise FileNotFoundError(f"archdsl resources missing; looked in {', '.join(map(str, candidates))}")
+
+
+def user_cache_dir() -> Path | None:
+    """archdsl's cache directory for this user (compiled templates, parse tables), or None if
+    it cannot be created: then nothing is cached."""
+    import os
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "archdsl"
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError:
+        return None
+    return root

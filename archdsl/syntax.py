@@ -43,12 +43,6 @@ class Name:
 
 
 @dataclass(frozen=True)
-class Str:
-    value: str
-    span: Span = _span()
-
-
-@dataclass(frozen=True)
 class Shape:
     dims: tuple[int, ...]
     span: Span = _span()
@@ -68,7 +62,7 @@ class Neg:
     span: Span = _span()
 
 
-Expr = Union[Num, Name, Str, Shape, BinOp, Neg]
+Expr = Union[Num, Name, Shape, BinOp, Neg]
 
 # ---- statements ----------------------------------------------------------------------------
 
@@ -258,10 +252,6 @@ class _ToNodes(Transformer):
         (tok,) = c
         return Shape(tuple(int(d) for d in str(tok).split("x")), self._tok(tok))
 
-    def string(self, c):
-        (tok,) = c
-        return Str(str(tok)[1:-1], self._tok(tok))
-
     def paren(self, c):
         return Literal(c[0], c[0].span)
 
@@ -302,7 +292,7 @@ def _unique(items: tuple, what: str) -> tuple:
 
 
 def _wrap_literals(stmt: Stmt) -> Stmt:
-    items = tuple(Literal(i, i.span) if isinstance(i, (Num, Shape, Str)) else i for i in stmt.items)
+    items = tuple(Literal(i, i.span) if isinstance(i, (Num, Shape)) else i for i in stmt.items)
     body = tuple(_wrap_literals(s) for s in stmt.body) if stmt.body is not None else None
     return Stmt(stmt.head, items, body, stmt.span, stmt.head_span)
 

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from .atomic import write_atomic
+from .errors import ArchError
 from .ir import Network
 from .layers import Tensor, network_tensors
 
@@ -52,3 +53,22 @@ def save_weights(weights: dict, path: str | Path, metadata: dict[str, str] | Non
 
     meta = {"archdsl": json.dumps(metadata, sort_keys=True)} if metadata else None
     write_atomic(Path(path), save(weights, metadata=meta))
+
+
+def load_checked(path: str | Path, net: Network) -> dict:
+    """Canonical weights from a file, checked against the network's tensors (names and shapes)."""
+    from safetensors.numpy import load_file
+
+    try:
+        weights = load_file(str(path))
+    except (OSError, ValueError) as exc:
+        raise ArchError(f"cannot read weights {str(path)!r}: {exc}") from None
+    expected = {t.key: t.shape for t in network_tensors(net)}
+    problems = [f"missing {k}" for k in expected if k not in weights]
+    problems += [f"unexpected {k}" for k in weights if k not in expected]
+    problems += [f"{k}: {tuple(v.shape)} instead of {expected[k]}" for k, v in weights.items()
+                 if k in expected and tuple(v.shape) != expected[k]]  # fmt: skip
+    if problems:
+        raise ArchError(f"weights {str(path)!r} do not fit {net.name}: " + "; ".join(problems[:5]),
+                        hint=f"{len(problems)} problem(s); make them with: archdsl init-weights or import-weights")  # fmt: skip
+    return weights

@@ -56,9 +56,8 @@ PAIR = "block pair(c) {\n  ib k3 e4 c=c\n}"
 FAMILY = stage_line("").replace("network n", "network fam(w=1)")  # lines 1-12
 
 
-def case(id: str, spec: str | Path, where: str, message: str, hint: str | None = None, defect: str | None = None):
-    marks = pytest.mark.xfail(reason=defect, strict=True) if defect else ()
-    return pytest.param(spec, where, message, hint, id=id, marks=marks)
+def case(id: str, spec: str | Path, where: str, message: str, hint: str | None = None):
+    return pytest.param(spec, where, message, hint, id=id)
 
 
 CASES = [
@@ -182,6 +181,23 @@ CASES = [
          "kernel 2 is even"),
     case("se-ratio-in-defaults", stage_line("").replace("classes 10", "defaults {\n se 0.25\n}"), "case.arch:4:5",
          "the SE ratio belongs on blocks"),
+    case("option-letter-without-value", stage_line("ib k3 c16 x"), "case.arch:7:15", "'x' needs a value",
+         "write x<value> or x=<value>"),
+    case("expansion-out-of-range", stage_line("ib k3 e=1e308 c16"), "case.arch:7:13",
+         "expansion ratio must be > 0 and <= 64"),
+    case("zero-resolution", stage_line("").replace("classes 10", "resolution 0x0"), "case.arch:3:14",
+         "resolution must be at least 1"),
+    case("width-out-of-range", stage_line("").replace("classes 10", "width 1e308"), "case.arch:3:9",
+         "width multiplier must be > 0 and <= 16"),
+    case("setting-with-a-stray-option", stage_line("").replace("classes 10", "classes 10 bogus=1"), "case.arch:3:14",
+         "'classes' has no option 'bogus'"),
+    case("input-shape-and-keywords", stage_line("").replace("input 32x32x3", "input 32x32 c=4"), "case.arch:2:15",
+         "not both"),
+    case("parameter-holding-a-word",
+         "network fam(w=relu) {\n  input 32x32x3\n  stem conv k3 c=8*w\n  stage a {\n    ib k3 e4 c16\n  }\n"
+         "  head {\n    pool avg; classifier\n  }\n}\n\nnetwork m = fam()\n",
+         "case.arch:3:20", "parameter 'w' is 'relu', not a number"),
+    case("drop-path-of-one", stage_line("ib k3 e4 c16 drop_path=1"), "case.arch:7:28", "must be >= 0 and < 1"),
     # --- imports ----------------------------------------------------------------------------
     case("import-missing-file", FIXTURES / "missing_import.arch", "missing_import.arch:1:8",
          "cannot import 'no_such_file.arch'"),
@@ -279,3 +295,37 @@ def test_cli_failed_compile_leaves_no_output_file(tmp_path):
     assert result.returncode == 1
     assert "bad.arch:2:3: error:" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.arch"]
+
+
+def test_the_caret_lines_up_under_tabs_and_lines_count_like_the_lexer():
+    text = "# a form feed \f here\nnetwork n {\n\tstage a {\n\t\tib k3 e4 c16 act=rleu\n\t}\n}\n"
+    with pytest.raises((ArchError, ArchErrors)) as exc:
+        compile_text(text, "tabs.arch")
+    err = exc.value if isinstance(exc.value, ArchError) else exc.value.errors[0]
+    source, caret = err.render().splitlines()[1:3]
+    assert source == "  \t\tib k3 e4 c16 act=rleu"
+    assert caret == "  \t\t" + " " * 17 + "^^^^"  # under `rleu`, after `ib k3 e4 c16 act=`
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compile", "{bad_utf8}"], "is not UTF-8 text"),
+        (["compile", "specs/mnv1.arch", "-o", "{a_dir}"], "error: Is a directory"),
+        (["verify", "specs/mnv1.arch", "--weights", "{wrong_weights}", "--input", "32x32"], "do not fit mnv1"),
+        (["check", "--root", "{a_dir}"], "has no specs/ directory"),
+    ],
+    ids=["non-utf8-spec", "output-is-a-directory", "weights-of-another-network", "check-outside-a-project"],
+)
+def test_command_line_failures_are_errors_not_tracebacks(tmp_path, args, message):
+    (tmp_path / "bad.arch").write_bytes(b"# caf\xe9\nnetwork n {\n}\n")
+    (tmp_path / "dir").mkdir()
+    wrong = tmp_path / "w.safetensors"
+    subprocess.run(
+        [sys.executable, "-m", "archdsl", "init-weights", "specs/mnv2.arch", "-o", str(wrong)], cwd=ROOT, check=True
+    )
+    paths = {"bad_utf8": tmp_path / "bad.arch", "a_dir": tmp_path / "dir", "wrong_weights": wrong}
+    result = subprocess.run(
+        [sys.executable, "-m", "archdsl", *(a.format(**paths) for a in args)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr

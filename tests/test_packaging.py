@@ -23,6 +23,7 @@ def test_wheel_installs_and_compiles_outside_the_checkout(tmp_path):
     subprocess.run([env / "bin" / "pip", "install", "-q", str(wheel)], check=True)
     work = tmp_path / "elsewhere"
     shutil.copytree(ROOT / "specs", work / "specs")
+    (work / "pyproject.toml").write_text("")  # a project: generated code names specs relative to its root
     result = subprocess.run(
         [env / "bin" / "archdsl", "compile", "specs/mnv4_conv_s.arch", "--backend", "torch"],
         cwd=work,

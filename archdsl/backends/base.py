@@ -4,19 +4,26 @@ environment, and the header facts (spec, hash, totals) each generated file start
 from __future__ import annotations
 
 import keyword
-import os
 import re
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 from typing import ClassVar
 
 import jinja2
 
 from ..cost import Cost, block_cost
 from ..errors import ArchError
-from ..ir import Network
-from ..resources import template_dir
+from ..ir import (
+    Block,
+    ConvBnAct,
+    DepthwiseSeparable,
+    FusedInvertedBottleneck,
+    Network,
+    Pool,
+    Stage,
+    UniversalInvertedBottleneck,
+)
+from ..resources import template_dir, user_cache_dir
 
 
 @dataclass(frozen=True)
@@ -59,12 +66,11 @@ class Backend:
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
     """Compiled templates cached per user, keyed by template source, so a compile skips Jinja's
     parse-and-compile step; without a writable cache directory templates compile every time."""
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "archdsl" / "jinja"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError:
+    root = user_cache_dir()
+    if root is None:
         return None
-    return jinja2.FileSystemBytecodeCache(str(root))
+    (root / "jinja").mkdir(exist_ok=True)
+    return jinja2.FileSystemBytecodeCache(str(root / "jinja"))
 
 
 @cache
@@ -82,18 +88,12 @@ def environment(backend: str) -> jinja2.Environment:
     return env
 
 
-def class_name(network: str) -> str:
+def class_name(network: str, reserved: frozenset[str] = frozenset()) -> str:
     """CamelCase class name of a network; names come from the grammar's NAME token."""
     name = "".join(part[:1].upper() + part[1:] for part in network.split("_") if part) or "Network"
     if name[0].isdigit() or keyword.iskeyword(name):
         name = "Net" + name
-    return name if name not in RESERVED_NAMES else name + "Network"
-
-
-RESERVED_NAMES = frozenset(
-    {"ConvBnAct", "SqueezeExcite", "DepthwiseSeparable", "UniversalInvertedBottleneck",
-     "FusedInvertedBottleneck", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
-)  # fmt: skip
+    return name if name not in reserved else name + "Network"
 
 
 def display_source(path: str) -> str:
@@ -136,3 +136,40 @@ class Header:
             stages,
             lines,
         )
+
+
+def _shape(c: int, hw: tuple[int, int]) -> str:
+    return f"{c}x{hw[0]}x{hw[1]}"
+
+
+def cost_note(params: int, macs: int) -> str:
+    return f"{params:,} params, {macs:,} MACs"
+
+
+def _in_out(block: Block) -> str:
+    if isinstance(block, ConvBnAct):
+        return f"{_shape(block.cin, block.in_hw)} -> {_shape(block.cout, block.out_hw)}"
+    if isinstance(block, DepthwiseSeparable):
+        return f"{_shape(block.dw.cin, block.dw.in_hw)} -> {_shape(block.pw.cout, block.pw.out_hw)}"
+    if isinstance(block, UniversalInvertedBottleneck):
+        first = block.dw_start or block.expand
+        last = block.dw_end or block.project
+        return f"{_shape(first.cin, first.in_hw)} -> {_shape(last.cout, last.out_hw)}"
+    if isinstance(block, FusedInvertedBottleneck):
+        return f"{_shape(block.expand.cin, block.expand.in_hw)} -> {_shape(block.project.cout, block.project.out_hw)}"
+    if isinstance(block, Pool):
+        return f"{_shape(block.channels, block.in_hw)} -> {_shape(block.channels, block.out_hw)}"
+    return f"{block.cin} -> {block.classes}"
+
+
+def block_comment(block: Block, cost: Cost) -> str:
+    name = getattr(block, "variant", block.kind)
+    return f"{block.path} {name}: {_in_out(block)} | {cost_note(cost.params, cost.macs)}"
+
+
+def stage_comment(stage: Stage, cost: Cost) -> str:
+    return f"{stage.path} ({stage.name}): {_plural(len(stage.blocks), 'block')} | {cost_note(cost.params, cost.macs)}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")

@@ -7,10 +7,9 @@ each block ends in an `identity` op named by its path, so its output can be comp
 from __future__ import annotations
 
 from ..ir import ConvBnAct, Network, Pool, SqueezeExcite, Stage
-from .base import Backend, Call, Header, environment
+from .base import Backend, Call, Header, block_comment, environment, stage_comment
 from .keras import Line, _q
 from .steps import AddShortcut, Dense, Flatten, KeepShortcut, LayerScaleStep, Step, steps
-from .torch import block_comment, stage_comment
 
 
 def _pad(p: tuple[int, int, int, int]) -> str:

@@ -21,9 +21,8 @@ from ..ir import (
     Stage,
     UniversalInvertedBottleneck,
 )
-from .base import Backend, Call, Header, UnsupportedError, environment
+from .base import Backend, Call, Header, UnsupportedError, block_comment, environment, stage_comment
 from .steps import AddShortcut, Dense, Flatten, KeepShortcut, LayerScaleStep, Step, convs, ses, steps
-from .torch import block_comment, stage_comment
 
 # Activation name -> the function the generated module defines or takes from keras.ops.
 ACT = {

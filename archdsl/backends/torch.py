@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..cost import Cost, layer_cost
+from ..cost import layer_cost
 from ..ir import (
     Block,
     Classifier,
@@ -21,7 +21,7 @@ from ..ir import (
     Stage,
     UniversalInvertedBottleneck,
 )  # fmt: skip
-from .base import Backend, Call, Header, class_name, environment
+from .base import Backend, Call, Header, block_comment, class_name, cost_note, environment, stage_comment
 
 ACT = {
     "relu": "nn.ReLU(inplace=True)",
@@ -47,14 +47,6 @@ _CLASS_TEMPLATES = {
 }
 
 
-def _shape(c: int, hw: tuple[int, int]) -> str:
-    return f"{c}x{hw[0]}x{hw[1]}"
-
-
-def _cost_note(params: int, macs: int) -> str:
-    return f"{params:,} params, {macs:,} MACs"
-
-
 def conv_call(c: ConvBnAct) -> Call:
     args: list[tuple[str, str | Call]] = [("", str(c.cin)), ("", str(c.cout)), ("kernel", str(c.kernel))]
     if c.stride != 1:
@@ -77,13 +69,13 @@ def conv_call(c: ConvBnAct) -> Call:
     if c.residual:
         args.append(("residual", "True"))
     cost = layer_cost(c)
-    return Call("ConvBnAct", tuple(args), _cost_note(cost.params, cost.macs))
+    return Call("ConvBnAct", tuple(args), cost_note(cost.params, cost.macs))
 
 
 def se_call(se: SqueezeExcite) -> Call:
     args = (("", str(se.channels)), ("", str(se.reduced)), ("act", ACT[se.act]), ("gate", ACT[se.gate]))
     cost = layer_cost(se)
-    return Call("SqueezeExcite", args, _cost_note(cost.params, cost.macs))
+    return Call("SqueezeExcite", args, cost_note(cost.params, cost.macs))
 
 
 Arg = tuple[str, "str | Call"]
@@ -134,33 +126,8 @@ def block_call(block: Block) -> Call:
     dropout: tuple[Arg, ...] = (("dropout", repr(block.dropout)),) if block.dropout else ()
     cost = layer_cost(block)
     return Call(
-        "Classifier", (("", str(block.cin)), ("", str(block.classes)), *dropout), _cost_note(cost.params, cost.macs)
+        "Classifier", (("", str(block.cin)), ("", str(block.classes)), *dropout), cost_note(cost.params, cost.macs)
     )
-
-
-def _in_out(block: Block) -> str:
-    if isinstance(block, ConvBnAct):
-        return f"{_shape(block.cin, block.in_hw)} -> {_shape(block.cout, block.out_hw)}"
-    if isinstance(block, DepthwiseSeparable):
-        return f"{_shape(block.dw.cin, block.dw.in_hw)} -> {_shape(block.pw.cout, block.pw.out_hw)}"
-    if isinstance(block, UniversalInvertedBottleneck):
-        first = block.dw_start or block.expand
-        last = block.dw_end or block.project
-        return f"{_shape(first.cin, first.in_hw)} -> {_shape(last.cout, last.out_hw)}"
-    if isinstance(block, FusedInvertedBottleneck):
-        return f"{_shape(block.expand.cin, block.expand.in_hw)} -> {_shape(block.project.cout, block.project.out_hw)}"
-    if isinstance(block, Pool):
-        return f"{_shape(block.channels, block.in_hw)} -> {_shape(block.channels, block.out_hw)}"
-    return f"{block.cin} -> {block.classes}"
-
-
-def block_comment(block: Block, cost: Cost) -> str:
-    name = getattr(block, "variant", block.kind)
-    return f"{block.path} {name}: {_in_out(block)} | {_cost_note(cost.params, cost.macs)}"
-
-
-def stage_comment(stage: Stage, cost: Cost) -> str:
-    return f"{stage.path} ({stage.name}): {_plural(len(stage.blocks), 'block')} | {_cost_note(cost.params, cost.macs)}"
 
 
 def _classes_used(net: Network) -> list[str]:
@@ -172,6 +139,12 @@ def _classes_used(net: Network) -> list[str]:
             if b.se is not None:
                 kinds.add("se")
     return [tpl for kind, tpl in _CLASS_TEMPLATES.items() if kind in kinds]
+
+
+_RESERVED = frozenset(
+    {"ConvBnAct", "SqueezeExcite", "DepthwiseSeparable", "UniversalInvertedBottleneck",
+     "FusedInvertedBottleneck", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
+)  # fmt: skip
 
 
 class TorchBackend(Backend):
@@ -190,14 +163,10 @@ class TorchBackend(Backend):
         template = environment(self.name).get_template("module.py.j2")
         return template.render(
             header=header,
-            net_class=class_name(net.name),
+            net_class=class_name(net.name, _RESERVED),
             class_templates=_classes_used(net),
             uses_residual=any(getattr(b, "residual", False) for b in net.blocks()),
             stem=stage_ctx(net.stem),
             stages=[stage_ctx(s) for s in net.stages],
             head=stage_ctx(net.head),
         )
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")

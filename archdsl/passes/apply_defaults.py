@@ -5,6 +5,7 @@ then the built-in ones (ReLU, BatchNorm eps 1e-5 momentum 0.1, symmetric padding
 from __future__ import annotations
 
 from ..ir import BlockSpec, Defaults, NetworkSpec, Node, Norm, SEConfig, SEDefaults, StageSpec
+from .stages import map_stages
 
 NAME = "apply_defaults"
 _FALLBACK = Defaults(
@@ -31,7 +32,7 @@ def _apply(block: BlockSpec, d: Defaults) -> BlockSpec:
     update: dict = {
         "act": block.act or d.act,
         "norm": Norm(eps=block.eps or d.eps, momentum=d.momentum) if use_norm else None,
-        "se_config": block.se_config or SEConfig(**d.se.model_dump(exclude={"span"})),
+        "se_config": SEConfig(**d.se.model_dump(exclude={"span"})),
         "pad_mode": block.padding or d.padding,
     }
     if block.kind in _TAKES_LAYER_SCALE and block.layer_scale is None:
@@ -46,15 +47,6 @@ def _stage(stage: StageSpec, network_defaults: Defaults) -> StageSpec:
 
 
 def apply_defaults(spec: NetworkSpec) -> NetworkSpec:
-    if NAME in spec.applied:
-        return spec
     d = merge(_FALLBACK, spec.defaults)
     assert isinstance(d, Defaults)
-    return spec.model_copy(
-        update={
-            "stem": _stage(spec.stem, d),
-            "stages": tuple(_stage(s, d) for s in spec.stages),
-            "head": _stage(spec.head, d),
-            "applied": (*spec.applied, NAME),
-        }
-    )
+    return map_stages(spec, NAME, lambda stage, _: _stage(stage, d))

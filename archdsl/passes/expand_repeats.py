@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..ir import NetworkSpec, StageSpec
 from ..repeats import block_rows, repeat_rows
 from ..rounding import scale_depth
+from .stages import map_stages
 
 NAME = "expand_repeats"
 
@@ -23,18 +24,10 @@ def _expand(stage: StageSpec, multiplier: float) -> StageSpec:
 
 
 def expand_repeats(spec: NetworkSpec) -> NetworkSpec:
-    if NAME in spec.applied:
-        return spec
     last = len(spec.stages) - 1
-    stages = []
-    for i, stage in enumerate(spec.stages):
-        fixed = spec.depth.fix_first_last and i in (0, last)
-        stages.append(_expand(stage, 1.0 if fixed else spec.depth.multiplier))
-    return spec.model_copy(
-        update={
-            "stem": _expand(spec.stem, 1.0),
-            "stages": tuple(stages),
-            "head": _expand(spec.head, 1.0),
-            "applied": (*spec.applied, NAME),
-        }
-    )
+
+    def multiplier(index: int | None) -> float:
+        fixed = index is None or (spec.depth.fix_first_last and index in (0, last))  # stem, head: never
+        return 1.0 if fixed else spec.depth.multiplier
+
+    return map_stages(spec, NAME, lambda stage, index: _expand(stage, multiplier(index)))

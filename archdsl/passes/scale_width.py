@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..ir import BlockSpec, NetworkSpec, StageSpec
 from ..rounding import make_divisible
+from .stages import map_stages
 
 NAME = "scale_width"
 
@@ -28,17 +29,5 @@ def _scale_stage(stage: StageSpec, spec: NetworkSpec) -> StageSpec:
 
 
 def scale_width(spec: NetworkSpec) -> NetworkSpec:
-    if NAME in spec.applied:
-        return spec
     h, w = spec.resolution or (round(spec.input_hw[0] * spec.rho), round(spec.input_hw[1] * spec.rho))
-    return spec.model_copy(
-        update={
-            "stem": _scale_stage(spec.stem, spec),
-            "stages": tuple(_scale_stage(s, spec) for s in spec.stages),
-            "head": _scale_stage(spec.head, spec),
-            "input_hw": (h, w),
-            "rho": 1.0,
-            "resolution": None,
-            "applied": (*spec.applied, NAME),
-        }
-    )
+    return map_stages(spec, NAME, lambda stage, _: _scale_stage(stage, spec), input_hw=(h, w), rho=1.0, resolution=None)

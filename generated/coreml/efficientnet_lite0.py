@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 224, 224) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 224, 224) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 4,652,008 params, 385,187,552 MACs, 19,905,760 element-wise ops;
 18,608,032 weight bytes and 57,039,264 activation bytes in float32.
 

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 240, 240) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 240, 240) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 5,416,680 params, 600,185,232 MACs, 30,079,536 element-wise ops;
 21,666,720 weight bytes and 86,925,088 activation bytes in float32.
 

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 260, 260) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 260, 260) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 6,092,072 params, 859,736,272 MACs, 38,257,936 element-wise ops;
 24,368,288 weight bytes and 110,643,104 activation bytes in float32.
 

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 300, 300) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 300, 300) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 8,197,096 params, 1,607,554,544 MACs, 64,729,584 element-wise ops;
 32,788,384 weight bytes and 187,253,152 activation bytes in float32.
 

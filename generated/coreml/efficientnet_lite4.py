@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 380, 380) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 380, 380) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 13,006,568 params, 3,943,564,112 MACs, 135,615,568 element-wise ops;
 52,026,272 weight bytes and 394,748,000 activation bytes in float32.
 

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 224, 224) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 224, 224) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 4,231,976 params, 568,740,352 MACs, 15,178,240 element-wise ops;
 16,927,904 weight bytes and 40,955,808 activation bytes in float32.
 

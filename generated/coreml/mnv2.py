@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 224, 224) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 224, 224) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 3,504,872 params, 300,774,272 MACs, 19,741,120 element-wise ops;
 14,019,488 weight bytes and 56,637,856 activation bytes in float32.
 

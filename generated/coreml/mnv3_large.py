@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 224, 224) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 224, 224) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 5,483,032 params, 216,589,760 MACs, 14,295,544 element-wise ops;
 21,932,128 weight bytes and 45,682,080 activation bytes in float32.
 

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 224, 224) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 224, 224) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 2,542,856 params, 56,510,400 MACs, 4,750,248 element-wise ops;
 10,171,424 weight bytes and 14,843,808 activation bytes in float32.
 

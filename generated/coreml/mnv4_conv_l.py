@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 384, 384) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 384, 384) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 32,590,864 params, 6,376,220,672 MACs, 78,229,248 element-wise ops;
 130,363,456 weight bytes and 246,789,536 activation bytes in float32.
 

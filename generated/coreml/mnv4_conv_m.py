@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 CoreML ML Program built with coremltools' MIL Builder from canonical archdsl weights: input
-`image` (1, 3, 256, 256) (NCHW), output `logits`. Op names are archdsl IR paths.
+`image` (1, 3, 256, 256) (NCHW), output `logits`. Op names are archdsl IR paths. An inference
+graph: dropout and drop-path (active only in training) are not part of it.
 Totals: 9,715,512 params, 1,080,244,224 MACs, 21,700,352 element-wise ops;
 38,862,048 weight bytes and 67,818,912 activation bytes in float32.
 

@@ -4,6 +4,7 @@ Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
 Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+An inference graph: drop-path (stochastic depth, active only in training) is not part of it.
 Totals: 4,652,008 params, 385,187,552 MACs, 19,905,760 element-wise ops;
 18,608,032 weight bytes and 57,039,264 activation bytes in float32.
 

@@ -4,6 +4,7 @@ Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (240, 240, 3) (height, width, channels), 1000 classes.
 Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+An inference graph: drop-path (stochastic depth, active only in training) is not part of it.
 Totals: 5,416,680 params, 600,185,232 MACs, 30,079,536 element-wise ops;
 21,666,720 weight bytes and 86,925,088 activation bytes in float32.
 

@@ -4,6 +4,7 @@ Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (300, 300, 3) (height, width, channels), 1000 classes.
 Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+An inference graph: drop-path (stochastic depth, active only in training) is not part of it.
 Totals: 8,197,096 params, 1,607,554,544 MACs, 64,729,584 element-wise ops;
 32,788,384 weight bytes and 187,253,152 activation bytes in float32.
 

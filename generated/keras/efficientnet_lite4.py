@@ -4,6 +4,7 @@ Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (380, 380, 3) (height, width, channels), 1000 classes.
 Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+An inference graph: drop-path (stochastic depth, active only in training) is not part of it.
 Totals: 13,006,568 params, 3,943,564,112 MACs, 135,615,568 element-wise ops;
 52,026,272 weight bytes and 394,748,000 activation bytes in float32.
 

@@ -4,6 +4,7 @@ Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
 Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+An inference graph: drop-path (stochastic depth, active only in training) is not part of it.
 Totals: 5,483,032 params, 216,589,760 MACs, 14,295,544 element-wise ops;
 21,932,128 weight bytes and 45,682,080 activation bytes in float32.
 

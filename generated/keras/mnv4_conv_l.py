@@ -4,6 +4,7 @@ Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (384, 384, 3) (height, width, channels), 1000 classes.
 Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+An inference graph: drop-path (stochastic depth, active only in training) is not part of it.
 Totals: 32,590,864 params, 6,376,220,672 MACs, 78,229,248 element-wise ops;
 130,363,456 weight bytes and 246,789,536 activation bytes in float32.
 

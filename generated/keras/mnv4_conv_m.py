@@ -4,6 +4,7 @@ Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (256, 256, 3) (height, width, channels), 1000 classes.
 Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+An inference graph: drop-path (stochastic depth, active only in training) is not part of it.
 Totals: 9,715,512 params, 1,080,244,224 MACs, 21,700,352 element-wise ops;
 38,862,048 weight bytes and 67,818,912 activation bytes in float32.
 

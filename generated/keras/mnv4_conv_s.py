@@ -4,6 +4,7 @@ Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
 Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+An inference graph: drop-path (stochastic depth, active only in training) is not part of it.
 Totals: 3,774,024 params, 186,005,568 MACs, 5,821,120 element-wise ops;
 15,096,096 weight bytes and 17,834,400 activation bytes in float32.
 
