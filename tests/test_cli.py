@@ -143,7 +143,9 @@ def test_a_spec_file_with_several_networks_generates_one_file_each(project):
     assert run("check", "--root", str(project)).returncode == 0
 
 
-def test_import_root_widens_where_imports_may_reach(tmp_path):
+@pytest.fixture
+def project_importing_outside(tmp_path):
+    """A project whose spec imports a file beside the project, outside its tree."""
     (tmp_path / "lib.arch").write_text("block pair(c) {\n  ib k3 e2 c=c\n}\n")
     proj = tmp_path / "proj"
     (proj / "specs").mkdir(parents=True)
@@ -152,21 +154,18 @@ def test_import_root_widens_where_imports_may_reach(tmp_path):
         'import "../../lib.arch"\n\nnetwork n {\n  input 32x32x3\n  stem conv k3 c8\n  stage s {\n    pair c=8\n  }\n'
         "  head {\n    pool avg\n    classifier\n  }\n}\n"
     )
+    return proj
+
+
+def test_import_root_widens_where_imports_may_reach(project_importing_outside, tmp_path):
+    proj = project_importing_outside
     refused = run("compile", "specs/n.arch", cwd=proj)
     assert refused.returncode == 1 and "leaves the project tree" in refused.stderr and "--import-root" in refused.stderr
     assert run("compile", "specs/n.arch", "--import-root", str(tmp_path), cwd=proj).returncode == 0
 
 
-def test_a_relative_import_root_is_resolved(tmp_path):
-    (tmp_path / "lib.arch").write_text("block pair(c) {\n  ib k3 e2 c=c\n}\n")
-    proj = tmp_path / "proj"
-    (proj / "specs").mkdir(parents=True)
-    (proj / "pyproject.toml").write_text("")
-    (proj / "specs" / "n.arch").write_text(
-        'import "../../lib.arch"\n\nnetwork n {\n  input 32x32x3\n  stem conv k3 c8\n  stage s {\n    pair c=8\n  }\n'
-        "  head {\n    pool avg\n    classifier\n  }\n}\n"
-    )
-    assert run("compile", "specs/n.arch", "--import-root", "..", cwd=proj).returncode == 0
+def test_a_relative_import_root_is_resolved(project_importing_outside):
+    assert run("compile", "specs/n.arch", "--import-root", "..", cwd=project_importing_outside).returncode == 0
 
 
 def test_two_specs_claiming_one_generated_file_is_an_error(project):

@@ -117,25 +117,26 @@ def test_an_op_without_a_reference_kernel_raises():
         run_program(_program(lambda image: mb.tanh(x=image, name="y")), {"image": np.zeros((1, 6, 9, 8), np.float32)})
 
 
-def test_export_writes_an_ml_program_with_the_spec_metadata(tmp_path):
+@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+def test_every_spec_exports_an_ml_program_that_loads(path, tmp_path):
     import coremltools as ct
 
     from archdsl import cli
+    from archdsl.cost import network_cost
 
-    out = tmp_path / "mnv4_conv_s.mlpackage"
-    assert cli.main(["export", str(SPECS / "mnv4_conv_s.arch"), "--backend", "coreml", "-o", str(out)]) == 0
-    assert [p.name for p in tmp_path.iterdir()] == ["mnv4_conv_s.mlpackage"]  # nothing else left behind
+    out = tmp_path / f"{path.stem}.mlpackage"
+    assert cli.main(["export", str(path), "--backend", "coreml", "-o", str(out)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # nothing else left behind
+    net = compile_file(path)
     spec = ct.models.MLModel(str(out), skip_model_load=True).get_spec()
     assert [(i.name, list(i.type.multiArrayType.shape)) for i in spec.description.input] == [
-        ("image", [1, 3, 224, 224])
+        ("image", [1, *net.input_shape])
     ]
     assert [(o.name, list(o.type.multiArrayType.shape)) for o in spec.description.output] == [("logits", [1, 1000])]
     meta = spec.description.metadata.userDefined
-    assert (meta["archdsl.network"], meta["archdsl.params"], meta["archdsl.macs"]) == (
-        "mnv4_conv_s",
-        "3774024",
-        "186005568",
-    )
+    cost = network_cost(net)
+    assert (meta["archdsl.network"], meta["archdsl.source_hash"]) == (net.name, net.source_hash)
+    assert (meta["archdsl.params"], meta["archdsl.macs"]) == (str(cost.params), str(cost.macs))
     assert spec.WhichOneof("Type") == "mlProgram"
 
 
