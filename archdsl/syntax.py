@@ -7,7 +7,6 @@ trees compare equal when they say the same thing however they were laid out; tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Union
 
 from lark import Token, Transformer, Tree, v_args
@@ -17,49 +16,99 @@ from .errors import ArchError, Span
 from .grammar import parse_tree
 
 _NO_SPAN = Span("<none>", 0, 0, 0, 0)
+# Where a node was written, and what it was read from: never part of its meaning.
+_LOCATION = frozenset({"span", "head_span", "key_span", "name_span", "base_span", "comments", "source", "file"})
 
 
-def _span() -> Span:
-    return field(default=_NO_SPAN, compare=False, repr=False)
+class _Node:
+    """An immutable syntax node whose fields are its `__slots__`; equality, hashing and repr
+    ignore locations. (Plain classes rather than dataclasses: generating dataclass methods for
+    every node class cost about a twentieth of a compile's start-up.)"""
+
+    __slots__: tuple[str, ...] = ()
+    _defaults: dict[str, object] = {}
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        values = dict(zip(self.__slots__, args, strict=False))
+        values.update(kwargs)
+        for name in self.__slots__:
+            if name not in values:
+                if name not in self._defaults and name not in _LOCATION:
+                    raise TypeError(f"{type(self).__name__} needs {name!r}")
+                values[name] = self._defaults.get(name, _NO_SPAN)
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+    def _meaning(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.__slots__ if n not in _LOCATION)
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._meaning() == other._meaning()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self._meaning()))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__ if n not in _LOCATION)
+        return f"{type(self).__name__}({shown})"
 
 
 # ---- expressions -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Num:
+class Num(_Node):
+    __slots__ = (
+        "text",
+        "span",
+    )
     text: str  # as written, so formatting never changes a number's spelling
-    span: Span = _span()
+    span: Span
 
     @property
     def value(self) -> int | float:
         return int(self.text) if self.text.isdigit() else float(self.text)
 
 
-@dataclass(frozen=True)
-class Name:
+class Name(_Node):
+    __slots__ = (
+        "id",
+        "span",
+    )
     id: str
-    span: Span = _span()
+    span: Span
 
 
-@dataclass(frozen=True)
-class Shape:
+class Shape(_Node):
+    __slots__ = (
+        "dims",
+        "span",
+    )
     dims: tuple[int, ...]
-    span: Span = _span()
+    span: Span
 
 
-@dataclass(frozen=True)
-class BinOp:
+class BinOp(_Node):
+    __slots__ = (
+        "op",
+        "left",
+        "right",
+        "span",
+    )
     op: str  # one of + - * /
     left: Expr
     right: Expr
-    span: Span = _span()
+    span: Span
 
 
-@dataclass(frozen=True)
-class Neg:
+class Neg(_Node):
+    __slots__ = (
+        "operand",
+        "span",
+    )
     operand: Expr
-    span: Span = _span()
+    span: Span
 
 
 Expr = Union[Num, Name, Shape, BinOp, Neg]
@@ -67,101 +116,154 @@ Expr = Union[Num, Name, Shape, BinOp, Neg]
 # ---- statements ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Flag:
+class Flag(_Node):
     """A bare word: a block kind, a flag (`skip`), a symbol (`relu`) or a compact option (`k3`)."""
 
+    __slots__ = (
+        "word",
+        "span",
+    )
     word: str
-    span: Span = _span()
+    span: Span
 
 
-@dataclass(frozen=True)
-class KwArg:
+class KwArg(_Node):
+    __slots__ = (
+        "key",
+        "value",
+        "span",
+        "key_span",
+    )
     key: str
     value: Expr
-    span: Span = _span()
-    key_span: Span = _span()
+    span: Span
+    key_span: Span
 
 
-@dataclass(frozen=True)
-class Literal:
+class Literal(_Node):
     """A positional value: a number, shape or string, or any expression in parentheses."""
 
+    __slots__ = (
+        "value",
+        "span",
+    )
     value: Expr
-    span: Span = _span()
+    span: Span
 
 
 Item = Union[Flag, KwArg, Literal]
 
 
-@dataclass(frozen=True)
-class Stmt:
+class Stmt(_Node):
+    __slots__ = (
+        "head",
+        "items",
+        "body",
+        "span",
+        "head_span",
+    )
     head: str
     items: tuple[Item, ...]
     body: tuple[Stmt, ...] | None
-    span: Span = _span()
-    head_span: Span = _span()
+    span: Span
+    head_span: Span
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(_Node):
+    __slots__ = (
+        "name",
+        "default",
+        "span",
+    )
     name: str
     default: Expr | None
-    span: Span = _span()
+    span: Span
 
 
-@dataclass(frozen=True)
-class Import:
+class Import(_Node):
+    __slots__ = (
+        "path",
+        "span",
+    )
     path: str
-    span: Span = _span()
+    span: Span
 
 
-@dataclass(frozen=True)
-class NetworkDef:
+class NetworkDef(_Node):
+    __slots__ = (
+        "name",
+        "params",
+        "body",
+        "span",
+        "name_span",
+    )
     name: str
     params: tuple[Param, ...] | None  # None: a plain network; () or more: a family
     body: tuple[Stmt, ...]
-    span: Span = _span()
-    name_span: Span = _span()
+    span: Span
+    name_span: Span
 
 
-@dataclass(frozen=True)
-class NetworkInst:
+class NetworkInst(_Node):
     """`network lite2 = efficientnet_lite(width=1.1, ...)`: one member of a family."""
 
+    __slots__ = (
+        "name",
+        "base",
+        "args",
+        "span",
+        "name_span",
+        "base_span",
+    )
     name: str
     base: str
     args: tuple[KwArg, ...]
-    span: Span = _span()
-    name_span: Span = _span()
-    base_span: Span = _span()
+    span: Span
+    name_span: Span
+    base_span: Span
 
 
-@dataclass(frozen=True)
-class BlockDef:
+class BlockDef(_Node):
+    __slots__ = (
+        "name",
+        "params",
+        "body",
+        "span",
+        "name_span",
+    )
     name: str
     params: tuple[Param, ...]
     body: tuple[Stmt, ...]
-    span: Span = _span()
-    name_span: Span = _span()
+    span: Span
+    name_span: Span
 
 
 TopItem = Union[Import, NetworkDef, NetworkInst, BlockDef]
 
 
-@dataclass(frozen=True)
-class Comment:
+class Comment(_Node):
+    __slots__ = (
+        "text",
+        "line",
+        "col",
+    )
     text: str
     line: int
     col: int
 
 
-@dataclass(frozen=True)
-class Module:
-    file: str = field(compare=False)
+class Module(_Node):
+    __slots__ = (
+        "file",
+        "items",
+        "comments",
+        "source",
+    )
+    _defaults = {"comments": (), "source": ""}
+    file: str
     items: tuple[TopItem, ...]
-    comments: tuple[Comment, ...] = field(default=(), compare=False)
-    source: str = field(default="", compare=False, repr=False)
+    comments: tuple[Comment, ...]
+    source: str
 
 
 # ---- tree -> nodes -------------------------------------------------------------------------
