@@ -8,12 +8,7 @@ from __future__ import annotations
 
 from ..ir import ConvBnAct, Network, Pool, SqueezeExcite, Stage
 from .base import Backend, Call, Header, block_comment, environment, stage_comment
-from .keras import Line, _q
-from .steps import AddShortcut, Dense, Flatten, KeepShortcut, LayerScaleStep, Step, steps
-
-
-def _pad(p: tuple[int, int, int, int]) -> str:
-    return f"({p[0]}, {p[1]}, {p[2]}, {p[3]})"
+from .steps import AddShortcut, Dense, Flatten, KeepShortcut, LayerScaleStep, Line, Step, quoted, steps
 
 
 def _call(name: str, *args: tuple[str, str]) -> Line:
@@ -21,11 +16,11 @@ def _call(name: str, *args: tuple[str, str]) -> Line:
 
 
 def conv_line(c: ConvBnAct) -> Line:
-    args: list[tuple[str, str]] = [("", "x"), ("", "w"), ("", _q(c.path))]
+    args: list[tuple[str, str]] = [("", "x"), ("", "w"), ("", quoted(c.path))]
     if c.stride != 1:
         args.append(("stride", str(c.stride)))
     if any(c.padding):
-        args.append(("padding", _pad(c.padding)))
+        args.append(("padding", str(c.padding)))
     if c.groups != 1:
         args.append(("groups", str(c.groups)))
     if c.bias:
@@ -33,7 +28,7 @@ def conv_line(c: ConvBnAct) -> Line:
     if c.norm is not None:
         args.append(("eps", repr(c.norm.eps)))
     if c.act != "identity":
-        args.append(("act", _q(c.act)))
+        args.append(("act", quoted(c.act)))
     return _call("conv_bn_act", *args)
 
 
@@ -48,35 +43,35 @@ def step_line(step: Step) -> list[Line]:
                 "squeeze_excite",
                 ("", "x"),
                 ("", "w"),
-                ("", _q(step.path)),
-                ("act", _q(step.act)),
-                ("gate", _q(step.gate)),
+                ("", quoted(step.path)),
+                ("act", quoted(step.act)),
+                ("gate", quoted(step.gate)),
             )
         ]
     if isinstance(step, LayerScaleStep):
-        return [_call("layer_scale", ("", "x"), ("", "w"), ("", _q(step.path)))]
+        return [_call("layer_scale", ("", "x"), ("", "w"), ("", quoted(step.path)))]
     if isinstance(step, AddShortcut):
-        return [_call("mb.add", ("x", "shortcut"), ("y", "x"), ("name", _q(step.path)))]
+        return [_call("mb.add", ("x", "shortcut"), ("y", "x"), ("name", quoted(step.path)))]
     if isinstance(step, Pool):
         return [pool_line(step)]
     if isinstance(step, Flatten):
-        return [_call("mb.reshape", ("x", "x"), ("shape", "[1, -1]"), ("name", _q(f"{step.path}.flatten")))]
+        return [_call("mb.reshape", ("x", "x"), ("shape", "[1, -1]"), ("name", quoted(f"{step.path}.flatten")))]
     if isinstance(step, Dense):  # dropout is inert at inference
         name = f"{step.path}.fc"
         weight, bias = f'w["{name}.weight"]', f'w["{name}.bias"]'
-        return [_call("mb.linear", ("x", "x"), ("weight", weight), ("bias", bias), ("name", _q(name)))]
-    return [_call("mb.identity", ("x", "x"), ("name", _q(step.path)))]
+        return [_call("mb.linear", ("x", "x"), ("weight", weight), ("bias", bias), ("name", quoted(name)))]
+    return [_call("mb.identity", ("x", "x"), ("name", quoted(step.path)))]
 
 
 def pool_line(p: Pool) -> Line:
     op = "mb.reduce_mean" if p.mode == "avg" else "mb.reduce_max"
     if p.is_global:
-        return _call(op, ("x", "x"), ("axes", "[2, 3]"), ("keep_dims", "True"), ("name", _q(f"{p.path}.pool")))
+        return _call(op, ("x", "x"), ("axes", "[2, 3]"), ("keep_dims", "True"), ("name", quoted(f"{p.path}.pool")))
     args = [("x", "x"), ("kernel_sizes", f"[{p.kernel}, {p.kernel}]"), ("strides", f"[{p.stride}, {p.stride}]"),
             ("pad_type", '"custom"'), ("pad", f"[{', '.join(map(str, p.padding))}]")]  # fmt: skip
     if p.mode == "avg":
         args.append(("exclude_padding_from_average", "True"))
-    return _call("mb.avg_pool" if p.mode == "avg" else "mb.max_pool", *args, ("name", _q(f"{p.path}.pool")))
+    return _call("mb.avg_pool" if p.mode == "avg" else "mb.max_pool", *args, ("name", quoted(f"{p.path}.pool")))
 
 
 class CoreMLBackend(Backend):

@@ -9,8 +9,6 @@ block ends in an `Identity` named by the block's path, so its output can be comp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..cost import Cost
 from ..ir import (
     Block,
@@ -22,7 +20,7 @@ from ..ir import (
     UniversalInvertedBottleneck,
 )
 from .base import Backend, Call, Header, UnsupportedError, block_comment, environment, stage_comment
-from .steps import AddShortcut, Dense, Flatten, KeepShortcut, LayerScaleStep, Step, convs, ses, steps
+from .steps import AddShortcut, Dense, Flatten, KeepShortcut, LayerScaleStep, Line, Step, convs, quoted, ses, steps
 
 # Activation name -> the function the generated module defines or takes from keras.ops.
 ACT = {
@@ -39,26 +37,14 @@ ACT = {
 _DEFINED = ("hard_swish", "hard_sigmoid", "gelu", "gelu_tanh")
 
 
-@dataclass(frozen=True)
-class Line:
-    """One statement of `build_model`: `target = value`."""
-
-    value: Call | str
-    target: str = "x"
-
-
-def _q(text: str) -> str:
-    return f'"{text}"'
-
-
 def _layer(cls: str, name: str, *args: str, inputs: str = "x") -> Line:
     """`x = <cls>(*args, name="<name>")(inputs)`."""
-    return Line(Call(cls, (*(("", a) for a in args), ("name", _q(name))), trailing_comma=False, applied_to=inputs))
+    return Line(Call(cls, (*(("", a) for a in args), ("name", quoted(name))), trailing_comma=False, applied_to=inputs))
 
 
 def conv_line(c: ConvBnAct) -> Line:
     depthwise = c.groups == c.cin == c.cout and c.groups > 1
-    args: list[tuple[str, str | Call]] = [("", "x"), ("", _q(c.path)), ("", str(c.cout)), ("", str(c.kernel))]
+    args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(c.path)), ("", str(c.cout)), ("", str(c.kernel))]
     if c.stride != 1:
         args.append(("stride", str(c.stride)))
     if any(c.padding):
@@ -77,7 +63,7 @@ def conv_line(c: ConvBnAct) -> Line:
 
 
 def se_line(se: SqueezeExcite) -> Line:
-    args = (("", "x"), ("", _q(se.path)), ("", str(se.reduced)), ("act", ACT[se.act]), ("gate", ACT[se.gate]))
+    args = (("", "x"), ("", quoted(se.path)), ("", str(se.reduced)), ("act", ACT[se.act]), ("gate", ACT[se.gate]))
     return Line(Call("squeeze_excite", args, trailing_comma=False))
 
 

@@ -17,6 +17,7 @@ from ..ir import (
     SqueezeExcite,
     UniversalInvertedBottleneck,
 )
+from .base import Call
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,19 @@ class Dense:
 @dataclass(frozen=True)
 class BlockOutput:
     path: str  # an identity named by the block path, so each block's output can be compared
+
+
+@dataclass(frozen=True)
+class Line:
+    """One statement of a generated function: `target = value`."""
+
+    value: Call | str
+    target: str = "x"
+
+
+def quoted(text: str) -> str:
+    """A string literal in generated code (text is an IR path or a word of the language)."""
+    return f'"{text}"'
 
 
 Step = Union[KeepShortcut, ConvBnAct, SqueezeExcite, LayerScaleStep, AddShortcut, Pool, Flatten, Dense, BlockOutput]

@@ -33,7 +33,7 @@ _UIR: Scheme = {"dw_start": ("dw_start.conv", "dw_start.bn"), "expand": ("pw_exp
 _IR: Scheme = {"expand": ("conv_pw", "bn1"), "dw_mid": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")}
 _DS: Scheme = {"dw": ("conv_dw", "bn1"), "pw": ("conv_pw", "bn2")}
 _ER: Scheme = {"expand": ("conv_exp", "bn1"), "project": ("conv_pwl", "bn2")}
-_TENSOR = {"weight": "weight", "bias": "bias", "running_mean": "running_mean", "running_var": "running_var"}
+_TENSORS = ("weight", "bias", "running_mean", "running_var")  # same names in timm and here
 
 
 def _modules(net: Network, state: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -88,7 +88,7 @@ def timm_key(key: str, modules: Mapping[str, str]) -> str | None:
     if key in modules:  # a tensor that is a module of its own (layer scale)
         return modules[key]
     module, _, tensor = key.rpartition(".")
-    return f"{modules[module]}.{_TENSOR[tensor]}" if module in modules and tensor in _TENSOR else None
+    return f"{modules[module]}.{tensor}" if module in modules and tensor in _TENSORS else None
 
 
 def import_timm(net: Network, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
