@@ -115,12 +115,27 @@ def main(argv: list[str] | None = None) -> int:
     except (ArchError, ArchErrors) as e:
         print(e.render(), file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
+        return 0
     except OSError as e:  # an output path that cannot be written
         print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
+
+
+def run() -> None:
+    """The process entry point: `main`, then exit. Where no framework was loaded, nothing needs
+    tearing down (outputs are written and closed by then), so the interpreter's teardown of
+    pydantic, Lark and Jinja, a tenth of a compile, is skipped."""
+    code = main()
+    if any(name in sys.modules for name in ("torch", "tensorflow", "keras", "coremltools")):
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
     except BrokenPipeError:
-        return 0
+        pass
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -7,13 +7,22 @@ and output channels, spatial sizes, explicit paddings, activations and norm epsi
 stable dotted path that names it in every backend and in the canonical weight file.
 
 Spans are kept for error reporting and excluded from dumps: compare IRs via `model_dump()`.
+
+Nodes are built with `Node.make`. Every value in them has already been checked, with a located
+error, by the lowering and the passes, so the compiler builds them without pydantic's validation
+(its first use alone costs a tenth of a compile). With ARCHDSL_VALIDATE_IR=1, as the test suite
+runs, `make` validates every node against its schema instead.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+import os
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 Act = Literal["relu", "relu6", "hard_swish", "hard_sigmoid", "swish", "gelu", "gelu_tanh", "sigmoid", "identity"]
 ACTIVATIONS: tuple[str, ...] = Act.__args__  # type: ignore[attr-defined]
@@ -21,9 +30,21 @@ HW = tuple[int, int]
 Padding = tuple[int, int, int, int]  # top, bottom, left, right
 
 
+_VALIDATE = os.environ.get("ARCHDSL_VALIDATE_IR") == "1"
+
+
 class Node(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
     span: Any = Field(default=None, exclude=True, repr=False)
+
+    @classmethod
+    def make(cls, **fields: Any) -> Self:
+        """The node, validated only under ARCHDSL_VALIDATE_IR=1 (see the module docstring)."""
+        return cls(**fields) if _VALIDATE else cls.model_construct(**fields)
+
+    def settings(self) -> dict[str, Any]:
+        """The fields' values, span excluded; unlike `model_dump`, nested nodes stay nodes."""
+        return {name: getattr(self, name) for name in type(self).model_fields if name != "span"}
 
 
 class Norm(Node):
@@ -69,7 +90,7 @@ class Defaults(Node):
     use_norm: bool | None = None  # False: `norm none`
     eps: float | None = None
     momentum: float | None = None  # PyTorch convention
-    se: SEDefaults = SEDefaults()
+    se: SEDefaults = SEDefaults.model_construct()
     padding: Literal["symmetric", "same"] | None = None
     layer_scale: float | None = None
 
@@ -120,7 +141,7 @@ class BlockSpec(Node):
 class StageSpec(Node):
     name: str
     blocks: tuple[BlockSpec, ...]
-    defaults: Defaults = Defaults()
+    defaults: Defaults = Defaults.model_construct()
 
 
 class DepthScaling(Node):
@@ -130,7 +151,7 @@ class DepthScaling(Node):
 
 class WidthScaling(Node):
     multiplier: float = 1.0
-    rounding: Rounding = Rounding()
+    rounding: Rounding = Rounding.model_construct()
 
 
 class NetworkSpec(Node):
@@ -141,9 +162,9 @@ class NetworkSpec(Node):
     classes: int = 1000
     rho: float = 1.0  # resolution multiplier
     resolution: HW | None = None  # explicit resolution, replacing input_hw
-    width: WidthScaling = WidthScaling()
-    depth: DepthScaling = DepthScaling()
-    defaults: Defaults = Defaults()
+    width: WidthScaling = WidthScaling.model_construct()
+    depth: DepthScaling = DepthScaling.model_construct()
+    defaults: Defaults = Defaults.model_construct()
     stem: StageSpec
     stages: tuple[StageSpec, ...]
     head: StageSpec

@@ -117,7 +117,7 @@ class _NetworkLowering:
                 raise ArchError(f"network '{name}' has no {required}", name_span, f"add a '{required}' statement")
         if not self.stages:
             raise ArchError(f"network '{name}' has no stages", name_span, "add 'stage <name> { ... }'")
-        spec = NetworkSpec(name=name, source_hash=source_hash, stages=tuple(self.stages), **self.settings)
+        spec = NetworkSpec.make(name=name, source_hash=source_hash, stages=tuple(self.stages), **self.settings)
         h, w = spec.resolution or spec.input_hw
         if min(round(h * spec.rho), round(w * spec.rho)) < 1:
             raise ArchError(f"rho {spec.rho:g} leaves nothing of the {h}x{w} input", self.value_spans.get("rho"))
@@ -154,7 +154,7 @@ class _NetworkLowering:
             self._no_items(stmt)
             self.settings["defaults"] = lower_defaults(self._body(stmt), self.env)
         elif head in ("stem", "head"):
-            self.settings[head] = StageSpec(name=head, blocks=tuple(self._blocks(stmt)), span=stmt.span)
+            self.settings[head] = StageSpec.make(name=head, blocks=tuple(self._blocks(stmt)), span=stmt.span)
 
     def _single(self, stmt: Stmt, allow: tuple[str, ...] = (), keys: tuple[str, ...] = ()) -> Value:
         """The one positional value of a setting; `allow` are its flags, `keys` its `key=` options."""
@@ -195,17 +195,17 @@ class _NetworkLowering:
             self._single(stmt, keys=("divisor", "round_limit")), stmt.items[0].span, "width multiplier", high=16.0
         )
         kw = self._kwargs(stmt, ("divisor", "round_limit"))
-        rounding = Rounding(
+        rounding = Rounding.make(
             divisor=as_int(*kw["divisor"], "divisor") if "divisor" in kw else 8,
             round_limit=as_float(*kw["round_limit"], "round limit", 0.0, 1.0, low_open=False)
             if "round_limit" in kw
             else 0.9,
         )
-        self.settings["width"] = WidthScaling(multiplier=value, rounding=rounding, span=stmt.span)
+        self.settings["width"] = WidthScaling.make(multiplier=value, rounding=rounding, span=stmt.span)
 
     def _depth(self, stmt: Stmt) -> None:
         value = as_float(self._single(stmt, ("fix_first_last",)), stmt.items[0].span, "depth multiplier", high=16.0)
-        self.settings["depth"] = DepthScaling(
+        self.settings["depth"] = DepthScaling.make(
             multiplier=value, fix_first_last="fix_first_last" in self._flags(stmt, ("fix_first_last",)), span=stmt.span
         )
 
@@ -267,14 +267,14 @@ class _NetworkLowering:
             raise ArchError("a stage has one defaults block", defaults[1].head_span)
         for d in defaults:
             self._no_items(d)
-        stage_defaults = lower_defaults(self._body(defaults[0]), self.env) if defaults else Defaults()
+        stage_defaults = lower_defaults(self._body(defaults[0]), self.env) if defaults else Defaults.make()
         errors_before = len(self.errors)
         blocks = self._blocks(
             Stmt(stmt.head, (), tuple(s for s in body if s.head != "defaults"), stmt.span, stmt.head_span)
         )
         if not blocks and len(self.errors) == errors_before:  # not when its blocks were all wrong
             raise ArchError(f"stage '{name}' has no blocks", names[0].span)
-        self.stages.append(StageSpec(name=name, blocks=tuple(blocks), defaults=stage_defaults, span=stmt.span))
+        self.stages.append(StageSpec.make(name=name, blocks=tuple(blocks), defaults=stage_defaults, span=stmt.span))
 
 
 def keyword_values(stmt: Stmt, allowed: tuple[str, ...], env: Env) -> dict[str, tuple[Value, Span]]:
@@ -324,7 +324,7 @@ def lower_defaults(body: tuple[Stmt, ...], env: Env) -> Defaults:
                 out["eps"] = as_float(*kw["eps"], "norm epsilon")
             if "momentum" in kw:
                 out["momentum"] = as_float(*kw["momentum"], "norm momentum", 0.0, 1.0)
-    return Defaults(**out)
+    return Defaults.make(**out)
 
 
 def _se_defaults(kw: dict[str, tuple[Value, Span]]) -> SEDefaults:
@@ -338,4 +338,4 @@ def _se_defaults(kw: dict[str, tuple[Value, Span]]) -> SEDefaults:
     for key in ("act", "gate"):
         if key in kw:
             fields[key] = as_symbol(*kw[key], f"SE {key}", ACTIVATIONS)
-    return SEDefaults(**fields)
+    return SEDefaults.make(**fields)

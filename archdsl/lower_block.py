@@ -74,7 +74,7 @@ def _lower_kind(stmt: Stmt, kind: Kind, env: Env) -> BlockSpec:
     if kind.ir_kind == "uib" and stmt.head != "uib":
         fields["variant"] = stmt.head
     spans = {key: opt.span for key, opt in given.items()}
-    return BlockSpec(kind=kind.ir_kind, span=stmt.span, option_spans=spans, **fields)
+    return BlockSpec.make(kind=kind.ir_kind, span=stmt.span, option_spans=spans, **fields)
 
 
 def _option(item: Any, env: Env) -> Option:

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from archdsl.generate import has_concrete_network
+# Every IR node the tests build is validated against its schema (the CLI skips that: see ir.py).
+os.environ["ARCHDSL_VALIDATE_IR"] = "1"
+
+from archdsl.generate import has_concrete_network  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

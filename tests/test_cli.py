@@ -28,6 +28,15 @@ def test_compile_prints_code_and_writes_the_same_with_o(tmp_path):
     assert [p.name for p in out.parent.iterdir()] == ["m.py"]  # no temporary files left
 
 
+def test_a_reader_that_stops_early_is_not_an_error():
+    proc = subprocess.Popen([sys.executable, "-m", "archdsl", "compile", "specs/mnv4_conv_l.arch"], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stdout.read(10) == b'"""mnv4_co'
+    proc.stdout.close()  # as `| head -c 10` does
+    _, err = proc.communicate()
+    assert proc.returncode == 0 and err == b""
+
+
 def test_compile_imports_no_framework():
     code = (
         "import sys, io, contextlib\n"

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from archdsl.compiler import compile_text
+from archdsl import ir
+from archdsl.compiler import compile_file, compile_text
 from archdsl.cost import network_cost
 from archdsl.ir import Network, NetworkSpec
 from archdsl.loader import load_text
@@ -298,3 +299,15 @@ def test_an_se_may_use_identity_functions():
     )
     se = net.stages[0].blocks[0].se
     assert (se.act, se.gate) == ("identity", "identity")
+
+
+@pytest.mark.parametrize("deploy", [False, True], ids=["train", "deploy"])
+@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+def test_the_compiler_builds_without_validation_exactly_the_ir_validation_builds(path, deploy, monkeypatch):
+    monkeypatch.setattr(ir, "_VALIDATE", False)
+    trusted = compile_file(path, deploy=deploy)
+    monkeypatch.setattr(ir, "_VALIDATE", True)
+    validated = compile_file(path, deploy=deploy)
+    assert trusted == validated  # same types, and tuples where the schema says tuples
+    dump = trusted.model_dump()
+    assert Network.model_validate(dump).model_dump() == dump

@@ -8,8 +8,13 @@ from ..ir import BlockSpec, Defaults, NetworkSpec, Node, Norm, SEConfig, SEDefau
 from .stages import map_stages
 
 NAME = "apply_defaults"
-_FALLBACK = Defaults(
-    act="relu", use_norm=True, eps=1e-5, momentum=0.1, padding="symmetric", se=SEDefaults(**SEConfig().model_dump())
+_FALLBACK = Defaults.make(
+    act="relu",
+    use_norm=True,
+    eps=1e-5,
+    momentum=0.1,
+    padding="symmetric",
+    se=SEDefaults.make(**SEConfig.make().settings()),
 )
 _TAKES_LAYER_SCALE = ("uib",)
 
@@ -31,8 +36,8 @@ def _apply(block: BlockSpec, d: Defaults) -> BlockSpec:
     assert d.eps is not None and d.momentum is not None
     update: dict = {
         "act": block.act or d.act,
-        "norm": Norm(eps=block.eps or d.eps, momentum=d.momentum) if use_norm else None,
-        "se_config": SEConfig(**d.se.model_dump(exclude={"span"})),
+        "norm": Norm.make(eps=block.eps or d.eps, momentum=d.momentum) if use_norm else None,
+        "se_config": SEConfig.make(**d.se.settings()),
         "pad_mode": block.padding or d.padding,
     }
     if block.kind in _TAKES_LAYER_SCALE and block.layer_scale is None:

@@ -71,7 +71,7 @@ class _Builder:
         if x.c % groups or cout % groups:
             raise ArchError(f"groups={groups} must divide both {x.c} input and {cout} output channels", b.at("g", "dw"))
         norm = b.norm
-        return ConvBnAct(path=path, cin=x.c, cout=cout, kernel=k, stride=s, groups=groups, padding=pad,
+        return ConvBnAct.make(path=path, cin=x.c, cout=cout, kernel=k, stride=s, groups=groups, padding=pad,
                          bias=bias, norm=norm, act=act or "identity", in_hw=x.hw, out_hw=out)  # fmt: skip
 
     def se(self, b: BlockSpec, path: str, cin: int, mid: int, cout: int, hw: HW) -> SqueezeExcite | None:
@@ -81,7 +81,7 @@ class _Builder:
         assert cfg is not None
         base = {"in": cin, "mid": mid, "out": cout}[cfg.base]
         reduced = make_divisible(base * b.se, cfg.divisor, cfg.round_limit)
-        return SqueezeExcite(path=path, channels=mid, reduced=reduced, act=cfg.act, gate=cfg.gate, hw=hw)
+        return SqueezeExcite.make(path=path, channels=mid, reduced=reduced, act=cfg.act, gate=cfg.gate, hw=hw)
 
     def residual(self, b: BlockSpec, x: _Tensor, y: _Tensor, stride: int) -> bool:
         fits = stride == 1 and x == y
@@ -113,7 +113,7 @@ class _Builder:
             pw = self.conv(b, f"{path}.pw", _Tensor(x.c, dw.out_hw), b.out, 1, 1, 1, b.act if kind == "dsa" else None)
             y = _Tensor(b.out, pw.out_hw)
             res = False if kind == "dsa" else self.residual(b, x, y, b.stride)
-            ds = DepthwiseSeparable(
+            ds = DepthwiseSeparable.make(
                 path=path,
                 variant="dsa" if kind == "dsa" else "ds",
                 dw=dw,
@@ -133,7 +133,7 @@ class _Builder:
             project = self.conv(b, f"{path}.project", _Tensor(mid, expand.out_hw), b.out, 1, 1, 1, None)
             y = _Tensor(b.out, project.out_hw)
             res = self.residual(b, x, y, b.stride)
-            return FusedInvertedBottleneck(path=path, expand=expand, se=se, project=project, residual=res,
+            return FusedInvertedBottleneck.make(path=path, expand=expand, se=se, project=project, residual=res,
                                            drop_path=b.drop_path), y  # fmt: skip
         if kind == "pool":
             return self.pool(b, path, x)
@@ -141,7 +141,7 @@ class _Builder:
         if x.hw != (1, 1):
             raise ArchError(f"the classifier needs a 1x1 input, got {x.hw[0]}x{x.hw[1]}", b.span,
                             "add 'pool avg' before it")  # fmt: skip
-        return Classifier(path=path, cin=x.c, classes=self.spec.classes, dropout=b.dropout), _Tensor(
+        return Classifier.make(path=path, cin=x.c, classes=self.spec.classes, dropout=b.dropout), _Tensor(
             self.spec.classes, (1, 1)
         )
 
@@ -173,7 +173,7 @@ class _Builder:
             dw_end = self.conv(b, f"{path}.dw_end", t, t.c, ke, 1 if (ks or km) else s, t.c, None)
             t = _Tensor(t.c, dw_end.out_hw)
         variant = b.variant or _uib_variant(ks, km, ke)
-        block = UniversalInvertedBottleneck(
+        block = UniversalInvertedBottleneck.make(
             path=path, variant=variant, dw_start=dw_start, expand=expand, dw_mid=dw_mid, se=se, project=project,
             dw_end=dw_end, layer_scale=b.layer_scale, residual=self.residual(b, x, t, s), drop_path=b.drop_path,
         )  # fmt: skip
@@ -186,7 +186,7 @@ class _Builder:
                 raise ArchError(
                     "a global pool takes no stride or padding", b.at("s", "padding"), "give k<size> for a windowed pool"
                 )
-            return Pool(path=path, mode=b.mode, is_global=True, channels=x.c, in_hw=x.hw, out_hw=(1, 1)), _Tensor(
+            return Pool.make(path=path, mode=b.mode, is_global=True, channels=x.c, in_hw=x.hw, out_hw=(1, 1)), _Tensor(
                 x.c, (1, 1)
             )
         k = b.kernel[0]
@@ -194,7 +194,7 @@ class _Builder:
             raise ArchError(f"kernel {k} is even: symmetric padding needs an odd kernel", b.at("k"), "use padding=same")
         pad = padding_for(k, b.stride, x.hw, b.pad_mode)
         out = out_size(x.hw, k, b.stride, pad)
-        pool = Pool(path=path, mode=b.mode, is_global=False, kernel=k, stride=b.stride, padding=pad, channels=x.c,
+        pool = Pool.make(path=path, mode=b.mode, is_global=False, kernel=k, stride=b.stride, padding=pad, channels=x.c,
                     in_hw=x.hw, out_hw=out)  # fmt: skip
         return pool, _Tensor(x.c, out)
 
@@ -217,14 +217,14 @@ def infer_shapes(spec: NetworkSpec, source: str = "") -> Network:
         for j, b in enumerate(s.blocks):
             block, x = builder.block(b, f"{prefix}{j}", x)
             blocks.append(block)
-        return Stage(name=s.name, path=path, blocks=tuple(blocks), span=s.span)
+        return Stage.make(name=s.name, path=path, blocks=tuple(blocks), span=s.span)
 
     stem = stage(spec.stem, "stem", "stem.")
     stages = tuple(stage(s, f"stages.{i}", f"stages.{i}.blocks.") for i, s in enumerate(spec.stages))
     head = stage(spec.head, "head", "head.")
     if not head.blocks or head.blocks[-1].kind != "classifier":
         raise ArchError("the head must end with a classifier", spec.head.span, "add 'classifier' as its last block")
-    return Network(
+    return Network.make(
         name=spec.name, source=source, source_hash=spec.source_hash,
         input_shape=(spec.in_channels, *spec.input_hw), classes=spec.classes, width=spec.width.multiplier,
         depth=spec.depth.multiplier, stem=stem, stages=stages, head=head,
