@@ -28,7 +28,11 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("spec", help="spec file (.arch)")
         c.add_argument("--network", help="network to use when the file defines several")
         c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
-        c.add_argument("--deploy", action="store_true", help="the inference form: BatchNorm folded into convs")
+        c.add_argument(
+            "--deploy",
+            action="store_true",
+            help="the inference form: BatchNorm folded into convs, MobileOne branches merged",
+        )
         return c
 
     c = spec_command("compile", "generate framework code for a spec")

@@ -21,7 +21,7 @@ def compile_file(
 ) -> Network:
     """Compile a spec file. `resolution` replaces the network's input size (H, W); `shown_as` is
     the name generated code gives the spec (default: `path` as given); `deploy` gives the
-    inference form, every BatchNorm folded into its conv."""
+    inference form: every BatchNorm folded into its conv, MobileOne branches merged."""
     spec = lower(load_file(path, import_root), network)
     if resolution is not None:
         spec = spec.model_copy(update={"resolution": resolution, "rho": 1.0})

@@ -7,7 +7,7 @@ Conventions (docs/cost.md has the details):
   FlopCounterMode count / 2. Bias adds are not MACs.
 - elementwise: other arithmetic per element, reported apart: BN 2 (scale, shift), each
   non-identity activation 1, SE squeeze 1 per input element and gating 1, residual add 1,
-  layer scale 1; global pooling 1 per input element, windowed pooling 1 per window element
+  layer scale 1, a sum of n branches n - 1; global pooling 1 per input element, windowed pooling 1 per window element
   of each output.
 - weight_bytes: params x dtype size. activation_bytes: elements read plus elements written by
   each layer, a layer being a conv with its BN and activation, an SE, a residual add, a layer
@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from .ir import Block, Classifier, ConvBnAct, Network, Pool, SqueezeExcite
-from .layers import Layer, LayerScale, ResidualAdd, layers_of, tensors_of
+from .layers import Activation, BranchSum, InputNorm, Layer, LayerScale, ResidualAdd, layers_of, tensors_of
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
@@ -62,6 +62,15 @@ def layer_cost(layer: Layer) -> Cost:
         n = layer.channels * _area(layer.hw)
         reads = 1 if isinstance(layer, LayerScale) else 2
         return Cost(params, 0, n, (reads + 1) * n)
+    if isinstance(layer, InputNorm):
+        n = layer.channels * _area(layer.hw)
+        return Cost(params, 0, 2 * n, 2 * n)
+    if isinstance(layer, BranchSum):
+        n = layer.channels * _area(layer.hw)
+        return Cost(0, 0, (layer.terms - 1) * n, (layer.terms + 1) * n)
+    if isinstance(layer, Activation):
+        n = layer.channels * _area(layer.hw)
+        return Cost(0, 0, n, 2 * n)
     if isinstance(layer, Pool):
         n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
         ew = n_in if layer.is_global else n_out * layer.kernel**2

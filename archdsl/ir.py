@@ -111,6 +111,7 @@ class BlockSpec(Node):
     mid: int | None = None
     out: int | None = None
     groups: int | None = None  # 0: depthwise (groups = input channels)
+    branches: int = 1  # mobileone: parallel k x k conv+BN branches
     se: float | None = None
     act: Act | None = None
     use_norm: bool | None = None  # `norm=batchnorm` / `norm=none`; None = inherit
@@ -248,6 +249,24 @@ class FusedInvertedBottleneck(Node):
     drop_path: float = 0.0
 
 
+class MobileOneBlock(Node):
+    """MobileOne (Vasu et al., 2023): the sum of `branches` k x k conv+BN, a 1x1 conv+BN `scale`
+    branch (when k > 1) and a BN of the input, `identity` (when shapes allow), then [SE] -> act.
+    The deploy form merges them all into one k x k conv with a bias, the only branch left."""
+
+    kind: Literal["mobileone"] = "mobileone"
+    path: str
+    branches: tuple[ConvBnAct, ...]  # `<path>.conv_kxk.<i>`; the deploy form's one is `<path>.reparam`
+    scale: ConvBnAct | None  # `<path>.conv_scale`
+    identity: Norm | None  # BatchNorm of the input, `<path>.identity`
+    se: SqueezeExcite | None
+    act: Act  # after the sum and SE (the deploy form without SE moves it into its conv)
+
+    @property
+    def first(self) -> ConvBnAct:
+        return self.branches[0]
+
+
 class Pool(Node):
     """Pooling: global (output 1x1) or windowed with explicit padding."""
 
@@ -274,7 +293,15 @@ class Classifier(Node):
 
 
 Block = Annotated[
-    Union[ConvBnAct, DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, Pool, Classifier],
+    Union[
+        ConvBnAct,
+        DepthwiseSeparable,
+        UniversalInvertedBottleneck,
+        FusedInvertedBottleneck,
+        MobileOneBlock,
+        Pool,
+        Classifier,
+    ],
     Field(discriminator="kind"),
 ]
 

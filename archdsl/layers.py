@@ -10,12 +10,15 @@ from dataclasses import dataclass
 from typing import Iterator, Union
 
 from .ir import (
+    Act,
     Block,
     Classifier,
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    MobileOneBlock,
     Network,
+    Norm,
     Pool,
     SqueezeExcite,
     UniversalInvertedBottleneck,
@@ -55,7 +58,51 @@ class ResidualAdd:
     hw: tuple[int, int]
 
 
-Layer = Union[ConvBnAct, SqueezeExcite, LayerScale, ResidualAdd, Pool, Classifier]
+@dataclass(frozen=True)
+class InputNorm:
+    """MobileOne's identity branch: a BatchNorm of the block input, tensors `<path>.<name>`."""
+
+    path: str  # `<block>.identity`
+    channels: int
+    hw: tuple[int, int]
+    norm: Norm
+
+
+@dataclass(frozen=True)
+class BranchSum:
+    path: str  # the block
+    terms: int
+    channels: int
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation of its own, after a branch sum (inside a conv layer otherwise)."""
+
+    path: str  # the block
+    act: Act
+    channels: int
+    hw: tuple[int, int]
+
+
+Layer = Union[ConvBnAct, SqueezeExcite, LayerScale, ResidualAdd, InputNorm, BranchSum, Activation, Pool, Classifier]
+
+
+def mobileone_layers(block: MobileOneBlock) -> Iterator[Layer]:
+    first = block.first
+    yield from block.branches
+    if block.scale is not None:
+        yield block.scale
+    if block.identity is not None:
+        yield InputNorm(f"{block.path}.identity", first.cin, first.in_hw, block.identity)
+    terms = len(block.branches) + (block.scale is not None) + (block.identity is not None)
+    if terms > 1:
+        yield BranchSum(block.path, terms, first.cout, first.out_hw)
+    if block.se is not None:
+        yield block.se
+    if block.act != "identity":
+        yield Activation(block.path, block.act, first.cout, first.out_hw)
 
 
 def layers_of(block: Block) -> Iterator[Layer]:
@@ -64,6 +111,9 @@ def layers_of(block: Block) -> Iterator[Layer]:
         yield block
         if isinstance(block, ConvBnAct) and block.residual:
             yield ResidualAdd(block.path, block.cout, block.out_hw)
+        return
+    if isinstance(block, MobileOneBlock):
+        yield from mobileone_layers(block)
         return
     if isinstance(block, DepthwiseSeparable):
         parts: tuple = (block.dw, block.se, block.pw)
@@ -80,6 +130,44 @@ def layers_of(block: Block) -> Iterator[Layer]:
         yield LayerScale(block.path, out.cout, out.out_hw, block.layer_scale)
     if block.residual:
         yield ResidualAdd(block.path, out.cout, out.out_hw)
+
+
+def block_input(block: Block) -> tuple[int, tuple[int, int]]:
+    """The channels and spatial size a block takes."""
+    if isinstance(block, Classifier):
+        return block.cin, (1, 1)
+    if isinstance(block, Pool):
+        return block.channels, block.in_hw
+    if isinstance(block, MobileOneBlock):
+        first = block.first
+    elif isinstance(block, ConvBnAct):
+        first = block
+    elif isinstance(block, DepthwiseSeparable):
+        first = block.dw
+    elif isinstance(block, FusedInvertedBottleneck):
+        first = block.expand
+    else:
+        first = block.dw_start or block.expand
+    return first.cin, first.in_hw
+
+
+def block_output(block: Block) -> tuple[int, tuple[int, int]]:
+    """The channels and spatial size a block gives."""
+    if isinstance(block, Classifier):
+        return block.classes, (1, 1)
+    if isinstance(block, Pool):
+        return block.channels, block.out_hw
+    if isinstance(block, MobileOneBlock):
+        last = block.first
+    elif isinstance(block, ConvBnAct):
+        last = block
+    elif isinstance(block, DepthwiseSeparable):
+        last = block.pw
+    elif isinstance(block, FusedInvertedBottleneck):
+        last = block.project
+    else:
+        last = block.dw_end or block.project
+    return last.cout, last.out_hw
 
 
 def network_layers(net: Network) -> Iterator[Layer]:
@@ -106,6 +194,8 @@ def tensors_of(layer: Layer) -> list[Tensor]:
             Tensor(f"{p}.expand.weight", (c, r, 1, 1), "weight"),
             Tensor(f"{p}.expand.bias", (c,), "bias"),
         ]
+    if isinstance(layer, InputNorm):
+        return [Tensor(f"{layer.path}.{n}", (layer.channels,), r) for n, r in _BN]
     if isinstance(layer, LayerScale):
         return [Tensor(f"{layer.path}.layer_scale", (layer.channels,), "layer_scale")]
     if isinstance(layer, Classifier):

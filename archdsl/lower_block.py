@@ -149,7 +149,7 @@ def _flag_field(key: str) -> dict[str, Any]:
 
 def _float_option(key: str, value: Value, span: Span) -> float:
     if key == "se":
-        return as_float(value, span, "SE ratio", 0.0, 1.0)
+        return as_float(value, span, "SE ratio", 0.0, 1.0, low_open=False)  # 0: no SE (useful in a family)
     if key in ("drop_path", "dropout"):
         return as_float(value, span, _WHAT[key], 0.0, 1.0, low_open=False, high_open=True)
     if key == "e":
@@ -191,10 +191,11 @@ def _kernels(head: str, kind: Kind, opt: Option) -> tuple[int, ...]:
 
 
 def _check_required(stmt: Stmt, kind: Kind, fields: dict[str, Any]) -> None:
-    needs_out = kind.ir_kind in ("conv", "ds", "dsa", "uib", "fused_ib")
+    depthwise = fields.get("groups") == 0  # keeps its input channels unless told otherwise
+    needs_out = kind.ir_kind in ("conv", "ds", "dsa", "uib", "fused_ib", "mobileone") and not depthwise
     if needs_out and "out" not in fields:
         raise ArchError(f"'{stmt.head}' needs its output channels", stmt.head_span, "add c<channels>, e.g. c96")
-    if kind.ir_kind in ("conv", "ds", "dsa", "fused_ib") and "kernel" not in fields:
+    if kind.ir_kind in ("conv", "ds", "dsa", "fused_ib", "mobileone") and "kernel" not in fields:
         raise ArchError(f"'{stmt.head}' needs a kernel size", stmt.head_span, "add k<size>, e.g. k3")
     if kind.ir_kind == "uib" and "kernel" not in fields:
         raise ArchError(f"'{stmt.head}' needs kernel sizes", stmt.head_span, "e.g. k3 (ib) or k5/3 (uib, extra_dw)")
@@ -243,9 +244,9 @@ def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str
     return [b.model_copy(update={"repeat": repeat, "group": group}) for b in blocks]
 
 
-_LIMIT = {"x": 256, "s": 64, "k_start": 63, "k_mid": 63, "k_end": 63}
+_LIMIT = {"x": 256, "s": 64, "branches": 64, "k_start": 63, "k_mid": 63, "k_end": 63}
 _WHAT = {
     "s": "stride", "e": "expansion ratio", "c": "output channels", "x": "repeat count", "g": "groups",
     "mid": "mid channels", "layer_scale": "layer scale", "drop_path": "drop-path rate", "dropout": "dropout rate",
-    "k_start": "start kernel", "k_mid": "mid kernel", "k_end": "end kernel",
+    "branches": "branch count", "k_start": "start kernel", "k_mid": "mid kernel", "k_end": "end kernel",
 }  # fmt: skip

@@ -5,21 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from .cost import Cost, block_cost, layer_cost, network_cost
-from .ir import Network
-from .layers import LayerScale, ResidualAdd, layers_of
+from .ir import Block, Classifier, Network
+from .layers import Activation, BranchSum, InputNorm, LayerScale, ResidualAdd, block_output, layers_of
 from .passes.fold_norms import fold_norms
+
+# Layers that are not IR nodes: their row's path suffix (after the block path) and kind.
+_DERIVED = {ResidualAdd: (".add", "add"), LayerScale: (".layer_scale", "layer_scale"), BranchSum: (".sum", "sum"),
+            Activation: (".act", "act"), InputNorm: ("", "batchnorm")}  # fmt: skip
 
 
 def _layer_path(layer: Any) -> str:
-    if isinstance(layer, ResidualAdd):
-        return f"{layer.path}.add"
-    if isinstance(layer, LayerScale):
-        return f"{layer.path}.layer_scale"
-    return str(layer.path)
+    suffix = _DERIVED.get(type(layer), ("", ""))[0]
+    return f"{layer.path}{suffix}"
 
 
 def _layer_kind(layer: Any) -> str:
-    return "add" if isinstance(layer, ResidualAdd) else "layer_scale" if isinstance(layer, LayerScale) else layer.kind
+    return _DERIVED[type(layer)][1] if type(layer) in _DERIVED else layer.kind
 
 
 def _numbers(c: Cost, dtype: str) -> dict[str, int]:
@@ -93,18 +94,13 @@ def cost_table(net: Network, dtype: str = "float32") -> str:
         cells += [v.rjust(w) for v, w in zip(r[3:], widths[3:], strict=True)]
         lines.append("  ".join(cells).rstrip())
     deploy = network_cost(fold_norms(net))
-    lines.append(f"deploy form (BatchNorm folded): {deploy.params:,} params, {deploy.macs:,} MACs")
+    lines.append(f"deploy form (BatchNorm folded, branches merged): {deploy.params:,} params, {deploy.macs:,} MACs")
     title = f"{net.name}: input {'x'.join(map(str, net.input_shape))} (CxHxW), {dtype}; MACs = multiply-accumulates"
     return title + "\n" + "\n".join(lines) + "\n"
 
 
-def _out_shape(block: Any) -> str:
-    for attr in ("dw_end", "project", "pw"):
-        part = getattr(block, attr, None)
-        if part is not None:
-            return f"{part.cout}x{part.out_hw[0]}x{part.out_hw[1]}"
-    if block.kind == "conv":
-        return f"{block.cout}x{block.out_hw[0]}x{block.out_hw[1]}"
-    if block.kind == "pool":
-        return f"{block.channels}x{block.out_hw[0]}x{block.out_hw[1]}"
-    return str(block.classes)
+def _out_shape(block: Block) -> str:
+    if isinstance(block, Classifier):
+        return str(block.classes)
+    c, (h, w) = block_output(block)
+    return f"{c}x{h}x{w}"

@@ -29,6 +29,7 @@ KWARGS: dict[str, tuple[str, str]] = {
     "drop_path": ("drop_path", "float"),
     "dropout": ("dropout", "float"),
     "padding": ("padding", "padding"),
+    "branches": ("branches", "int"),
     "k_start": ("k_start", "int"),
     "k_mid": ("k_mid", "int"),
     "k_end": ("k_end", "int"),
@@ -65,6 +66,7 @@ KINDS: dict[str, Kind] = {
     "convnext": Kind("uib", frozenset(_UIB - {"k_start", "k_mid", "k_end"}), "UIB ConvNeXt-like, start dw only", "start"),
     "ffn": Kind("uib", frozenset(_UIB - {"k", "k_start", "k_mid", "k_end"}), "UIB FFN, no depthwise", "none"),
     "fused_ib": Kind("fused_ib", frozenset(_UIB - {"k_start", "k_mid", "k_end", "layer_scale"}), "fused IB: full k x k expand, 1x1 project"),
+    "mobileone": Kind("mobileone", frozenset({"k", "s", "c", "g", "dw", "x", "branches", "se", "act", "norm", "eps", "noskip", "fixed"}), "MobileOne: k x k conv+BN branches, 1x1 scale branch, identity BN; summed -> [SE] -> act"),
     "pool": Kind("pool", frozenset({"avg", "max", "k", "s", "padding"}), "pooling: global unless k is given"),
     "classifier": Kind("classifier", frozenset({"dropout"}), "flatten -> dropout -> linear to the classes"),
 }  # fmt: skip

@@ -35,6 +35,20 @@ REFERENCE = {
     "mnv4_conv_s": ("mobilenetv4_conv_small", 3_774_024, 186_005_568, 224),
     "mnv4_conv_m": ("mobilenetv4_conv_medium", 9_715_512, 1_080_244_224, 256),
     "mnv4_conv_l": ("mobilenetv4_conv_large", 32_590_864, 6_376_220_672, 384),
+    "mobileone_s0": ("mobileone_s0", 5_293_272, 1_051_935_232, 224),
+    "mobileone_s1": ("mobileone_s1", 4_825_192, 830_062_080, 224),
+    "mobileone_s2": ("mobileone_s2", 7_884_648, 1_304_027_392, 224),
+    "mobileone_s3": ("mobileone_s3", 10_170_600, 1_902_112_768, 224),
+    "mobileone_s4": ("mobileone_s4", 14_951_248, 2_986_802_432, 224),
+}
+# The deploy form where it differs from BatchNorm folding alone (timm `reparameterize_model`):
+# spec -> (params, MACs).
+REFERENCE_DEPLOY = {
+    "mobileone_s0": (2_078_504, 275_110_400),
+    "mobileone_s1": (4_764_840, 825_057_024),
+    "mobileone_s2": (7_808_168, 1_298_426_496),
+    "mobileone_s3": (10_078_312, 1_895_790_592),
+    "mobileone_s4": (14_838_352, 2_979_269_760),
 }
 
 

@@ -53,7 +53,7 @@ def test_cost_reports_both_forms(capsys):
     assert data["total"]["params"] == 3_774_024
     assert data["deploy_total"]["params"] == network_cost(fold_norms(compile_file(SPECS / "mnv4_conv_s.arch"))).params
     assert cli.main(["cost", str(SPECS / "mnv4_conv_s.arch")]) == 0
-    assert "deploy form (BatchNorm folded): 3,761,480 params" in capsys.readouterr().out
+    assert "deploy form (BatchNorm folded, branches merged): 3,761,480 params" in capsys.readouterr().out
 
 
 def test_deploy_weights_from_the_command_line_load_into_the_deploy_code(tmp_path):

@@ -91,7 +91,7 @@ CASES = [
     case("unknown-activation", stage_line("ib k3 e4 c16 act=hard_swsh"), "case.arch:7:22",
          "unknown activation 'hard_swsh'", "did you mean 'hard_swish'?"),
     case("se-ratio-out-of-range", stage_line("ib k3 e4 c16 se1.5"), "case.arch:7:18",
-         "SE ratio must be > 0 and <= 1, got 1.5"),
+         "SE ratio must be >= 0 and <= 1, got 1.5"),
     case("zero-stride", stage_line("ib k3 s0 e4 c16"), "case.arch:7:11", "stride must be at least 1, got 0"),
     case("fractional-channels", stage_line("ib k3 e4 c16.5"), "case.arch:7:14",
          "output channels must be a whole number, got 16.5"),
@@ -198,6 +198,13 @@ CASES = [
          "  head {\n    pool avg; classifier\n  }\n}\n\nnetwork m = fam()\n",
          "case.arch:3:20", "parameter 'w' is 'relu', not a number"),
     case("drop-path-of-one", stage_line("ib k3 e4 c16 drop_path=1"), "case.arch:7:28", "must be >= 0 and < 1"),
+    case("mobileone-with-same-padding", stage_line("mobileone k3 s2 c32 branches=2").replace(
+         "classes 10", "classes 10\n  defaults { padding same }"),
+         "case.arch:8:5", "mobileone branches merge only with symmetric padding", "padding symmetric"),
+    case("mobileone-without-branches", stage_line("mobileone k3 c32 branches=0"), "case.arch:7:31",
+         "branch count must be at least 1"),
+    case("mobileone-skip", stage_line("mobileone k3 c16 skip"), "case.arch:7:22", "has no option 'skip'",
+         "noskip"),
     # --- imports ----------------------------------------------------------------------------
     case("import-missing-file", FIXTURES / "missing_import.arch", "missing_import.arch:1:8",
          "cannot import 'no_such_file.arch'"),

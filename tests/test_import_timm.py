@@ -17,7 +17,11 @@ from archdsl.weights import init_weights
 from conftest import FIXTURES, SPECS
 
 # spec -> the fixture made from the timm model it reproduces
-CHECKPOINTS = {"mnv4_conv_s": "mobilenetv4_conv_small", "mnv3_small": "mobilenetv3_small_100"}
+CHECKPOINTS = {
+    "mnv4_conv_s": "mobilenetv4_conv_small",
+    "mnv3_small": "mobilenetv3_small_100",
+    "mobileone_s0": "mobileone_s0",
+}
 
 
 @pytest.mark.parametrize("backend", ["torch", "keras", "coreml"])
@@ -35,7 +39,8 @@ def test_imported_checkpoint_reproduces_the_reference_logits(spec, backend, tmp_
     net = compile_file(SPECS / f"{spec}.arch")
     data = np.load(io)
     run, source = runner(backend)
-    logits = run(get_backend(source).emit(net), net, str(weights), data["input"].astype(np.float32))["head.2"]
+    outputs = run(get_backend(source).emit(net), net, str(weights), data["input"].astype(np.float32))
+    logits = outputs[net.head.blocks[-1].path]
     ref = data["logits"]
     assert np.max(np.abs(logits - ref)) / max(1.0, np.max(np.abs(ref))) <= 1e-4
 

@@ -80,9 +80,12 @@ def check_network(net: Network) -> None:
     c, h, w = net.input_shape
     for block in net.blocks():
         first = (
-            getattr(block, "dw_start", None) or getattr(block, "dw", None) or getattr(block, "expand", None) or block
+            getattr(block, "dw_start", None)
+            or getattr(block, "dw", None)
+            or getattr(block, "expand", None)
+            or (block.branches[0] if block.kind == "mobileone" else block)
         )
-        if block.kind in ("conv", "ds", "uib", "fused_ib"):
+        if block.kind in ("conv", "ds", "uib", "fused_ib", "mobileone"):
             assert (first.cin, first.in_hw) == (c, (h, w)), block.path
         for part in ("dw_start", "expand", "dw_mid", "project", "dw_end", "dw", "pw"):
             layer = getattr(block, part, None)
@@ -100,6 +103,9 @@ def _output(block, c, hw):
     if block.kind in ("uib", "fused_ib"):
         last = getattr(block, "dw_end", None) or block.project
         return last.cout, last.out_hw
+    if block.kind == "mobileone":
+        assert all(b.out_hw == block.branches[0].out_hw for b in (*block.branches, block.scale) if b)
+        return block.branches[0].cout, block.branches[0].out_hw
     if block.kind == "pool":
         return c, block.out_hw
     return block.classes, (1, 1)
@@ -311,3 +317,21 @@ def test_the_compiler_builds_without_validation_exactly_the_ir_validation_builds
     assert trusted == validated  # same types, and tuples where the schema says tuples
     dump = trusted.model_dump()
     assert Network.model_validate(dump).model_dump() == dump
+
+
+def test_mobileone_branches_follow_the_reference_rules():
+    net = compile_text(
+        "network n {\n  input 32x32x3\n  classes 10\n  stem mobileone k3 s2 c16\n  stage a {\n"
+        "    mobileone k3 dw branches=3\n    mobileone k3 s2 dw\n    mobileone k1 c16 branches=2\n"
+        "    mobileone k1 c24\n    mobileone k3 dw noskip\n  }\n  head {\n    pool avg; classifier\n  }\n}\n"
+    )
+    stem, (same, down, pw, wider, noskip) = net.stem.blocks[0], net.stages[0].blocks
+    assert len(stem.branches) == 1 and stem.scale is not None and stem.identity is None  # 3 -> 16 channels
+    assert [b.path for b in same.branches] == [f"stages.0.blocks.0.conv_kxk.{i}" for i in range(3)]
+    assert same.scale.kernel == 1 and same.scale.groups == 16 and same.identity is not None
+    assert same.first.cout == 16 and same.first.groups == 16  # `dw` without `c` keeps its input channels
+    assert down.identity is None and down.scale.stride == 2  # stride 2: no identity branch
+    assert pw.scale is None and pw.identity is not None and len(pw.branches) == 2  # k1: no scale branch
+    assert wider.identity is None  # 16 -> 24 channels
+    assert noskip.identity is None and noskip.scale is not None
+    assert all(b.act == "relu" for b in (stem, same, down, pw, wider, noskip))

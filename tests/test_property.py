@@ -24,9 +24,13 @@ ACTS = ["relu", "relu6", "hard_swish", "hard_sigmoid", "swish", "gelu", "gelu_ta
 KERNELS = [3, 5, 7]
 
 
+KINDS = ["conv", "ds", "dsa", "ib", "extra_dw", "convnext", "ffn", "uib", "fused_ib"]
+
+
 @st.composite
-def blocks(draw, stride_budget: int) -> str:
-    kind = draw(st.sampled_from(["conv", "ds", "dsa", "ib", "extra_dw", "convnext", "ffn", "uib", "fused_ib"]))
+def blocks(draw, stride_budget: int, padding: str) -> str:
+    # mobileone merges its branches only under symmetric padding (a located error otherwise)
+    kind = draw(st.sampled_from(KINDS + ["mobileone"] if padding == "symmetric" else KINDS))
     k = draw(st.sampled_from(KERNELS))
     stride = 2 if kind != "ffn" and stride_budget > 0 and draw(st.booleans()) else 1
     opts = [kind]
@@ -41,7 +45,12 @@ def blocks(draw, stride_budget: int) -> str:
         opts.append("s2")
     if kind in ("ib", "extra_dw", "convnext", "ffn", "uib", "fused_ib"):
         opts.append(draw(st.sampled_from(["e1", "e2", "e3", "e4.5", "mid=24"])))
-    opts.append(f"c{draw(st.sampled_from([8, 16, 24, 40]))}")
+    if kind == "mobileone":
+        if draw(st.booleans()):
+            opts[1] = "k1"
+        opts.append(draw(st.sampled_from(["branches=1", "branches=3", "dw"])))
+    if "dw" not in opts:  # a depthwise block keeps its input channels
+        opts.append(f"c{draw(st.sampled_from([8, 16, 24, 40]))}")
     if kind not in ("conv", "dsa") and draw(st.booleans()):
         opts.append("se0.25")
     if draw(st.booleans()):
@@ -56,6 +65,7 @@ def blocks(draw, stride_budget: int) -> str:
 @st.composite
 def networks(draw) -> str:
     size = draw(st.integers(17, 48))
+    padding = draw(st.sampled_from(["symmetric", "same"]))
     lines = [
         "network rand {",
         f"  input {size}x{draw(st.integers(17, 48))}x3",
@@ -66,7 +76,7 @@ def networks(draw) -> str:
         f"    act {draw(st.sampled_from(ACTS))}",
         f"    norm batchnorm eps={draw(st.sampled_from(['1e-5', '1e-3']))}",
         f"    se base={draw(st.sampled_from(['in', 'mid', 'out']))} divisor={draw(st.sampled_from([1, 4, 8]))} gate=hard_sigmoid",
-        f"    padding {draw(st.sampled_from(['symmetric', 'same']))}",
+        f"    padding {padding}",
         "  }",
         f"  stem conv k3 s2 c{draw(st.sampled_from([8, 16]))}",
     ]
@@ -74,7 +84,7 @@ def networks(draw) -> str:
     for i in range(draw(st.integers(1, 3))):
         lines.append(f"  stage s{i} {{")
         for _ in range(draw(st.integers(1, 3))):
-            block = draw(blocks(budget))
+            block = draw(blocks(budget, padding))
             budget -= " s2" in block
             lines.append("    " + block)
         lines.append("  }")

@@ -1,5 +1,6 @@
-"""Every spec reproduces its reference network: params and MACs equal the reference figures, and
-the cost report equals what PyTorch counts on the generated model."""
+"""Every spec reproduces its reference network: params and MACs equal the reference figures (in
+both forms where the deploy form is the reference's too), and the cost report equals what
+PyTorch counts on the generated model."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from archdsl.backends.registry import get_backend
 from archdsl.compiler import compile_file
 from archdsl.cost import network_cost
-from conftest import REFERENCE, SPECS
+from conftest import REFERENCE, REFERENCE_DEPLOY, SPECS, import_code
 
 
 @pytest.mark.parametrize("spec", sorted(REFERENCE))
@@ -30,4 +32,16 @@ def test_generated_torch_counts_equal_cost_report(spec, torch_module):
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         out = model(torch.randn(1, *net.input_shape))
     assert out.shape == (1, 1000)
+    assert counter.get_total_flops() == 2 * cost.macs
+
+
+@pytest.mark.parametrize("spec", sorted(REFERENCE_DEPLOY))
+def test_deploy_form_equals_reference_and_what_torch_counts(spec, tmp_path):
+    net = compile_file(SPECS / f"{spec}.arch", deploy=True)
+    cost = network_cost(net)
+    assert (cost.params, cost.macs) == REFERENCE_DEPLOY[spec]
+    model = import_code(get_backend("torch").emit(net), f"{spec}_deploy", tmp_path).build_model().eval()
+    assert sum(p.numel() for p in model.parameters()) == cost.params
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.randn(1, *net.input_shape))
     assert counter.get_total_flops() == 2 * cost.macs

@@ -13,16 +13,8 @@ import jinja2
 
 from ..cost import Cost, block_cost
 from ..errors import ArchError
-from ..ir import (
-    Block,
-    ConvBnAct,
-    DepthwiseSeparable,
-    FusedInvertedBottleneck,
-    Network,
-    Pool,
-    Stage,
-    UniversalInvertedBottleneck,
-)
+from ..ir import Block, Classifier, Network, Stage
+from ..layers import block_input, block_output
 from ..resources import template_dir, user_cache_dir
 
 
@@ -147,19 +139,9 @@ def cost_note(params: int, macs: int) -> str:
 
 
 def _in_out(block: Block) -> str:
-    if isinstance(block, ConvBnAct):
-        return f"{_shape(block.cin, block.in_hw)} -> {_shape(block.cout, block.out_hw)}"
-    if isinstance(block, DepthwiseSeparable):
-        return f"{_shape(block.dw.cin, block.dw.in_hw)} -> {_shape(block.pw.cout, block.pw.out_hw)}"
-    if isinstance(block, UniversalInvertedBottleneck):
-        first = block.dw_start or block.expand
-        last = block.dw_end or block.project
-        return f"{_shape(first.cin, first.in_hw)} -> {_shape(last.cout, last.out_hw)}"
-    if isinstance(block, FusedInvertedBottleneck):
-        return f"{_shape(block.expand.cin, block.expand.in_hw)} -> {_shape(block.project.cout, block.project.out_hw)}"
-    if isinstance(block, Pool):
-        return f"{_shape(block.channels, block.in_hw)} -> {_shape(block.channels, block.out_hw)}"
-    return f"{block.cin} -> {block.classes}"
+    if isinstance(block, Classifier):
+        return f"{block.cin} -> {block.classes}"
+    return f"{_shape(*block_input(block))} -> {_shape(*block_output(block))}"
 
 
 def block_comment(block: Block, cost: Cost) -> str:

@@ -8,14 +8,27 @@ from __future__ import annotations
 
 from ..ir import ConvBnAct, Network, Pool, SqueezeExcite, Stage
 from .base import Backend, Call, Header, block_comment, environment, stage_comment
-from .steps import AddShortcut, Dense, Flatten, KeepShortcut, LayerScaleStep, Line, Step, quoted, steps
+from .steps import (
+    ActivationStep,
+    AddShortcut,
+    Branch,
+    Dense,
+    Flatten,
+    KeepShortcut,
+    LayerScaleStep,
+    Line,
+    Step,
+    SumBranches,
+    quoted,
+    steps,
+)
 
 
-def _call(name: str, *args: tuple[str, str]) -> Line:
-    return Line(Call(name, tuple(args), trailing_comma=False))
+def _call(name: str, *args: tuple[str, str], target: str = "x") -> Line:
+    return Line(Call(name, tuple(args), trailing_comma=False), target)
 
 
-def conv_line(c: ConvBnAct) -> Line:
+def conv_line(c: ConvBnAct, target: str = "x") -> Line:
     args: list[tuple[str, str]] = [("", "x"), ("", "w"), ("", quoted(c.path))]
     if c.stride != 1:
         args.append(("stride", str(c.stride)))
@@ -29,7 +42,7 @@ def conv_line(c: ConvBnAct) -> Line:
         args.append(("eps", repr(c.norm.eps)))
     if c.act != "identity":
         args.append(("act", quoted(c.act)))
-    return _call("conv_bn_act", *args)
+    return _call("conv_bn_act", *args, target=target)
 
 
 def step_line(step: Step) -> list[Line]:
@@ -37,6 +50,15 @@ def step_line(step: Step) -> list[Line]:
         return [Line("x", "shortcut")]
     if isinstance(step, ConvBnAct):
         return [conv_line(step)]
+    if isinstance(step, Branch):
+        if isinstance(step.layer, ConvBnAct):
+            return [conv_line(step.layer, step.target)]
+        eps = repr(step.layer.norm.eps)
+        return [_call("batch_norm", ("", "x"), ("", "w"), ("", quoted(step.layer.path)), ("", eps), target=step.target)]
+    if isinstance(step, SumBranches):
+        return [_call("sum_branches", ("", f"[{', '.join(step.sources)}]"), ("", quoted(step.path)))]
+    if isinstance(step, ActivationStep):
+        return [_call("activation", ("", "x"), ("", quoted(step.act)), ("", quoted(step.path)))]
     if isinstance(step, SqueezeExcite):
         return [
             _call(
@@ -94,6 +116,7 @@ class CoreMLBackend(Backend):
             .render(
                 header=header,
                 stages=[stage_ctx(s) for s in net.all_stages()],
+                uses_branches=any(isinstance(s, SumBranches) for b in net.blocks() for s in steps(b)),
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
             )
         )

@@ -9,6 +9,8 @@ block ends in an `Identity` named by the block's path, so its output can be comp
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ..cost import Cost
 from ..ir import (
     Block,
@@ -20,7 +22,22 @@ from ..ir import (
     UniversalInvertedBottleneck,
 )
 from .base import Backend, Call, Header, UnsupportedError, block_comment, environment, stage_comment
-from .steps import AddShortcut, Dense, Flatten, KeepShortcut, LayerScaleStep, Line, Step, convs, quoted, ses, steps
+from .steps import (
+    ActivationStep,
+    AddShortcut,
+    Branch,
+    Dense,
+    Flatten,
+    KeepShortcut,
+    LayerScaleStep,
+    Line,
+    Step,
+    SumBranches,
+    activations,
+    quoted,
+    ses,
+    steps,
+)
 
 # Activation name -> the function the generated module defines or takes from keras.ops.
 ACT = {
@@ -42,7 +59,7 @@ def _layer(cls: str, name: str, *args: str, inputs: str = "x") -> Line:
     return Line(Call(cls, (*(("", a) for a in args), ("name", quoted(name))), trailing_comma=False, applied_to=inputs))
 
 
-def conv_line(c: ConvBnAct) -> Line:
+def conv_line(c: ConvBnAct, target: str = "x") -> Line:
     depthwise = c.groups == c.cin == c.cout and c.groups > 1
     args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(c.path)), ("", str(c.cout)), ("", str(c.kernel))]
     if c.stride != 1:
@@ -59,7 +76,7 @@ def conv_line(c: ConvBnAct) -> Line:
             args.append(("momentum", repr(c.norm.momentum)))
     if c.act != "identity":
         args.append(("act", ACT[c.act]))
-    return Line(Call("conv_bn_act", tuple(args), trailing_comma=False))
+    return Line(Call("conv_bn_act", tuple(args), trailing_comma=False), target)
 
 
 def se_line(se: SqueezeExcite) -> Line:
@@ -78,6 +95,18 @@ def step_line(step: Step, problems: list[str]) -> list[Line]:
         if _grouped(step):
             problems.append(f"{step.path}: grouped convolution (groups={step.groups}); TensorFlow has none on CPU")
         return [conv_line(step)]
+    if isinstance(step, Branch):
+        if isinstance(step.layer, ConvBnAct):
+            return [replace(line, target=step.target) for line in step_line(step.layer, problems)]
+        norm = step.layer.norm
+        bn = _layer(
+            "layers.BatchNormalization", step.layer.path, f"epsilon={norm.eps!r}", f"momentum={1 - norm.momentum!r}"
+        )
+        return [replace(bn, target=step.target)]
+    if isinstance(step, SumBranches):
+        return [_layer("layers.Add", step.path, inputs=f"[{', '.join(step.sources)}]")]
+    if isinstance(step, ActivationStep):
+        return [_layer("layers.Activation", step.path, ACT[step.act])]
     if isinstance(step, SqueezeExcite):
         return [se_line(step)]
     if isinstance(step, LayerScaleStep):
@@ -114,8 +143,7 @@ def _pool_lines(block: Pool, problems: list[str]) -> list[Line]:
 def _uses(net: Network) -> dict:
     acts: set[str] = set()
     for b in net.blocks():
-        acts |= {c.act for c in convs(b)}
-        acts |= {a for se in ses(b) for a in (se.act, se.gate)}
+        acts |= activations(b)
     return {
         "acts": sorted(a for a in acts if a in _DEFINED),
         "se": any(ses(b) for b in net.blocks()),

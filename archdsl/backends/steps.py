@@ -8,15 +8,18 @@ from dataclasses import dataclass
 from typing import Union
 
 from ..ir import (
+    Act,
     Block,
     Classifier,
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    MobileOneBlock,
     Pool,
     SqueezeExcite,
     UniversalInvertedBottleneck,
 )
+from ..layers import InputNorm, mobileone_layers
 from .base import Call
 
 
@@ -34,6 +37,27 @@ class LayerScaleStep:
 @dataclass(frozen=True)
 class AddShortcut:
     path: str  # named `<block>.add`
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One branch of a multi-branch block: a conv (+BN) or a BatchNorm of the block input `x`,
+    into its own variable; `x` itself stays the input until the branches are summed."""
+
+    layer: ConvBnAct | InputNorm
+    target: str
+
+
+@dataclass(frozen=True)
+class SumBranches:
+    path: str  # named `<block>.sum`
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ActivationStep:
+    path: str  # named `<block>.act`
+    act: Act
 
 
 @dataclass(frozen=True)
@@ -66,7 +90,20 @@ def quoted(text: str) -> str:
     return f'"{text}"'
 
 
-Step = Union[KeepShortcut, ConvBnAct, SqueezeExcite, LayerScaleStep, AddShortcut, Pool, Flatten, Dense, BlockOutput]
+Step = Union[
+    KeepShortcut,
+    ConvBnAct,
+    SqueezeExcite,
+    LayerScaleStep,
+    AddShortcut,
+    Branch,
+    SumBranches,
+    ActivationStep,
+    Pool,
+    Flatten,
+    Dense,
+    BlockOutput,
+]
 
 
 def parts(block: DepthwiseSeparable | UniversalInvertedBottleneck | FusedInvertedBottleneck) -> list:
@@ -80,7 +117,26 @@ def parts(block: DepthwiseSeparable | UniversalInvertedBottleneck | FusedInverte
     return [p for p in seq if p is not None]
 
 
+def _mobileone_steps(block: MobileOneBlock) -> list[Step]:
+    branches = [layer for layer in mobileone_layers(block) if isinstance(layer, (ConvBnAct, InputNorm))]
+    out: list[Step] = []
+    if len(branches) == 1:  # the deploy form: one conv
+        assert isinstance(branches[0], ConvBnAct)
+        out.append(branches[0])
+    else:
+        names = tuple(f"branch{i}" for i in range(len(branches)))
+        out += [Branch(layer, name) for layer, name in zip(branches, names, strict=True)]
+        out.append(SumBranches(f"{block.path}.sum", names))
+    if block.se is not None:
+        out.append(block.se)
+    if block.act != "identity":
+        out.append(ActivationStep(f"{block.path}.act", block.act))
+    return [*out, BlockOutput(block.path)]
+
+
 def steps(block: Block) -> list[Step]:
+    if isinstance(block, MobileOneBlock):
+        return _mobileone_steps(block)
     residual = getattr(block, "residual", False)
     out: list[Step] = [KeepShortcut()] if residual else []
     if isinstance(block, (ConvBnAct, Pool)):
@@ -97,7 +153,14 @@ def steps(block: Block) -> list[Step]:
 
 
 def convs(block: Block) -> list[ConvBnAct]:
-    return [s for s in steps(block) if isinstance(s, ConvBnAct)]
+    found = (s.layer if isinstance(s, Branch) else s for s in steps(block))
+    return [s for s in found if isinstance(s, ConvBnAct)]
+
+
+def activations(block: Block) -> set[str]:
+    """Every activation a block applies: in its convs, its SE, or on its own."""
+    acts = {c.act for c in convs(block)} | {a for se in ses(block) for a in (se.act, se.gate)}
+    return acts | {s.act for s in steps(block) if isinstance(s, ActivationStep)}
 
 
 def ses(block: Block) -> list[SqueezeExcite]:

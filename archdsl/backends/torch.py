@@ -15,6 +15,7 @@ from ..ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    MobileOneBlock,
     Network,
     Pool,
     SqueezeExcite,
@@ -42,6 +43,7 @@ _CLASS_TEMPLATES = {
     "ds": "depthwise_separable.py.j2",
     "uib": "uib.py.j2",
     "fused_ib": "fused_ib.py.j2",
+    "mobileone": "mobileone.py.j2",
     "pool": "pool.py.j2",
     "classifier": "classifier.py.j2",
 }
@@ -116,6 +118,8 @@ def block_call(block: Block) -> Call:
     if isinstance(block, FusedInvertedBottleneck):
         args = _parts([("expand", block.expand), ("se", block.se), ("project", block.project)], _residual_args(block))
         return Call("FusedInvertedBottleneck", args)
+    if isinstance(block, MobileOneBlock):
+        return _mobileone_call(block)
     if isinstance(block, Pool):
         if block.is_global:
             return Call("GlobalPool", (("mode", f'"{block.mode}"'),))
@@ -130,11 +134,24 @@ def block_call(block: Block) -> Call:
     )
 
 
+def _mobileone_call(block: MobileOneBlock) -> Call:
+    args: list[Arg] = [("", conv_call(c)) for c in block.branches]
+    args += _parts([("conv_scale", block.scale)], ())
+    if block.identity is not None:
+        identity = f"nn.BatchNorm2d({block.first.cin}, eps={block.identity.eps!r}"
+        identity += f", momentum={block.identity.momentum!r})" if block.identity.momentum != 0.1 else ")"
+        args.append(("identity", identity))
+    args += _parts([("se", block.se)], ())
+    if block.act != "identity":
+        args.append(("act", ACT[block.act]))
+    return Call("MobileOneBlock", tuple(args))
+
+
 def _classes_used(net: Network) -> list[str]:
     kinds: set[str] = set()
     for b in net.blocks():
         kinds.add(b.kind)
-        if isinstance(b, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck)):
+        if isinstance(b, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, MobileOneBlock)):
             kinds.add("conv")
             if b.se is not None:
                 kinds.add("se")
@@ -143,7 +160,7 @@ def _classes_used(net: Network) -> list[str]:
 
 _RESERVED = frozenset(
     {"ConvBnAct", "SqueezeExcite", "DepthwiseSeparable", "UniversalInvertedBottleneck",
-     "FusedInvertedBottleneck", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
+     "FusedInvertedBottleneck", "MobileOneBlock", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
 )  # fmt: skip
 
 

@@ -2,7 +2,7 @@
 
 Every canonical tensor is looked up under its timm name, which depends on the block kind; a
 UIB block may come from timm's `uir` (MobileNetV4) or `ir` (MobileNetV2/V3, EfficientNet) code,
-told apart by the names the checkpoint holds. Shapes must match exactly; a tensor the network
+told apart by the names the checkpoint holds; a MobileOne network has timm's ByobNet layout. Shapes must match exactly; a tensor the network
 needs but the checkpoint lacks, and one the checkpoint has but the network does not use, are
 reported by name.
 """
@@ -19,6 +19,7 @@ from ..ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    MobileOneBlock,
     Network,
     Stage,
     UniversalInvertedBottleneck,
@@ -38,6 +39,8 @@ _TENSORS = ("weight", "bias", "running_mean", "running_var")  # same names in ti
 
 def _modules(net: Network, state: Mapping[str, np.ndarray]) -> dict[str, str]:
     """Our module path -> timm module path, for every conv, norm, SE and linear layer."""
+    if isinstance(net.stem.blocks[0], MobileOneBlock):
+        return _byobnet_modules(net)
     out: dict[str, str] = {}
 
     def conv(ours: str, timm_conv: str, timm_norm: str) -> None:
@@ -82,6 +85,27 @@ def _head(head: Stage, state: Mapping[str, np.ndarray], out: dict[str, str]) -> 
             out[f"{block.path}.bn"] = "norm_head" if "norm_head.weight" in state else "bn2"
         elif isinstance(block, Classifier):
             out[f"{block.path}.fc"] = "classifier"
+
+
+def _byobnet_modules(net: Network) -> dict[str, str]:
+    """timm's ByobNet layout (MobileOne): `stem`, `stages.<i>.<j>`, `head.fc`. Inside a block the
+    names are ours, but for the SE (`attn`, timm's SEModule)."""
+    out: dict[str, str] = {}
+    prefixes = [(b, "stem") for b in net.stem.blocks]
+    prefixes += [(b, f"stages.{i}.{j}") for i, stage in enumerate(net.stages) for j, b in enumerate(stage.blocks)]
+    for block, prefix in prefixes:
+        if not isinstance(block, MobileOneBlock):
+            raise ArchError(f"{block.path}: a {block.kind} block has no place in timm's MobileOne layout")
+        for branch in (*block.branches, block.scale):
+            if branch is not None:
+                name = branch.path.removeprefix(block.path)
+                out[f"{branch.path}.conv"], out[f"{branch.path}.bn"] = f"{prefix}{name}.conv", f"{prefix}{name}.bn"
+        out[f"{block.path}.identity"] = f"{prefix}.identity"
+        out[f"{block.path}.se.reduce"], out[f"{block.path}.se.expand"] = f"{prefix}.attn.fc1", f"{prefix}.attn.fc2"
+    for block in net.head.blocks:
+        if isinstance(block, Classifier):
+            out[f"{block.path}.fc"] = "head.fc"
+    return out
 
 
 def timm_key(key: str, modules: Mapping[str, str]) -> str | None:

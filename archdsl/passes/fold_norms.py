@@ -1,13 +1,16 @@
 """The deploy form of a network: every BatchNorm folded into the conv before it, which gains a
-bias. `fold_norms` rewrites the IR; `fold_weights` rewrites canonical weights to match, with the
-spec's epsilon: w' = w * g, b' = (b - mean) * g + beta, g = gamma / sqrt(var + eps), computed in
-float64. Paths do not change, so the deploy form loads into the same backends."""
+bias, and every MobileOne block's branches merged into one conv. `fold_norms` rewrites the IR;
+`fold_weights` rewrites canonical weights to match, in float64, with the spec's epsilon:
+w' = w * g, b' = (b - mean) * g + beta, g = gamma / sqrt(var + eps). A MobileOne block's
+folded branches add up: the 1x1 branch as the centre tap of a k x k kernel, the identity BN as
+a kernel with a one at each channel's own centre tap. The merged conv keeps the first branch's
+path, so the deploy form loads into the same backends."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..ir import ConvBnAct, Network, Node
+from ..ir import ConvBnAct, MobileOneBlock, Network, Node
 from ..layers import network_tensors
 
 if TYPE_CHECKING:
@@ -19,6 +22,20 @@ NAME = "fold_norms"
 def _fold(node: Node) -> Node:
     if isinstance(node, ConvBnAct):
         return node.model_copy(update={"norm": None, "bias": True}) if node.norm is not None else node
+    if isinstance(node, MobileOneBlock):
+        # Without an SE between the sum and the activation, the merged conv applies it itself.
+        act_inside = node.se is None
+        merged = node.first.model_copy(
+            update={"norm": None, "bias": True, "act": node.act if act_inside else "identity"}
+        )
+        return node.model_copy(
+            update={
+                "branches": (merged,),
+                "scale": None,
+                "identity": None,
+                "act": "identity" if act_inside else node.act,
+            }
+        )
     update: dict[str, Any] = {}
     for field in type(node).model_fields:
         value = getattr(node, field)
@@ -50,17 +67,49 @@ def fold_weights(net: Network, weights: dict[str, np.ndarray]) -> dict[str, np.n
     """Canonical weights of `fold_norms(net)` from those of the train-form `net`."""
     import numpy as np  # only here: compiling needs no numpy
 
-    out = dict(weights)
+    out = {k: v.astype(np.float64) for k, v in weights.items()}
     for conv in _convs(net):
         if conv.norm is None:
             continue
         p = conv.path
-        gamma, beta, mean, var = (
-            out.pop(f"{p}.bn.{t}").astype(np.float64) for t in ("weight", "bias", "running_mean", "running_var")
-        )
-        g = gamma / np.sqrt(var + conv.norm.eps)
-        w = out[f"{p}.conv.weight"].astype(np.float64)
-        b = out.get(f"{p}.conv.bias", np.zeros_like(mean)).astype(np.float64)
-        out[f"{p}.conv.weight"] = (w * g.reshape(-1, 1, 1, 1)).astype(np.float32)
-        out[f"{p}.conv.bias"] = ((b - mean) * g + beta).astype(np.float32)
-    return {t.key: out[t.key] for t in network_tensors(fold_norms(net))}  # the deploy form's order
+        g, shift = _norm_affine(out, f"{p}.bn", conv.norm.eps)
+        b = out.get(f"{p}.conv.bias", np.zeros_like(g))
+        out[f"{p}.conv.weight"] = out[f"{p}.conv.weight"] * g.reshape(-1, 1, 1, 1)
+        out[f"{p}.conv.bias"] = b * g + shift
+    for block in net.blocks():
+        if isinstance(block, MobileOneBlock):
+            _merge_branches(block, out)
+    return {t.key: out[t.key].astype(np.float32) for t in network_tensors(fold_norms(net))}  # the deploy order
+
+
+def _norm_affine(weights: dict[str, np.ndarray], prefix: str, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """BatchNorm as y = g * x + shift (its tensors are removed from `weights`)."""
+    import numpy as np
+
+    gamma, beta, mean, var = (weights.pop(f"{prefix}.{t}") for t in ("weight", "bias", "running_mean", "running_var"))
+    g = gamma / np.sqrt(var + eps)
+    return g, beta - mean * g
+
+
+def _merge_branches(block: MobileOneBlock, out: dict[str, np.ndarray]) -> None:
+    """Sum a MobileOne block's BN-folded branches into its first branch's conv."""
+    import numpy as np
+
+    first = block.first
+    k, c = first.kernel, first.path
+    weight, bias = out[f"{c}.conv.weight"], out[f"{c}.conv.bias"]
+    for branch in block.branches[1:]:
+        weight = weight + out.pop(f"{branch.path}.conv.weight")
+        bias = bias + out.pop(f"{branch.path}.conv.bias")
+    if block.scale is not None:
+        s = block.scale.path
+        weight = weight + np.pad(out.pop(f"{s}.conv.weight"), ((0, 0), (0, 0), (k // 2,) * 2, (k // 2,) * 2))
+        bias = bias + out.pop(f"{s}.conv.bias")
+    if block.identity is not None:
+        g, shift = _norm_affine(out, f"{block.path}.identity", block.identity.eps)
+        per_group = first.cin // first.groups
+        channels = np.arange(first.cout)
+        identity = np.zeros_like(weight)
+        identity[channels, channels % per_group, k // 2, k // 2] = g
+        weight, bias = weight + identity, bias + shift
+    out[f"{c}.conv.weight"], out[f"{c}.conv.bias"] = weight, bias

@@ -15,6 +15,7 @@ from ..ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    MobileOneBlock,
     Network,
     NetworkSpec,
     Padding,
@@ -100,9 +101,9 @@ class _Builder:
     def block(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
         kind = b.kind
         if kind == "conv":
-            assert b.kernel and b.out
+            assert b.kernel
             groups = x.c if b.groups == 0 else (b.groups or 1)
-            c = self.conv(b, path, x, b.out, b.kernel[0], b.stride, groups, b.act, b.bias)
+            c = self.conv(b, path, x, b.out or x.c, b.kernel[0], b.stride, groups, b.act, b.bias)
             y = _Tensor(c.cout, c.out_hw)
             res = self.residual(b, x, y, b.stride) if b.skip else False
             return c.model_copy(update={"residual": res}), y
@@ -135,6 +136,8 @@ class _Builder:
             res = self.residual(b, x, y, b.stride)
             return FusedInvertedBottleneck.make(path=path, expand=expand, se=se, project=project, residual=res,
                                            drop_path=b.drop_path), y  # fmt: skip
+        if kind == "mobileone":
+            return self.mobileone(b, path, x)
         if kind == "pool":
             return self.pool(b, path, x)
         assert kind == "classifier"
@@ -178,6 +181,23 @@ class _Builder:
             dw_end=dw_end, layer_scale=b.layer_scale, residual=self.residual(b, x, t, s), drop_path=b.drop_path,
         )  # fmt: skip
         return block, t
+
+    def mobileone(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
+        assert b.kernel
+        if b.pad_mode != "symmetric":  # TF 'same' pads a stride-2 k x k conv off-centre from its 1x1 branch
+            raise ArchError("mobileone branches merge only with symmetric padding", b.span,
+                            "set 'padding symmetric' in the defaults of this stage")  # fmt: skip
+        k, s = b.kernel[0], b.stride
+        cout = b.out or x.c
+        groups = x.c if b.groups == 0 else (b.groups or 1)
+        branches = tuple(self.conv(b, f"{path}.conv_kxk.{i}", x, cout, k, s, groups, None) for i in range(b.branches))
+        scale = self.conv(b, f"{path}.conv_scale", x, cout, 1, s, groups, None) if k > 1 else None
+        y = _Tensor(cout, branches[0].out_hw)
+        identity = b.norm if self.residual(b, x, y, s) and b.norm is not None else None
+        se = self.se(b, f"{path}.se", x.c, cout, cout, y.hw)
+        block = MobileOneBlock.make(path=path, branches=branches, scale=scale, identity=identity, se=se,
+                                    act=b.act or "identity")  # fmt: skip
+        return block, y
 
     def pool(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
         assert b.mode

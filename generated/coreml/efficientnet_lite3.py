@@ -56,6 +56,19 @@ def activation(x, act: str, name: str):
     raise ValueError(f"unknown activation {act!r}")
 
 
+def batch_norm(x, w, name: str, eps: float):
+    """BatchNorm with its running statistics and the spec's epsilon."""
+    return mb.batch_norm(
+        x=x,
+        mean=w[f"{name}.running_mean"],
+        variance=w[f"{name}.running_var"],
+        gamma=w[f"{name}.weight"],
+        beta=w[f"{name}.bias"],
+        epsilon=eps,
+        name=name,
+    )
+
+
 def conv_bn_act(
     x,
     w,
@@ -80,15 +93,7 @@ def conv_bn_act(
         name=f"{name}.conv",
     )
     if eps is not None:
-        x = mb.batch_norm(
-            x=x,
-            mean=w[f"{name}.bn.running_mean"],
-            variance=w[f"{name}.bn.running_var"],
-            gamma=w[f"{name}.bn.weight"],
-            beta=w[f"{name}.bn.bias"],
-            epsilon=eps,
-            name=f"{name}.bn",
-        )
+        x = batch_norm(x, w, f"{name}.bn", eps)
     if act is not None:
         x = activation(x, act, f"{name}.act")
     return x
