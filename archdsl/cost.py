@@ -19,7 +19,18 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from .ir import Block, Classifier, ConvBnAct, Network, Pool, SqueezeExcite
-from .layers import Activation, BranchSum, InputNorm, Layer, LayerScale, ResidualAdd, layers_of, tensors_of
+from .layers import (
+    Activation,
+    AttentionCore,
+    BranchSum,
+    InputNorm,
+    Layer,
+    LayerScale,
+    ResidualAdd,
+    Upsample,
+    layers_of,
+    tensors_of,
+)
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
@@ -71,6 +82,16 @@ def layer_cost(layer: Layer) -> Cost:
     if isinstance(layer, Activation):
         n = layer.channels * _area(layer.hw)
         return Cost(0, 0, n, 2 * n)
+    if isinstance(layer, AttentionCore):
+        n, m, h = layer.queries, layer.keys, layer.heads
+        macs = n * h * m * (layer.key_dim + layer.value_dim)  # q k^T and (softmax) v
+        scores = n * h * m
+        ew = n * h * layer.key_dim + 3 * scores  # scaling q; softmax: subtract max, exp, divide
+        reads = n * h * layer.key_dim + m * layer.kv_heads * (layer.key_dim + layer.value_dim)
+        return Cost(0, macs, ew, reads + 2 * scores + n * h * layer.value_dim)
+    if isinstance(layer, Upsample):
+        n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
+        return Cost(0, 0, 4 * n_out, n_in + n_out)  # four weighted taps per output element
     if isinstance(layer, Pool):
         n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
         ew = n_in if layer.is_global else n_out * layer.kernel**2

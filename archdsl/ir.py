@@ -112,6 +112,11 @@ class BlockSpec(Node):
     out: int | None = None
     groups: int | None = None  # 0: depthwise (groups = input channels)
     branches: int = 1  # mobileone: parallel k x k conv+BN branches
+    heads: int | None = None  # attention: query heads
+    key_dim: int | None = None  # attention: per head; the value dim too unless value_dim is given
+    value_dim: int | None = None
+    kv_stride: int = 1  # attention: key/value downsampling (depthwise k x k, stride v, + BN)
+    query_stride: int = 1  # attention: query downsampling (avg pool + BN; bilinear upsample after)
     se: float | None = None
     act: Act | None = None
     use_norm: bool | None = None  # `norm=batchnorm` / `norm=none`; None = inherit
@@ -282,6 +287,36 @@ class Pool(Node):
     out_hw: HW
 
 
+class MobileAttention(Node):
+    """MobileNetV4 Mobile MQA: pre-BN -> attention -> [layer scale] -> [+ input]. Multi-query
+    (`kv_heads` 1: one key and value head shared by every query head) or plain multi-head
+    (`kv_heads = heads`). Keys and values may be downsampled (depthwise conv + BN each), queries
+    too (avg pool + BN, then a bilinear upsample before the output projection). Channels split
+    into heads head-major (channel = head * dim + j); no projection has a bias."""
+
+    kind: Literal["mqa"] = "mqa"
+    path: str
+    variant: Literal["mqa", "mhsa"]
+    norm: Norm | None  # the pre-norm, `<path>.norm`
+    channels: int
+    hw: HW
+    heads: int
+    kv_heads: int
+    key_dim: int
+    value_dim: int
+    query_pool: Pool | None  # `<path>.query_pool`, with `query_norm` after it
+    query_norm: Norm | None
+    query: ConvBnAct  # 1x1 projections: `<path>.query`, `.key`, `.value`, `.output`
+    key_down: ConvBnAct | None
+    key: ConvBnAct
+    value_down: ConvBnAct | None
+    value: ConvBnAct
+    output: ConvBnAct
+    layer_scale: float | None
+    residual: bool
+    drop_path: float = 0.0
+
+
 class Classifier(Node):
     """flatten -> [dropout, inert in eval] -> Linear(cin, classes) with bias."""
 
@@ -299,6 +334,7 @@ Block = Annotated[
         UniversalInvertedBottleneck,
         FusedInvertedBottleneck,
         MobileOneBlock,
+        MobileAttention,
         Pool,
         Classifier,
     ],

@@ -16,6 +16,7 @@ from .ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    MobileAttention,
     MobileOneBlock,
     Network,
     Norm,
@@ -45,7 +46,7 @@ class Tensor:
 
 @dataclass(frozen=True)
 class LayerScale:
-    path: str  # the owning block; the tensor is `<block>.layer_scale`
+    path: str  # the owning block; the tensor is `<block>.layer_scale.gamma`
     channels: int
     hw: tuple[int, int]
     init: float
@@ -86,7 +87,63 @@ class Activation:
     hw: tuple[int, int]
 
 
-Layer = Union[ConvBnAct, SqueezeExcite, LayerScale, ResidualAdd, InputNorm, BranchSum, Activation, Pool, Classifier]
+@dataclass(frozen=True)
+class AttentionCore:
+    """softmax(q k^T / sqrt(key_dim)) v over projected queries, keys and values: the two matmuls."""
+
+    path: str  # the block
+    heads: int
+    kv_heads: int
+    key_dim: int
+    value_dim: int
+    queries: int  # N, query positions
+    keys: int  # M, key/value positions
+
+
+@dataclass(frozen=True)
+class Upsample:
+    """Bilinear upsampling (half-pixel centres, as PyTorch's align_corners=False)."""
+
+    path: str
+    channels: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+
+
+Layer = Union[
+    ConvBnAct,
+    SqueezeExcite,
+    LayerScale,
+    ResidualAdd,
+    InputNorm,
+    BranchSum,
+    Activation,
+    AttentionCore,
+    Upsample,
+    Pool,
+    Classifier,
+]
+
+
+def attention_layers(block: MobileAttention) -> Iterator[Layer]:
+    c, hw = block.channels, block.hw
+    if block.norm is not None:
+        yield InputNorm(f"{block.path}.norm", c, hw, block.norm)
+    if block.query_pool is not None:
+        yield block.query_pool
+        if block.query_norm is not None:
+            yield InputNorm(f"{block.path}.query_norm", c, block.query_pool.out_hw, block.query_norm)
+    yield from (p for p in (block.query, block.key_down, block.key, block.value_down, block.value) if p is not None)
+    q_hw, kv_hw = block.query.out_hw, block.key.out_hw
+    yield AttentionCore(block.path, block.heads, block.kv_heads, block.key_dim, block.value_dim,
+                        q_hw[0] * q_hw[1], kv_hw[0] * kv_hw[1])  # fmt: skip
+    if q_hw != hw:
+        yield Upsample(f"{block.path}.upsample", block.heads * block.value_dim, q_hw, hw)
+    yield block.output
+    if block.layer_scale is not None:
+        yield LayerScale(block.path, block.output.cout, hw, block.layer_scale)
+    if block.residual:
+        yield ResidualAdd(block.path, block.output.cout, hw)
 
 
 def mobileone_layers(block: MobileOneBlock) -> Iterator[Layer]:
@@ -115,6 +172,9 @@ def layers_of(block: Block) -> Iterator[Layer]:
     if isinstance(block, MobileOneBlock):
         yield from mobileone_layers(block)
         return
+    if isinstance(block, MobileAttention):
+        yield from attention_layers(block)
+        return
     if isinstance(block, DepthwiseSeparable):
         parts: tuple = (block.dw, block.se, block.pw)
         out = block.pw
@@ -138,6 +198,8 @@ def block_input(block: Block) -> tuple[int, tuple[int, int]]:
         return block.cin, (1, 1)
     if isinstance(block, Pool):
         return block.channels, block.in_hw
+    if isinstance(block, MobileAttention):
+        return block.channels, block.hw
     if isinstance(block, MobileOneBlock):
         first = block.first
     elif isinstance(block, ConvBnAct):
@@ -159,6 +221,8 @@ def block_output(block: Block) -> tuple[int, tuple[int, int]]:
         return block.channels, block.out_hw
     if isinstance(block, MobileOneBlock):
         last = block.first
+    elif isinstance(block, MobileAttention):
+        last = block.output
     elif isinstance(block, ConvBnAct):
         last = block
     elif isinstance(block, DepthwiseSeparable):
@@ -197,7 +261,7 @@ def tensors_of(layer: Layer) -> list[Tensor]:
     if isinstance(layer, InputNorm):
         return [Tensor(f"{layer.path}.{n}", (layer.channels,), r) for n, r in _BN]
     if isinstance(layer, LayerScale):
-        return [Tensor(f"{layer.path}.layer_scale", (layer.channels,), "layer_scale")]
+        return [Tensor(f"{layer.path}.layer_scale.gamma", (layer.channels,), "layer_scale")]
     if isinstance(layer, Classifier):
         return [
             Tensor(f"{layer.path}.fc.weight", (layer.classes, layer.cin), "weight"),

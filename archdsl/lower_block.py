@@ -71,7 +71,7 @@ def _lower_kind(stmt: Stmt, kind: Kind, env: Env) -> BlockSpec:
     for k in ("k_start", "k_mid", "k_end"):
         fields.pop(k, None)
     _check_required(stmt, kind, fields)
-    if kind.ir_kind == "uib" and stmt.head != "uib":
+    if (kind.ir_kind == "uib" and stmt.head != "uib") or kind.ir_kind == "mqa":
         fields["variant"] = stmt.head
     spans = {key: opt.span for key, opt in given.items()}
     return BlockSpec.make(kind=kind.ir_kind, span=stmt.span, option_spans=spans, **fields)
@@ -201,6 +201,10 @@ def _check_required(stmt: Stmt, kind: Kind, fields: dict[str, Any]) -> None:
         raise ArchError(f"'{stmt.head}' needs kernel sizes", stmt.head_span, "e.g. k3 (ib) or k5/3 (uib, extra_dw)")
     if kind.ir_kind in ("uib", "fused_ib") and "expand" not in fields and "mid" not in fields:
         raise ArchError(f"'{stmt.head}' needs an expansion", stmt.head_span, "add e<ratio> or mid=<channels>")
+    if kind.ir_kind == "mqa" and not {"heads", "key_dim"} <= fields.keys():
+        raise ArchError(
+            f"'{stmt.head}' needs its heads and key dim", stmt.head_span, "add h<heads> d<dim>, e.g. h4 d64"
+        )
     if kind.ir_kind == "pool" and "mode" not in fields:
         raise ArchError("pool needs a mode", stmt.head_span, "write 'pool avg' or 'pool max'")
 
@@ -244,9 +248,20 @@ def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str
     return [b.model_copy(update={"repeat": repeat, "group": group}) for b in blocks]
 
 
-_LIMIT = {"x": 256, "s": 64, "branches": 64, "k_start": 63, "k_mid": 63, "k_end": 63}
+_LIMIT = {
+    "x": 256,
+    "s": 64,
+    "branches": 64,
+    "h": 1024,
+    "v": 64,
+    "query_stride": 64,
+    "k_start": 63,
+    "k_mid": 63,
+    "k_end": 63,
+}
 _WHAT = {
     "s": "stride", "e": "expansion ratio", "c": "output channels", "x": "repeat count", "g": "groups",
     "mid": "mid channels", "layer_scale": "layer scale", "drop_path": "drop-path rate", "dropout": "dropout rate",
-    "branches": "branch count", "k_start": "start kernel", "k_mid": "mid kernel", "k_end": "end kernel",
+    "branches": "branch count", "h": "head count", "d": "key dim", "value_dim": "value dim",
+    "v": "key/value stride", "query_stride": "query stride", "k_start": "start kernel", "k_mid": "mid kernel", "k_end": "end kernel",
 }  # fmt: skip

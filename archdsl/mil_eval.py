@@ -169,3 +169,45 @@ def avg_pool(
     if pad_type != "custom" or ceil_mode:
         raise UnsupportedOp(f"avg_pool with pad_type={pad_type!r}, ceil_mode={ceil_mode}")
     return _pool(x, kernel_sizes, strides, pad, 0.0, np.mean, count=bool(exclude_padding_from_average))
+
+
+@kernel("transpose")
+def transpose(x, perm) -> np.ndarray:
+    return np.transpose(x, tuple(int(p) for p in perm))
+
+
+@kernel("matmul")
+def matmul(x, y, transpose_x=False, transpose_y=False) -> np.ndarray:
+    if transpose_x:
+        x = np.swapaxes(x, -1, -2)
+    if transpose_y:
+        y = np.swapaxes(y, -1, -2)
+    return np.matmul(x, y)  # batch dimensions broadcast, as in MIL
+
+
+@kernel("softmax")
+def softmax(x, axis=-1) -> np.ndarray:
+    e = np.exp(x - np.max(x, axis=int(axis), keepdims=True))
+    return e / np.sum(e, axis=int(axis), keepdims=True)
+
+
+def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Rows of interpolation weights: half-pixel centres, source clamped to [0, n_in - 1]."""
+    src = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = (src - lo).astype(np.float32)
+    m = np.zeros((n_out, n_in), np.float32)
+    m[np.arange(n_out), lo] += 1 - frac
+    m[np.arange(n_out), hi] += frac
+    return m
+
+
+@kernel("upsample_bilinear")
+def upsample_bilinear(x, scale_factor_height=1, scale_factor_width=1, align_corners=True, half_pixel_centers=None):
+    if align_corners or half_pixel_centers is False:
+        raise UnsupportedOp("upsample_bilinear other than half-pixel centres (align_corners=False)")
+    h, w = x.shape[-2:]
+    rows = _bilinear_matrix(h, int(h * scale_factor_height))
+    cols = _bilinear_matrix(w, int(w * scale_factor_width))
+    return np.einsum("oh,nchw,pw->ncop", rows, x, cols)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Compact options: letters followed by a number (`k` also takes a/b/c kernel lists).
-COMPACT = ("se", "k", "s", "e", "c", "x", "g")
+COMPACT = ("se", "k", "s", "e", "c", "x", "g", "h", "d", "v")
 
 # Keyword options: name -> (BlockSpec field, value type). Kernel forms are handled apart.
 KWARGS: dict[str, tuple[str, str]] = {
@@ -30,6 +30,11 @@ KWARGS: dict[str, tuple[str, str]] = {
     "dropout": ("dropout", "float"),
     "padding": ("padding", "padding"),
     "branches": ("branches", "int"),
+    "h": ("heads", "int"),
+    "d": ("key_dim", "int"),
+    "v": ("kv_stride", "int"),
+    "value_dim": ("value_dim", "int"),
+    "query_stride": ("query_stride", "int"),
     "k_start": ("k_start", "int"),
     "k_mid": ("k_mid", "int"),
     "k_end": ("k_end", "int"),
@@ -42,6 +47,11 @@ _DS = {"k", "s", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed"
 _UIB = {
     "k", "s", "e", "mid", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed",
     "layer_scale", "drop_path", "padding", "k_start", "k_mid", "k_end",
+}  # fmt: skip
+
+_ATTENTION = {
+    "h", "d", "v", "k", "c", "x", "value_dim", "query_stride", "norm", "eps", "skip", "noskip", "fixed",
+    "layer_scale", "drop_path",
 }  # fmt: skip
 
 
@@ -67,6 +77,8 @@ KINDS: dict[str, Kind] = {
     "ffn": Kind("uib", frozenset(_UIB - {"k", "k_start", "k_mid", "k_end"}), "UIB FFN, no depthwise", "none"),
     "fused_ib": Kind("fused_ib", frozenset(_UIB - {"k_start", "k_mid", "k_end", "layer_scale"}), "fused IB: full k x k expand, 1x1 project"),
     "mobileone": Kind("mobileone", frozenset({"k", "s", "c", "g", "dw", "x", "branches", "se", "act", "norm", "eps", "noskip", "fixed"}), "MobileOne: k x k conv+BN branches, 1x1 scale branch, identity BN; summed -> [SE] -> act"),
+    "mqa": Kind("mqa", frozenset(_ATTENTION), "Mobile MQA: pre-BN, multi-query attention (one shared key/value head), layer scale, residual"),
+    "mhsa": Kind("mqa", frozenset(_ATTENTION), "multi-head self-attention: as mqa with a key/value head per query head"),
     "pool": Kind("pool", frozenset({"avg", "max", "k", "s", "padding"}), "pooling: global unless k is given"),
     "classifier": Kind("classifier", frozenset({"dropout"}), "flatten -> dropout -> linear to the classes"),
 }  # fmt: skip

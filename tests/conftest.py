@@ -35,6 +35,8 @@ REFERENCE = {
     "mnv4_conv_s": ("mobilenetv4_conv_small", 3_774_024, 186_005_568, 224),
     "mnv4_conv_m": ("mobilenetv4_conv_medium", 9_715_512, 1_080_244_224, 256),
     "mnv4_conv_l": ("mobilenetv4_conv_large", 32_590_864, 6_376_220_672, 384),
+    "mnv4_hybrid_m": ("mobilenetv4_hybrid_medium", 11_074_648, 1_271_183_360, 256),
+    "mnv4_hybrid_l": ("mobilenetv4_hybrid_large", 37_764_624, 7_711_877_120, 384),
     "mobileone_s0": ("mobileone_s0", 5_293_272, 1_051_935_232, 224),
     "mobileone_s1": ("mobileone_s1", 4_825_192, 830_062_080, 224),
     "mobileone_s2": ("mobileone_s2", 7_884_648, 1_304_027_392, 224),

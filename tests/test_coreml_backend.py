@@ -60,9 +60,10 @@ def test_the_evaluator_catches_a_wrong_pad_or_epsilon_in_the_program(tmp_path, o
 
 
 def _program(build):
+    import coremltools as ct
     from coremltools.converters.mil import Builder as mb
 
-    return mb.program(input_specs=[mb.TensorSpec(shape=(1, 6, 9, 8))])(build)
+    return mb.program(input_specs=[mb.TensorSpec(shape=(1, 6, 9, 8))], opset_version=ct.target.iOS16)(build)
 
 
 @pytest.mark.parametrize("groups, stride, pad", [(1, 1, (1, 1, 1, 1)), (2, 2, (0, 1, 2, 0)), (6, 2, (1, 1, 1, 1))])
@@ -105,6 +106,31 @@ def test_pool_and_activation_kernels_match_torch():
         "gelu_tanh": F.gelu(t, approximate="tanh"),
         "hsig": F.hardsigmoid(t),
         "silu": F.silu(t),
+    }
+    for name, value in want.items():
+        np.testing.assert_allclose(out[name], value.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
+def test_attention_kernels_match_torch():
+    from coremltools.converters.mil import Builder as mb
+
+    x = np.random.default_rng(2).standard_normal((1, 6, 9, 8), dtype=np.float32)
+    y = np.random.default_rng(3).standard_normal((1, 1, 8, 5), dtype=np.float32)
+
+    def build(image):
+        mb.softmax(x=image, axis=-1, name="softmax")
+        mb.matmul(x=image, y=y, name="matmul")  # the batch dims of y broadcast over 6 heads
+        mb.transpose(x=image, perm=[0, 2, 3, 1], name="transpose")
+        return mb.upsample_bilinear(x=image, scale_factor_height=2, scale_factor_width=3, align_corners=False,
+                                    half_pixel_centers=True, name="up")  # fmt: skip
+
+    out = run_program(_program(build), {"image": x})
+    t = torch.from_numpy(x)
+    want = {
+        "softmax": t.softmax(-1),
+        "matmul": t @ torch.from_numpy(y),
+        "transpose": t.permute(0, 2, 3, 1),
+        "up": F.interpolate(t, size=(18, 24), mode="bilinear", align_corners=False),
     }
     for name, value in want.items():
         np.testing.assert_allclose(out[name], value.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)

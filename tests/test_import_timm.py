@@ -21,6 +21,7 @@ CHECKPOINTS = {
     "mnv4_conv_s": "mobilenetv4_conv_small",
     "mnv3_small": "mobilenetv3_small_100",
     "mobileone_s0": "mobileone_s0",
+    "mnv4_hybrid_m_075": "mobilenetv4_hybrid_medium_075",
 }
 
 

@@ -33,6 +33,39 @@ def test_every_spec_agrees_with_torch_block_by_block(path, size):
     assert report.worst_relative <= TOLERANCE
 
 
+ATTENTION = """\
+network att {
+  input 28x20x3
+  classes 10
+  defaults {
+    act gelu
+    norm batchnorm eps=1e-3
+    padding PAD
+  }
+  stem conv k3 s2 c16
+  stage a {
+    mqa h4 d8 v2 c16 layer_scale=0.5
+    mqa h2 d8 v2 k5 query_stride=2 c16
+    mhsa h2 d8 value_dim=12 c24
+    mhsa h2 d4 v2 query_stride=2 c24
+    mqa h3 d8 c24
+  }
+  head {
+    pool avg; classifier
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("padding", ["symmetric", "same"])
+@pytest.mark.parametrize("backend", ["keras", "coreml"])
+def test_every_attention_variant_agrees_with_torch(backend, padding):
+    # kv stride 2 (14x10 -> 7x5), query stride 2, multi-query and multi-head, a value_dim of its own
+    net = compile_text(ATTENTION.replace("PAD", padding))
+    (report,) = verify(net, ["torch", backend], None, seed=3, tolerance=TOLERANCE)
+    assert report.ok, f"first divergence at {report.first_divergence}"
+
+
 def test_mnv4_conv_s_agrees_at_its_full_resolution():
     (report,) = verify(compile_file(SPECS / "mnv4_conv_s.arch"), ["torch", "keras"], None, seed=2, tolerance=TOLERANCE)
     assert report.ok and report.relative < TOLERANCE

@@ -85,6 +85,8 @@ def check_network(net: Network) -> None:
             or getattr(block, "expand", None)
             or (block.branches[0] if block.kind == "mobileone" else block)
         )
+        if block.kind == "mqa":
+            assert (block.channels, block.hw) == (c, (h, w)) and block.query.cin == c, block.path
         if block.kind in ("conv", "ds", "uib", "fused_ib", "mobileone"):
             assert (first.cin, first.in_hw) == (c, (h, w)), block.path
         for part in ("dw_start", "expand", "dw_mid", "project", "dw_end", "dw", "pw"):
@@ -106,6 +108,8 @@ def _output(block, c, hw):
     if block.kind == "mobileone":
         assert all(b.out_hw == block.branches[0].out_hw for b in (*block.branches, block.scale) if b)
         return block.branches[0].cout, block.branches[0].out_hw
+    if block.kind == "mqa":
+        return block.output.cout, block.hw
     if block.kind == "pool":
         return c, block.out_hw
     return block.classes, (1, 1)

@@ -24,7 +24,7 @@ ACTS = ["relu", "relu6", "hard_swish", "hard_sigmoid", "swish", "gelu", "gelu_ta
 KERNELS = [3, 5, 7]
 
 
-KINDS = ["conv", "ds", "dsa", "ib", "extra_dw", "convnext", "ffn", "uib", "fused_ib"]
+KINDS = ["conv", "ds", "dsa", "ib", "extra_dw", "convnext", "ffn", "uib", "fused_ib", "mqa", "mhsa"]
 
 
 @st.composite
@@ -32,6 +32,13 @@ def blocks(draw, stride_budget: int, padding: str) -> str:
     # mobileone merges its branches only under symmetric padding (a located error otherwise)
     kind = draw(st.sampled_from(KINDS + ["mobileone"] if padding == "symmetric" else KINDS))
     k = draw(st.sampled_from(KERNELS))
+    if kind in ("mqa", "mhsa"):  # attention keeps the spatial size (no query stride here: it must divide it)
+        opts = [kind, f"h{draw(st.sampled_from([1, 2, 4]))}", f"d{draw(st.sampled_from([8, 16]))}"]
+        opts += draw(st.sampled_from([[], ["v2"], [f"k{k}", "v2"], ["value_dim=24"]]))
+        opts.append(f"c{draw(st.sampled_from([8, 16, 24]))}")
+        if draw(st.booleans()):
+            opts.append("layer_scale=1e-5")
+        return " ".join(opts)
     stride = 2 if kind != "ffn" and stride_budget > 0 and draw(st.booleans()) else 1
     opts = [kind]
     if kind == "extra_dw":

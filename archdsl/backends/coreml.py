@@ -6,7 +6,7 @@ each block ends in an `identity` op named by its path, so its output can be comp
 
 from __future__ import annotations
 
-from ..ir import ConvBnAct, Network, Pool, SqueezeExcite, Stage
+from ..ir import ConvBnAct, MobileAttention, Network, Pool, SqueezeExcite, Stage
 from .base import Backend, Call, Header, block_comment, environment, stage_comment
 from .steps import (
     ActivationStep,
@@ -70,6 +70,8 @@ def step_line(step: Step) -> list[Line]:
                 ("gate", quoted(step.gate)),
             )
         ]
+    if isinstance(step, MobileAttention):
+        return [attention_line(step)]
     if isinstance(step, LayerScaleStep):
         return [_call("layer_scale", ("", "x"), ("", "w"), ("", quoted(step.path)))]
     if isinstance(step, AddShortcut):
@@ -83,6 +85,20 @@ def step_line(step: Step) -> list[Line]:
         weight, bias = f'w["{name}.weight"]', f'w["{name}.bias"]'
         return [_call("mb.linear", ("x", "x"), ("weight", weight), ("bias", bias), ("name", quoted(name)))]
     return [_call("mb.identity", ("x", "x"), ("name", quoted(step.path)))]
+
+
+def attention_line(a: MobileAttention) -> Line:
+    args: list[tuple[str, str]] = [("", "x"), ("", "w"), ("", quoted(a.path)), ("heads", str(a.heads)),
+                                   ("key_dim", str(a.key_dim)), ("value_dim", str(a.value_dim))]  # fmt: skip
+    if a.kv_heads != 1:
+        args.append(("kv_heads", str(a.kv_heads)))
+    if a.norm is not None:
+        args.append(("eps", repr(a.norm.eps)))
+    if a.key_down is not None:
+        args += [("kv_stride", str(a.key_down.stride)), ("kv_padding", str(a.key_down.padding))]
+    if a.query_pool is not None:
+        args.append(("query_stride", str(a.query_pool.stride)))
+    return _call("mobile_attention", *args)
 
 
 def pool_line(p: Pool) -> Line:
@@ -117,6 +133,7 @@ class CoreMLBackend(Backend):
                 header=header,
                 stages=[stage_ctx(s) for s in net.all_stages()],
                 uses_branches=any(isinstance(s, SumBranches) for b in net.blocks() for s in steps(b)),
+                uses_attention=any(isinstance(b, MobileAttention) for b in net.blocks()),
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
             )
         )

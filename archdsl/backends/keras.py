@@ -15,11 +15,11 @@ from ..cost import Cost
 from ..ir import (
     Block,
     ConvBnAct,
+    MobileAttention,
     Network,
     Pool,
     SqueezeExcite,
     Stage,
-    UniversalInvertedBottleneck,
 )
 from .base import Backend, Call, Header, UnsupportedError, block_comment, environment, stage_comment
 from .steps import (
@@ -84,6 +84,25 @@ def se_line(se: SqueezeExcite) -> Line:
     return Line(Call("squeeze_excite", args, trailing_comma=False))
 
 
+def attention_line(a: MobileAttention) -> Line:
+    args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(a.path)), ("heads", str(a.heads)),
+                                          ("key_dim", str(a.key_dim)), ("value_dim", str(a.value_dim)),
+                                          ("out", str(a.output.cout))]  # fmt: skip
+    if a.kv_heads != 1:
+        args.append(("kv_heads", str(a.kv_heads)))
+    if a.norm is not None:
+        args.append(("eps", repr(a.norm.eps)))
+        if a.norm.momentum != 0.1:
+            args.append(("momentum", repr(a.norm.momentum)))
+    if a.key_down is not None:
+        pad = a.key_down.padding
+        args += [("kv_stride", str(a.key_down.stride)), ("kv_kernel", str(a.key_down.kernel)),
+                 ("kv_padding", str(pad[0]) if len(set(pad)) == 1 else str(pad))]  # fmt: skip
+    if a.query_pool is not None:
+        args.append(("query_stride", str(a.query_pool.stride)))
+    return Line(Call("mobile_attention", tuple(args), trailing_comma=False))
+
+
 def _grouped(c: ConvBnAct) -> bool:
     return c.groups != 1 and not (c.groups == c.cin == c.cout)
 
@@ -109,6 +128,8 @@ def step_line(step: Step, problems: list[str]) -> list[Line]:
         return [_layer("layers.Activation", step.path, ACT[step.act])]
     if isinstance(step, SqueezeExcite):
         return [se_line(step)]
+    if isinstance(step, MobileAttention):
+        return [attention_line(step)]
     if isinstance(step, LayerScaleStep):
         return [_layer("LayerScale", step.path, repr(step.init))]
     if isinstance(step, AddShortcut):
@@ -147,10 +168,9 @@ def _uses(net: Network) -> dict:
     return {
         "acts": sorted(a for a in acts if a in _DEFINED),
         "se": any(ses(b) for b in net.blocks()),
-        "layer_scale": any(
-            isinstance(b, UniversalInvertedBottleneck) and b.layer_scale is not None for b in net.blocks()
-        ),
+        "layer_scale": any(getattr(b, "layer_scale", None) is not None for b in net.blocks()),
         "pad": any(isinstance(b, Pool) and any(b.padding) for b in net.blocks()),
+        "attention": any(isinstance(b, MobileAttention) for b in net.blocks()),
     }
 
 

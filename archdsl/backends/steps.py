@@ -14,6 +14,7 @@ from ..ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    MobileAttention,
     MobileOneBlock,
     Pool,
     SqueezeExcite,
@@ -94,6 +95,7 @@ Step = Union[
     KeepShortcut,
     ConvBnAct,
     SqueezeExcite,
+    MobileAttention,
     LayerScaleStep,
     AddShortcut,
     Branch,
@@ -143,10 +145,12 @@ def steps(block: Block) -> list[Step]:
         out.append(block)
     elif isinstance(block, Classifier):
         out += [Flatten(block.path), Dense(block.path, block.classes, block.dropout)]
+    elif isinstance(block, MobileAttention):  # one step: each backend has an attention helper
+        out.append(block)
     else:
         out += parts(block)
-        if isinstance(block, UniversalInvertedBottleneck) and block.layer_scale is not None:
-            out.append(LayerScaleStep(f"{block.path}.layer_scale", block.layer_scale))
+    if isinstance(block, (UniversalInvertedBottleneck, MobileAttention)) and block.layer_scale is not None:
+        out.append(LayerScaleStep(f"{block.path}.layer_scale", block.layer_scale))
     if residual:
         out.append(AddShortcut(f"{block.path}.add"))
     return [*out, BlockOutput(block.path)]

@@ -15,8 +15,10 @@ from ..ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    MobileAttention,
     MobileOneBlock,
     Network,
+    Norm,
     Pool,
     SqueezeExcite,
     Stage,
@@ -40,10 +42,12 @@ ACT = {
 _CLASS_TEMPLATES = {
     "conv": "conv_bn_act.py.j2",
     "se": "squeeze_excite.py.j2",
+    "layer_scale": "layer_scale.py.j2",
     "ds": "depthwise_separable.py.j2",
     "uib": "uib.py.j2",
     "fused_ib": "fused_ib.py.j2",
     "mobileone": "mobileone.py.j2",
+    "mqa": "mobile_attention.py.j2",
     "pool": "pool.py.j2",
     "classifier": "classifier.py.j2",
 }
@@ -94,7 +98,9 @@ def _parts(parts: Sequence[tuple[str, ConvBnAct | SqueezeExcite | None]], tail: 
     return (*out, *tail)
 
 
-def _residual_args(block: DepthwiseSeparable | UniversalInvertedBottleneck | FusedInvertedBottleneck) -> list[Arg]:
+def _residual_args(
+    block: DepthwiseSeparable | UniversalInvertedBottleneck | FusedInvertedBottleneck | MobileAttention,
+) -> list[Arg]:
     tail: list[Arg] = []
     if block.residual:
         tail.append(("residual", "True"))
@@ -120,6 +126,8 @@ def block_call(block: Block) -> Call:
         return Call("FusedInvertedBottleneck", args)
     if isinstance(block, MobileOneBlock):
         return _mobileone_call(block)
+    if isinstance(block, MobileAttention):
+        return _attention_call(block)
     if isinstance(block, Pool):
         if block.is_global:
             return Call("GlobalPool", (("mode", f'"{block.mode}"'),))
@@ -134,33 +142,59 @@ def block_call(block: Block) -> Call:
     )
 
 
+def _batch_norm(channels: int, norm: Norm) -> str:
+    momentum = f", momentum={norm.momentum!r}" if norm.momentum != 0.1 else ""
+    return f"nn.BatchNorm2d({channels}, eps={norm.eps!r}{momentum})"
+
+
+def _attention_call(block: MobileAttention) -> Call:
+    args: list[Arg] = [("norm", _batch_norm(block.channels, block.norm) if block.norm else "nn.Identity()")]
+    args += _parts([("query", block.query), ("key", block.key), ("value", block.value), ("output", block.output)], ())
+    args += [("heads", str(block.heads)), ("key_dim", str(block.key_dim)), ("value_dim", str(block.value_dim))]
+    if block.kv_heads != 1:
+        args.append(("kv_heads", str(block.kv_heads)))
+    if block.query_pool is not None:
+        args.append(("query_pool", f"nn.AvgPool2d({block.query_pool.kernel})"))
+    if block.query_norm is not None:
+        args.append(("query_norm", _batch_norm(block.channels, block.query_norm)))
+    args += _parts([("key_down", block.key_down), ("value_down", block.value_down)], ())
+    if block.layer_scale is not None:
+        args.append(("layer_scale", repr(block.layer_scale)))
+    return Call("MobileAttention", (*args, *_residual_args(block)))
+
+
 def _mobileone_call(block: MobileOneBlock) -> Call:
     args: list[Arg] = [("", conv_call(c)) for c in block.branches]
     args += _parts([("conv_scale", block.scale)], ())
     if block.identity is not None:
-        identity = f"nn.BatchNorm2d({block.first.cin}, eps={block.identity.eps!r}"
-        identity += f", momentum={block.identity.momentum!r})" if block.identity.momentum != 0.1 else ")"
-        args.append(("identity", identity))
+        args.append(("identity", _batch_norm(block.first.cin, block.identity)))
     args += _parts([("se", block.se)], ())
     if block.act != "identity":
         args.append(("act", ACT[block.act]))
     return Call("MobileOneBlock", tuple(args))
 
 
+# Blocks whose classes call `drop_path` on their residual branch.
+_DROP_PATH_USERS = (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, MobileAttention)
+
+
 def _classes_used(net: Network) -> list[str]:
     kinds: set[str] = set()
     for b in net.blocks():
         kinds.add(b.kind)
-        if isinstance(b, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, MobileOneBlock)):
+        if isinstance(b, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, MobileOneBlock,
+                          MobileAttention)):  # fmt: skip
             kinds.add("conv")
-            if b.se is not None:
+            if getattr(b, "se", None) is not None:
                 kinds.add("se")
+            if isinstance(b, (UniversalInvertedBottleneck, MobileAttention)):  # their classes refer to it
+                kinds.add("layer_scale")
     return [tpl for kind, tpl in _CLASS_TEMPLATES.items() if kind in kinds]
 
 
 _RESERVED = frozenset(
     {"ConvBnAct", "SqueezeExcite", "DepthwiseSeparable", "UniversalInvertedBottleneck",
-     "FusedInvertedBottleneck", "MobileOneBlock", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
+     "FusedInvertedBottleneck", "MobileOneBlock", "MobileAttention", "LayerScale", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
 )  # fmt: skip
 
 
@@ -182,7 +216,7 @@ class TorchBackend(Backend):
             header=header,
             net_class=class_name(net.name, _RESERVED),
             class_templates=_classes_used(net),
-            uses_residual=any(getattr(b, "residual", False) for b in net.blocks()),
+            uses_drop_path=any(isinstance(b, _DROP_PATH_USERS) for b in net.blocks()),
             stem=stage_ctx(net.stem),
             stages=[stage_ctx(s) for s in net.stages],
             head=stage_ctx(net.head),

@@ -19,6 +19,7 @@ from ..ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    MobileAttention,
     MobileOneBlock,
     Network,
     Stage,
@@ -34,7 +35,7 @@ _UIR: Scheme = {"dw_start": ("dw_start.conv", "dw_start.bn"), "expand": ("pw_exp
 _IR: Scheme = {"expand": ("conv_pw", "bn1"), "dw_mid": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")}
 _DS: Scheme = {"dw": ("conv_dw", "bn1"), "pw": ("conv_pw", "bn2")}
 _ER: Scheme = {"expand": ("conv_exp", "bn1"), "project": ("conv_pwl", "bn2")}
-_TENSORS = ("weight", "bias", "running_mean", "running_var")  # same names in timm and here
+_TENSORS = ("weight", "bias", "running_mean", "running_var", "gamma")  # same names in timm and here
 
 
 def _modules(net: Network, state: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -58,6 +59,9 @@ def _block(block, prefix: str, state: Mapping[str, np.ndarray], out: dict[str, s
     if isinstance(block, ConvBnAct):
         out[f"{block.path}.conv"], out[f"{block.path}.bn"] = f"{prefix}.conv", f"{prefix}.bn1"
         return
+    if isinstance(block, MobileAttention):
+        _attention(block, prefix, out)
+        return
     if isinstance(block, DepthwiseSeparable):
         scheme = _DS
     elif isinstance(block, FusedInvertedBottleneck):
@@ -66,7 +70,7 @@ def _block(block, prefix: str, state: Mapping[str, np.ndarray], out: dict[str, s
         assert isinstance(block, UniversalInvertedBottleneck)
         scheme = _UIR if f"{prefix}.pw_exp.conv.weight" in state else _IR
         if block.layer_scale is not None:
-            out[f"{block.path}.layer_scale"] = f"{prefix}.layer_scale.gamma"
+            out[f"{block.path}.layer_scale"] = f"{prefix}.layer_scale"
     for ours, (timm_conv, timm_norm) in scheme.items():
         out[f"{block.path}.{ours}.conv"], out[f"{block.path}.{ours}.bn"] = (
             f"{prefix}.{timm_conv}",
@@ -76,6 +80,21 @@ def _block(block, prefix: str, state: Mapping[str, np.ndarray], out: dict[str, s
         f"{prefix}.se.conv_reduce",
         f"{prefix}.se.conv_expand",
     )
+
+
+def _attention(block: MobileAttention, prefix: str, out: dict[str, str]) -> None:
+    """timm's MobileAttention: `norm`, `attn.{query,key,value}.{down_pool,down_conv,norm,proj}`,
+    `attn.output.proj`, `layer_scale.gamma`."""
+    p, a = block.path, f"{prefix}.attn"
+    out[f"{p}.norm"], out[f"{p}.query_norm"], out[f"{p}.layer_scale"] = (
+        f"{prefix}.norm",
+        f"{a}.query.norm",
+        f"{prefix}.layer_scale",
+    )
+    for part in ("query", "key", "value", "output"):
+        out[f"{p}.{part}.conv"] = f"{a}.{part}.proj"
+    for part in ("key", "value"):
+        out[f"{p}.{part}_down.conv"], out[f"{p}.{part}_down.bn"] = f"{a}.{part}.down_conv", f"{a}.{part}.norm"
 
 
 def _head(head: Stage, state: Mapping[str, np.ndarray], out: dict[str, str]) -> None:
@@ -109,8 +128,6 @@ def _byobnet_modules(net: Network) -> dict[str, str]:
 
 
 def timm_key(key: str, modules: Mapping[str, str]) -> str | None:
-    if key in modules:  # a tensor that is a module of its own (layer scale)
-        return modules[key]
     module, _, tensor = key.rpartition(".")
     return f"{modules[module]}.{tensor}" if module in modules and tensor in _TENSORS else None
 

@@ -16,7 +16,7 @@ _FALLBACK = Defaults.make(
     padding="symmetric",
     se=SEDefaults.make(**SEConfig.make().settings()),
 )
-_TAKES_LAYER_SCALE = ("uib",)
+_TAKES_LAYER_SCALE = ("uib", "mqa")
 
 
 def merge(outer: Node, inner: Node) -> Node:

@@ -15,6 +15,7 @@ from ..ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    MobileAttention,
     MobileOneBlock,
     Network,
     NetworkSpec,
@@ -61,7 +62,7 @@ class _Builder:
         self.rounding = spec.width.rounding
 
     def conv(self, b: BlockSpec, path: str, x: _Tensor, cout: int, k: int, s: int, groups: int, act: Act | None,
-             bias: bool = False) -> ConvBnAct:  # fmt: skip
+             bias: bool = False, norm: bool = True) -> ConvBnAct:  # fmt: skip
         if k % 2 == 0 and b.pad_mode == "symmetric":
             raise ArchError(f"kernel {k} is even: symmetric padding needs an odd kernel", b.at("k"), "use padding=same")
         pad = padding_for(k, s, x.hw, b.pad_mode)
@@ -71,9 +72,8 @@ class _Builder:
                             "use a larger input or fewer stride-2 blocks")  # fmt: skip
         if x.c % groups or cout % groups:
             raise ArchError(f"groups={groups} must divide both {x.c} input and {cout} output channels", b.at("g", "dw"))
-        norm = b.norm
         return ConvBnAct.make(path=path, cin=x.c, cout=cout, kernel=k, stride=s, groups=groups, padding=pad,
-                         bias=bias, norm=norm, act=act or "identity", in_hw=x.hw, out_hw=out)  # fmt: skip
+                         bias=bias, norm=b.norm if norm else None, act=act or "identity", in_hw=x.hw, out_hw=out)  # fmt: skip
 
     def se(self, b: BlockSpec, path: str, cin: int, mid: int, cout: int, hw: HW) -> SqueezeExcite | None:
         if not b.se:
@@ -138,6 +138,8 @@ class _Builder:
                                            drop_path=b.drop_path), y  # fmt: skip
         if kind == "mobileone":
             return self.mobileone(b, path, x)
+        if kind == "mqa":
+            return self.attention(b, path, x)
         if kind == "pool":
             return self.pool(b, path, x)
         assert kind == "classifier"
@@ -197,6 +199,43 @@ class _Builder:
         se = self.se(b, f"{path}.se", x.c, cout, cout, y.hw)
         block = MobileOneBlock.make(path=path, branches=branches, scale=scale, identity=identity, se=se,
                                     act=b.act or "identity")  # fmt: skip
+        return block, y
+
+    def attention(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
+        assert b.heads and b.key_dim
+        h, kd, qs, v = b.heads, b.key_dim, b.query_stride, b.kv_stride
+        vd = b.value_dim or kd
+        kv_heads = h if b.variant == "mhsa" else 1
+        if x.hw[0] % qs or x.hw[1] % qs:
+            raise ArchError(f"query stride {qs} does not divide the {x.hw[0]}x{x.hw[1]} input", b.at("query_stride"),
+                            "the upsampled attention output must match the input for the residual")  # fmt: skip
+        query_pool = query_norm = None
+        q = x
+        if qs > 1:
+            q_hw = (x.hw[0] // qs, x.hw[1] // qs)
+            query_pool = Pool.make(path=f"{path}.query_pool", mode="avg", is_global=False, kernel=qs, stride=qs,
+                                   channels=x.c, in_hw=x.hw, out_hw=q_hw)  # fmt: skip
+            query_norm = b.norm
+            q = _Tensor(x.c, q_hw)
+        query = self.conv(b, f"{path}.query", q, h * kd, 1, 1, 1, None, norm=False)
+        k = b.kernel[0] if b.kernel else 3
+        kv = x
+        key_down = value_down = None
+        if v > 1:
+            key_down = self.conv(b, f"{path}.key_down", x, x.c, k, v, x.c, None)
+            value_down = self.conv(b, f"{path}.value_down", x, x.c, k, v, x.c, None)
+            kv = _Tensor(x.c, key_down.out_hw)
+        key = self.conv(b, f"{path}.key", kv, kv_heads * kd, 1, 1, 1, None, norm=False)
+        value = self.conv(b, f"{path}.value", kv, kv_heads * vd, 1, 1, 1, None, norm=False)
+        cout = b.out or x.c
+        output = self.conv(b, f"{path}.output", _Tensor(h * vd, x.hw), cout, 1, 1, 1, None, norm=False)
+        y = _Tensor(cout, x.hw)
+        block = MobileAttention.make(
+            path=path, variant=b.variant or "mqa", norm=b.norm, channels=x.c, hw=x.hw, heads=h, kv_heads=kv_heads,
+            key_dim=kd, value_dim=vd, query_pool=query_pool, query_norm=query_norm, query=query, key_down=key_down,
+            key=key, value_down=value_down, value=value, output=output, layer_scale=b.layer_scale,
+            residual=self.residual(b, x, y, 1), drop_path=b.drop_path,
+        )  # fmt: skip
         return block, y
 
     def pool(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:

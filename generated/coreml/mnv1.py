@@ -113,7 +113,7 @@ def squeeze_excite(x, w, name: str, act: str, gate: str):
 
 def layer_scale(x, w, name: str):
     """Multiply each channel by its learned scale."""
-    return mb.mul(x=x, y=w[name].reshape(1, -1, 1, 1), name=name)
+    return mb.mul(x=x, y=w[f"{name}.gamma"].reshape(1, -1, 1, 1), name=name)
 
 
 def build_program(weights_path: str):

@@ -159,8 +159,8 @@ def load_weights(model: keras.Model, path: str) -> keras.Model:
             values = [np.transpose(take(f"{name}.weight"))]
         elif isinstance(layer, layers.BatchNormalization):
             values = [take(f"{name}.{t}") for t in ("weight", "bias", "running_mean", "running_var")]
-        elif layer.weights:
-            values = [take(name)]
+        elif layer.weights:  # a layer scale
+            values = [take(f"{name}.gamma")]
         else:
             continue
         if getattr(layer, "use_bias", False):

@@ -75,6 +75,17 @@ class ConvBnAct(nn.Module):
         return x + shortcut if self.residual else x
 
 
+class LayerScale(nn.Module):
+    """Multiply each channel by a learned scale `gamma`, starting at `init`."""
+
+    def __init__(self, channels: int, init: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((channels,), init))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gamma.view(1, -1, 1, 1)
+
+
 class DepthwiseSeparable(nn.Module):
     """dw k x k -> BN + act -> [SE] -> pw 1x1 -> BN [+ act] [+ input]."""
 
@@ -128,7 +139,7 @@ class UniversalInvertedBottleneck(nn.Module):
         self.project = project
         self.dw_end = dw_end
         cout = (dw_end or project).conv.out_channels
-        self.layer_scale = nn.Parameter(torch.full((cout,), layer_scale)) if layer_scale is not None else None
+        self.layer_scale = LayerScale(cout, layer_scale) if layer_scale is not None else None
         self.residual = residual
         self.drop_path = drop_path
 
@@ -145,7 +156,7 @@ class UniversalInvertedBottleneck(nn.Module):
         if self.dw_end is not None:
             x = self.dw_end(x)
         if self.layer_scale is not None:
-            x = x * self.layer_scale.view(1, -1, 1, 1)
+            x = self.layer_scale(x)
         if self.residual:
             x = shortcut + drop_path(x, self.drop_path, self.training)
         return x

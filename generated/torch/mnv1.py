@@ -21,6 +21,15 @@ import torch
 from torch import nn
 
 
+def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: drop whole residual branches per sample while training."""
+    if rate == 0.0 or not training:
+        return x
+    keep = 1.0 - rate
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask / keep
+
+
 class ConvBnAct(nn.Module):
     """conv k x k -> [BatchNorm] -> [act] [+ input]; padding is explicit: one int for all
     sides, or (top, bottom, left, right)."""
