@@ -23,6 +23,8 @@ from .layers import (
     Activation,
     AttentionCore,
     BranchSum,
+    ChannelShuffle,
+    Concat,
     InputNorm,
     Layer,
     LayerScale,
@@ -89,6 +91,9 @@ def layer_cost(layer: Layer) -> Cost:
         ew = n * h * layer.key_dim + 3 * scores  # scaling q; softmax: subtract max, exp, divide
         reads = n * h * layer.key_dim + m * layer.kv_heads * (layer.key_dim + layer.value_dim)
         return Cost(0, macs, ew, reads + 2 * scores + n * h * layer.value_dim)
+    if isinstance(layer, (Concat, ChannelShuffle)):  # data movement only
+        n = layer.channels * _area(layer.hw)
+        return Cost(0, 0, 0, 2 * n)
     if isinstance(layer, Upsample):
         n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
         return Cost(0, 0, 4 * n_out, n_in + n_out)  # four weighted taps per output element

@@ -254,6 +254,47 @@ class FusedInvertedBottleneck(Node):
     drop_path: float = 0.0
 
 
+class GhostModule(Node):
+    """GhostNet's ghost module: a 1x1 `primary` conv to ceil(out / 2) channels and a `cheap`
+    3x3 depthwise conv of its output, concatenated (primary first) and cut to `out` channels."""
+
+    path: str
+    primary: ConvBnAct
+    cheap: ConvBnAct
+    out: int
+
+
+class GhostBottleneck(Node):
+    """GhostNet bottleneck: ghost module (act) -> [depthwise k x k, stride s, BN] -> [SE] ->
+    ghost module (linear) -> + shortcut: the input, or a depthwise k x k (stride s) + BN and a
+    1x1 + BN projection where the shapes differ. No activation after the add."""
+
+    kind: Literal["ghost"] = "ghost"
+    path: str
+    ghost1: GhostModule
+    dw: ConvBnAct | None
+    se: SqueezeExcite | None
+    ghost2: GhostModule
+    shortcut_dw: ConvBnAct | None
+    shortcut_pw: ConvBnAct | None
+    drop_path: float = 0.0
+
+
+class ShuffleUnit(Node):
+    """ShuffleNetV2 unit. Stride 1: split the channels in halves, the second through pw1 -> dw
+    -> pw2, concatenated after the untouched first half. Stride 2: both branches see the whole
+    input, the side one through `down_dw` -> `down_pw`, both halve the size. Then the channels
+    are shuffled across the two halves (interleaved)."""
+
+    kind: Literal["shuffle_v2"] = "shuffle_v2"
+    path: str
+    down_dw: ConvBnAct | None
+    down_pw: ConvBnAct | None
+    pw1: ConvBnAct
+    dw: ConvBnAct
+    pw2: ConvBnAct
+
+
 class MobileOneBlock(Node):
     """MobileOne (Vasu et al., 2023): the sum of `branches` k x k conv+BN, a 1x1 conv+BN `scale`
     branch (when k > 1) and a BN of the input, `identity` (when shapes allow), then [SE] -> act.
@@ -335,6 +376,8 @@ Block = Annotated[
         FusedInvertedBottleneck,
         MobileOneBlock,
         MobileAttention,
+        GhostBottleneck,
+        ShuffleUnit,
         Pool,
         Classifier,
     ],

@@ -16,11 +16,14 @@ from .ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    GhostBottleneck,
+    GhostModule,
     MobileAttention,
     MobileOneBlock,
     Network,
     Norm,
     Pool,
+    ShuffleUnit,
     SqueezeExcite,
     UniversalInvertedBottleneck,
 )
@@ -110,8 +113,29 @@ class Upsample:
     out_hw: tuple[int, int]
 
 
+@dataclass(frozen=True)
+class Concat:
+    """Channel concatenation (cut to `channels` where a ghost module keeps fewer)."""
+
+    path: str
+    channels: int  # output channels
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ChannelShuffle:
+    """Interleave `groups` groups of channels (ShuffleNet's channel shuffle)."""
+
+    path: str
+    groups: int
+    channels: int
+    hw: tuple[int, int]
+
+
 Layer = Union[
     ConvBnAct,
+    Concat,
+    ChannelShuffle,
     SqueezeExcite,
     LayerScale,
     ResidualAdd,
@@ -175,6 +199,12 @@ def layers_of(block: Block) -> Iterator[Layer]:
     if isinstance(block, MobileAttention):
         yield from attention_layers(block)
         return
+    if isinstance(block, GhostBottleneck):
+        yield from ghost_layers(block)
+        return
+    if isinstance(block, ShuffleUnit):
+        yield from shuffle_layers(block)
+        return
     if isinstance(block, DepthwiseSeparable):
         parts: tuple = (block.dw, block.se, block.pw)
         out = block.pw
@@ -200,7 +230,13 @@ def block_input(block: Block) -> tuple[int, tuple[int, int]]:
         return block.channels, block.in_hw
     if isinstance(block, MobileAttention):
         return block.channels, block.hw
-    if isinstance(block, MobileOneBlock):
+    if isinstance(block, GhostBottleneck):
+        first = block.ghost1.primary
+    elif isinstance(block, ShuffleUnit):
+        if block.down_dw is None:
+            return 2 * block.pw1.cin, block.pw1.in_hw  # at stride 1, pw1 sees half the channels
+        first = block.down_dw
+    elif isinstance(block, MobileOneBlock):
         first = block.first
     elif isinstance(block, ConvBnAct):
         first = block
@@ -219,6 +255,10 @@ def block_output(block: Block) -> tuple[int, tuple[int, int]]:
         return block.classes, (1, 1)
     if isinstance(block, Pool):
         return block.channels, block.out_hw
+    if isinstance(block, GhostBottleneck):
+        return block.ghost2.out, block.ghost2.cheap.out_hw
+    if isinstance(block, ShuffleUnit):
+        return 2 * block.pw2.cout, block.pw2.out_hw
     if isinstance(block, MobileOneBlock):
         last = block.first
     elif isinstance(block, MobileAttention):
@@ -232,6 +272,27 @@ def block_output(block: Block) -> tuple[int, tuple[int, int]]:
     else:
         last = block.dw_end or block.project
     return last.cout, last.out_hw
+
+
+def ghost_module_layers(module: GhostModule) -> Iterator[Layer]:
+    yield module.primary
+    yield module.cheap
+    yield Concat(f"{module.path}.concat", module.out, module.cheap.out_hw)
+
+
+def ghost_layers(block: GhostBottleneck) -> Iterator[Layer]:
+    yield from ghost_module_layers(block.ghost1)
+    yield from (p for p in (block.dw, block.se) if p is not None)
+    yield from ghost_module_layers(block.ghost2)
+    yield from (p for p in (block.shortcut_dw, block.shortcut_pw) if p is not None)
+    yield ResidualAdd(block.path, block.ghost2.out, block.ghost2.cheap.out_hw)
+
+
+def shuffle_layers(unit: ShuffleUnit) -> Iterator[Layer]:
+    yield from (p for p in (unit.down_dw, unit.down_pw, unit.pw1, unit.dw, unit.pw2) if p is not None)
+    channels = 2 * unit.pw2.cout
+    yield Concat(f"{unit.path}.concat", channels, unit.pw2.out_hw)
+    yield ChannelShuffle(f"{unit.path}.shuffle", 2, channels, unit.pw2.out_hw)
 
 
 def network_layers(net: Network) -> Iterator[Layer]:

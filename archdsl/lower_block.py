@@ -192,14 +192,16 @@ def _kernels(head: str, kind: Kind, opt: Option) -> tuple[int, ...]:
 
 def _check_required(stmt: Stmt, kind: Kind, fields: dict[str, Any]) -> None:
     depthwise = fields.get("groups") == 0  # keeps its input channels unless told otherwise
-    needs_out = kind.ir_kind in ("conv", "ds", "dsa", "uib", "fused_ib", "mobileone") and not depthwise
+    needs_out = (
+        kind.ir_kind in ("conv", "ds", "dsa", "uib", "fused_ib", "mobileone", "ghost", "shuffle_v2") and not depthwise
+    )
     if needs_out and "out" not in fields:
         raise ArchError(f"'{stmt.head}' needs its output channels", stmt.head_span, "add c<channels>, e.g. c96")
-    if kind.ir_kind in ("conv", "ds", "dsa", "fused_ib", "mobileone") and "kernel" not in fields:
+    if kind.ir_kind in ("conv", "ds", "dsa", "fused_ib", "mobileone", "ghost") and "kernel" not in fields:
         raise ArchError(f"'{stmt.head}' needs a kernel size", stmt.head_span, "add k<size>, e.g. k3")
     if kind.ir_kind == "uib" and "kernel" not in fields:
         raise ArchError(f"'{stmt.head}' needs kernel sizes", stmt.head_span, "e.g. k3 (ib) or k5/3 (uib, extra_dw)")
-    if kind.ir_kind in ("uib", "fused_ib") and "expand" not in fields and "mid" not in fields:
+    if kind.ir_kind in ("uib", "fused_ib", "ghost") and "expand" not in fields and "mid" not in fields:
         raise ArchError(f"'{stmt.head}' needs an expansion", stmt.head_span, "add e<ratio> or mid=<channels>")
     if kind.ir_kind == "mqa" and not {"heads", "key_dim"} <= fields.keys():
         raise ArchError(

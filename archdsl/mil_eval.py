@@ -39,7 +39,10 @@ def run_program(program: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.nda
             continue
         if op.op_type not in _KERNELS:
             raise UnsupportedOp(f"no reference kernel for MIL op {op.op_type!r} ({op.name})")
-        args = {k: values[v.name] for k, v in op.inputs.items()}  # consts came first
+        args = {  # consts came first; a tuple input (concat's values) is a list of variables
+            k: [values[x.name] for x in v] if isinstance(v, (list, tuple)) else values[v.name]
+            for k, v in op.inputs.items()
+        }
         values[op.outputs[0].name] = np.asarray(_KERNELS[op.op_type](**args), dtype=np.float32)
     return values
 
@@ -211,3 +214,16 @@ def upsample_bilinear(x, scale_factor_height=1, scale_factor_width=1, align_corn
     rows = _bilinear_matrix(h, int(h * scale_factor_height))
     cols = _bilinear_matrix(w, int(w * scale_factor_width))
     return np.einsum("oh,nchw,pw->ncop", rows, x, cols)
+
+
+@kernel("concat")
+def concat(values, axis, interleave=False) -> np.ndarray:
+    if interleave:
+        raise UnsupportedOp("concat with interleave")
+    return np.concatenate(values, axis=int(axis))
+
+
+@kernel("slice_by_size")
+def slice_by_size(x, begin, size) -> np.ndarray:
+    index = tuple(slice(int(b), None if int(n) == -1 else int(b) + int(n)) for b, n in zip(begin, size, strict=True))
+    return x[index]

@@ -77,6 +77,8 @@ KINDS: dict[str, Kind] = {
     "ffn": Kind("uib", frozenset(_UIB - {"k", "k_start", "k_mid", "k_end"}), "UIB FFN, no depthwise", "none"),
     "fused_ib": Kind("fused_ib", frozenset(_UIB - {"k_start", "k_mid", "k_end", "layer_scale"}), "fused IB: full k x k expand, 1x1 project"),
     "mobileone": Kind("mobileone", frozenset({"k", "s", "c", "g", "dw", "x", "branches", "se", "act", "norm", "eps", "noskip", "fixed"}), "MobileOne: k x k conv+BN branches, 1x1 scale branch, identity BN; summed -> [SE] -> act"),
+    "ghost": Kind("ghost", frozenset({"k", "s", "e", "mid", "c", "x", "se", "act", "norm", "eps", "fixed", "drop_path"}), "GhostNet bottleneck: ghost module -> [dw, stride] -> [SE] -> linear ghost module, + shortcut"),
+    "shuffle_v2": Kind("shuffle_v2", frozenset({"s", "c", "x", "act", "norm", "eps", "fixed"}), "ShuffleNetV2 unit: split (or two stride-2 branches), 1x1 -> dw 3x3 -> 1x1, concat, channel shuffle"),
     "mqa": Kind("mqa", frozenset(_ATTENTION), "Mobile MQA: pre-BN, multi-query attention (one shared key/value head), layer scale, residual"),
     "mhsa": Kind("mqa", frozenset(_ATTENTION), "multi-head self-attention: as mqa with a key/value head per query head"),
     "pool": Kind("pool", frozenset({"avg", "max", "k", "s", "padding"}), "pooling: global unless k is given"),

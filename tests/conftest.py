@@ -37,6 +37,8 @@ REFERENCE = {
     "mnv4_conv_l": ("mobilenetv4_conv_large", 32_590_864, 6_376_220_672, 384),
     "mnv4_hybrid_m": ("mobilenetv4_hybrid_medium", 11_074_648, 1_271_183_360, 256),
     "mnv4_hybrid_l": ("mobilenetv4_hybrid_large", 37_764_624, 7_711_877_120, 384),
+    "ghostnet_100": ("ghostnet_100", 5_182_508, 141_150_512, 224),
+    "shufflenet_v2_x1_0": ("shufflenet_v2_x1_0 (torchvision)", 2_278_604, 144_907_992, 224),
     "mobileone_s0": ("mobileone_s0", 5_293_272, 1_051_935_232, 224),
     "mobileone_s1": ("mobileone_s1", 4_825_192, 830_062_080, 224),
     "mobileone_s2": ("mobileone_s2", 7_884_648, 1_304_027_392, 224),

@@ -83,3 +83,28 @@ def test_problems_are_reported_by_name():
         in text
     )  # noqa: E501
     assert "unused: head.extra (3,)" in text
+
+
+def test_ghostnet_tensors_get_timm_names_and_shapes():
+    # names and shapes of timm's ghostnet_100 state dict (timm/models/ghostnet.py, v1)
+    expected = {
+        "conv_stem.weight": (16, 3, 3, 3),
+        "blocks.1.0.ghost1.primary_conv.0.weight": (24, 16, 1, 1),
+        "blocks.1.0.ghost1.cheap_operation.0.weight": (24, 1, 3, 3),
+        "blocks.1.0.conv_dw.weight": (48, 1, 3, 3),
+        "blocks.1.0.shortcut.0.weight": (16, 1, 3, 3),
+        "blocks.1.0.shortcut.3.running_var": (24,),
+        "blocks.3.0.se.conv_reduce.weight": (20, 72, 1, 1),
+        "blocks.6.3.shortcut.2.weight": (112, 80, 1, 1),  # a stride-1 projection: 80 -> 112 channels
+        "blocks.8.3.ghost2.cheap_operation.1.weight": (80,),
+        "blocks.9.0.conv.weight": (960, 160, 1, 1),
+        "blocks.9.0.bn1.running_mean": (960,),
+        "conv_head.bias": (1280,),
+        "classifier.weight": (1000, 1280),
+    }
+    net = compile_file(SPECS / "ghostnet_100.arch")
+    modules = _modules(net, {})
+    names = {timm_key(t.key, modules): t.shape for t in network_tensors(net)}
+    assert None not in names and len(names) == len(network_tensors(net)) == 432  # timm's 512 less num_batches_tracked
+    assert {k: names.get(k) for k in expected} == expected
+    assert not any("blocks.0.0.shortcut" in k or "blocks.0.0.conv_dw" in k for k in names)  # identity, stride 1

@@ -66,6 +66,43 @@ def test_every_attention_variant_agrees_with_torch(backend, padding):
     assert report.ok, f"first divergence at {report.first_divergence}"
 
 
+GHOST_AND_SHUFFLE = """\
+network gs {
+  input 30x26x3
+  classes 10
+  defaults {
+    act relu
+    norm batchnorm eps=1e-3
+    se base=mid divisor=4 gate=hard_sigmoid
+    padding PAD
+  }
+  stem conv k3 s2 c16
+  stage a {
+    ghost k3 mid=20 c15 se0.25
+    ghost k5 s2 mid=30 c15
+    ghost k3 e2 c24
+  }
+  stage b {
+    shuffle_v2 s2 c24
+    shuffle_v2 c24 x2
+  }
+  head {
+    pool avg; classifier
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("padding", ["symmetric", "same"])
+@pytest.mark.parametrize("backend", ["keras", "coreml"])
+def test_ghost_and_shuffle_units_agree_with_torch(backend, padding):
+    # ghost modules with odd widths (a concatenation cut to 15 of 16 channels), a stride-1
+    # projection shortcut (15 -> 24), shuffle units of both strides at odd sizes
+    net = compile_text(GHOST_AND_SHUFFLE.replace("PAD", padding))
+    (report,) = verify(net, ["torch", backend], None, seed=4, tolerance=TOLERANCE)
+    assert report.ok, f"first divergence at {report.first_divergence}"
+
+
 def test_mnv4_conv_s_agrees_at_its_full_resolution():
     (report,) = verify(compile_file(SPECS / "mnv4_conv_s.arch"), ["torch", "keras"], None, seed=2, tolerance=TOLERANCE)
     assert report.ok and report.relative < TOLERANCE

@@ -87,6 +87,12 @@ def check_network(net: Network) -> None:
         )
         if block.kind == "mqa":
             assert (block.channels, block.hw) == (c, (h, w)) and block.query.cin == c, block.path
+        if block.kind == "ghost":
+            assert (block.ghost1.primary.cin, block.ghost1.primary.in_hw) == (c, (h, w)), block.path
+            assert block.shortcut_pw is None or block.shortcut_pw.cout == block.ghost2.out
+        if block.kind == "shuffle_v2":  # stride 1: pw1 sees the second half of the channels
+            taken = block.down_dw or block.pw1
+            assert (taken.cin * (1 if block.down_dw else 2), taken.in_hw) == (c, (h, w)), block.path
         if block.kind in ("conv", "ds", "uib", "fused_ib", "mobileone"):
             assert (first.cin, first.in_hw) == (c, (h, w)), block.path
         for part in ("dw_start", "expand", "dw_mid", "project", "dw_end", "dw", "pw"):
@@ -110,6 +116,12 @@ def _output(block, c, hw):
         return block.branches[0].cout, block.branches[0].out_hw
     if block.kind == "mqa":
         return block.output.cout, block.hw
+    if block.kind == "ghost":
+        assert block.ghost2.cheap.out_hw == (block.dw or block.ghost1.cheap).out_hw
+        return block.ghost2.out, block.ghost2.cheap.out_hw
+    if block.kind == "shuffle_v2":
+        assert block.down_pw is None or block.down_pw.out_hw == block.pw2.out_hw
+        return 2 * block.pw2.cout, block.pw2.out_hw
     if block.kind == "pool":
         return c, block.out_hw
     return block.classes, (1, 1)

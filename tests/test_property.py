@@ -24,7 +24,7 @@ ACTS = ["relu", "relu6", "hard_swish", "hard_sigmoid", "swish", "gelu", "gelu_ta
 KERNELS = [3, 5, 7]
 
 
-KINDS = ["conv", "ds", "dsa", "ib", "extra_dw", "convnext", "ffn", "uib", "fused_ib", "mqa", "mhsa"]
+KINDS = ["conv", "ds", "dsa", "ib", "extra_dw", "convnext", "ffn", "uib", "fused_ib", "mqa", "mhsa", "ghost"]
 
 
 @st.composite
@@ -39,6 +39,8 @@ def blocks(draw, stride_budget: int, padding: str) -> str:
         if draw(st.booleans()):
             opts.append("layer_scale=1e-5")
         return " ".join(opts)
+    if stride_budget > 0 and draw(st.integers(0, 5)) == 0:  # a stride-2 unit may change the width
+        return f"shuffle_v2 s2 c{draw(st.sampled_from([8, 16, 24]))}"
     stride = 2 if kind != "ffn" and stride_budget > 0 and draw(st.booleans()) else 1
     opts = [kind]
     if kind == "extra_dw":
@@ -50,8 +52,8 @@ def blocks(draw, stride_budget: int, padding: str) -> str:
         opts.append(f"k{k}")
     if stride == 2:
         opts.append("s2")
-    if kind in ("ib", "extra_dw", "convnext", "ffn", "uib", "fused_ib"):
-        opts.append(draw(st.sampled_from(["e1", "e2", "e3", "e4.5", "mid=24"])))
+    if kind in ("ib", "extra_dw", "convnext", "ffn", "uib", "fused_ib", "ghost"):
+        opts.append(draw(st.sampled_from(["e1", "e2", "e3", "e4.5", "mid=24", "mid=13"])))
     if kind == "mobileone":
         if draw(st.booleans()):
             opts[1] = "k1"

@@ -12,11 +12,14 @@ from .steps import (
     ActivationStep,
     AddShortcut,
     Branch,
+    ConcatStep,
     Dense,
     Flatten,
     KeepShortcut,
     LayerScaleStep,
     Line,
+    ShuffleStep,
+    SplitStep,
     Step,
     SumBranches,
     quoted,
@@ -28,8 +31,8 @@ def _call(name: str, *args: tuple[str, str], target: str = "x") -> Line:
     return Line(Call(name, tuple(args), trailing_comma=False), target)
 
 
-def conv_line(c: ConvBnAct, target: str = "x") -> Line:
-    args: list[tuple[str, str]] = [("", "x"), ("", "w"), ("", quoted(c.path))]
+def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
+    args: list[tuple[str, str]] = [("", source), ("", "w"), ("", quoted(c.path))]
     if c.stride != 1:
         args.append(("stride", str(c.stride)))
     if any(c.padding):
@@ -52,9 +55,21 @@ def step_line(step: Step) -> list[Line]:
         return [conv_line(step)]
     if isinstance(step, Branch):
         if isinstance(step.layer, ConvBnAct):
-            return [conv_line(step.layer, step.target)]
+            return [conv_line(step.layer, step.target, step.source)]
         eps = repr(step.layer.norm.eps)
-        return [_call("batch_norm", ("", "x"), ("", "w"), ("", quoted(step.layer.path)), ("", eps), target=step.target)]
+        path = quoted(step.layer.path)
+        return [_call("batch_norm", ("", step.source), ("", "w"), ("", path), ("", eps), target=step.target)]
+    if isinstance(step, ConcatStep):
+        values = f"[{', '.join(step.sources)}]"
+        lines = [_call("mb.concat", ("values", values), ("axis", "1"), ("name", quoted(step.path)))]
+        if step.cut:
+            lines.append(_slice("x", 0, step.channels, f"{step.path}.cut"))
+        return lines
+    if isinstance(step, SplitStep):
+        kept = _slice("x", 0, step.half, f"{step.path}.kept", target="kept")
+        return [kept, _slice("x", step.half, step.half, f"{step.path}.rest")]
+    if isinstance(step, ShuffleStep):
+        return [_call("channel_shuffle", ("", "x"), ("", str(step.groups)), ("", quoted(step.path)))]
     if isinstance(step, SumBranches):
         return [_call("sum_branches", ("", f"[{', '.join(step.sources)}]"), ("", quoted(step.path)))]
     if isinstance(step, ActivationStep):
@@ -101,6 +116,12 @@ def attention_line(a: MobileAttention) -> Line:
     return _call("mobile_attention", *args)
 
 
+def _slice(source: str, start: int, size: int, name: str, target: str = "x") -> Line:
+    """`size` channels from `start`."""
+    args = (("x", source), ("begin", f"[0, {start}, 0, 0]"), ("size", f"[-1, {size}, -1, -1]"), ("name", quoted(name)))
+    return _call("mb.slice_by_size", *args, target=target)
+
+
 def pool_line(p: Pool) -> Line:
     op = "mb.reduce_mean" if p.mode == "avg" else "mb.reduce_max"
     if p.is_global:
@@ -134,6 +155,7 @@ class CoreMLBackend(Backend):
                 stages=[stage_ctx(s) for s in net.all_stages()],
                 uses_branches=any(isinstance(s, SumBranches) for b in net.blocks() for s in steps(b)),
                 uses_attention=any(isinstance(b, MobileAttention) for b in net.blocks()),
+                uses_shuffle=any(isinstance(s, ShuffleStep) for b in net.blocks() for s in steps(b)),
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
             )
         )

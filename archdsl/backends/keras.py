@@ -26,11 +26,14 @@ from .steps import (
     ActivationStep,
     AddShortcut,
     Branch,
+    ConcatStep,
     Dense,
     Flatten,
     KeepShortcut,
     LayerScaleStep,
     Line,
+    ShuffleStep,
+    SplitStep,
     Step,
     SumBranches,
     activations,
@@ -59,9 +62,9 @@ def _layer(cls: str, name: str, *args: str, inputs: str = "x") -> Line:
     return Line(Call(cls, (*(("", a) for a in args), ("name", quoted(name))), trailing_comma=False, applied_to=inputs))
 
 
-def conv_line(c: ConvBnAct, target: str = "x") -> Line:
+def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
     depthwise = c.groups == c.cin == c.cout and c.groups > 1
-    args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(c.path)), ("", str(c.cout)), ("", str(c.kernel))]
+    args: list[tuple[str, str | Call]] = [("", source), ("", quoted(c.path)), ("", str(c.cout)), ("", str(c.kernel))]
     if c.stride != 1:
         args.append(("stride", str(c.stride)))
     if any(c.padding):
@@ -103,25 +106,36 @@ def attention_line(a: MobileAttention) -> Line:
     return Line(Call("mobile_attention", tuple(args), trailing_comma=False))
 
 
-def _grouped(c: ConvBnAct) -> bool:
-    return c.groups != 1 and not (c.groups == c.cin == c.cout)
+def _check_groups(c: ConvBnAct, problems: list[str]) -> None:
+    if c.groups != 1 and not (c.groups == c.cin == c.cout):
+        problems.append(f"{c.path}: grouped convolution (groups={c.groups}); TensorFlow has none on CPU")
 
 
 def step_line(step: Step, problems: list[str]) -> list[Line]:
     if isinstance(step, KeepShortcut):
         return [Line("x", "shortcut")]
     if isinstance(step, ConvBnAct):
-        if _grouped(step):
-            problems.append(f"{step.path}: grouped convolution (groups={step.groups}); TensorFlow has none on CPU")
+        _check_groups(step, problems)
         return [conv_line(step)]
     if isinstance(step, Branch):
         if isinstance(step.layer, ConvBnAct):
-            return [replace(line, target=step.target) for line in step_line(step.layer, problems)]
+            _check_groups(step.layer, problems)
+            return [conv_line(step.layer, step.target, step.source)]
         norm = step.layer.norm
-        bn = _layer(
-            "layers.BatchNormalization", step.layer.path, f"epsilon={norm.eps!r}", f"momentum={1 - norm.momentum!r}"
-        )
+        bn = _layer("layers.BatchNormalization", step.layer.path, f"epsilon={norm.eps!r}",
+                    f"momentum={1 - norm.momentum!r}", inputs=step.source)  # fmt: skip
         return [replace(bn, target=step.target)]
+    if isinstance(step, ConcatStep):
+        lines = [_layer("layers.Concatenate", step.path, inputs=f"[{', '.join(step.sources)}]")]
+        if step.cut:
+            lines.append(_layer("ChannelSlice", f"{step.path}.cut", "0", str(step.channels)))
+        return lines
+    if isinstance(step, SplitStep):
+        h = str(step.half)
+        kept = replace(_layer("ChannelSlice", f"{step.path}.kept", "0", h), target="kept")
+        return [kept, _layer("ChannelSlice", f"{step.path}.rest", h, str(2 * step.half))]
+    if isinstance(step, ShuffleStep):
+        return [_layer("ChannelShuffle", step.path, str(step.groups))]
     if isinstance(step, SumBranches):
         return [_layer("layers.Add", step.path, inputs=f"[{', '.join(step.sources)}]")]
     if isinstance(step, ActivationStep):
@@ -162,6 +176,7 @@ def _pool_lines(block: Pool, problems: list[str]) -> list[Line]:
 
 
 def _uses(net: Network) -> dict:
+    all_steps = [s for b in net.blocks() for s in steps(b)]
     acts: set[str] = set()
     for b in net.blocks():
         acts |= activations(b)
@@ -171,6 +186,8 @@ def _uses(net: Network) -> dict:
         "layer_scale": any(getattr(b, "layer_scale", None) is not None for b in net.blocks()),
         "pad": any(isinstance(b, Pool) and any(b.padding) for b in net.blocks()),
         "attention": any(isinstance(b, MobileAttention) for b in net.blocks()),
+        "slice": any(isinstance(s, SplitStep) or (isinstance(s, ConcatStep) and s.cut) for s in all_steps),
+        "shuffle": any(isinstance(s, ShuffleStep) for s in all_steps),
     }
 
 

@@ -14,9 +14,12 @@ from ..ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    GhostBottleneck,
+    GhostModule,
     MobileAttention,
     MobileOneBlock,
     Pool,
+    ShuffleUnit,
     SqueezeExcite,
     UniversalInvertedBottleneck,
 )
@@ -47,6 +50,31 @@ class Branch:
 
     layer: ConvBnAct | InputNorm
     target: str
+    source: str = "x"
+
+
+@dataclass(frozen=True)
+class ConcatStep:
+    """`x` = the `sources` concatenated along channels, cut to the first `channels`."""
+
+    path: str
+    sources: tuple[str, ...]
+    channels: int
+    cut: bool  # the concatenation has more than `channels` channels
+
+
+@dataclass(frozen=True)
+class SplitStep:
+    """Channel halves: `kept` = the first `half` channels of `x`, `x` = the rest."""
+
+    path: str
+    half: int
+
+
+@dataclass(frozen=True)
+class ShuffleStep:
+    path: str
+    groups: int
 
 
 @dataclass(frozen=True)
@@ -101,6 +129,9 @@ Step = Union[
     Branch,
     SumBranches,
     ActivationStep,
+    ConcatStep,
+    SplitStep,
+    ShuffleStep,
     Pool,
     Flatten,
     Dense,
@@ -136,9 +167,36 @@ def _mobileone_steps(block: MobileOneBlock) -> list[Step]:
     return [*out, BlockOutput(block.path)]
 
 
+def _ghost_module_steps(g: GhostModule) -> list[Step]:
+    concat = ConcatStep(f"{g.path}.concat", ("primary", "cheap"), g.out, cut=2 * g.primary.cout > g.out)
+    return [Branch(g.primary, "primary"), Branch(g.cheap, "cheap", "primary"), concat]
+
+
+def _ghost_steps(block: GhostBottleneck) -> list[Step]:
+    out: list[Step] = [KeepShortcut(), *_ghost_module_steps(block.ghost1)]
+    out += [p for p in (block.dw, block.se) if p is not None]
+    out += _ghost_module_steps(block.ghost2)
+    out += [Branch(p, "shortcut", "shortcut") for p in (block.shortcut_dw, block.shortcut_pw) if p is not None]
+    return [*out, AddShortcut(f"{block.path}.add"), BlockOutput(block.path)]
+
+
+def _shuffle_steps(unit: ShuffleUnit) -> list[Step]:
+    half = unit.pw2.cout
+    if unit.down_dw is not None and unit.down_pw is not None:
+        out: list[Step] = [Branch(unit.down_dw, "kept"), Branch(unit.down_pw, "kept", "kept")]
+    else:
+        out = [SplitStep(f"{unit.path}.split", half)]
+    out += [unit.pw1, unit.dw, unit.pw2, ConcatStep(f"{unit.path}.concat", ("kept", "x"), 2 * half, cut=False)]
+    return [*out, ShuffleStep(f"{unit.path}.shuffle", 2), BlockOutput(unit.path)]
+
+
 def steps(block: Block) -> list[Step]:
     if isinstance(block, MobileOneBlock):
         return _mobileone_steps(block)
+    if isinstance(block, GhostBottleneck):
+        return _ghost_steps(block)
+    if isinstance(block, ShuffleUnit):
+        return _shuffle_steps(block)
     residual = getattr(block, "residual", False)
     out: list[Step] = [KeepShortcut()] if residual else []
     if isinstance(block, (ConvBnAct, Pool)):
@@ -148,6 +206,7 @@ def steps(block: Block) -> list[Step]:
     elif isinstance(block, MobileAttention):  # one step: each backend has an attention helper
         out.append(block)
     else:
+        assert isinstance(block, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck))
         out += parts(block)
     if isinstance(block, (UniversalInvertedBottleneck, MobileAttention)) and block.layer_scale is not None:
         out.append(LayerScaleStep(f"{block.path}.layer_scale", block.layer_scale))

@@ -8,22 +8,26 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..cost import layer_cost
+from ..cost import Cost, layer_cost
 from ..ir import (
     Block,
     Classifier,
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    GhostBottleneck,
+    GhostModule,
     MobileAttention,
     MobileOneBlock,
     Network,
     Norm,
     Pool,
+    ShuffleUnit,
     SqueezeExcite,
     Stage,
     UniversalInvertedBottleneck,
 )  # fmt: skip
+from ..layers import ghost_module_layers
 from .base import Backend, Call, Header, block_comment, class_name, cost_note, environment, stage_comment
 
 ACT = {
@@ -48,6 +52,8 @@ _CLASS_TEMPLATES = {
     "fused_ib": "fused_ib.py.j2",
     "mobileone": "mobileone.py.j2",
     "mqa": "mobile_attention.py.j2",
+    "ghost": "ghost.py.j2",
+    "shuffle_v2": "shuffle.py.j2",
     "pool": "pool.py.j2",
     "classifier": "classifier.py.j2",
 }
@@ -87,7 +93,16 @@ def se_call(se: SqueezeExcite) -> Call:
 Arg = tuple[str, "str | Call"]
 
 
-def _parts(parts: Sequence[tuple[str, ConvBnAct | SqueezeExcite | None]], tail: Sequence[Arg]) -> tuple[Arg, ...]:
+def ghost_call(g: GhostModule) -> Call:
+    cost = sum((layer_cost(layer) for layer in ghost_module_layers(g)), Cost())
+    args: tuple[Arg, ...] = (("primary", conv_call(g.primary)), ("cheap", conv_call(g.cheap)), ("out", str(g.out)))
+    return Call("GhostModule", args, cost_note(cost.params, cost.macs))
+
+
+Part = tuple[str, ConvBnAct | SqueezeExcite | GhostModule | None]
+
+
+def _parts(parts: Sequence[Part], tail: Sequence[Arg]) -> tuple[Arg, ...]:
     """Constructor arguments: the present sub-layers as nested calls, then plain `tail` values."""
     out: list[Arg] = []
     for key, part in parts:
@@ -95,6 +110,8 @@ def _parts(parts: Sequence[tuple[str, ConvBnAct | SqueezeExcite | None]], tail: 
             out.append((key, conv_call(part)))
         elif isinstance(part, SqueezeExcite):
             out.append((key, se_call(part)))
+        elif isinstance(part, GhostModule):
+            out.append((key, ghost_call(part)))
     return (*out, *tail)
 
 
@@ -118,8 +135,8 @@ def block_call(block: Block) -> Call:
     if isinstance(block, UniversalInvertedBottleneck):
         scale: list[Arg] = [("layer_scale", repr(block.layer_scale))] if block.layer_scale is not None else []
         tail = scale + _residual_args(block)
-        parts = [("dw_start", block.dw_start), ("expand", block.expand), ("dw_mid", block.dw_mid), ("se", block.se),
-                 ("project", block.project), ("dw_end", block.dw_end)]  # fmt: skip
+        parts: list[Part] = [("dw_start", block.dw_start), ("expand", block.expand), ("dw_mid", block.dw_mid),
+                             ("se", block.se), ("project", block.project), ("dw_end", block.dw_end)]  # fmt: skip
         return Call("UniversalInvertedBottleneck", _parts(parts, tail))
     if isinstance(block, FusedInvertedBottleneck):
         args = _parts([("expand", block.expand), ("se", block.se), ("project", block.project)], _residual_args(block))
@@ -128,6 +145,15 @@ def block_call(block: Block) -> Call:
         return _mobileone_call(block)
     if isinstance(block, MobileAttention):
         return _attention_call(block)
+    if isinstance(block, GhostBottleneck):
+        parts = [("ghost1", block.ghost1), ("ghost2", block.ghost2), ("dw", block.dw), ("se", block.se),
+                 ("shortcut_dw", block.shortcut_dw), ("shortcut_pw", block.shortcut_pw)]  # fmt: skip
+        drop: tuple[Arg, ...] = (("drop_path", repr(block.drop_path)),) if block.drop_path else ()
+        return Call("GhostBottleneck", _parts(parts, drop))
+    if isinstance(block, ShuffleUnit):
+        parts = [("pw1", block.pw1), ("dw", block.dw), ("pw2", block.pw2), ("down_dw", block.down_dw),
+                 ("down_pw", block.down_pw)]  # fmt: skip
+        return Call("ShuffleUnit", _parts(parts, ()))
     if isinstance(block, Pool):
         if block.is_global:
             return Call("GlobalPool", (("mode", f'"{block.mode}"'),))
@@ -175,7 +201,8 @@ def _mobileone_call(block: MobileOneBlock) -> Call:
 
 
 # Blocks whose classes call `drop_path` on their residual branch.
-_DROP_PATH_USERS = (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, MobileAttention)
+_DROP_PATH_USERS = (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, MobileAttention,
+                    GhostBottleneck)  # fmt: skip
 
 
 def _classes_used(net: Network) -> list[str]:
@@ -183,7 +210,7 @@ def _classes_used(net: Network) -> list[str]:
     for b in net.blocks():
         kinds.add(b.kind)
         if isinstance(b, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, MobileOneBlock,
-                          MobileAttention)):  # fmt: skip
+                          MobileAttention, GhostBottleneck, ShuffleUnit)):  # fmt: skip
             kinds.add("conv")
             if getattr(b, "se", None) is not None:
                 kinds.add("se")
@@ -194,7 +221,7 @@ def _classes_used(net: Network) -> list[str]:
 
 _RESERVED = frozenset(
     {"ConvBnAct", "SqueezeExcite", "DepthwiseSeparable", "UniversalInvertedBottleneck",
-     "FusedInvertedBottleneck", "MobileOneBlock", "MobileAttention", "LayerScale", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
+     "FusedInvertedBottleneck", "MobileOneBlock", "MobileAttention", "LayerScale", "GhostModule", "GhostBottleneck", "ShuffleUnit", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
 )  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from ..ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    GhostBottleneck,
     MobileAttention,
     MobileOneBlock,
     Network,
@@ -62,6 +63,9 @@ def _block(block, prefix: str, state: Mapping[str, np.ndarray], out: dict[str, s
     if isinstance(block, MobileAttention):
         _attention(block, prefix, out)
         return
+    if isinstance(block, GhostBottleneck):
+        _ghost(block, prefix, out)
+        return
     if isinstance(block, DepthwiseSeparable):
         scheme = _DS
     elif isinstance(block, FusedInvertedBottleneck):
@@ -95,6 +99,22 @@ def _attention(block: MobileAttention, prefix: str, out: dict[str, str]) -> None
         out[f"{p}.{part}.conv"] = f"{a}.{part}.proj"
     for part in ("key", "value"):
         out[f"{p}.{part}_down.conv"], out[f"{p}.{part}_down.bn"] = f"{a}.{part}.down_conv", f"{a}.{part}.norm"
+
+
+def _ghost(block: GhostBottleneck, prefix: str, out: dict[str, str]) -> None:
+    """timm's GhostBottleneck: `ghostN.primary_conv.{0,1}`, `ghostN.cheap_operation.{0,1}`,
+    `conv_dw`/`bn_dw`, `se.conv_reduce`/`se.conv_expand`, `shortcut.{0,1,2,3}`."""
+    p = block.path
+    for g in ("ghost1", "ghost2"):
+        for ours, theirs in (("primary", "primary_conv"), ("cheap", "cheap_operation")):
+            out[f"{p}.{g}.{ours}.conv"], out[f"{p}.{g}.{ours}.bn"] = (
+                f"{prefix}.{g}.{theirs}.0",
+                f"{prefix}.{g}.{theirs}.1",
+            )
+    out[f"{p}.dw.conv"], out[f"{p}.dw.bn"] = f"{prefix}.conv_dw", f"{prefix}.bn_dw"
+    out[f"{p}.se.reduce"], out[f"{p}.se.expand"] = f"{prefix}.se.conv_reduce", f"{prefix}.se.conv_expand"
+    out[f"{p}.shortcut_dw.conv"], out[f"{p}.shortcut_dw.bn"] = f"{prefix}.shortcut.0", f"{prefix}.shortcut.1"
+    out[f"{p}.shortcut_pw.conv"], out[f"{p}.shortcut_pw.bn"] = f"{prefix}.shortcut.2", f"{prefix}.shortcut.3"
 
 
 def _head(head: Stage, state: Mapping[str, np.ndarray], out: dict[str, str]) -> None:

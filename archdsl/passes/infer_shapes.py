@@ -15,12 +15,15 @@ from ..ir import (
     ConvBnAct,
     DepthwiseSeparable,
     FusedInvertedBottleneck,
+    GhostBottleneck,
+    GhostModule,
     MobileAttention,
     MobileOneBlock,
     Network,
     NetworkSpec,
     Padding,
     Pool,
+    ShuffleUnit,
     SqueezeExcite,
     Stage,
     StageSpec,
@@ -140,6 +143,10 @@ class _Builder:
             return self.mobileone(b, path, x)
         if kind == "mqa":
             return self.attention(b, path, x)
+        if kind == "ghost":
+            return self.ghost(b, path, x)
+        if kind == "shuffle_v2":
+            return self.shuffle(b, path, x)
         if kind == "pool":
             return self.pool(b, path, x)
         assert kind == "classifier"
@@ -237,6 +244,53 @@ class _Builder:
             residual=self.residual(b, x, y, 1), drop_path=b.drop_path,
         )  # fmt: skip
         return block, y
+
+    def ghost_module(self, b: BlockSpec, path: str, x: _Tensor, out: int, act: Act | None) -> GhostModule:
+        init = -(-out // 2)
+        primary = self.conv(b, f"{path}.primary", x, init, 1, 1, 1, act)
+        cheap = self.conv(b, f"{path}.cheap", _Tensor(init, primary.out_hw), init, 3, 1, init, act)
+        return GhostModule.make(path=path, primary=primary, cheap=cheap, out=out)
+
+    def ghost(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
+        assert b.kernel and b.out
+        k, s = b.kernel[0], b.stride
+        mid = self.mid_channels(b, x.c)
+        ghost1 = self.ghost_module(b, f"{path}.ghost1", x, mid, b.act)
+        t = _Tensor(mid, x.hw)
+        dw = None
+        if s > 1:
+            dw = self.conv(b, f"{path}.dw", t, mid, k, s, mid, None)
+            t = _Tensor(mid, dw.out_hw)
+        se = self.se(b, f"{path}.se", x.c, mid, b.out, t.hw)
+        ghost2 = self.ghost_module(b, f"{path}.ghost2", t, b.out, None)
+        shortcut_dw = shortcut_pw = None
+        if s > 1 or x.c != b.out:  # a projection where the shapes differ
+            shortcut_dw = self.conv(b, f"{path}.shortcut_dw", x, x.c, k, s, x.c, None)
+            shortcut_pw = self.conv(b, f"{path}.shortcut_pw", _Tensor(x.c, shortcut_dw.out_hw), b.out, 1, 1, 1, None)
+        block = GhostBottleneck.make(path=path, ghost1=ghost1, dw=dw, se=se, ghost2=ghost2, shortcut_dw=shortcut_dw,
+                                     shortcut_pw=shortcut_pw, drop_path=b.drop_path)  # fmt: skip
+        return block, _Tensor(b.out, t.hw)
+
+    def shuffle(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
+        assert b.out
+        s, half = b.stride, b.out // 2
+        if b.out % 2:
+            raise ArchError(f"a shuffle_v2 unit needs an even channel count, got {b.out}", b.at("c"))
+        down_dw = down_pw = None
+        if s == 1:
+            if x.c != b.out:
+                raise ArchError(f"a stride-1 shuffle_v2 unit keeps its {x.c} channels, not {b.out}", b.at("c"),
+                                "change the width in a stride-2 unit")  # fmt: skip
+            branch = _Tensor(half, x.hw)  # the second half of the input channels
+        else:
+            down_dw = self.conv(b, f"{path}.down_dw", x, x.c, 3, s, x.c, None)
+            down_pw = self.conv(b, f"{path}.down_pw", _Tensor(x.c, down_dw.out_hw), half, 1, 1, 1, b.act)
+            branch = x
+        pw1 = self.conv(b, f"{path}.pw1", branch, half, 1, 1, 1, b.act)
+        dw = self.conv(b, f"{path}.dw", _Tensor(half, pw1.out_hw), half, 3, s, half, None)
+        pw2 = self.conv(b, f"{path}.pw2", _Tensor(half, dw.out_hw), half, 1, 1, 1, b.act)
+        unit = ShuffleUnit.make(path=path, down_dw=down_dw, down_pw=down_pw, pw1=pw1, dw=dw, pw2=pw2)
+        return unit, _Tensor(b.out, pw2.out_hw)
 
     def pool(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
         assert b.mode

@@ -83,9 +83,9 @@ class MobileOneBlock(nn.Module):
         self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv_kxk[0](x)
-        for branch in self.conv_kxk[1:]:
-            out = out + branch(x)
+        out = x
+        for i, branch in enumerate(self.conv_kxk):  # no slicing: that builds a ModuleList per call
+            out = branch(x) if i == 0 else out + branch(x)
         if self.conv_scale is not None:
             out = out + self.conv_scale(x)
         if self.identity is not None:
