@@ -117,6 +117,8 @@ class BlockSpec(Node):
     value_dim: int | None = None
     kv_stride: int = 1  # attention: key/value downsampling (depthwise k x k, stride v, + BN)
     query_stride: int = 1  # attention: query downsampling (avg pool + BN; bilinear upsample after)
+    reduce_groups: int | None = None  # shuffle_v1: groups of the first 1x1 conv (default: g)
+    include_pad: bool = False  # pool: count padded zeros in an average
     se: float | None = None
     act: Act | None = None
     use_norm: bool | None = None  # `norm=batchnorm` / `norm=none`; None = inherit
@@ -323,9 +325,25 @@ class Pool(Node):
     kernel: int = 1
     stride: int = 1
     padding: Padding = (0, 0, 0, 0)
+    include_pad: bool = False  # average pooling: padded zeros count in the mean (PyTorch's default)
     channels: int
     in_hw: HW
     out_hw: HW
+
+
+class ShuffleV1Unit(Node):
+    """ShuffleNet (V1) unit: grouped 1x1 `reduce` (+ act) -> channel shuffle (`groups`) -> 3x3
+    depthwise `dw` (stride s) -> grouped 1x1 `expand`; stride 1: + input; stride 2: concatenated
+    after a 3x3 average pool of the input (`shortcut`, padding counted); then act."""
+
+    kind: Literal["shuffle_v1"] = "shuffle_v1"
+    path: str
+    reduce: ConvBnAct
+    groups: int
+    dw: ConvBnAct
+    expand: ConvBnAct
+    shortcut: Pool | None
+    act: Act
 
 
 class MobileAttention(Node):
@@ -378,6 +396,7 @@ Block = Annotated[
         MobileAttention,
         GhostBottleneck,
         ShuffleUnit,
+        ShuffleV1Unit,
         Pool,
         Classifier,
     ],

@@ -24,6 +24,7 @@ from .ir import (
     Norm,
     Pool,
     ShuffleUnit,
+    ShuffleV1Unit,
     SqueezeExcite,
     UniversalInvertedBottleneck,
 )
@@ -205,6 +206,9 @@ def layers_of(block: Block) -> Iterator[Layer]:
     if isinstance(block, ShuffleUnit):
         yield from shuffle_layers(block)
         return
+    if isinstance(block, ShuffleV1Unit):
+        yield from shuffle_v1_layers(block)
+        return
     if isinstance(block, DepthwiseSeparable):
         parts: tuple = (block.dw, block.se, block.pw)
         out = block.pw
@@ -232,6 +236,8 @@ def block_input(block: Block) -> tuple[int, tuple[int, int]]:
         return block.channels, block.hw
     if isinstance(block, GhostBottleneck):
         first = block.ghost1.primary
+    elif isinstance(block, ShuffleV1Unit):
+        first = block.reduce
     elif isinstance(block, ShuffleUnit):
         if block.down_dw is None:
             return 2 * block.pw1.cin, block.pw1.in_hw  # at stride 1, pw1 sees half the channels
@@ -259,6 +265,8 @@ def block_output(block: Block) -> tuple[int, tuple[int, int]]:
         return block.ghost2.out, block.ghost2.cheap.out_hw
     if isinstance(block, ShuffleUnit):
         return 2 * block.pw2.cout, block.pw2.out_hw
+    if isinstance(block, ShuffleV1Unit):
+        return block.expand.cout + (block.shortcut.channels if block.shortcut else 0), block.expand.out_hw
     if isinstance(block, MobileOneBlock):
         last = block.first
     elif isinstance(block, MobileAttention):
@@ -286,6 +294,23 @@ def ghost_layers(block: GhostBottleneck) -> Iterator[Layer]:
     yield from ghost_module_layers(block.ghost2)
     yield from (p for p in (block.shortcut_dw, block.shortcut_pw) if p is not None)
     yield ResidualAdd(block.path, block.ghost2.out, block.ghost2.cheap.out_hw)
+
+
+def shuffle_v1_layers(unit: ShuffleV1Unit) -> Iterator[Layer]:
+    yield unit.reduce
+    if unit.groups > 1:
+        yield ChannelShuffle(f"{unit.path}.shuffle", unit.groups, unit.reduce.cout, unit.reduce.out_hw)
+    yield unit.dw
+    yield unit.expand
+    channels, hw = unit.expand.cout, unit.expand.out_hw
+    if unit.shortcut is not None:
+        yield unit.shortcut
+        channels += unit.shortcut.channels
+        yield Concat(f"{unit.path}.concat", channels, hw)
+    else:
+        yield ResidualAdd(unit.path, channels, hw)
+    if unit.act != "identity":
+        yield Activation(unit.path, unit.act, channels, hw)
 
 
 def shuffle_layers(unit: ShuffleUnit) -> Iterator[Layer]:

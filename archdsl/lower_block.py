@@ -143,6 +143,7 @@ def _flag_field(key: str) -> dict[str, Any]:
     fields: dict[str, dict[str, Any]] = {
         "skip": {"skip": True}, "noskip": {"skip": False}, "bias": {"bias": True},
         "fixed": {"fixed": True}, "dw": {"groups": 0}, "avg": {"mode": "avg"}, "max": {"mode": "max"},
+        "count_pad": {"include_pad": True},
     }  # fmt: skip
     return fields[key]
 
@@ -193,7 +194,8 @@ def _kernels(head: str, kind: Kind, opt: Option) -> tuple[int, ...]:
 def _check_required(stmt: Stmt, kind: Kind, fields: dict[str, Any]) -> None:
     depthwise = fields.get("groups") == 0  # keeps its input channels unless told otherwise
     needs_out = (
-        kind.ir_kind in ("conv", "ds", "dsa", "uib", "fused_ib", "mobileone", "ghost", "shuffle_v2") and not depthwise
+        kind.ir_kind in ("conv", "ds", "dsa", "uib", "fused_ib", "mobileone", "ghost", "shuffle_v1", "shuffle_v2")
+        and not depthwise
     )
     if needs_out and "out" not in fields:
         raise ArchError(f"'{stmt.head}' needs its output channels", stmt.head_span, "add c<channels>, e.g. c96")
@@ -264,6 +266,6 @@ _LIMIT = {
 _WHAT = {
     "s": "stride", "e": "expansion ratio", "c": "output channels", "x": "repeat count", "g": "groups",
     "mid": "mid channels", "layer_scale": "layer scale", "drop_path": "drop-path rate", "dropout": "dropout rate",
-    "branches": "branch count", "h": "head count", "d": "key dim", "value_dim": "value dim",
+    "branches": "branch count", "reduce_groups": "groups", "h": "head count", "d": "key dim", "value_dim": "value dim",
     "v": "key/value stride", "query_stride": "query stride", "k_start": "start kernel", "k_mid": "mid kernel", "k_end": "end kernel",
 }  # fmt: skip

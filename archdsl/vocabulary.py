@@ -35,12 +35,13 @@ KWARGS: dict[str, tuple[str, str]] = {
     "v": ("kv_stride", "int"),
     "value_dim": ("value_dim", "int"),
     "query_stride": ("query_stride", "int"),
+    "reduce_groups": ("reduce_groups", "int"),
     "k_start": ("k_start", "int"),
     "k_mid": ("k_mid", "int"),
     "k_end": ("k_end", "int"),
 }
 
-FLAGS = ("skip", "noskip", "bias", "fixed", "dw", "avg", "max")
+FLAGS = ("skip", "noskip", "bias", "fixed", "dw", "avg", "max", "count_pad")
 
 _CONV = {"k", "s", "c", "g", "x", "act", "norm", "eps", "bias", "skip", "noskip", "fixed", "dw", "padding"}
 _DS = {"k", "s", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed", "drop_path", "padding"}
@@ -78,10 +79,11 @@ KINDS: dict[str, Kind] = {
     "fused_ib": Kind("fused_ib", frozenset(_UIB - {"k_start", "k_mid", "k_end", "layer_scale"}), "fused IB: full k x k expand, 1x1 project"),
     "mobileone": Kind("mobileone", frozenset({"k", "s", "c", "g", "dw", "x", "branches", "se", "act", "norm", "eps", "noskip", "fixed"}), "MobileOne: k x k conv+BN branches, 1x1 scale branch, identity BN; summed -> [SE] -> act"),
     "ghost": Kind("ghost", frozenset({"k", "s", "e", "mid", "c", "x", "se", "act", "norm", "eps", "fixed", "drop_path"}), "GhostNet bottleneck: ghost module -> [dw, stride] -> [SE] -> linear ghost module, + shortcut"),
+    "shuffle_v1": Kind("shuffle_v1", frozenset({"g", "s", "c", "mid", "x", "act", "norm", "eps", "fixed", "reduce_groups"}), "ShuffleNet unit: grouped 1x1 -> shuffle -> dw 3x3 -> grouped 1x1, + input (s1) or concat avg pool (s2)"),
     "shuffle_v2": Kind("shuffle_v2", frozenset({"s", "c", "x", "act", "norm", "eps", "fixed"}), "ShuffleNetV2 unit: split (or two stride-2 branches), 1x1 -> dw 3x3 -> 1x1, concat, channel shuffle"),
     "mqa": Kind("mqa", frozenset(_ATTENTION), "Mobile MQA: pre-BN, multi-query attention (one shared key/value head), layer scale, residual"),
     "mhsa": Kind("mqa", frozenset(_ATTENTION), "multi-head self-attention: as mqa with a key/value head per query head"),
-    "pool": Kind("pool", frozenset({"avg", "max", "k", "s", "padding"}), "pooling: global unless k is given"),
+    "pool": Kind("pool", frozenset({"avg", "max", "k", "s", "padding", "count_pad"}), "pooling: global unless k is given"),
     "classifier": Kind("classifier", frozenset({"dropout"}), "flatten -> dropout -> linear to the classes"),
 }  # fmt: skip
 

@@ -205,6 +205,10 @@ CASES = [
          "branch count must be at least 1"),
     case("mobileone-skip", stage_line("mobileone k3 c16 skip"), "case.arch:7:22", "has no option 'skip'",
          "noskip"),
+    case("shuffle-v1-changing-width-at-stride-1", stage_line("shuffle_v1 g2 c32"), "case.arch:7:19",
+         "keeps its 16 channels, not 32", "stride-2 unit"),
+    case("count-pad-on-max-pool", stage_line("pool max k3 s2 count_pad"), "case.arch:7:20",
+         "count_pad is for average pooling"),
     # --- imports ----------------------------------------------------------------------------
     case("import-missing-file", FIXTURES / "missing_import.arch", "missing_import.arch:1:8",
          "cannot import 'no_such_file.arch'"),

@@ -90,6 +90,8 @@ def check_network(net: Network) -> None:
         if block.kind == "ghost":
             assert (block.ghost1.primary.cin, block.ghost1.primary.in_hw) == (c, (h, w)), block.path
             assert block.shortcut_pw is None or block.shortcut_pw.cout == block.ghost2.out
+        if block.kind == "shuffle_v1":
+            assert (block.reduce.cin, block.reduce.in_hw) == (c, (h, w)), block.path
         if block.kind == "shuffle_v2":  # stride 1: pw1 sees the second half of the channels
             taken = block.down_dw or block.pw1
             assert (taken.cin * (1 if block.down_dw else 2), taken.in_hw) == (c, (h, w)), block.path
@@ -119,6 +121,10 @@ def _output(block, c, hw):
     if block.kind == "ghost":
         assert block.ghost2.cheap.out_hw == (block.dw or block.ghost1.cheap).out_hw
         return block.ghost2.out, block.ghost2.cheap.out_hw
+    if block.kind == "shuffle_v1":
+        pooled = block.shortcut.channels if block.shortcut else 0
+        assert block.shortcut is None or block.shortcut.out_hw == block.expand.out_hw
+        return block.expand.cout + pooled, block.expand.out_hw
     if block.kind == "shuffle_v2":
         assert block.down_pw is None or block.down_pw.out_hw == block.pw2.out_hw
         return 2 * block.pw2.cout, block.pw2.out_hw
@@ -351,3 +357,16 @@ def test_mobileone_branches_follow_the_reference_rules():
     assert wider.identity is None  # 16 -> 24 channels
     assert noskip.identity is None and noskip.scale is not None
     assert all(b.act == "relu" for b in (stem, same, down, pw, wider, noskip))
+
+
+def test_shufflenet_v1_units_follow_the_paper():
+    net = compile_text(
+        "network n {\n  input 32x32x3\n  classes 10\n  stem conv k3 s2 c24\n  stage a {\n"
+        "    shuffle_v1 g3 s2 c240 reduce_groups=1\n    shuffle_v1 g3 c240\n  }\n"
+        "  head {\n    pool avg; classifier\n  }\n}\n"
+    )
+    down, keep = net.stages[0].blocks
+    assert (down.reduce.cin, down.reduce.cout, down.reduce.groups) == (24, 60, 1)  # mid = c / 4, ungrouped
+    assert (down.dw.groups, down.dw.stride, down.expand.groups, down.expand.cout) == (60, 2, 3, 216)  # 240 - 24
+    assert down.shortcut.include_pad and (down.shortcut.kernel, down.shortcut.stride) == (3, 2)
+    assert (keep.reduce.groups, keep.expand.cout, keep.shortcut) == (3, 240, None)

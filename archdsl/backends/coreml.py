@@ -56,6 +56,8 @@ def step_line(step: Step) -> list[Line]:
     if isinstance(step, Branch):
         if isinstance(step.layer, ConvBnAct):
             return [conv_line(step.layer, step.target, step.source)]
+        if isinstance(step.layer, Pool):
+            return [pool_line(step.layer, step.source, step.target)]
         eps = repr(step.layer.norm.eps)
         path = quoted(step.layer.path)
         return [_call("batch_norm", ("", step.source), ("", "w"), ("", path), ("", eps), target=step.target)]
@@ -122,15 +124,16 @@ def _slice(source: str, start: int, size: int, name: str, target: str = "x") -> 
     return _call("mb.slice_by_size", *args, target=target)
 
 
-def pool_line(p: Pool) -> Line:
+def pool_line(p: Pool, source: str = "x", target: str = "x") -> Line:
+    name = ("name", quoted(f"{p.path}.pool"))
     op = "mb.reduce_mean" if p.mode == "avg" else "mb.reduce_max"
     if p.is_global:
-        return _call(op, ("x", "x"), ("axes", "[2, 3]"), ("keep_dims", "True"), ("name", quoted(f"{p.path}.pool")))
-    args = [("x", "x"), ("kernel_sizes", f"[{p.kernel}, {p.kernel}]"), ("strides", f"[{p.stride}, {p.stride}]"),
+        return _call(op, ("x", source), ("axes", "[2, 3]"), ("keep_dims", "True"), name, target=target)
+    args = [("x", source), ("kernel_sizes", f"[{p.kernel}, {p.kernel}]"), ("strides", f"[{p.stride}, {p.stride}]"),
             ("pad_type", '"custom"'), ("pad", f"[{', '.join(map(str, p.padding))}]")]  # fmt: skip
     if p.mode == "avg":
-        args.append(("exclude_padding_from_average", "True"))
-    return _call("mb.avg_pool" if p.mode == "avg" else "mb.max_pool", *args, ("name", quoted(f"{p.path}.pool")))
+        args.append(("exclude_padding_from_average", str(not p.include_pad)))
+    return _call("mb.avg_pool" if p.mode == "avg" else "mb.max_pool", *args, name, target=target)
 
 
 class CoreMLBackend(Backend):

@@ -71,6 +71,8 @@ def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
         args.append(("padding", str(c.padding[0]) if len(set(c.padding)) == 1 else str(c.padding)))
     if depthwise:
         args.append(("depthwise", "True"))
+    elif c.groups != 1:
+        args.append(("groups", str(c.groups)))
     if c.bias:
         args.append(("bias", "True"))
     if c.norm is not None:
@@ -106,21 +108,16 @@ def attention_line(a: MobileAttention) -> Line:
     return Line(Call("mobile_attention", tuple(args), trailing_comma=False))
 
 
-def _check_groups(c: ConvBnAct, problems: list[str]) -> None:
-    if c.groups != 1 and not (c.groups == c.cin == c.cout):
-        problems.append(f"{c.path}: grouped convolution (groups={c.groups}); TensorFlow has none on CPU")
-
-
 def step_line(step: Step, problems: list[str]) -> list[Line]:
     if isinstance(step, KeepShortcut):
         return [Line("x", "shortcut")]
     if isinstance(step, ConvBnAct):
-        _check_groups(step, problems)
         return [conv_line(step)]
     if isinstance(step, Branch):
         if isinstance(step.layer, ConvBnAct):
-            _check_groups(step.layer, problems)
             return [conv_line(step.layer, step.target, step.source)]
+        if isinstance(step.layer, Pool):
+            return _pool_lines(step.layer, problems, step.source, step.target)
         norm = step.layer.norm
         bn = _layer("layers.BatchNormalization", step.layer.path, f"epsilon={norm.eps!r}",
                     f"momentum={1 - norm.momentum!r}", inputs=step.source)  # fmt: skip
@@ -162,17 +159,21 @@ def block_lines(block: Block, problems: list[str]) -> list[Line]:
     return [line for step in steps(block) for line in step_line(step, problems)]
 
 
-def _pool_lines(block: Pool, problems: list[str]) -> list[Line]:
+def _pool_lines(block: Pool, problems: list[str], source: str = "x", target: str = "x") -> list[Line]:
     kind = "Average" if block.mode == "avg" else "Max"
     if block.is_global:
         return [_layer(f"layers.Global{kind}Pooling2D", f"{block.path}.pool", "keepdims=True")]
     lines = []
     if any(block.padding):
-        if block.mode == "avg":
+        if block.mode == "avg" and not block.include_pad:
             problems.append(f"{block.path}: padded average pooling that excludes the padding")
         t, b, left, r = block.padding
-        lines.append(_layer("PadConstant", f"{block.path}.pad", f"(({t}, {b}), ({left}, {r}))", 'value=float("-inf")'))
-    return [*lines, _layer(f"layers.{kind}Pooling2D", f"{block.path}.pool", str(block.kernel), str(block.stride))]
+        fill = "0.0" if block.mode == "avg" else 'float("-inf")'
+        lines.append(_layer("PadConstant", f"{block.path}.pad", f"(({t}, {b}), ({left}, {r}))", f"value={fill}",
+                            inputs=source))  # fmt: skip
+        source = target
+    pool = _layer(f"layers.{kind}Pooling2D", f"{block.path}.pool", str(block.kernel), str(block.stride), inputs=source)
+    return [replace(line, target=target) for line in (*lines, pool)]
 
 
 def _uses(net: Network) -> dict:
@@ -184,7 +185,7 @@ def _uses(net: Network) -> dict:
         "acts": sorted(a for a in acts if a in _DEFINED),
         "se": any(ses(b) for b in net.blocks()),
         "layer_scale": any(getattr(b, "layer_scale", None) is not None for b in net.blocks()),
-        "pad": any(isinstance(b, Pool) and any(b.padding) for b in net.blocks()),
+        "pad": any(isinstance(p, Pool) and any(p.padding) for p in (getattr(s, "layer", s) for s in all_steps)),
         "attention": any(isinstance(b, MobileAttention) for b in net.blocks()),
         "slice": any(isinstance(s, SplitStep) or (isinstance(s, ConcatStep) and s.cut) for s in all_steps),
         "shuffle": any(isinstance(s, ShuffleStep) for s in all_steps),

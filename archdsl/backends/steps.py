@@ -20,6 +20,7 @@ from ..ir import (
     MobileOneBlock,
     Pool,
     ShuffleUnit,
+    ShuffleV1Unit,
     SqueezeExcite,
     UniversalInvertedBottleneck,
 )
@@ -48,7 +49,7 @@ class Branch:
     """One branch of a multi-branch block: a conv (+BN) or a BatchNorm of the block input `x`,
     into its own variable; `x` itself stays the input until the branches are summed."""
 
-    layer: ConvBnAct | InputNorm
+    layer: ConvBnAct | InputNorm | Pool
     target: str
     source: str = "x"
 
@@ -180,6 +181,22 @@ def _ghost_steps(block: GhostBottleneck) -> list[Step]:
     return [*out, AddShortcut(f"{block.path}.add"), BlockOutput(block.path)]
 
 
+def _shuffle_v1_steps(unit: ShuffleV1Unit) -> list[Step]:
+    out: list[Step] = [KeepShortcut(), unit.reduce]
+    if unit.groups > 1:
+        out.append(ShuffleStep(f"{unit.path}.shuffle", unit.groups))
+    out += [unit.dw, unit.expand]
+    if unit.shortcut is not None:
+        channels = unit.expand.cout + unit.shortcut.channels
+        out += [Branch(unit.shortcut, "shortcut", "shortcut"),
+                ConcatStep(f"{unit.path}.concat", ("shortcut", "x"), channels, cut=False)]  # fmt: skip
+    else:
+        out.append(AddShortcut(f"{unit.path}.add"))
+    if unit.act != "identity":
+        out.append(ActivationStep(f"{unit.path}.act", unit.act))
+    return [*out, BlockOutput(unit.path)]
+
+
 def _shuffle_steps(unit: ShuffleUnit) -> list[Step]:
     half = unit.pw2.cout
     if unit.down_dw is not None and unit.down_pw is not None:
@@ -197,6 +214,8 @@ def steps(block: Block) -> list[Step]:
         return _ghost_steps(block)
     if isinstance(block, ShuffleUnit):
         return _shuffle_steps(block)
+    if isinstance(block, ShuffleV1Unit):
+        return _shuffle_v1_steps(block)
     residual = getattr(block, "residual", False)
     out: list[Step] = [KeepShortcut()] if residual else []
     if isinstance(block, (ConvBnAct, Pool)):

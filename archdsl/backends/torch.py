@@ -23,6 +23,7 @@ from ..ir import (
     Norm,
     Pool,
     ShuffleUnit,
+    ShuffleV1Unit,
     SqueezeExcite,
     Stage,
     UniversalInvertedBottleneck,
@@ -54,6 +55,7 @@ _CLASS_TEMPLATES = {
     "mqa": "mobile_attention.py.j2",
     "ghost": "ghost.py.j2",
     "shuffle_v2": "shuffle.py.j2",
+    "shuffle_v1": "shuffle_v1.py.j2",
     "pool": "pool.py.j2",
     "classifier": "classifier.py.j2",
 }
@@ -150,16 +152,20 @@ def block_call(block: Block) -> Call:
                  ("shortcut_dw", block.shortcut_dw), ("shortcut_pw", block.shortcut_pw)]  # fmt: skip
         drop: tuple[Arg, ...] = (("drop_path", repr(block.drop_path)),) if block.drop_path else ()
         return Call("GhostBottleneck", _parts(parts, drop))
+    if isinstance(block, ShuffleV1Unit):
+        args = _parts([("reduce", block.reduce), ("dw", block.dw), ("expand", block.expand)], ())
+        args += (("groups", str(block.groups)),)
+        if block.shortcut is not None:
+            args += (("shortcut", pool_call(block.shortcut)),)
+        if block.act != "identity":
+            args += (("act", ACT[block.act]),)
+        return Call("ShuffleV1Unit", args)
     if isinstance(block, ShuffleUnit):
         parts = [("pw1", block.pw1), ("dw", block.dw), ("pw2", block.pw2), ("down_dw", block.down_dw),
                  ("down_pw", block.down_pw)]  # fmt: skip
         return Call("ShuffleUnit", _parts(parts, ()))
     if isinstance(block, Pool):
-        if block.is_global:
-            return Call("GlobalPool", (("mode", f'"{block.mode}"'),))
-        pad = block.padding
-        return Call("Pool", (("mode", f'"{block.mode}"'), ("kernel", str(block.kernel)), ("stride", str(block.stride)),
-                             ("padding", str(pad[0]) if len(set(pad)) == 1 else str(pad))))  # fmt: skip
+        return pool_call(block)
     assert isinstance(block, Classifier)
     dropout: tuple[Arg, ...] = (("dropout", repr(block.dropout)),) if block.dropout else ()
     cost = layer_cost(block)
@@ -205,23 +211,34 @@ _DROP_PATH_USERS = (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvert
                     GhostBottleneck)  # fmt: skip
 
 
+def pool_call(block: Pool) -> Call:
+    if block.is_global:
+        return Call("GlobalPool", (("mode", f'"{block.mode}"'),))
+    pad = block.padding
+    args: tuple[Arg, ...] = (("mode", f'"{block.mode}"'), ("kernel", str(block.kernel)), ("stride", str(block.stride)),
+                             ("padding", str(pad[0]) if len(set(pad)) == 1 else str(pad)))  # fmt: skip
+    return Call("Pool", args + ((("include_pad", "True"),) if block.include_pad else ()))
+
+
 def _classes_used(net: Network) -> list[str]:
     kinds: set[str] = set()
     for b in net.blocks():
         kinds.add(b.kind)
         if isinstance(b, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, MobileOneBlock,
-                          MobileAttention, GhostBottleneck, ShuffleUnit)):  # fmt: skip
+                          MobileAttention, GhostBottleneck, ShuffleUnit, ShuffleV1Unit)):  # fmt: skip
             kinds.add("conv")
             if getattr(b, "se", None) is not None:
                 kinds.add("se")
             if isinstance(b, (UniversalInvertedBottleneck, MobileAttention)):  # their classes refer to it
                 kinds.add("layer_scale")
+            if isinstance(b, ShuffleV1Unit) and b.shortcut is not None:
+                kinds.add("pool")
     return [tpl for kind, tpl in _CLASS_TEMPLATES.items() if kind in kinds]
 
 
 _RESERVED = frozenset(
     {"ConvBnAct", "SqueezeExcite", "DepthwiseSeparable", "UniversalInvertedBottleneck",
-     "FusedInvertedBottleneck", "MobileOneBlock", "MobileAttention", "LayerScale", "GhostModule", "GhostBottleneck", "ShuffleUnit", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
+     "FusedInvertedBottleneck", "MobileOneBlock", "MobileAttention", "LayerScale", "GhostModule", "GhostBottleneck", "ShuffleUnit", "ShuffleV1Unit", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
 )  # fmt: skip
 
 
@@ -244,6 +261,7 @@ class TorchBackend(Backend):
             net_class=class_name(net.name, _RESERVED),
             class_templates=_classes_used(net),
             uses_drop_path=any(isinstance(b, _DROP_PATH_USERS) for b in net.blocks()),
+            uses_shuffle=any(isinstance(b, (ShuffleUnit, ShuffleV1Unit)) for b in net.blocks()),
             stem=stage_ctx(net.stem),
             stages=[stage_ctx(s) for s in net.stages],
             head=stage_ctx(net.head),

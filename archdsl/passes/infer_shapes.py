@@ -24,6 +24,7 @@ from ..ir import (
     Padding,
     Pool,
     ShuffleUnit,
+    ShuffleV1Unit,
     SqueezeExcite,
     Stage,
     StageSpec,
@@ -147,6 +148,8 @@ class _Builder:
             return self.ghost(b, path, x)
         if kind == "shuffle_v2":
             return self.shuffle(b, path, x)
+        if kind == "shuffle_v1":
+            return self.shuffle_v1(b, path, x)
         if kind == "pool":
             return self.pool(b, path, x)
         assert kind == "classifier"
@@ -292,23 +295,49 @@ class _Builder:
         unit = ShuffleUnit.make(path=path, down_dw=down_dw, down_pw=down_pw, pw1=pw1, dw=dw, pw2=pw2)
         return unit, _Tensor(b.out, pw2.out_hw)
 
+    def shuffle_v1(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
+        assert b.out
+        g, s = b.groups or 1, b.stride
+        branch_out = b.out - x.c if s > 1 else b.out  # stride 2: concatenated after the pooled input
+        if s == 1 and x.c != b.out:
+            raise ArchError(f"a stride-1 shuffle_v1 unit adds its input, so it keeps its {x.c} channels, not {b.out}",
+                            b.at("c"), "change the width in a stride-2 unit")  # fmt: skip
+        if branch_out < 1:
+            raise ArchError(f"a stride-{s} shuffle_v1 unit concatenates its {x.c} input channels: c must exceed them",
+                            b.at("c"))  # fmt: skip
+        mid = b.mid or b.out // 4
+        reduce = self.conv(b, f"{path}.reduce", x, mid, 1, 1, b.reduce_groups or g, b.act)
+        dw = self.conv(b, f"{path}.dw", _Tensor(mid, x.hw), mid, 3, s, mid, None)
+        expand = self.conv(b, f"{path}.expand", _Tensor(mid, dw.out_hw), branch_out, 1, 1, g, None)
+        shortcut = None
+        if s > 1:
+            pad = padding_for(3, s, x.hw, b.pad_mode)
+            shortcut = Pool.make(path=f"{path}.shortcut", mode="avg", is_global=False, kernel=3, stride=s, padding=pad,
+                                 include_pad=True, channels=x.c, in_hw=x.hw, out_hw=out_size(x.hw, 3, s, pad))  # fmt: skip
+        unit = ShuffleV1Unit.make(path=path, reduce=reduce, groups=g, dw=dw, expand=expand, shortcut=shortcut,
+                                  act=b.act or "identity")  # fmt: skip
+        return unit, _Tensor(b.out, dw.out_hw)
+
     def pool(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
         assert b.mode
         if b.kernel is None:
-            if b.option_spans and {"s", "padding"} & b.option_spans.keys():
-                raise ArchError(
-                    "a global pool takes no stride or padding", b.at("s", "padding"), "give k<size> for a windowed pool"
-                )
+            if b.option_spans and {"s", "padding", "count_pad"} & b.option_spans.keys():
+                raise ArchError("a global pool takes no stride or padding", b.at("s", "padding", "count_pad"),
+                                "give k<size> for a windowed pool")  # fmt: skip
             return Pool.make(path=path, mode=b.mode, is_global=True, channels=x.c, in_hw=x.hw, out_hw=(1, 1)), _Tensor(
                 x.c, (1, 1)
             )
         k = b.kernel[0]
         if k % 2 == 0 and b.pad_mode == "symmetric":
             raise ArchError(f"kernel {k} is even: symmetric padding needs an odd kernel", b.at("k"), "use padding=same")
+        if b.include_pad and b.mode == "max":
+            raise ArchError(
+                "count_pad is for average pooling", b.at("count_pad"), "drop it: max pooling pads with -inf"
+            )
         pad = padding_for(k, b.stride, x.hw, b.pad_mode)
         out = out_size(x.hw, k, b.stride, pad)
         pool = Pool.make(path=path, mode=b.mode, is_global=False, kernel=k, stride=b.stride, padding=pad, channels=x.c,
-                    in_hw=x.hw, out_hw=out)  # fmt: skip
+                    include_pad=b.include_pad, in_hw=x.hw, out_hw=out)  # fmt: skip
         return pool, _Tensor(x.c, out)
 
 

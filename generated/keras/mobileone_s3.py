@@ -30,6 +30,7 @@ def conv_bn_act(
     stride: int = 1,
     padding: int | tuple[int, int, int, int] = 0,
     depthwise: bool = False,
+    groups: int = 1,
     bias: bool = False,
     eps: float | None = None,
     momentum: float = 0.1,
@@ -44,7 +45,7 @@ def conv_bn_act(
     if depthwise:
         x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
     else:
-        x = layers.Conv2D(filters, kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.Conv2D(filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv")(x)
     if eps is not None:
         x = layers.BatchNormalization(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
     if act is not None:

@@ -245,18 +245,27 @@ class GlobalPool(nn.Module):
 
 class Pool(nn.Module):
     """Windowed pooling with explicit padding; max pooling pads with -inf, average with zeros
-    that are excluded from the mean."""
+    that are excluded from the mean unless `include_pad`."""
 
-    def __init__(self, mode: str, kernel: int, stride: int, padding: int | tuple[int, int, int, int]) -> None:
+    def __init__(
+        self,
+        mode: str,
+        kernel: int,
+        stride: int,
+        padding: int | tuple[int, int, int, int],
+        include_pad: bool = False,
+    ) -> None:
         super().__init__()
         top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
         self.pad = (left, right, top, bottom)
-        self.mode, self.kernel, self.stride = mode, kernel, stride
+        self.mode, self.kernel, self.stride, self.include_pad = mode, kernel, stride, include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "max":
             x = nn.functional.pad(x, self.pad, value=float("-inf"))
             return nn.functional.max_pool2d(x, self.kernel, self.stride)
+        if self.include_pad:
+            return nn.functional.avg_pool2d(nn.functional.pad(x, self.pad), self.kernel, self.stride)
         ones = nn.functional.pad(torch.ones_like(x[:1, :1]), self.pad)
         x = nn.functional.pad(x, self.pad)
         total = nn.functional.avg_pool2d(x, self.kernel, self.stride)

@@ -20,6 +20,12 @@ import torch
 from torch import nn
 
 
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave `groups` groups of channels: (groups, C / groups) -> (C / groups, groups)."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
 class ConvBnAct(nn.Module):
     """conv k x k -> [BatchNorm] -> [act] [+ input]; padding is explicit: one int for all
     sides, or (top, bottom, left, right)."""
@@ -88,9 +94,7 @@ class ShuffleUnit(nn.Module):
             kept, x = self.down_pw(self.down_dw(x)), x
         else:
             kept, x = x.chunk(2, dim=1)
-        x = torch.cat([kept, self.pw2(self.dw(self.pw1(x)))], dim=1)
-        b, c, h, w = x.shape
-        return x.view(b, 2, c // 2, h, w).transpose(1, 2).reshape(b, c, h, w)
+        return channel_shuffle(torch.cat([kept, self.pw2(self.dw(self.pw1(x)))], dim=1), 2)
 
 
 class GlobalPool(nn.Module):
@@ -108,18 +112,27 @@ class GlobalPool(nn.Module):
 
 class Pool(nn.Module):
     """Windowed pooling with explicit padding; max pooling pads with -inf, average with zeros
-    that are excluded from the mean."""
+    that are excluded from the mean unless `include_pad`."""
 
-    def __init__(self, mode: str, kernel: int, stride: int, padding: int | tuple[int, int, int, int]) -> None:
+    def __init__(
+        self,
+        mode: str,
+        kernel: int,
+        stride: int,
+        padding: int | tuple[int, int, int, int],
+        include_pad: bool = False,
+    ) -> None:
         super().__init__()
         top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
         self.pad = (left, right, top, bottom)
-        self.mode, self.kernel, self.stride = mode, kernel, stride
+        self.mode, self.kernel, self.stride, self.include_pad = mode, kernel, stride, include_pad
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "max":
             x = nn.functional.pad(x, self.pad, value=float("-inf"))
             return nn.functional.max_pool2d(x, self.kernel, self.stride)
+        if self.include_pad:
+            return nn.functional.avg_pool2d(nn.functional.pad(x, self.pad), self.kernel, self.stride)
         ones = nn.functional.pad(torch.ones_like(x[:1, :1]), self.pad)
         x = nn.functional.pad(x, self.pad)
         total = nn.functional.avg_pool2d(x, self.kernel, self.stride)
