@@ -6,12 +6,25 @@ from typing import Any
 
 from .cost import Cost, block_cost, layer_cost, network_cost
 from .ir import Block, Classifier, Network
-from .layers import Activation, BranchSum, InputNorm, LayerScale, ResidualAdd, block_output, layers_of
+from .layers import (
+    Activation,
+    AttentionCore,
+    BranchSum,
+    ChannelShuffle,
+    Concat,
+    InputNorm,
+    LayerScale,
+    ResidualAdd,
+    Upsample,
+    block_output,
+    layers_of,
+)
 from .passes.fold_norms import fold_norms
 
 # Layers that are not IR nodes: their row's path suffix (after the block path) and kind.
 _DERIVED = {ResidualAdd: (".add", "add"), LayerScale: (".layer_scale", "layer_scale"), BranchSum: (".sum", "sum"),
-            Activation: (".act", "act"), InputNorm: ("", "batchnorm")}  # fmt: skip
+            Activation: (".act", "act"), InputNorm: ("", "batchnorm"), AttentionCore: (".attention", "attention"),
+            Upsample: ("", "upsample"), Concat: ("", "concat"), ChannelShuffle: ("", "shuffle")}  # fmt: skip
 
 
 def _layer_path(layer: Any) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REFERENCE, ROOT, SPECS
+from conftest import CONCRETE_SPECS, REFERENCE, ROOT, SPECS
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -65,6 +65,19 @@ def test_cost_json_has_the_documented_shape_and_exact_totals():
     assert any(x["path"] == "stages.1.blocks.0.dw_mid" and x["kind"] == "conv" for x in layers)
     half = json.loads(run("cost", "specs/mnv4_conv_m.arch", "--json", "--dtype", "float16").stdout)
     assert half["total"]["weight_bytes"] == 2 * params
+
+
+@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+def test_cost_json_of_every_spec_adds_up(path, capsys):
+    from archdsl import cli
+
+    assert cli.main(["cost", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    layers = data["layers"]
+    assert all(isinstance(x["kind"], str) and x["path"] for x in layers)
+    assert len({x["path"] for x in layers}) == len(layers)  # every layer row named apart
+    for key in ("params", "macs"):
+        assert sum(x[key] for x in layers) == data["total"][key]
 
 
 def test_cost_table_lists_every_block_and_the_total():

@@ -10,8 +10,9 @@ import pytest
 
 from archdsl import cli
 from archdsl.backends.registry import get_backend
-from archdsl.compiler import compile_file
+from archdsl.compiler import compile_file, compile_text
 from archdsl.cost import network_cost
+from archdsl.errors import ArchError
 from archdsl.layers import network_tensors
 from archdsl.passes.fold_norms import fold_norms, fold_weights
 from archdsl.runners import runner
@@ -22,7 +23,45 @@ from conftest import CONCRETE_SPECS, SPECS
 
 @pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
 def test_deploy_form_equals_train_form(path, tmp_path):
-    train = compile_file(path, resolution=(97, 97))
+    _check_deploy_equals_train(compile_file(path, resolution=(97, 97)), tmp_path)
+
+
+MOBILEONES = """\
+network m {
+  input 33x31x3
+  classes 10
+  defaults {
+    padding PAD
+  }
+  stem mobileone k3 s2 c16 branches=2
+  stage a {
+    mobileone k3 dw branches=3 norm=none
+    mobileone k1 c16 branches=2 norm=none
+    mobileone k5 c32 g4 branches=2
+    mobileone k3 dw se0.25
+  }
+  head {
+    pool avg; classifier
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("padding", ["symmetric", "same"])
+def test_mobileone_variants_merge_exactly(padding, tmp_path):
+    # BN-less branches (no bias to fold), grouped and depthwise identity kernels, 5x5 + 1x1, SE;
+    # TF 'same' on odd sizes still pads the stride-2 3x3 conv by 1 on top and left, so it merges
+    _check_deploy_equals_train(compile_text(MOBILEONES.replace("PAD", padding)), tmp_path)
+
+
+def test_branches_that_cannot_merge_are_a_located_error():
+    net = compile_text(MOBILEONES.replace("PAD", "same").replace("33x31x3", "32x32x3"), "m.arch")
+    with pytest.raises(ArchError) as exc:  # on an even input, 'same' pads a stride-2 3x3 conv 0 on top
+        fold_norms(net)
+    assert exc.value.span.line == 7 and "cannot merge" in exc.value.message
+
+
+def _check_deploy_equals_train(train, tmp_path) -> None:
     deploy = fold_norms(train)
     weights = init_weights(train, 0)
     save_weights(weights, tmp_path / "train.safetensors")

@@ -3,7 +3,7 @@
 Every numerical convention is stated in the generated code, never left to a Keras default:
 explicit `ZeroPadding2D` + `valid` convolutions (TF `same` pads differently at stride 2), the
 BatchNorm epsilon and momentum, the activation formulas, depthwise convs as `DepthwiseConv2D`
-(TF has no grouped conv on CPU). Layer names are IR paths, so weights load by name; each
+and other grouped convs as `Conv2D(groups=g)`. Layer names are IR paths, so weights load by name; each
 block ends in an `Identity` named by the block's path, so its output can be compared.
 """
 

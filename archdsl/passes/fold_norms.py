@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ArchError
 from ..ir import ConvBnAct, MobileOneBlock, Network, Node
 from ..layers import network_tensors
 
@@ -23,6 +24,7 @@ def _fold(node: Node) -> Node:
     if isinstance(node, ConvBnAct):
         return node.model_copy(update={"norm": None, "bias": True}) if node.norm is not None else node
     if isinstance(node, MobileOneBlock):
+        _check_mergeable(node)
         # Without an SE between the sum and the activation, the merged conv applies it itself.
         act_inside = node.se is None
         merged = node.first.model_copy(
@@ -44,6 +46,16 @@ def _fold(node: Node) -> Node:
         elif isinstance(value, tuple) and value and isinstance(value[0], Node):
             update[field] = tuple(_fold(v) for v in value)
     return node.model_copy(update=update)
+
+
+def _check_mergeable(block: MobileOneBlock) -> None:
+    """The merged kernel adds the 1x1 branch at the k x k kernel's centre tap: right only where
+    the k x k conv pads k // 2 on top and on the left (TF 'same' at stride 2 may not)."""
+    first, k = block.first, block.first.kernel
+    top, left = first.padding[0], first.padding[2]
+    if (top, left) != (k // 2, k // 2) or (block.scale is not None and any(block.scale.padding)):
+        raise ArchError(f"the branches of {block.path} cannot merge: its {k}x{k} conv pads {top} on top and {left} "
+                        f"on the left, off-centre from its 1x1 branch", block.span, "use padding symmetric")  # fmt: skip
 
 
 def fold_norms(net: Network) -> Network:
@@ -97,14 +109,14 @@ def _merge_branches(block: MobileOneBlock, out: dict[str, np.ndarray]) -> None:
 
     first = block.first
     k, c = first.kernel, first.path
-    weight, bias = out[f"{c}.conv.weight"], out[f"{c}.conv.bias"]
+    weight, bias = out[f"{c}.conv.weight"], out.get(f"{c}.conv.bias", np.zeros(first.cout))  # no bias: no BN
     for branch in block.branches[1:]:
         weight = weight + out.pop(f"{branch.path}.conv.weight")
-        bias = bias + out.pop(f"{branch.path}.conv.bias")
+        bias = bias + out.pop(f"{branch.path}.conv.bias", 0.0)
     if block.scale is not None:
         s = block.scale.path
         weight = weight + np.pad(out.pop(f"{s}.conv.weight"), ((0, 0), (0, 0), (k // 2,) * 2, (k // 2,) * 2))
-        bias = bias + out.pop(f"{s}.conv.bias")
+        bias = bias + out.pop(f"{s}.conv.bias", 0.0)
     if block.identity is not None:
         g, shift = _norm_affine(out, f"{block.path}.identity", block.identity.eps)
         per_group = first.cin // first.groups

@@ -66,7 +66,7 @@ class _Builder:
         self.rounding = spec.width.rounding
 
     def conv(self, b: BlockSpec, path: str, x: _Tensor, cout: int, k: int, s: int, groups: int, act: Act | None,
-             bias: bool = False, norm: bool = True) -> ConvBnAct:  # fmt: skip
+             bias: bool = False, norm: bool = True, groups_from: tuple[str, ...] = ("g", "dw")) -> ConvBnAct:  # fmt: skip
         if k % 2 == 0 and b.pad_mode == "symmetric":
             raise ArchError(f"kernel {k} is even: symmetric padding needs an odd kernel", b.at("k"), "use padding=same")
         pad = padding_for(k, s, x.hw, b.pad_mode)
@@ -75,7 +75,9 @@ class _Builder:
             raise ArchError(f"a {k}x{k} stride-{s} conv leaves nothing of a {x.hw[0]}x{x.hw[1]} input", b.span,
                             "use a larger input or fewer stride-2 blocks")  # fmt: skip
         if x.c % groups or cout % groups:
-            raise ArchError(f"groups={groups} must divide both {x.c} input and {cout} output channels", b.at("g", "dw"))
+            raise ArchError(
+                f"groups={groups} must divide both {x.c} input and {cout} output channels", b.at(*groups_from)
+            )
         return ConvBnAct.make(path=path, cin=x.c, cout=cout, kernel=k, stride=s, groups=groups, padding=pad,
                          bias=bias, norm=b.norm if norm else None, act=act or "identity", in_hw=x.hw, out_hw=out)  # fmt: skip
 
@@ -196,9 +198,6 @@ class _Builder:
 
     def mobileone(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
         assert b.kernel
-        if b.pad_mode != "symmetric":  # TF 'same' pads a stride-2 k x k conv off-centre from its 1x1 branch
-            raise ArchError("mobileone branches merge only with symmetric padding", b.span,
-                            "set 'padding symmetric' in the defaults of this stage")  # fmt: skip
         k, s = b.kernel[0], b.stride
         cout = b.out or x.c
         groups = x.c if b.groups == 0 else (b.groups or 1)
@@ -208,7 +207,7 @@ class _Builder:
         identity = b.norm if self.residual(b, x, y, s) and b.norm is not None else None
         se = self.se(b, f"{path}.se", x.c, cout, cout, y.hw)
         block = MobileOneBlock.make(path=path, branches=branches, scale=scale, identity=identity, se=se,
-                                    act=b.act or "identity")  # fmt: skip
+                                    act=b.act or "identity", span=b.span)  # fmt: skip
         return block, y
 
     def attention(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
@@ -228,6 +227,9 @@ class _Builder:
             query_norm = b.norm
             q = _Tensor(x.c, q_hw)
         query = self.conv(b, f"{path}.query", q, h * kd, 1, 1, 1, None, norm=False)
+        if b.kernel and v == 1:
+            raise ArchError("k is the kernel of the key/value downsampling, which needs v > 1", b.at("k"),
+                            "add v2, or drop k")  # fmt: skip
         k = b.kernel[0] if b.kernel else 3
         kv = x
         key_down = value_down = None
@@ -257,6 +259,8 @@ class _Builder:
     def ghost(self, b: BlockSpec, path: str, x: _Tensor) -> tuple[Block, _Tensor]:
         assert b.kernel and b.out
         k, s = b.kernel[0], b.stride
+        if k % 2 == 0 and b.pad_mode == "symmetric":  # checked here too: a stride-1 block may not use k
+            raise ArchError(f"kernel {k} is even: symmetric padding needs an odd kernel", b.at("k"), "use padding=same")
         mid = self.mid_channels(b, x.c)
         ghost1 = self.ghost_module(b, f"{path}.ghost1", x, mid, b.act)
         t = _Tensor(mid, x.hw)
@@ -306,7 +310,10 @@ class _Builder:
             raise ArchError(f"a stride-{s} shuffle_v1 unit concatenates its {x.c} input channels: c must exceed them",
                             b.at("c"))  # fmt: skip
         mid = b.mid or b.out // 4
-        reduce = self.conv(b, f"{path}.reduce", x, mid, 1, 1, b.reduce_groups or g, b.act)
+        if mid < 1:
+            raise ArchError(f"c/4 leaves no bottleneck channels ({b.out} output channels)", b.at("c"), "give mid=")
+        reduce = self.conv(b, f"{path}.reduce", x, mid, 1, 1, b.reduce_groups or g, b.act,
+                           groups_from=("reduce_groups", "g"))  # fmt: skip
         dw = self.conv(b, f"{path}.dw", _Tensor(mid, x.hw), mid, 3, s, mid, None)
         expand = self.conv(b, f"{path}.expand", _Tensor(mid, dw.out_hw), branch_out, 1, 1, g, None)
         shortcut = None
