@@ -48,7 +48,10 @@ def conv_bn_act(
     if depthwise:
         x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
     else:
-        x = layers.Conv2D(filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv")(x)
+        conv = layers.Conv2D(
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+        )
+        x = conv(x)
     if eps is not None:
         x = layers.BatchNormalization(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
     if act is not None:

@@ -191,7 +191,6 @@ class ShufflenetV1G3(nn.Module):
                     # expand: 4,752 params, 3,386,880 MACs
                     expand=ConvBnAct(60, 216, kernel=1, groups=3, eps=1e-05),
                     groups=3,
-                    # shortcut: 
                     shortcut=Pool(mode="avg", kernel=3, stride=2, padding=1, include_pad=True),
                     act=nn.ReLU(inplace=True),
                 ),
@@ -240,7 +239,6 @@ class ShufflenetV1G3(nn.Module):
                     # expand: 10,080 params, 1,881,600 MACs
                     expand=ConvBnAct(120, 240, kernel=1, groups=3, eps=1e-05),
                     groups=3,
-                    # shortcut: 
                     shortcut=Pool(mode="avg", kernel=3, stride=2, padding=1, include_pad=True),
                     act=nn.ReLU(inplace=True),
                 ),
@@ -333,7 +331,6 @@ class ShufflenetV1G3(nn.Module):
                     # expand: 39,360 params, 1,881,600 MACs
                     expand=ConvBnAct(240, 480, kernel=1, groups=3, eps=1e-05),
                     groups=3,
-                    # shortcut: 
                     shortcut=Pool(mode="avg", kernel=3, stride=2, padding=1, include_pad=True),
                     act=nn.ReLU(inplace=True),
                 ),
