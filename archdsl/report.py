@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cost import Cost, block_cost, layer_cost, network_cost
+from .errors import ArchError
 from .ir import Block, Classifier, Network
 from .layers import (
     Activation,
@@ -25,6 +26,14 @@ from .passes.fold_norms import fold_norms
 _DERIVED = {ResidualAdd: (".add", "add"), LayerScale: (".layer_scale", "layer_scale"), BranchSum: (".sum", "sum"),
             Activation: (".act", "act"), InputNorm: ("", "batchnorm"), AttentionCore: (".attention", "attention"),
             Upsample: ("", "upsample"), Concat: ("", "concat"), ChannelShuffle: ("", "shuffle")}  # fmt: skip
+
+
+def _deploy_cost(net: Network) -> Cost | None:
+    """The deploy form's cost, or None where it does not exist (branches that cannot merge)."""
+    try:
+        return network_cost(fold_norms(net))
+    except ArchError:
+        return None
 
 
 def _layer_path(layer: Any) -> str:
@@ -61,6 +70,7 @@ def cost_json(net: Network, dtype: str = "float32") -> dict[str, Any]:
          **_numbers(sum((block_cost(b) for b in s.blocks), Cost()), dtype)}
         for s in net.all_stages()
     ]  # fmt: skip
+    deploy = _deploy_cost(net)
     return {
         "network": net.name,
         "source": net.source,
@@ -68,7 +78,7 @@ def cost_json(net: Network, dtype: str = "float32") -> dict[str, Any]:
         "input_shape": list(net.input_shape),
         "dtype": dtype,
         "total": _numbers(total, dtype),
-        "deploy_total": _numbers(network_cost(fold_norms(net)), dtype),
+        "deploy_total": None if deploy is None else _numbers(deploy, dtype),
         "stages": stages,
         "layers": layers,
     }
@@ -106,8 +116,11 @@ def cost_table(net: Network, dtype: str = "float32") -> str:
         cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2])]
         cells += [v.rjust(w) for v, w in zip(r[3:], widths[3:], strict=True)]
         lines.append("  ".join(cells).rstrip())
-    deploy = network_cost(fold_norms(net))
-    lines.append(f"deploy form (BatchNorm folded, branches merged): {deploy.params:,} params, {deploy.macs:,} MACs")
+    deploy = _deploy_cost(net)
+    if deploy is None:
+        lines.append("deploy form: none (a MobileOne block's branches cannot merge; see `archdsl cost --deploy`)")
+    else:
+        lines.append(f"deploy form (BatchNorm folded, branches merged): {deploy.params:,} params, {deploy.macs:,} MACs")
     title = f"{net.name}: input {'x'.join(map(str, net.input_shape))} (CxHxW), {dtype}; MACs = multiply-accumulates"
     return title + "\n" + "\n".join(lines) + "\n"
 

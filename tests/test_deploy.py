@@ -15,6 +15,7 @@ from archdsl.cost import network_cost
 from archdsl.errors import ArchError
 from archdsl.layers import network_tensors
 from archdsl.passes.fold_norms import fold_norms, fold_weights
+from archdsl.report import cost_json, cost_table
 from archdsl.runners import runner
 from archdsl.verify import compare
 from archdsl.weights import init_weights, save_weights
@@ -59,6 +60,8 @@ def test_branches_that_cannot_merge_are_a_located_error():
     with pytest.raises(ArchError) as exc:  # on an even input, 'same' pads a stride-2 3x3 conv 0 on top
         fold_norms(net)
     assert exc.value.span.line == 7 and "cannot merge" in exc.value.message
+    assert cost_json(net, "float32")["deploy_total"] is None  # the train form's cost still reports
+    assert "deploy form: none" in cost_table(net, "float32")
 
 
 def _check_deploy_equals_train(train, tmp_path) -> None:

@@ -57,15 +57,6 @@ network att {
 """
 
 
-@pytest.mark.parametrize("padding", ["symmetric", "same"])
-@pytest.mark.parametrize("backend", ["keras", "coreml"])
-def test_every_attention_variant_agrees_with_torch(backend, padding):
-    # kv stride 2 (14x10 -> 7x5), query stride 2, multi-query and multi-head, a value_dim of its own
-    net = compile_text(ATTENTION.replace("PAD", padding))
-    (report,) = verify(net, ["torch", backend], None, seed=3, tolerance=TOLERANCE)
-    assert report.ok, f"first divergence at {report.first_divergence}"
-
-
 GHOST_AND_SHUFFLE = """\
 network gs {
   input 30x26x3
@@ -93,13 +84,15 @@ network gs {
 """
 
 
+# attention: kv stride 2 (14x10 -> 7x5), query stride 2, multi-query and multi-head, a value_dim of
+# its own; ghost: odd widths (a concatenation cut to 15 of 16 channels), a stride-1 projection
+# shortcut (15 -> 24); shuffle units of both strides at odd sizes
 @pytest.mark.parametrize("padding", ["symmetric", "same"])
 @pytest.mark.parametrize("backend", ["keras", "coreml"])
-def test_ghost_and_shuffle_units_agree_with_torch(backend, padding):
-    # ghost modules with odd widths (a concatenation cut to 15 of 16 channels), a stride-1
-    # projection shortcut (15 -> 24), shuffle units of both strides at odd sizes
-    net = compile_text(GHOST_AND_SHUFFLE.replace("PAD", padding))
-    (report,) = verify(net, ["torch", backend], None, seed=4, tolerance=TOLERANCE)
+@pytest.mark.parametrize("spec, seed", [(ATTENTION, 3), (GHOST_AND_SHUFFLE, 4)], ids=["attention", "ghost_shuffle"])
+def test_every_variant_of_the_newer_blocks_agrees_with_torch(spec, seed, backend, padding):
+    net = compile_text(spec.replace("PAD", padding))
+    (report,) = verify(net, ["torch", backend], None, seed=seed, tolerance=TOLERANCE)
     assert report.ok, f"first divergence at {report.first_divergence}"
 
 
