@@ -187,6 +187,17 @@ def mobileone_layers(block: MobileOneBlock) -> Iterator[Layer]:
         yield Activation(block.path, block.act, first.cout, first.out_hw)
 
 
+def parts(block: DepthwiseSeparable | UniversalInvertedBottleneck | FusedInvertedBottleneck) -> list:
+    """A sequential block's convs and SE, in execution order."""
+    if isinstance(block, DepthwiseSeparable):
+        seq: list = [block.dw, block.se, block.pw]
+    elif isinstance(block, FusedInvertedBottleneck):
+        seq = [block.expand, block.se, block.project]
+    else:
+        seq = [block.dw_start, block.expand, block.dw_mid, block.se, block.project, block.dw_end]
+    return [p for p in seq if p is not None]
+
+
 def layers_of(block: Block) -> Iterator[Layer]:
     """A block's primitive layers in execution (and registration) order."""
     if isinstance(block, (ConvBnAct, Pool, Classifier)):
@@ -209,17 +220,9 @@ def layers_of(block: Block) -> Iterator[Layer]:
     if isinstance(block, ShuffleV1Unit):
         yield from shuffle_v1_layers(block)
         return
-    if isinstance(block, DepthwiseSeparable):
-        parts: tuple = (block.dw, block.se, block.pw)
-        out = block.pw
-    elif isinstance(block, FusedInvertedBottleneck):
-        parts = (block.expand, block.se, block.project)
-        out = block.project
-    else:
-        assert isinstance(block, UniversalInvertedBottleneck)
-        parts = (block.dw_start, block.expand, block.dw_mid, block.se, block.project, block.dw_end)
-        out = block.dw_end or block.project
-    yield from (p for p in parts if p is not None)
+    assert isinstance(block, (DepthwiseSeparable, FusedInvertedBottleneck, UniversalInvertedBottleneck))
+    yield from parts(block)
+    out = block.pw if isinstance(block, DepthwiseSeparable) else getattr(block, "dw_end", None) or block.project
     if isinstance(block, UniversalInvertedBottleneck) and block.layer_scale is not None:
         yield LayerScale(block.path, out.cout, out.out_hw, block.layer_scale)
     if block.residual:

@@ -22,6 +22,7 @@ from .steps import (
     SplitStep,
     Step,
     SumBranches,
+    attention_args,
     quoted,
     steps,
 )
@@ -105,16 +106,9 @@ def step_line(step: Step) -> list[Line]:
 
 
 def attention_line(a: MobileAttention) -> Line:
-    args: list[tuple[str, str]] = [("", "x"), ("", "w"), ("", quoted(a.path)), ("heads", str(a.heads)),
-                                   ("key_dim", str(a.key_dim)), ("value_dim", str(a.value_dim))]  # fmt: skip
-    if a.kv_heads != 1:
-        args.append(("kv_heads", str(a.kv_heads)))
-    if a.norm is not None:
-        args.append(("eps", repr(a.norm.eps)))
+    args = [("", "x"), ("", "w"), ("", quoted(a.path)), *attention_args(a)]
     if a.key_down is not None:
-        args += [("kv_stride", str(a.key_down.stride)), ("kv_padding", str(a.key_down.padding))]
-    if a.query_pool is not None:
-        args.append(("query_stride", str(a.query_pool.stride)))
+        args.append(("kv_padding", str(a.key_down.padding)))
     return _call("mobile_attention", *args)
 
 

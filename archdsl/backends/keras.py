@@ -37,6 +37,7 @@ from .steps import (
     Step,
     SumBranches,
     activations,
+    attention_args,
     quoted,
     ses,
     steps,
@@ -90,21 +91,13 @@ def se_line(se: SqueezeExcite) -> Line:
 
 
 def attention_line(a: MobileAttention) -> Line:
-    args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(a.path)), ("heads", str(a.heads)),
-                                          ("key_dim", str(a.key_dim)), ("value_dim", str(a.value_dim)),
-                                          ("out", str(a.output.cout))]  # fmt: skip
-    if a.kv_heads != 1:
-        args.append(("kv_heads", str(a.kv_heads)))
-    if a.norm is not None:
-        args.append(("eps", repr(a.norm.eps)))
-        if a.norm.momentum != 0.1:
-            args.append(("momentum", repr(a.norm.momentum)))
+    args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(a.path)), ("out", str(a.output.cout))]
+    args += attention_args(a)
+    if a.norm is not None and a.norm.momentum != 0.1:
+        args.append(("momentum", repr(a.norm.momentum)))
     if a.key_down is not None:
         pad = a.key_down.padding
-        args += [("kv_stride", str(a.key_down.stride)), ("kv_kernel", str(a.key_down.kernel)),
-                 ("kv_padding", str(pad[0]) if len(set(pad)) == 1 else str(pad))]  # fmt: skip
-    if a.query_pool is not None:
-        args.append(("query_stride", str(a.query_pool.stride)))
+        args += [("kv_kernel", str(a.key_down.kernel)), ("kv_padding", str(pad[0]) if len(set(pad)) == 1 else str(pad))]
     return Line(Call("mobile_attention", tuple(args), trailing_comma=False))
 
 

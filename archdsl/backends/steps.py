@@ -24,7 +24,7 @@ from ..ir import (
     SqueezeExcite,
     UniversalInvertedBottleneck,
 )
-from ..layers import InputNorm, mobileone_layers
+from ..layers import InputNorm, mobileone_layers, parts
 from .base import Call
 
 
@@ -140,15 +140,18 @@ Step = Union[
 ]
 
 
-def parts(block: DepthwiseSeparable | UniversalInvertedBottleneck | FusedInvertedBottleneck) -> list:
-    """A composite block's convs and SE, in execution order."""
-    if isinstance(block, DepthwiseSeparable):
-        seq: list = [block.dw, block.se, block.pw]
-    elif isinstance(block, FusedInvertedBottleneck):
-        seq = [block.expand, block.se, block.project]
-    else:
-        seq = [block.dw_start, block.expand, block.dw_mid, block.se, block.project, block.dw_end]
-    return [p for p in seq if p is not None]
+def attention_args(a: MobileAttention) -> list[tuple[str, str]]:
+    """The keyword arguments every backend's attention helper takes, as generated text."""
+    args = [("heads", str(a.heads)), ("key_dim", str(a.key_dim)), ("value_dim", str(a.value_dim))]
+    if a.kv_heads != 1:
+        args.append(("kv_heads", str(a.kv_heads)))
+    if a.norm is not None:
+        args.append(("eps", repr(a.norm.eps)))
+    if a.key_down is not None:
+        args.append(("kv_stride", str(a.key_down.stride)))
+    if a.query_pool is not None:
+        args.append(("query_stride", str(a.query_pool.stride)))
+    return args
 
 
 def _mobileone_steps(block: MobileOneBlock) -> list[Step]:

@@ -28,7 +28,7 @@ from ..ir import (
     Stage,
     UniversalInvertedBottleneck,
 )  # fmt: skip
-from ..layers import ghost_module_layers
+from ..layers import ghost_module_layers, layers_of
 from .base import Backend, Call, Header, block_comment, class_name, cost_note, environment, stage_comment
 
 ACT = {
@@ -222,23 +222,20 @@ def pool_call(block: Pool) -> Call:
 
 def _classes_used(net: Network) -> list[str]:
     kinds: set[str] = set()
+    layer_kinds: dict[type, str] = {ConvBnAct: "conv", SqueezeExcite: "se", Pool: "pool"}  # with classes of their own
     for b in net.blocks():
         kinds.add(b.kind)
-        if isinstance(b, (DepthwiseSeparable, UniversalInvertedBottleneck, FusedInvertedBottleneck, MobileOneBlock,
-                          MobileAttention, GhostBottleneck, ShuffleUnit, ShuffleV1Unit)):  # fmt: skip
-            kinds.add("conv")
-            if getattr(b, "se", None) is not None:
-                kinds.add("se")
-            if isinstance(b, (UniversalInvertedBottleneck, MobileAttention)):  # their classes refer to it
-                kinds.add("layer_scale")
-            if isinstance(b, ShuffleV1Unit) and b.shortcut is not None:
-                kinds.add("pool")
+        kinds |= {layer_kinds[type(layer)] for layer in layers_of(b) if type(layer) in layer_kinds}
+        if isinstance(b, (UniversalInvertedBottleneck, MobileAttention)):  # their classes refer to it, used or not
+            kinds.add("layer_scale")
     return [tpl for kind, tpl in _CLASS_TEMPLATES.items() if kind in kinds]
 
 
+# The generated file's own class names, which the network's class must not take.
 _RESERVED = frozenset(
-    {"ConvBnAct", "SqueezeExcite", "DepthwiseSeparable", "UniversalInvertedBottleneck",
-     "FusedInvertedBottleneck", "MobileOneBlock", "MobileAttention", "LayerScale", "GhostModule", "GhostBottleneck", "ShuffleUnit", "ShuffleV1Unit", "GlobalPool", "Pool", "Classifier", "Stage", "DropPath", "Any"}
+    {"ConvBnAct", "SqueezeExcite", "DepthwiseSeparable", "UniversalInvertedBottleneck", "FusedInvertedBottleneck",
+     "MobileOneBlock", "MobileAttention", "LayerScale", "GhostModule", "GhostBottleneck", "ShuffleUnit",
+     "ShuffleV1Unit", "GlobalPool", "Pool", "Classifier", "Stage", "Any"}
 )  # fmt: skip
 
 

@@ -237,10 +237,10 @@ def build_model() -> keras.Model:
     x = mobile_attention(
         x,
         "stages.2.blocks.7",
+        out=192,
         heads=8,
         key_dim=48,
         value_dim=48,
-        out=192,
         eps=1e-05,
         kv_stride=2,
         kv_kernel=3,
@@ -263,10 +263,10 @@ def build_model() -> keras.Model:
     x = mobile_attention(
         x,
         "stages.2.blocks.9",
+        out=192,
         heads=8,
         key_dim=48,
         value_dim=48,
-        out=192,
         eps=1e-05,
         kv_stride=2,
         kv_kernel=3,
@@ -289,10 +289,10 @@ def build_model() -> keras.Model:
     x = mobile_attention(
         x,
         "stages.2.blocks.11",
+        out=192,
         heads=8,
         key_dim=48,
         value_dim=48,
-        out=192,
         eps=1e-05,
         kv_stride=2,
         kv_kernel=3,
@@ -315,10 +315,10 @@ def build_model() -> keras.Model:
     x = mobile_attention(
         x,
         "stages.2.blocks.13",
+        out=192,
         heads=8,
         key_dim=48,
         value_dim=48,
-        out=192,
         eps=1e-05,
         kv_stride=2,
         kv_kernel=3,
@@ -424,7 +424,7 @@ def build_model() -> keras.Model:
     x = layers.Identity(name="stages.3.blocks.9")(x)
     # stages.3.blocks.10 mqa: 512x12x12 -> 512x12x12 | 591,360 params, 106,168,320 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.10", heads=8, key_dim=64, value_dim=64, out=512, eps=1e-05)
+    x = mobile_attention(x, "stages.3.blocks.10", out=512, heads=8, key_dim=64, value_dim=64, eps=1e-05)
     x = LayerScale(1e-05, name="stages.3.blocks.10.layer_scale")(x)
     x = layers.Add(name="stages.3.blocks.10.add")([shortcut, x])
     x = layers.Identity(name="stages.3.blocks.10")(x)
@@ -438,7 +438,7 @@ def build_model() -> keras.Model:
     x = layers.Identity(name="stages.3.blocks.11")(x)
     # stages.3.blocks.12 mqa: 512x12x12 -> 512x12x12 | 591,360 params, 106,168,320 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.12", heads=8, key_dim=64, value_dim=64, out=512, eps=1e-05)
+    x = mobile_attention(x, "stages.3.blocks.12", out=512, heads=8, key_dim=64, value_dim=64, eps=1e-05)
     x = LayerScale(1e-05, name="stages.3.blocks.12.layer_scale")(x)
     x = layers.Add(name="stages.3.blocks.12.add")([shortcut, x])
     x = layers.Identity(name="stages.3.blocks.12")(x)
@@ -452,7 +452,7 @@ def build_model() -> keras.Model:
     x = layers.Identity(name="stages.3.blocks.13")(x)
     # stages.3.blocks.14 mqa: 512x12x12 -> 512x12x12 | 591,360 params, 106,168,320 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.14", heads=8, key_dim=64, value_dim=64, out=512, eps=1e-05)
+    x = mobile_attention(x, "stages.3.blocks.14", out=512, heads=8, key_dim=64, value_dim=64, eps=1e-05)
     x = LayerScale(1e-05, name="stages.3.blocks.14.layer_scale")(x)
     x = layers.Add(name="stages.3.blocks.14.add")([shortcut, x])
     x = layers.Identity(name="stages.3.blocks.14")(x)
@@ -466,7 +466,7 @@ def build_model() -> keras.Model:
     x = layers.Identity(name="stages.3.blocks.15")(x)
     # stages.3.blocks.16 mqa: 512x12x12 -> 512x12x12 | 591,360 params, 106,168,320 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.16", heads=8, key_dim=64, value_dim=64, out=512, eps=1e-05)
+    x = mobile_attention(x, "stages.3.blocks.16", out=512, heads=8, key_dim=64, value_dim=64, eps=1e-05)
     x = LayerScale(1e-05, name="stages.3.blocks.16.layer_scale")(x)
     x = layers.Add(name="stages.3.blocks.16.add")([shortcut, x])
     x = layers.Identity(name="stages.3.blocks.16")(x)

@@ -203,10 +203,10 @@ def build_model() -> keras.Model:
     x = mobile_attention(
         x,
         "stages.2.blocks.4",
+        out=160,
         heads=4,
         key_dim=64,
         value_dim=64,
-        out=160,
         eps=1e-05,
         kv_stride=2,
         kv_kernel=3,
@@ -229,10 +229,10 @@ def build_model() -> keras.Model:
     x = mobile_attention(
         x,
         "stages.2.blocks.6",
+        out=160,
         heads=4,
         key_dim=64,
         value_dim=64,
-        out=160,
         eps=1e-05,
         kv_stride=2,
         kv_kernel=3,
@@ -254,10 +254,10 @@ def build_model() -> keras.Model:
     x = mobile_attention(
         x,
         "stages.2.blocks.8",
+        out=160,
         heads=4,
         key_dim=64,
         value_dim=64,
-        out=160,
         eps=1e-05,
         kv_stride=2,
         kv_kernel=3,
@@ -280,10 +280,10 @@ def build_model() -> keras.Model:
     x = mobile_attention(
         x,
         "stages.2.blocks.10",
+        out=160,
         heads=4,
         key_dim=64,
         value_dim=64,
-        out=160,
         eps=1e-05,
         kv_stride=2,
         kv_kernel=3,
@@ -368,7 +368,7 @@ def build_model() -> keras.Model:
     x = layers.Identity(name="stages.3.blocks.7")(x)
     # stages.3.blocks.8 mqa: 256x8x8 -> 256x8x8 | 164,608 params, 12,582,912 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.8", heads=4, key_dim=64, value_dim=64, out=256, eps=1e-05)
+    x = mobile_attention(x, "stages.3.blocks.8", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
     x = LayerScale(1e-05, name="stages.3.blocks.8.layer_scale")(x)
     x = layers.Add(name="stages.3.blocks.8.add")([shortcut, x])
     x = layers.Identity(name="stages.3.blocks.8")(x)
@@ -382,7 +382,7 @@ def build_model() -> keras.Model:
     x = layers.Identity(name="stages.3.blocks.9")(x)
     # stages.3.blocks.10 mqa: 256x8x8 -> 256x8x8 | 164,608 params, 12,582,912 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.10", heads=4, key_dim=64, value_dim=64, out=256, eps=1e-05)
+    x = mobile_attention(x, "stages.3.blocks.10", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
     x = LayerScale(1e-05, name="stages.3.blocks.10.layer_scale")(x)
     x = layers.Add(name="stages.3.blocks.10.add")([shortcut, x])
     x = layers.Identity(name="stages.3.blocks.10")(x)
@@ -397,7 +397,7 @@ def build_model() -> keras.Model:
     x = layers.Identity(name="stages.3.blocks.11")(x)
     # stages.3.blocks.12 mqa: 256x8x8 -> 256x8x8 | 164,608 params, 12,582,912 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.12", heads=4, key_dim=64, value_dim=64, out=256, eps=1e-05)
+    x = mobile_attention(x, "stages.3.blocks.12", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
     x = LayerScale(1e-05, name="stages.3.blocks.12.layer_scale")(x)
     x = layers.Add(name="stages.3.blocks.12.add")([shortcut, x])
     x = layers.Identity(name="stages.3.blocks.12")(x)
@@ -411,7 +411,7 @@ def build_model() -> keras.Model:
     x = layers.Identity(name="stages.3.blocks.13")(x)
     # stages.3.blocks.14 mqa: 256x8x8 -> 256x8x8 | 164,608 params, 12,582,912 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.14", heads=4, key_dim=64, value_dim=64, out=256, eps=1e-05)
+    x = mobile_attention(x, "stages.3.blocks.14", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
     x = LayerScale(1e-05, name="stages.3.blocks.14.layer_scale")(x)
     x = layers.Add(name="stages.3.blocks.14.add")([shortcut, x])
     x = layers.Identity(name="stages.3.blocks.14")(x)
