@@ -56,6 +56,11 @@ class ArchError(Exception):
         return self.render()
 
 
+class UsageError(ArchError):
+    """A command line that cannot be carried out as written (exit status 2): a bad argument
+    value, an output path that names a directory, an unknown backend or network."""
+
+
 class ArchErrors(Exception):
     """Several errors reported at once, in source order."""
 
