@@ -6,18 +6,27 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .atomic import write_atomic
+from .atomic import check_output, write_atomic
 from .compiler import compile_file
 from .errors import ArchError
+
+
+def _inputs(spec: str, root: Path | None) -> list[Path]:
+    """The files a command on `spec` reads: the spec and every file it imports (an output path
+    must never name one of them)."""
+    from .loader import load_file
+
+    return [Path(spec), *sorted(load_file(spec, root).loaded)]
 
 
 def compile_cmd(spec: str, backend: str, output: str | None, network: str | None, root: Path | None = None,
                 deploy: bool = False) -> int:  # fmt: skip
     from .backends.registry import get_backend
 
+    out = check_output(output, _inputs(spec, root)) if output is not None else None
     code = get_backend(backend).emit(compile_file(spec, network, root, deploy=deploy))
-    if output:
-        write_atomic(Path(output), code)
+    if out is not None:
+        write_atomic(out, code)
     else:
         sys.stdout.write(code)
     return 0
@@ -36,28 +45,27 @@ def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None, root: Pa
 
 def _weights(spec: str, network: str | None, root: Path | None, deploy: bool, seed: int = 0,
              given: str | None = None, timm: str | None = None) -> dict:  # fmt: skip
-    """Canonical weights of the spec's network: given, imported, or random from `seed`; folded
-    into the deploy form when asked."""
-    from .passes.fold_norms import fold_weights
-    from .weights import init_weights
+    """Canonical weights of the spec's network: given (in either form), imported, or random from
+    `seed`; folded into the deploy form when asked."""
+    from .weights import fold_checked, init_weights, load_canonical
 
     net = compile_file(spec, network, root)
+    if given is not None:
+        weights, form = load_canonical(given, net, deploy, spec)
+        if deploy and form == "train":
+            print(f"note: {given} holds the train form of {net.name}: folded into the deploy form", file=sys.stderr)
+        return weights
     if timm is not None:
-        from safetensors.numpy import load_file
+        from .importers.timm import import_timm, read_checkpoint
 
-        from .importers.timm import import_timm
-
-        try:
-            weights = import_timm(net, load_file(timm))
-        except (OSError, ValueError) as exc:
-            raise ArchError(f"cannot read checkpoint {timm!r}: {exc}") from None
-    elif given is not None:
-        from .weights import load_checked
-
-        weights = load_checked(given, net)
+        state, dtypes, widened = read_checkpoint(timm)
+        if widened:
+            print(f"note: {timm}: {widened} float16/bfloat16/float64 tensor(s) converted to float32", file=sys.stderr)
+        source = f"checkpoint {timm!r}"
+        weights = import_timm(net, state, dtypes, source)
     else:
-        weights = init_weights(net, seed)
-    return fold_weights(net, weights) if deploy else weights
+        weights, source = init_weights(net, seed), f"random weights (seed {seed})"
+    return fold_checked(net, weights, source) if deploy else weights
 
 
 def _save(
@@ -71,12 +79,14 @@ def _save(
 
 def init_weights_cmd(spec: str, seed: int, output: str, network: str | None, root: Path | None = None,
                      deploy: bool = False) -> int:  # fmt: skip
+    check_output(output, _inputs(spec, root))
     _save(_weights(spec, network, root, deploy, seed=seed), output, spec, network, root, deploy, seed=str(seed))
     return 0
 
 
 def import_weights_cmd(spec: str, checkpoint: str, output: str, network: str | None, root: Path | None = None,
                        deploy: bool = False) -> int:  # fmt: skip
+    check_output(output, [*_inputs(spec, root), checkpoint])
     weights = _weights(spec, network, root, deploy, timm=checkpoint)
     _save(weights, output, spec, network, root, deploy, source="timm")
     print(f"wrote {output}: {len(weights)} tensors", file=sys.stderr)
@@ -101,14 +111,18 @@ def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, s
 
 def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, precision: str,
                network: str | None, root: Path | None = None, deploy: bool = False) -> int:  # fmt: skip
-    from .export import export
+    from .export import check_package_output, export
     from .weights import save_weights
 
+    if backend == "coreml":
+        out = check_package_output(output)
+    else:
+        out = check_output(output, [*_inputs(spec, root), *([weights] if weights else [])])
     net = compile_file(spec, network, root, deploy=deploy)
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "weights.safetensors")
         save_weights(_weights(spec, network, root, deploy, seed=seed, given=weights), path)
-        export(net, backend, path, Path(output), precision)
+        export(net, backend, path, out, precision)
     return 0
 
 
@@ -151,6 +165,9 @@ def check_cmd(root: str) -> int:
 def regen_cmd(root: str) -> int:
     from .generate import regen
 
-    for path in regen(Path(root)):
+    written, removed = regen(Path(root))
+    for path in written:
         print(f"wrote {path}", file=sys.stderr)
+    for path in removed:
+        print(f"removed {path} (no spec generates it)", file=sys.stderr)
     return 0

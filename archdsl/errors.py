@@ -2,7 +2,9 @@
 
 Parse, semantic and backend errors all become `ArchError`; several can travel together in
 `ArchErrors`. Rendering follows compilers: `file:line:col: error: msg`, the source line, a caret
-under the span, then the hint.
+under the span, then the hint and any notes (`in block 'mb' used at ...`: where a template or
+family containing the mistake was used). Nothing from a spec reaches the terminal raw: control,
+format (bidi) and other unprintable characters are shown escaped, with the caret kept under them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Iterable
 
 @dataclass(frozen=True)
 class Span:
-    """A source range; lines and columns are 1-based, `end_col` is exclusive."""
+    """A source range; lines and columns are 1-based, `end_col` is exclusive. `notes` say where
+    the definition holding the range was used (innermost first); they follow the span into the
+    IR, so an error found by a later pass shows them too."""
 
     file: str
     line: int
@@ -21,10 +25,22 @@ class Span:
     end_line: int
     end_col: int
     source: str = field(default="", repr=False, compare=False)
+    notes: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def line_text(self) -> str:
         lines = self.source.split("\n")  # as the lexer counts lines (not splitlines: \f, \u2028)
         return lines[self.line - 1].rstrip("\r") if 0 < self.line <= len(lines) else ""
+
+    def noted(self, note: str) -> Span:
+        """This span with one more (outer) note."""
+        return Span(self.file, self.line, self.col, self.end_line, self.end_col, self.source, (*self.notes, note))
+
+    def contains(self, other: Span) -> bool:
+        return (
+            other.file == self.file
+            and (self.line, self.col) <= (other.line, other.col)
+            and (other.end_line, other.end_col) <= (self.end_line, self.end_col)
+        )
 
 
 class ArchError(Exception):
@@ -35,22 +51,23 @@ class ArchError(Exception):
         self.message = message
         self.span = span
         self.hint = hint
+        self.notes: list[str] = list(span.notes) if span is not None else []
+
+    def add_note(self, note: str) -> None:
+        """Say where the definition holding the mistake was used (call innermost first)."""
+        if note not in self.notes:
+            self.notes.append(note)
 
     def render(self) -> str:
+        tail = ([f"  hint: {self.hint}"] if self.hint else []) + [f"  note: {n}" for n in self.notes]
         if self.span is None:
-            head = f"error: {self.message}"
-            return head + (f"\n  hint: {self.hint}" if self.hint else "")
+            return "\n".join(escaped(line) for line in [f"error: {self.message}", *tail])
         s = self.span
-        out = [f"{s.file}:{s.line}:{s.col}: error: {self.message}"]
+        out = [escaped(f"{s.file}:{s.line}:{s.col}: error: {self.message}")]
         text = s.line_text()
         if text:
-            width = (s.end_col - s.col) if s.end_line == s.line else len(text) - s.col + 1
-            out.append(f"  {text}")
-            indent = "".join(ch if ch == "\t" else " " for ch in text[: s.col - 1])  # tabs line up
-            out.append("  " + indent + "^" * max(1, width))
-        if self.hint:
-            out.append(f"  hint: {self.hint}")
-        return "\n".join(out)
+            out += _source_and_caret(text, s)
+        return "\n".join(out + [escaped(line) for line in tail])
 
     def __str__(self) -> str:
         return self.render()
@@ -74,6 +91,59 @@ class ArchErrors(Exception):
 
 def _order(e: ArchError) -> tuple[str, int, int]:
     return (e.span.file, e.span.line, e.span.col) if e.span else ("", 0, 0)
+
+
+def add_note(error: ArchError | ArchErrors, note: str, unless_in: Span | None = None) -> None:
+    """Add `note` to `error` (to each, for several), except to those located inside `unless_in`."""
+    for e in error.errors if isinstance(error, ArchErrors) else (error,):
+        if unless_in is None or e.span is None or not unless_in.contains(e.span):
+            e.add_note(note)
+
+
+# ---- showing spec text safely -------------------------------------------------------------
+
+_WINDOW = 160  # longer source lines are cut to this many characters around the span
+
+
+def _shown(ch: str) -> tuple[str, str]:
+    """How one character of a source line is shown, and what lies under it on the caret line."""
+    if ch == "\t":
+        return ch, ch  # tabs stay, so what follows lines up however the terminal expands them
+    if not ch.isprintable():
+        text = ascii(ch)[1:-1]  # \x00, \x1b, \u202e: as Python writes them
+        return text, " " * len(text)
+    import unicodedata  # only on the error path
+
+    if unicodedata.combining(ch):
+        return ch, ""
+    return ch, "  " if unicodedata.east_asian_width(ch) in ("W", "F") else " "
+
+
+def escaped(text: str) -> str:
+    """`text` with every unprintable character (but tab) escaped as Python writes it."""
+    return text if text.isprintable() else "".join(_shown(ch)[0] for ch in text)
+
+
+def _source_and_caret(text: str, s: Span) -> list[str]:
+    start = min(max(s.col - 1, 0), len(text))
+    end = min(s.end_col - 1, len(text)) if s.end_line == s.line else len(text)
+    end = max(end, start + 1)
+    first, last = 0, len(text)  # the part of the line shown
+    if len(text) > _WINDOW:
+        first = max(0, min(start - _WINDOW // 2, len(text) - _WINDOW))
+        last = min(len(text), first + _WINDOW)
+    line, under = ["..."] if first else [], ["   "] if first else []
+    caret = 0
+    for i in range(first, last):
+        shown, blank = _shown(text[i])
+        line.append(shown)
+        if i < start:
+            under.append(blank)
+        elif i < end:
+            caret += max(1, len(blank))  # tabs and escapes count as wide as they are shown
+    if last < len(text):
+        line.append("...")
+    return ["  " + "".join(line), "  " + "".join(under) + "^" * max(1, caret)]
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:

@@ -1,5 +1,10 @@
 """Evaluate the small expressions of the language (numbers, parameters, + - * /) and convert
-values to the types options need, with errors located at the offending text."""
+values to the types options need, with errors located at the offending text.
+
+Every intermediate result is bounded (`MAX_VALUE`, finite floats), so no arithmetic here or
+later (`float(int)`) can overflow; the recursion is as deep as the parser allowed an
+expression to nest (`MAX_NESTING`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import math
 from typing import Mapping, Union
 
 from .errors import ArchError, Span, did_you_mean
+from .limits import MAX_VALUE
 from .syntax import BinOp, Expr, Flag, Literal, Name, Neg, Num, Shape
 
 Value = Union[int, float, str, tuple[int, ...]]
@@ -17,6 +23,8 @@ def evaluate(expr: Expr, env: Env) -> Value:
     value = _evaluate(expr, env)
     if isinstance(value, float) and not math.isfinite(value):
         raise ArchError("number out of range", expr.span)
+    if isinstance(value, int) and not -MAX_VALUE <= value <= MAX_VALUE:
+        raise ArchError("number out of range", expr.span, f"whole numbers stay within ±{float(MAX_VALUE):g}")
     return value
 
 

@@ -8,8 +8,9 @@ import shutil
 import warnings
 from pathlib import Path
 
-from .atomic import write_atomic
+from .atomic import temporary_name, write_atomic
 from .backends.registry import get_backend
+from .errors import ArchError, UsageError
 from .ir import Network
 from .runners import load_module, runner
 
@@ -28,13 +29,56 @@ def export(net: Network, backend: str, weights: str, output: Path, precision: st
         _save_package(module.convert(weights, precision), output)
 
 
+def check_package_output(output: str) -> Path:
+    """An `.mlpackage` output: a new path, or an ML package (which is replaced). Anything else
+    that exists there, a user's directory above all, is refused before any work."""
+    if output == "" or "\0" in output:
+        raise UsageError("the output path is empty" if output == "" else "the output path contains a NUL byte")
+    path = Path(output)
+    if path.name in ("", ".", "..") or output.endswith(("/", os.sep)):
+        raise UsageError(
+            f"the output path {output!r} names a directory", hint="give a package name, e.g. -o model.mlpackage"
+        )
+    if (path.exists() or path.is_symlink()) and not is_ml_package(path):
+        raise ArchError(
+            f"refusing to replace {output!r}: it exists and is not an ML package",
+            hint="choose a new path; archdsl replaces only an .mlpackage (a folder of Manifest.json and Data/)",
+        )
+    return path
+
+
+def is_ml_package(path: Path) -> bool:
+    """A directory laid out as CoreML writes an ML package: `Manifest.json` naming its items, and
+    `Data/`, and nothing else."""
+    import json
+
+    if path.is_symlink() or not path.is_dir() or {p.name for p in path.iterdir()} != {"Manifest.json", "Data"}:
+        return False
+    try:
+        manifest = json.loads((path / "Manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and "itemInfoEntries" in manifest and (path / "Data").is_dir()
+
+
 def _save_package(model, output: Path) -> None:  # type: ignore[no-untyped-def]
-    """An .mlpackage is a directory: build it beside the target, then swap it in."""
-    tmp = output.with_name(f".{output.stem}.{os.getpid()}.tmp.mlpackage")  # coremltools wants the suffix
+    """An .mlpackage is a directory: build it beside the target, move the old one aside, swap
+    the new one in, then remove the old one; on failure the old package is put back."""
+    check_package_output(str(output))  # again: the path may have changed during the conversion
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(output.parent, ".mlpackage")  # coremltools wants the suffix
+    old = temporary_name(output.parent, ".old.mlpackage")
     try:
         model.save(str(tmp))
         if output.exists():
-            shutil.rmtree(output)
-        os.replace(tmp, output)
+            os.rename(output, old)
+            try:
+                os.rename(tmp, output)
+            except BaseException:
+                os.rename(old, output)
+                raise
+        else:
+            os.rename(tmp, output)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)

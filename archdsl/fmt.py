@@ -68,6 +68,7 @@ class _Printer:
     def __init__(self, module: Module):
         self.comments = sorted(module.comments, key=lambda c: (c.line, c.col))
         self.used: set[int] = set()
+        self.start = 0  # every comment before this index is used
         self.lines: list[str] = []
         self.last_line = 0  # last source line accounted for, to keep intended blank lines
 
@@ -75,20 +76,33 @@ class _Printer:
         if self.lines and self.lines[-1] != "" and line - self.last_line > 1 and not self.lines[-1].endswith("{"):
             self.lines.append("")
 
+    # Comments are sorted and consumed in line order, so both scans start at the first unused one
+    # and stop at `line`: formatting stays linear in the file's size.
     def comments_before(self, line: int, indent: str) -> None:
-        for i, c in enumerate(self.comments):
-            if i not in self.used and c.line < line:
+        i = self.start
+        while i < len(self.comments) and self.comments[i].line < line:
+            if i not in self.used:
+                c = self.comments[i]
                 self.used.add(i)
                 self._gap(c.line)
                 self.lines.append(indent + c.text)
                 self.last_line = c.line
+            i += 1
+        self._advance()
 
     def trailing(self, line: int) -> str:
-        for i, c in enumerate(self.comments):
-            if i not in self.used and c.line == line:
+        i = self.start
+        while i < len(self.comments) and self.comments[i].line <= line:
+            if i not in self.used and self.comments[i].line == line:
                 self.used.add(i)
-                return "  " + c.text
+                self._advance()
+                return "  " + self.comments[i].text
+            i += 1
         return ""
+
+    def _advance(self) -> None:
+        while self.start < len(self.comments) and self.start in self.used:
+            self.start += 1
 
     def emit(self, text: str, line: int, end_line: int, indent: str, take_trailing: bool = True) -> None:
         self.comments_before(line, indent)

@@ -1,5 +1,10 @@
 """Load the Lark grammar and parse spec text into a Lark tree, turning Lark's exceptions into
-located `ArchError`s that say what was expected in the spec's own words."""
+located `ArchError`s that say what was expected in the spec's own words.
+
+The tree's depth is bounded (`MAX_NESTING`) before anything walks it recursively: the
+Transformer, the evaluator and the formatter then recurse at most that deep. Lark's LALR parser
+itself keeps an explicit stack, so any nesting parses without recursion.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from .errors import ArchError, Span
+from .limits import MAX_NESTING
 from .resources import grammar_dir
 
 # How terminals are named in messages.
@@ -38,8 +44,16 @@ _TERMINAL_WORDS = {
 }
 
 
+class _TooDeep(Exception):
+    """Raised by the post-lexer at a '(' nested deeper than `MAX_NESTING`."""
+
+    def __init__(self, token: Token):
+        self.token = token
+
+
 class _ParenNewlines:
-    """Post-lexer: newlines inside parentheses are layout, not statement separators."""
+    """Post-lexer: newlines inside parentheses are layout, not statement separators. It also
+    bounds how deep parentheses nest (they add no depth to the tree: `?atom` inlines them)."""
 
     always_accept = ("_NL",)
 
@@ -48,6 +62,8 @@ class _ParenNewlines:
         for tok in stream:
             if tok.type == "LPAR":
                 depth += 1
+                if depth > MAX_NESTING:
+                    raise _TooDeep(tok)
             elif tok.type == "RPAR":
                 depth = max(0, depth - 1)
             elif tok.type == "_NL" and depth:
@@ -96,9 +112,58 @@ def parse_tree(source: str, file: str) -> tuple[Tree, list[Token]]:
     """Parse `source`; return the tree and the comment tokens (kept for the formatter)."""
     _comments.tokens = []
     try:
-        return parser().parse(source), _comments.tokens
+        tree = parser().parse(source)
     except UnexpectedInput as exc:
         raise _located(exc, source, file) from None
+    except _TooDeep as exc:
+        tok = exc.token
+        raise ArchError(
+            f"parentheses nest more than {MAX_NESTING} deep",
+            Span(file, tok.line or 1, tok.column or 1, tok.line or 1, (tok.column or 1) + 1, source),
+            "write the value as a number, or shorten the expression",
+        ) from None
+    _check_depth(tree, source, file)
+    return tree, _comments.tokens
+
+
+_EXPRESSION = frozenset({"add", "sub", "mul", "div", "neg", "number", "name", "paren"})
+
+
+def _check_depth(tree: Tree, source: str, file: str) -> None:
+    """Refuse a tree deeper than `MAX_NESTING` (iteratively, level by level: microseconds)."""
+    level, depth = [tree], 1
+    while depth <= MAX_NESTING:
+        level = [c for t in level for c in t.children if type(c) is Tree]
+        if not level:
+            return
+        depth += 1
+    raise _too_deep(tree, source, file)
+
+
+def _too_deep(tree: Tree, source: str, file: str) -> ArchError:
+    """The error at the deepest node of `tree`, saying whether operators or bodies nest."""
+    stack: list[tuple[Tree, int, int]] = [(tree, 1, 0)]  # node, depth, expression levels in it
+    best = (0, 0, tree)
+    while stack:
+        t, depth, in_expr = stack.pop()
+        in_expr += t.data in _EXPRESSION
+        if depth > best[0] and not t.meta.empty:
+            best = (depth, in_expr, t)
+        stack += [(c, depth + 1, in_expr) for c in reversed(t.children) if type(c) is Tree]  # leftmost first
+    depth, in_expr, deepest = best
+    m = deepest.meta
+    span = Span(file, m.line, m.column, m.end_line, m.end_column, source) if not m.empty else None
+    if 2 * in_expr > depth:
+        return ArchError(
+            f"expression nests more than {MAX_NESTING} levels deep",
+            span,
+            "each operator and '-' nests one level: write the value as a number, or shorten the expression",
+        )
+    return ArchError(
+        f"'{{ ... }}' bodies nest more than {MAX_NESTING // 2} deep",
+        span,
+        f"each body is two of the {MAX_NESTING} levels a spec may nest: flatten them",
+    )
 
 
 def _located(exc: UnexpectedInput, source: str, file: str) -> ArchError:

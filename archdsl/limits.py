@@ -1,13 +1,14 @@
 """Resource bounds: the largest inputs archdsl accepts, so that no spec, weight file or argument
 can make it hang or exhaust memory. Each is far beyond any published mobile network (the
-largest of our sources, MNv4-Hybrid-L, has 38 M params, 7.7 G MACs, 960-wide 1x1 convs and 5x5
-kernels), and each is met by a located error that quotes it. `docs/language.md` lists them.
+largest of our specs, MNv4-Hybrid-L at 384, has 38 M params, 7.7 G MACs and 41 blocks), and each
+is met by a located error that quotes it. `docs/language.md` lists them.
 """
 
 from __future__ import annotations
 
 # ---- files -------------------------------------------------------------------------------
-MAX_SPEC_BYTES = 1 << 20  # a spec is text written by hand: our largest is under 4 KiB
+MAX_SPEC_BYTES = 1 << 18  # 256 KiB: specs are written by hand (our largest is under 2 KiB), and a
+# megabyte of adversarial tokens takes Lark's pure-Python parser some 12 s and 600 MB
 MAX_WEIGHT_FILE_BYTES = 1 << 32  # 4 GiB: twice the largest network's float32 weights (MAX_PARAMS)
 MAX_SAFETENSORS_HEADER = 100_000_000  # safetensors' own header bound
 MAX_IMPORT_DEPTH = 64  # a chain of imports
@@ -16,6 +17,7 @@ MAX_IMPORTED_FILES = 1024
 # ---- spec text ---------------------------------------------------------------------------
 MAX_NESTING = 100  # syntax tree depth: nested braces, parentheses, operators in one expression
 MAX_NUMBER_CHARS = 40  # a numeric literal's length; larger values are typos, not networks
+MAX_VALUE = 10**30  # magnitude of any whole number an expression computes (floats: finite)
 
 # ---- the expanded network ----------------------------------------------------------------
 MAX_BLOCKS = 4096  # blocks after every repeat, template and depth multiplier is expanded

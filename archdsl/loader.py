@@ -2,17 +2,22 @@
 
 Import paths are relative to the importing file. Cycles are reported with the chain that
 forms them, and a path that leaves the project tree is refused unless a wider root is given.
+Only regular files are read (a FIFO or a device would block or never end), up to
+`MAX_SPEC_BYTES` each, `MAX_IMPORT_DEPTH` imports deep and `MAX_IMPORTED_FILES` in all.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from .errors import ArchError
+from .errors import ArchError, Span
+from .limits import MAX_IMPORT_DEPTH, MAX_IMPORTED_FILES, MAX_SPEC_BYTES
 from .syntax import BlockDef, Import, Module, NetworkDef, NetworkInst, parse
 from .vocabulary import KINDS
 
@@ -50,18 +55,59 @@ def display_path(path: Path) -> str:
     """A path as shown in messages: relative to the working directory when below it."""
     try:
         return os.path.relpath(path) if path.resolve().is_relative_to(Path.cwd()) else str(path)
-    except ValueError:
+    except (ValueError, OSError):  # OSError: the working directory is gone
         return str(path)
 
 
-def read_spec(path: str | Path) -> str:
-    """A spec file's text: UTF-8 on every machine, whatever the locale."""
+def read_spec(path: str | Path, imported: Import | None = None) -> str:
+    """A spec file's text: UTF-8 on every machine, whatever the locale; a leading byte-order mark
+    dropped. Only a regular file of at most `MAX_SPEC_BYTES` is read. For an `imported` file,
+    errors are located at its import statement, or in the file where its text is not UTF-8."""
+
+    def refuse(why: str) -> ArchError:
+        if imported is None:
+            return ArchError(f"cannot read spec {str(path)!r}: {why}")
+        return ArchError(f"cannot import {imported.path!r}: {why}", imported.span)
+
+    too_big = f"more than the {MAX_SPEC_BYTES:,} bytes a spec may have"
     try:
-        return Path(path).read_text(encoding="utf-8")
+        info = os.stat(path)  # before opening: opening a FIFO blocks until a writer comes
+        if not stat.S_ISREG(info.st_mode):
+            raise refuse(f"it is {_file_kind(info.st_mode)}, not a regular file")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise refuse(f"it has {info.st_size:,} bytes, {too_big}")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # replaced since the stat
+                raise refuse("it is not a regular file")
+            data = f.read(MAX_SPEC_BYTES + 1)  # bounded even where the size lies (/proc)
     except OSError as exc:
-        raise ArchError(f"cannot read spec {str(path)!r}: {exc.strerror}") from None
+        raise refuse(exc.strerror or str(exc)) from None
+    except ValueError as exc:  # a NUL in the path
+        raise refuse(str(exc)) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise refuse(f"it has {too_big}")
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # a byte-order mark: accepted, as Python does
+    try:
+        return data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ArchError(f"spec {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
+        shown = str(path) if imported is None else display_path(Path(path))
+        raise _not_utf8(data[bom:], exc.start, bom, shown) from None
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a device",
+             stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}  # fmt: skip
+    return kinds.get(stat.S_IFMT(mode), "a special file")
+
+
+def _not_utf8(data: bytes, start: int, skipped: int, file: str) -> ArchError:
+    """The error at the first byte that is not UTF-8 (`start`, after `skipped` bytes of a
+    byte-order mark), located at its line and column."""
+    line_start = data.rfind(b"\n", 0, start) + 1
+    line, col = data.count(b"\n", 0, start) + 1, len(data[line_start:start].decode("utf-8")) + 1
+    span = Span(file, line, col, line, col + 1, data.decode("utf-8", "replace"))
+    return ArchError(f"spec {file!r} is not UTF-8 text (byte {skipped + start})", span, "save the file as UTF-8")
 
 
 def load_file(path: str | Path, root: Path | None = None) -> Definitions:
@@ -72,7 +118,7 @@ def load_text(text: str, file: str, root: Path | None = None) -> Definitions:
     """Parse `text` (shown as `file`) and everything it imports."""
     main = parse(text, file)
     base = Path(file).resolve().parent
-    defs = Definitions(main, sources=[text])
+    defs = Definitions(main, sources=[main.source])  # without a byte-order mark
     _index(defs, main)
     _follow_imports(defs, main, base, root.resolve() if root else project_root(base), [Path(file).resolve()])
     return defs
@@ -82,7 +128,14 @@ def _follow_imports(defs: Definitions, module: Module, base: Path, root: Path, c
     for item in module.items:
         if not isinstance(item, Import):
             continue
-        target = (base / item.path).resolve()
+        if "\0" in item.path:
+            raise ArchError(f"cannot import {item.path!r}: a path cannot hold a NUL character", item.span)
+        try:
+            target = (base / item.path).resolve()
+        except (RuntimeError, OSError) as exc:  # RuntimeError: a symbolic link loop before Python 3.13
+            oserror = exc if isinstance(exc, OSError) and exc.errno != errno.ELOOP else None
+            why = (oserror.strerror or str(oserror)) if oserror else "a symbolic link loop"
+            raise ArchError(f"cannot import {item.path!r}: {why}", item.span) from None
         if target in chain:
             cycle = " -> ".join(p.name for p in chain[chain.index(target) :] + [target])
             raise ArchError(f"import cycle: {cycle}", item.span, "remove one of these imports")
@@ -94,9 +147,18 @@ def _follow_imports(defs: Definitions, module: Module, base: Path, root: Path, c
             )
         if target in defs.loaded:
             continue
-        if not target.is_file():
+        if len(chain) > MAX_IMPORT_DEPTH:
+            names = [p.name for p in chain]
+            raise ArchError(
+                f"imports nest more than {MAX_IMPORT_DEPTH} deep",
+                item.span,
+                " -> ".join([*names[:2], "...", *names[-2:], target.name]),
+            )
+        if len(defs.loaded) >= MAX_IMPORTED_FILES:
+            raise ArchError(f"a spec may import at most {MAX_IMPORTED_FILES} files", item.span)
+        if not os.path.lexists(target):
             raise ArchError(f"cannot import {item.path!r}: no such file", item.span)
-        text = read_spec(target)
+        text = read_spec(target, item)
         sub = parse(text, display_path(target))
         defs.sources.append(text)
         defs.loaded.add(target)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .errors import ArchError, ArchErrors, Span, did_you_mean
+from .errors import ArchError, ArchErrors, Span, UsageError, add_note, did_you_mean
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate, item_value
 from .ir import (
     ACTIVATIONS,
@@ -24,7 +24,7 @@ from .ir import (
     WidthScaling,
 )
 from .loader import Definitions
-from .lower_block import lower_blocks
+from .lower_block import lower_blocks, noted
 from .syntax import Flag, KwArg, NetworkDef, NetworkInst, Stmt
 from .vocabulary import DEFAULT_SETTINGS, KINDS, NETWORK_SETTINGS
 
@@ -33,7 +33,7 @@ def choose_network(defs: Definitions, name: str | None) -> str:
     """The network to compile: `name`, else the main file's only concrete network."""
     if name is not None:
         if name not in defs.networks:
-            raise ArchError(f"no network named '{name}' in {defs.main.file}", None, did_you_mean(name, defs.networks))
+            raise UsageError(f"no network named '{name}' in {defs.main.file}", None, did_you_mean(name, defs.networks))
         return name
     concrete = concrete_in(defs)
     stem = Path(defs.main.file).stem
@@ -65,17 +65,33 @@ def lower(defs: Definitions, name: str | None = None) -> NetworkSpec:
         if not isinstance(family, NetworkDef) or family.params is None:
             raise ArchError(f"'{node.base}' is not a network family", node.base_span,
                             did_you_mean(node.base, [n for n, d in defs.networks.items() if isinstance(d, NetworkDef) and d.params is not None]))  # fmt: skip
-        env = _bind(family, node)
-        body = family.body
-    else:
-        body = node.body
-        for p in node.params or ():
-            if p.default is None:
-                raise ArchError(
-                    f"parameter '{p.name}' has no default", p.span, "give it one, or instantiate the family"
-                )
-            env[p.name] = evaluate(p.default, env)
-    return _NetworkLowering(defs, env).run(chosen, node.name_span, body, defs.source_hash)
+        # A mistake in the family's body is located there; a note names the member being built.
+        where = node.span
+        note = f"in network '{node.name}' = {node.base}(...) at {where.file}:{where.line}:{where.col}"
+        try:
+            lowering = _NetworkLowering(defs, _bind(family, node))
+            spec = lowering.run(chosen, node.name_span, family.body, defs.source_hash)
+        except (ArchError, ArchErrors) as e:
+            add_note(e, note, unless_in=node.span)
+            raise
+        return _noted_spec(spec, note)
+    for p in node.params or ():
+        if p.default is None:
+            raise ArchError(f"parameter '{p.name}' has no default", p.span, "give it one, or instantiate the family")
+        env[p.name] = evaluate(p.default, env)
+    return _NetworkLowering(defs, env).run(chosen, node.name_span, node.body, defs.source_hash)
+
+
+def _noted_spec(spec: NetworkSpec, note: str) -> NetworkSpec:
+    """`spec` with every block and stage span carrying `note`, for the errors the passes find."""
+
+    def stage(s: StageSpec) -> StageSpec:
+        blocks = tuple(noted(b, note) for b in s.blocks)
+        return s.model_copy(update={"blocks": blocks, "span": s.span.noted(note) if s.span is not None else None})
+
+    return spec.model_copy(
+        update={"stem": stage(spec.stem), "head": stage(spec.head), "stages": tuple(map(stage, spec.stages))}
+    )
 
 
 def _bind(family: NetworkDef, inst: NetworkInst) -> dict[str, Value]:
@@ -102,6 +118,7 @@ class _NetworkLowering:
         self.settings: dict[str, Any] = {}
         self.seen: dict[str, Span] = {}
         self.stages: list[StageSpec] = []
+        self.stage_names: set[str] = set()  # a set: a spec of many stages must not check in quadratic time
         self.value_spans: dict[str, Span] = {}
 
     def run(self, name: str, name_span: Span, body: tuple[Stmt, ...], source_hash: str) -> NetworkSpec:
@@ -259,7 +276,7 @@ class _NetworkLowering:
         name = names[0].word
         if not name.isidentifier():
             raise ArchError(f"'{name}' is not a valid stage name", names[0].span, "names are letters, digits and '_'")
-        if any(s.name == name for s in self.stages):
+        if name in self.stage_names:
             raise ArchError(f"stage '{name}' is defined twice", names[0].span)
         body = self._body(stmt)
         defaults = [s for s in body if s.head == "defaults"]
@@ -274,6 +291,7 @@ class _NetworkLowering:
         )
         if not blocks and len(self.errors) == errors_before:  # not when its blocks were all wrong
             raise ArchError(f"stage '{name}' has no blocks", names[0].span)
+        self.stage_names.add(name)
         self.stages.append(StageSpec.make(name=name, blocks=tuple(blocks), defaults=stage_defaults, span=stmt.span))
 
 

@@ -6,11 +6,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import ArchError, Span, did_you_mean
+from .errors import ArchError, ArchErrors, Span, add_note, did_you_mean
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
 from .ir import ACTIVATIONS, BlockSpec
+from .limits import MAX_NUMBER_CHARS
 from .repeats import block_rows, repeat_rows
-from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt
+from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt, number_too_long
 from .vocabulary import COMPACT, FLAGS, KINDS, KWARGS, Kind
 
 _NUMERIC = ("int", "channels", "float", "kernel")
@@ -96,6 +97,8 @@ def _option(item: Any, env: Env) -> Option:
     if item.word in FLAGS or not m:
         return Option(item.word, None, item.span, item.span)
     key, text = m.group(1), m.group(2)
+    if len(text) > MAX_NUMBER_CHARS:
+        raise number_too_long(item.span, len(text))
     if _NUMBER_RE.match(text):
         return Option(key, float(text) if "." in text else int(text), item.span, item.span)
     if key == "k" and "/" in text:
@@ -236,20 +239,36 @@ def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str
         if key in bound:
             raise ArchError(f"parameter '{key}' given twice", opt.span)
         bound[key] = opt.value
-    for p in tpl.params:
-        if p.name not in bound:
-            if p.default is None:
-                raise ArchError(
-                    f"block '{tpl.name}' needs parameter '{p.name}'", stmt.head_span, f"add {p.name}=<value>"
-                )
-            bound[p.name] = evaluate(p.default, bound)
-    inner: list[BlockSpec] = []
-    for statement in tpl.body:
-        inner += lower_blocks(statement, bound, templates, (*stack, tpl.name))
-    rows = block_rows(inner)  # the template's own rows (blocks, nested template uses), expanded in place
-    blocks = repeat_rows(rows, [row[0].repeat for row in rows])
+    # A mistake inside the template is located in its definition; a note says which use it was.
+    note = f"in block '{tpl.name}' used at {stmt.span.file}:{stmt.span.line}:{stmt.span.col}"
+    try:
+        for p in tpl.params:
+            if p.name not in bound:
+                if p.default is None:
+                    raise ArchError(
+                        f"block '{tpl.name}' needs parameter '{p.name}'", stmt.head_span, f"add {p.name}=<value>"
+                    )
+                bound[p.name] = evaluate(p.default, bound)
+        inner: list[BlockSpec] = []
+        for statement in tpl.body:
+            inner += lower_blocks(statement, bound, templates, (*stack, tpl.name))
+        rows = block_rows(inner)  # the template's own rows (blocks, nested template uses), expanded in place
+        blocks = repeat_rows(rows, [row[0].repeat for row in rows])
+    except (ArchError, ArchErrors) as e:
+        add_note(e, note, unless_in=stmt.span)
+        raise
     group = f"{stmt.span.line}:{stmt.span.col}"
-    return [b.model_copy(update={"repeat": repeat, "group": group}) for b in blocks]
+    return [noted(b, note, repeat=repeat, group=group) for b in blocks]
+
+
+def noted(block: BlockSpec, note: str, **update: Any) -> BlockSpec:
+    """`block` (with `update`), its spans carrying one more note: errors the passes find in it
+    then say where the template or family that holds it was used."""
+    if block.span is not None:
+        update["span"] = block.span.noted(note)
+    if block.option_spans:
+        update["option_spans"] = {key: span.noted(note) for key, span in block.option_spans.items()}
+    return block.model_copy(update=update)
 
 
 _LIMIT = {

@@ -14,6 +14,7 @@ from lark.exceptions import VisitError
 
 from .errors import ArchError, Span
 from .grammar import parse_tree
+from .limits import MAX_NUMBER_CHARS
 
 _NO_SPAN = Span("<none>", 0, 0, 0, 0)
 # Where a node was written, and what it was read from: never part of its meaning.
@@ -348,11 +349,16 @@ class _ToNodes(Transformer):
     # Literals appear both as items and inside expressions; items wrap them in `Literal`.
     def number(self, c):
         (tok,) = c
+        if len(tok) > MAX_NUMBER_CHARS:
+            raise number_too_long(self._tok(tok), len(tok))
         return Num(str(tok), self._tok(tok))
 
     def shape(self, c):
         (tok,) = c
-        return Shape(tuple(int(d) for d in str(tok).split("x")), self._tok(tok))
+        dims = str(tok).split("x")
+        if max(map(len, dims)) > MAX_NUMBER_CHARS:
+            raise number_too_long(self._tok(tok), max(map(len, dims)))
+        return Shape(tuple(int(d) for d in dims), self._tok(tok))
 
     def paren(self, c):
         return Literal(c[0], c[0].span)
@@ -382,6 +388,14 @@ class _ToNodes(Transformer):
         return Neg(c[0], self._meta(meta))
 
 
+def number_too_long(span: Span, length: int) -> ArchError:
+    return ArchError(
+        f"number too long: {length:,} characters",
+        span,
+        f"a number in a spec has at most {MAX_NUMBER_CHARS} characters",
+    )
+
+
 def _unique(items: tuple, what: str) -> tuple:
     """Parameters or arguments, each named once."""
     seen: set[str] = set()
@@ -407,7 +421,10 @@ def _wrap_top(item: TopItem) -> TopItem:
 
 
 def parse(source: str, file: str = "<string>") -> Module:
-    """Parse spec text into a `Module`; raises `ArchError` located at the first mistake."""
+    """Parse spec text into a `Module`; raises `ArchError` located at the first mistake. A
+    leading byte-order mark is dropped, as Python drops it from source files."""
+    if source.startswith("\ufeff"):
+        source = source[1:]
     tree, comment_tokens = parse_tree(source, file)
     try:
         items = _ToNodes(file, source).transform(tree)

@@ -2,7 +2,8 @@
 block by block. The first backend is the reference; relative error is
 max|a - b| / max(1, max|reference|). Backends agree when every block's output agrees within the
 tolerance (a mistake early in a network can fade before the logits); on a mismatch the report
-names the first block over it."""
+names the first block over it. A NaN or Inf in any output fails the pair (a NaN compares false
+with every tolerance), and the report names the backend and the first block that produced one."""
 
 from __future__ import annotations
 
@@ -27,28 +28,43 @@ class PairReport:
     relative: float
     worst_block: str
     worst_relative: float
-    first_divergence: str | None  # first block over tolerance, in network order
+    first_divergence: str | None  # first block over tolerance (or not finite), in network order
     tolerance: float
+    nonfinite: str | None = None  # e.g. "keras at stages.1.blocks.0": the first non-finite output
 
     @property
     def ok(self) -> bool:
-        return self.first_divergence is None
+        return self.first_divergence is None and self.nonfinite is None
 
 
 def relative_error(ref: np.ndarray, other: np.ndarray) -> float:
+    """max|ref - other| / max(1, max|ref|); infinite where either side is not finite."""
+    if not (np.isfinite(ref).all() and np.isfinite(other).all()):
+        return float("inf")
     return float(np.max(np.abs(ref - other)) / max(1.0, float(np.max(np.abs(ref)))))
 
 
 def compare(ref_name: str, ref: Outputs, name: str, other: Outputs, tolerance: float) -> PairReport:
     paths = [p for p in ref if p in other]
     errors = {p: relative_error(ref[p], other[p]) for p in paths}
-    first = next((p for p in paths if errors[p] > tolerance), None)
+    first = next((p for p in paths if not errors[p] <= tolerance), None)
     worst = max(paths, key=errors.__getitem__)
     last = paths[-1]
+    with np.errstate(invalid="ignore"):  # inf - inf: the report shows nan
+        max_abs = float(np.max(np.abs(ref[last] - other[last])))
     return PairReport(
-        ref_name, name, float(np.max(np.abs(ref[last] - other[last]))), float(np.max(np.abs(ref[last]))),
-        errors[last], worst, errors[worst], first, tolerance,
+        ref_name, name, max_abs, float(np.max(np.abs(ref[last]))),
+        errors[last], worst, errors[worst], first, tolerance, _nonfinite(ref_name, ref, name, other, paths),
     )  # fmt: skip
+
+
+def _nonfinite(ref_name: str, ref: Outputs, name: str, other: Outputs, paths: list[str]) -> str | None:
+    """Which side(s) first produced a NaN or Inf, and at which block; None if none did."""
+    for p in paths:
+        sides = [n for n, out in ((ref_name, ref), (name, other)) if not np.isfinite(out[p]).all()]
+        if sides:
+            return f"{' and '.join(sides)} at {p}"
+    return None
 
 
 def run_backends(net: Network, backends: list[str], weights: str, seed: int) -> dict[str, Outputs]:
@@ -83,7 +99,9 @@ def report_text(net: Network, reports: list[PairReport], tolerance: float, weigh
             f"  {r.worst_block} ({r.worst_relative:.3g})"
         )
     for r in reports:
-        if not r.ok:
+        if r.nonfinite is not None:
+            lines.append(f"NON-FINITE {r.reference} vs {r.other}: NaN or Inf from {r.nonfinite}")
+        elif not r.ok:
             lines.append(f"MISMATCH {r.reference} vs {r.other}: first divergence at block {r.first_divergence}")
     if all(r.ok for r in reports):
         lines.append("all backends agree")

@@ -18,6 +18,8 @@ from .atomic import write_atomic
 from .errors import ArchError
 from .ir import MobileOneBlock, Network
 from .layers import Tensor, network_tensors
+from .passes.fold_norms import fold_norms, fold_weights
+from .weight_files import WeightFile, read_safetensors
 
 
 def _draw(t: Tensor, rng):  # type: ignore[no-untyped-def]
@@ -75,20 +77,98 @@ def save_weights(weights: dict, path: str | Path, metadata: dict[str, str] | Non
     write_atomic(Path(path), save(weights, metadata=meta))
 
 
-def load_checked(path: str | Path, net: Network) -> dict:
-    """Canonical weights from a file, checked against the network's tensors (names and shapes)."""
-    from safetensors.numpy import load_file
+def load_canonical(path: str | Path, net: Network, deploy: bool = False, spec: str | None = None) -> tuple[dict, str]:
+    """Canonical weights for `net` from a file, and the form the file held ("train" or "deploy").
+
+    Every tensor must be float32 and finite, and the names and shapes those of `net` (the train
+    form) or of `fold_norms(net)` (the deploy form). With `deploy`, train-form weights are
+    folded; without it, deploy-form weights are an error (the train-form network cannot load
+    them). The file's metadata (`save_weights`) breaks the tie where both forms have the same
+    tensors, and is quoted when neither fits."""
+    name, spec, flag = str(path), spec or "SPEC", " --deploy" if deploy else ""
+    make = (
+        f"archdsl init-weights {spec}{flag} -o W.safetensors (or: archdsl import-weights {spec}{flag} --from timm ...)"
+    )
+    file = read_safetensors(name, "weights", f"make weights with: {make}")
+    wrong = next((e for e in file.entries.values() if e.dtype != "F32"), None)
+    if wrong is not None:
+        raise ArchError(f"cannot use weights {name!r}: tensor {wrong.name!r} is {wrong.dtype}, not F32 (float32)",
+                        hint=f"canonical weights are float32; make them with: {make}")  # fmt: skip
+    folded_net = _deploy_form(net)
+    holds = _form_held(file, net, folded_net, deploy, make)
+    if holds == "deploy" and not deploy:
+        raise ArchError(f"weights {name!r} hold the deploy form of {net.name} (BatchNorm folded, branches merged)",
+                        hint=f"add --deploy to use them, or make train-form weights: archdsl init-weights {spec} -o W.safetensors")  # fmt: skip
+    tensors = network_tensors(folded_net if holds == "deploy" and folded_net is not None else net)
+    weights = {t.key: file.array(t.key) for t in tensors}
+    _check_values(weights, tensors, f"weights {name!r}")
+    return (fold_checked(net, weights, f"weights {name!r}") if deploy and holds == "train" else weights), holds
+
+
+def _form_held(file: WeightFile, net: Network, folded_net: Network | None, deploy: bool, make: str) -> str:
+    """ "train" or "deploy": the form whose tensor names and shapes the file holds."""
+    claim, network = _claimed(file.metadata)
+    train, folded = _problems(file, net), _problems(file, folded_net) if folded_net is not None else None
+    if not train:  # where both forms have the same tensors (no norm to fold), the metadata decides
+        return "deploy" if folded == [] and deploy and claim == "deploy" else "train"
+    if folded == []:
+        return "deploy"
+    shown = folded if folded is not None and (claim or ("deploy" if deploy else "train")) == "deploy" else train
+    said = f"its metadata says: the {claim} form of {network!r}" if claim else "it carries no archdsl metadata"
+    raise ArchError(f"weights {file.path!r} fit neither form of {net.name} ({said}): " + "; ".join(shown[:5]),
+                    hint=f"{len(shown)} problem(s); make weights for this spec with: {make}")  # fmt: skip
+
+
+def fold_checked(net: Network, weights: dict, source: str) -> dict:
+    """`fold_weights`, refusing a result that is not finite (a variance + eps <= 0, an overflow)."""
+    import numpy as np
+
+    with np.errstate(all="ignore"):  # the check below names the tensor; numpy's warning would not
+        folded = fold_weights(net, weights)
+    bad = next((k for k, v in folded.items() if not np.isfinite(v).all()), None)
+    if bad is not None:
+        raise ArchError(f"folding {source} into the deploy form of {net.name} gives NaN or Inf in {bad!r}",
+                        hint="the folded values must fit float32")  # fmt: skip
+    return folded
+
+
+def _deploy_form(net: Network) -> Network | None:
+    try:
+        return fold_norms(net)
+    except ArchError:  # branches that cannot merge: there is no deploy form
+        return None
+
+
+def _claimed(metadata: dict[str, str]) -> tuple[str | None, str | None]:
+    """The form ("train", "deploy") and network that `save_weights` metadata names, if any."""
+    import json
 
     try:
-        weights = load_file(str(path))
-    except (OSError, ValueError) as exc:
-        raise ArchError(f"cannot read weights {str(path)!r}: {exc}") from None
+        meta = json.loads(metadata.get("archdsl", ""))
+    except ValueError:
+        return None, None
+    if not isinstance(meta, dict):
+        return None, None
+    return {"True": "deploy", "False": "train"}.get(str(meta.get("deploy"))), str(meta.get("network", "?"))
+
+
+def _problems(file: WeightFile, net: Network) -> list[str]:
     expected = {t.key: t.shape for t in network_tensors(net)}
-    problems = [f"missing {k}" for k in expected if k not in weights]
-    problems += [f"unexpected {k}" for k in weights if k not in expected]
-    problems += [f"{k}: {tuple(v.shape)} instead of {expected[k]}" for k, v in weights.items()
-                 if k in expected and tuple(v.shape) != expected[k]]  # fmt: skip
-    if problems:
-        raise ArchError(f"weights {str(path)!r} do not fit {net.name}: " + "; ".join(problems[:5]),
-                        hint=f"{len(problems)} problem(s); make them with: archdsl init-weights or import-weights")  # fmt: skip
-    return weights
+    problems = [f"missing {k}" for k in expected if k not in file.entries]
+    problems += [f"unexpected {k}" for k in file.entries if k not in expected]
+    problems += [f"{k}: {e.shape} instead of {expected[k]}" for k, e in file.entries.items()
+                 if k in expected and e.shape != expected[k]]  # fmt: skip
+    return problems
+
+
+def _check_values(weights: dict, tensors: list[Tensor], source: str) -> None:
+    import numpy as np
+
+    for t in tensors:
+        a = weights[t.key]
+        if not np.isfinite(a).all():
+            nan, inf = int(np.isnan(a).sum()), int(np.isinf(a).sum())
+            raise ArchError(f"cannot use {source}: tensor {t.key!r} holds {nan} NaN and {inf} Inf value(s)",
+                            hint="canonical weights must be finite")  # fmt: skip
+        if t.role == "bn_var" and (a < 0).any():
+            raise ArchError(f"cannot use {source}: tensor {t.key!r}, a BatchNorm running variance, is negative")

@@ -105,3 +105,75 @@ def test_deploy_weights_from_the_command_line_load_into_the_deploy_code(tmp_path
 
     deploy = compile_file(SPECS / "mnv2.arch", deploy=True)
     assert list(load_file(str(out))) == sorted(t.key for t in network_tensors(deploy))
+
+
+# ---- weight files in either form --------------------------------------------------------------
+SMALL = """\
+network n {
+  input 32x32x3
+  classes 10
+  stem conv k3 s2 c16
+  stage a {
+    ib k3 e4 c16
+  }
+  head {
+    pool avg; classifier
+  }
+}
+"""
+
+
+@pytest.fixture
+def small(tmp_path):
+    spec = tmp_path / "n.arch"
+    spec.write_text(SMALL)
+    files = {"train": tmp_path / "train.safetensors", "deploy": tmp_path / "deploy.safetensors"}
+    assert cli.main(["init-weights", str(spec), "-o", str(files["train"])]) == 0
+    assert cli.main(["init-weights", str(spec), "--deploy", "-o", str(files["deploy"])]) == 0
+    return spec, files
+
+
+VERIFY = ["--backends", "torch,coreml"]  # no TensorFlow: quick
+
+
+@pytest.mark.parametrize("form", ["train", "deploy"])
+def test_verify_deploy_accepts_weights_in_either_form(small, form, capsys):
+    spec, files = small
+    assert cli.main(["verify", str(spec), "--deploy", "--weights", str(files[form]), *VERIFY]) == 0
+    out, err = capsys.readouterr()
+    assert "all backends agree" in out
+    assert ("holds the train form of n: folded into the deploy form" in err) == (form == "train")
+
+
+def test_export_deploy_accepts_deploy_weights(small, tmp_path):
+    spec, files = small
+    out = tmp_path / "n.tflite"
+    assert cli.main(["export", str(spec), "--backend", "tflite", "--deploy", "--weights", str(files["deploy"]),
+                     "-o", str(out)]) == 0  # fmt: skip
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("command", ["verify", "export"])
+def test_deploy_weights_without_deploy_say_so(small, command, tmp_path, capsys):
+    spec, files = small
+    out = tmp_path / "n.tflite"
+    argv = {
+        "verify": ["verify", str(spec), *VERIFY],
+        "export": ["export", str(spec), "--backend", "tflite", "-o", str(out)],
+    }
+    assert cli.main([*argv[command], "--weights", str(files["deploy"])]) == 1
+    err = capsys.readouterr().err
+    assert f"error: weights '{files['deploy']}' hold the deploy form of n (BatchNorm folded, branches merged)" in err
+    assert "hint: add --deploy to use them" in err and not out.exists()
+
+
+@pytest.mark.parametrize("deploy", [False, True])
+def test_weights_of_another_network_name_the_form_their_metadata_claims(small, deploy, tmp_path, capsys):
+    spec, _ = small
+    other = tmp_path / "mnv2.safetensors"
+    assert cli.main(["init-weights", str(SPECS / "mnv2.arch"), "-o", str(other)]) == 0
+    flag = ["--deploy"] if deploy else []
+    assert cli.main(["verify", str(spec), *flag, "--weights", str(other), *VERIFY]) == 1
+    err = capsys.readouterr().err
+    assert f"weights '{other}' fit neither form of n (its metadata says: the train form of 'mnv2'): missing " in err
+    assert f"make weights for this spec with: archdsl init-weights {spec}{' --deploy' if deploy else ''} -o" in err

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from archdsl.backends.registry import get_backend
-from archdsl.compiler import compile_file
+from archdsl.compiler import compile_file, compile_text
 from archdsl.errors import ArchError
 from archdsl.importers.timm import _modules, import_timm, timm_key
 from archdsl.layers import network_tensors
@@ -108,3 +108,80 @@ def test_ghostnet_tensors_get_timm_names_and_shapes():
     assert None not in names and len(names) == len(network_tensors(net)) == 432  # timm's 512 less num_batches_tracked
     assert {k: names.get(k) for k in expected} == expected
     assert not any("blocks.0.0.shortcut" in k or "blocks.0.0.conv_dw" in k for k in names)  # identity, stride 1
+
+
+SMALL = """\
+network n {
+  input 32x32x3
+  classes 10
+  STEM
+  stage a {
+    ib k3 e4 c16
+    BLOCK
+  }
+  head {
+    HEAD
+  }
+}
+"""
+
+
+def _small(stem: str = "stem conv k3 s2 c16", block: str = "", head: str = "pool avg; classifier"):
+    return compile_text(SMALL.replace("STEM", stem).replace("BLOCK", block).replace("HEAD", head), "n.arch")
+
+
+# id -> (the spec's variation, the block the error names, the line of that block or of its stage)
+UNMAPPED = {
+    "empty-stem": ({"stem": "stem { }"}, "its stem is empty", 4),
+    "second-stem-conv": ({"stem": "stem { conv k3 s2 c16; conv k3 c16 }"}, "stem.1 (a conv block)", 4),
+    "stem-not-a-conv": ({"stem": "stem ds k3 s2 c16"}, "stem.0 (a ds block)", 4),
+    "shuffle-in-a-stage": ({"block": "shuffle_v2 c16"}, "stages.0.blocks.1 (a shuffle_v2 block)", 5),
+    "mobileone-in-a-stage": ({"block": "mobileone k3 c16"}, "stages.0.blocks.1 (a mobileone block)", 7),
+    "two-head-convs": ({"head": "conv k1 c32; conv k1 c64; pool avg; classifier"}, "head.1 (a conv block)", 9),
+    "ib-in-the-head": ({"head": "ib k3 e2 c16; pool avg; classifier"}, "head.0 (a uib block)", 9),
+    "second-mobileone-stem": (
+        {"stem": "stem { mobileone k3 s2 c16; mobileone k3 c16 }", "block": "mobileone k3 c16"},
+        "stem.1 (a mobileone block)",
+        4,
+    ),
+}
+
+
+@pytest.mark.parametrize("change, where, line", UNMAPPED.values(), ids=UNMAPPED.keys())
+def test_a_layer_timm_has_no_name_for_is_a_located_error(change, where, line):
+    net = _small(**change)
+    weights = init_weights(net, 0)
+    with pytest.raises(ArchError) as exc:
+        import_timm(net, {f"x.{k}": v for k, v in weights.items()})
+    assert exc.value.message.startswith("cannot import timm weights into n: ") and where in exc.value.message
+    assert exc.value.span is not None and exc.value.span.line == line  # the block, or else its stage
+
+
+def test_the_command_line_names_an_empty_stem(tmp_path, capsys):
+    from archdsl import cli
+    from archdsl.weights import save_weights
+
+    spec, ckpt, out = tmp_path / "n.arch", tmp_path / "timm.safetensors", tmp_path / "w.safetensors"
+    spec.write_text(SMALL.replace("STEM", "stem { }").replace("BLOCK", "").replace("HEAD", "pool avg; classifier"))
+    net, _, state = _as_timm("mnv4_conv_s")
+    save_weights(state, ckpt)
+    assert cli.main(["import-weights", str(spec), "--from", "timm", str(ckpt), "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:4:3: error: cannot import timm weights into n: its stem is empty" in err
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_checkpoint_dtypes_are_converted_or_named():
+    net, weights, state = _as_timm("mnv4_conv_s")
+    half = {k: v.astype(np.float64) for k, v in state.items()}
+    assert all(np.array_equal(import_timm(net, half)[k], weights[k]) for k in weights)  # float64 holds float32 exactly
+    state["conv_stem.weight"] = state["conv_stem.weight"].astype(np.int8)
+    state["bn1.running_var"] = -state["bn1.running_var"]
+    state["blocks.0.0.conv.weight"] = np.full_like(state["blocks.0.0.conv.weight"], np.nan)
+    with pytest.raises(ArchError) as exc:
+        import_timm(net, state, {"conv_stem.weight": "I8"}, "checkpoint 'c.safetensors'")
+    text = exc.value.message
+    assert text.startswith("checkpoint 'c.safetensors' does not fit mnv4_conv_s (3 problems): ")
+    assert "dtype: stem.0.conv.weight needs floats, timm conv_stem.weight is I8" in text
+    assert "negative: timm bn1.running_var, a running variance, has values below 0" in text
+    assert "non-finite: timm blocks.0.0.conv.weight holds NaN or Inf" in text

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
-from ..errors import ArchError, did_you_mean
-from .base import Backend
+from ..errors import UsageError, did_you_mean
+
+if TYPE_CHECKING:  # the command line reads `names()` without loading Jinja and the IR
+    from .base import Backend
 
 _BACKENDS = {
     "torch": "archdsl.backends.torch:TorchBackend",
@@ -20,6 +23,6 @@ def names() -> tuple[str, ...]:
 
 def get_backend(name: str) -> Backend:
     if name not in _BACKENDS:
-        raise ArchError(f"unknown backend '{name}'", None, did_you_mean(name, _BACKENDS))
+        raise UsageError(f"unknown backend '{name}'", None, did_you_mean(name, _BACKENDS))
     module, cls = _BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]

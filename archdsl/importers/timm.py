@@ -26,7 +26,8 @@ from ..ir import (
     Stage,
     UniversalInvertedBottleneck,
 )
-from ..layers import network_tensors
+from ..layers import Tensor, network_tensors
+from ..weight_files import read_safetensors
 
 # A naming scheme: our sub-layer -> (timm conv module, timm norm module), relative to the block.
 Scheme = dict[str, tuple[str, str]]
@@ -37,18 +38,33 @@ _IR: Scheme = {"expand": ("conv_pw", "bn1"), "dw_mid": ("conv_dw", "bn2"), "proj
 _DS: Scheme = {"dw": ("conv_dw", "bn1"), "pw": ("conv_pw", "bn2")}
 _ER: Scheme = {"expand": ("conv_exp", "bn1"), "project": ("conv_pwl", "bn2")}
 _TENSORS = ("weight", "bias", "running_mean", "running_var", "gamma")  # same names in timm and here
+_WIDENED = ("F16", "BF16", "F64")  # float checkpoints converted to float32 on reading
+
+
+def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict[str, str], int]:
+    """A timm state dict from a safetensors file: its tensors (float16, bfloat16 and float64 ones
+    converted to float32), each tensor's dtype as stored, and how many were converted."""
+    file = read_safetensors(path, "checkpoint", "save one with: safetensors.torch.save_file(model.state_dict(), PATH)")
+    state = file.arrays()
+    dtypes = {name: e.dtype for name, e in file.entries.items()}
+    widened = [name for name, dtype in dtypes.items() if dtype in _WIDENED]
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: reported as non-finite
+        state.update({name: state[name].astype(np.float32) for name in widened})
+    return state, dtypes, len(widened)
 
 
 def _modules(net: Network, state: Mapping[str, np.ndarray]) -> dict[str, str]:
-    """Our module path -> timm module path, for every conv, norm, SE and linear layer."""
+    """Our module path -> timm module path, for every conv, norm, SE and linear layer timm's
+    layouts have (a layer left out has no place in them: see `_unmapped`)."""
+    if not net.stem.blocks:
+        raise ArchError(f"cannot import timm weights into {net.name}: its stem is empty, and timm's networks begin "
+                        "with a stem conv (conv_stem and bn1, or MobileOne's stem)", net.stem.span)  # fmt: skip
     if isinstance(net.stem.blocks[0], MobileOneBlock):
         return _byobnet_modules(net)
     out: dict[str, str] = {}
-
-    def conv(ours: str, timm_conv: str, timm_norm: str) -> None:
-        out[f"{ours}.conv"], out[f"{ours}.bn"] = timm_conv, timm_norm
-
-    conv(net.stem.blocks[0].path, "conv_stem", "bn1")
+    stem = net.stem.blocks[0]
+    if isinstance(stem, ConvBnAct):  # timm's stem is this one conv; any other stem block is unmapped
+        out[f"{stem.path}.conv"], out[f"{stem.path}.bn"] = "conv_stem", "bn1"
     for i, stage in enumerate(net.stages):
         for j, block in enumerate(stage.blocks):
             _block(block, f"blocks.{i}.{j}", state, out)
@@ -70,11 +86,12 @@ def _block(block, prefix: str, state: Mapping[str, np.ndarray], out: dict[str, s
         scheme = _DS
     elif isinstance(block, FusedInvertedBottleneck):
         scheme = _ER
-    else:
-        assert isinstance(block, UniversalInvertedBottleneck)
+    elif isinstance(block, UniversalInvertedBottleneck):
         scheme = _UIR if f"{prefix}.pw_exp.conv.weight" in state else _IR
         if block.layer_scale is not None:
             out[f"{block.path}.layer_scale"] = f"{prefix}.layer_scale"
+    else:
+        return  # a kind timm's efficientnet layout has not: its layers stay unmapped
     for ours, (timm_conv, timm_norm) in scheme.items():
         out[f"{block.path}.{ours}.conv"], out[f"{block.path}.{ours}.bn"] = (
             f"{prefix}.{timm_conv}",
@@ -118,32 +135,34 @@ def _ghost(block: GhostBottleneck, prefix: str, out: dict[str, str]) -> None:
 
 
 def _head(head: Stage, state: Mapping[str, np.ndarray], out: dict[str, str]) -> None:
-    for block in head.blocks:
-        if isinstance(block, ConvBnAct):  # MobileNetV3 class: norm_head; EfficientNet class: bn2
-            out[f"{block.path}.conv"] = "conv_head"
-            out[f"{block.path}.bn"] = "norm_head" if "norm_head.weight" in state else "bn2"
-        elif isinstance(block, Classifier):
-            out[f"{block.path}.fc"] = "classifier"
+    """timm's head holds one conv and one classifier: a second one of either stays unmapped."""
+    conv = next((b for b in head.blocks if isinstance(b, ConvBnAct)), None)
+    if conv is not None:  # MobileNetV3 class: norm_head; EfficientNet class: bn2
+        out[f"{conv.path}.conv"] = "conv_head"
+        out[f"{conv.path}.bn"] = "norm_head" if "norm_head.weight" in state else "bn2"
+    fc = next((b for b in head.blocks if isinstance(b, Classifier)), None)
+    if fc is not None:
+        out[f"{fc.path}.fc"] = "classifier"
 
 
 def _byobnet_modules(net: Network) -> dict[str, str]:
     """timm's ByobNet layout (MobileOne): `stem`, `stages.<i>.<j>`, `head.fc`. Inside a block the
     names are ours, but for the SE (`attn`, timm's SEModule)."""
     out: dict[str, str] = {}
-    prefixes = [(b, "stem") for b in net.stem.blocks]
+    prefixes = [(net.stem.blocks[0], "stem")]  # timm's stem is one block: any other stays unmapped
     prefixes += [(b, f"stages.{i}.{j}") for i, stage in enumerate(net.stages) for j, b in enumerate(stage.blocks)]
     for block, prefix in prefixes:
         if not isinstance(block, MobileOneBlock):
-            raise ArchError(f"{block.path}: a {block.kind} block has no place in timm's MobileOne layout")
+            continue  # no place in timm's ByobNet layout: its layers stay unmapped
         for branch in (*block.branches, block.scale):
             if branch is not None:
                 name = branch.path.removeprefix(block.path)
                 out[f"{branch.path}.conv"], out[f"{branch.path}.bn"] = f"{prefix}{name}.conv", f"{prefix}{name}.bn"
         out[f"{block.path}.identity"] = f"{prefix}.identity"
         out[f"{block.path}.se.reduce"], out[f"{block.path}.se.expand"] = f"{prefix}.attn.fc1", f"{prefix}.attn.fc2"
-    for block in net.head.blocks:
-        if isinstance(block, Classifier):
-            out[f"{block.path}.fc"] = "head.fc"
+    fc = next((b for b in net.head.blocks if isinstance(b, Classifier)), None)
+    if fc is not None:
+        out[f"{fc.path}.fc"] = "head.fc"
     return out
 
 
@@ -152,23 +171,49 @@ def timm_key(key: str, modules: Mapping[str, str]) -> str | None:
     return f"{modules[module]}.{tensor}" if module in modules and tensor in _TENSORS else None
 
 
-def import_timm(net: Network, state: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Canonical weights for `net` from a timm state dict; raises `ArchError` naming every problem."""
+def import_timm(net: Network, state: Mapping[str, np.ndarray], dtypes: Mapping[str, str] | None = None,
+                name: str = "the checkpoint") -> dict[str, np.ndarray]:  # fmt: skip
+    """Canonical weights for `net` from a timm state dict; raises `ArchError` naming every problem.
+    `dtypes` (from `read_checkpoint`) names a tensor's dtype as stored, where numpy has none;
+    `name` names the checkpoint in the error."""
     modules = _modules(net, state)
+    tensors = network_tensors(net)
+    names = _timm_names(net, tensors, modules)
     weights: dict[str, np.ndarray] = {}
     problems: list[str] = []
-    for t in network_tensors(net):
-        source = timm_key(t.key, modules)
-        if source is None or source not in state:
-            problems.append(f"missing: {t.key} {t.shape} (timm name {source or 'unknown'})")
-        elif tuple(state[source].shape) != t.shape:
-            problems.append(f"shape: {t.key} needs {t.shape}, timm {source} has {tuple(state[source].shape)}")
+    for t in tensors:
+        source = names[t.key]
+        value = state.get(source)
+        if value is None:
+            problems.append(f"missing: {t.key} {t.shape} (timm name {source})")
+        elif tuple(value.shape) != t.shape:
+            problems.append(f"shape: {t.key} needs {t.shape}, timm {source} has {tuple(value.shape)}")
+        elif not np.issubdtype(value.dtype, np.floating):
+            problems.append(f"dtype: {t.key} needs floats, timm {source} is {(dtypes or {}).get(source, value.dtype)}")
+        elif not np.isfinite(value).all():
+            problems.append(f"non-finite: timm {source} holds NaN or Inf")
+        elif t.role == "bn_var" and (value < 0).any():
+            problems.append(f"negative: timm {source}, a running variance, has values below 0")
         else:
-            weights[t.key] = np.ascontiguousarray(state[source], dtype=np.float32)
-    used = {timm_key(t.key, modules) for t in network_tensors(net)}
+            weights[t.key] = np.ascontiguousarray(value, dtype=np.float32)
+    used = set(names.values())
     unused = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
     problems += [f"unused: {k} {tuple(state[k].shape)}" for k in unused]
-    if problems:
-        shown = "\n  ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise ArchError(f"the checkpoint does not fit {net.name} ({len(problems)} problems):\n  {shown}")
+    if problems:  # on one line: a message's line breaks are shown escaped
+        shown = "; ".join(problems[:10]) + (f"; ... and {len(problems) - 10} more" if len(problems) > 10 else "")
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise ArchError(f"{name} does not fit {net.name} ({count}): {shown}")
     return weights
+
+
+def _timm_names(net: Network, tensors: list[Tensor], modules: Mapping[str, str]) -> dict[str, str]:
+    """Our tensor key -> its timm name; the first tensor that has none is an error naming its block."""
+    names = {t.key: timm_key(t.key, modules) for t in tensors}
+    t = next((t for t in tensors if names[t.key] is None), None)
+    if t is None:
+        return {k: v for k, v in names.items() if v is not None}
+    stage, block = next((s, b) for s in net.all_stages() for b in s.blocks if t.key.startswith(f"{b.path}."))
+    raise ArchError(f"cannot import timm weights into {net.name}: timm's layout has no place for {block.path} "
+                    f"(a {block.kind} block): its tensor {t.key} has no timm name", block.span or stage.span,
+                    "timm's layouts have one stem conv; stages of conv, ds, ib/uib, fused_ib, ghost and mqa blocks; "
+                    "a head of at most one conv and one classifier (MobileOne: mobileone blocks, then a classifier)")  # fmt: skip

@@ -8,7 +8,7 @@ stages keep their depth (EfficientNet-Lite).
 from __future__ import annotations
 
 from ..ir import NetworkSpec, StageSpec
-from ..repeats import block_rows, repeat_rows
+from ..repeats import block_rows, check_block_count, repeat_rows
 from ..rounding import scale_depth
 from .stages import map_stages
 
@@ -25,9 +25,17 @@ def _expand(stage: StageSpec, multiplier: float) -> StageSpec:
 
 def expand_repeats(spec: NetworkSpec) -> NetworkSpec:
     last = len(spec.stages) - 1
+    total = 0  # blocks so far: each stage is bounded on its own, and the network as a whole
 
     def multiplier(index: int | None) -> float:
         fixed = index is None or (spec.depth.fix_first_last and index in (0, last))  # stem, head: never
         return 1.0 if fixed else spec.depth.multiplier
 
-    return map_stages(spec, NAME, lambda stage, index: _expand(stage, multiplier(index)))
+    def expand(stage: StageSpec, index: int | None) -> StageSpec:
+        nonlocal total
+        out = _expand(stage, multiplier(index))
+        total += len(out.blocks)
+        check_block_count(total, list(out.blocks))
+        return out
+
+    return map_stages(spec, NAME, expand)

@@ -31,6 +31,7 @@ from ..ir import (
     UniversalInvertedBottleneck,
 )  # fmt: skip
 from ..rounding import make_divisible
+from .bounds import Totals
 
 
 @dataclass(frozen=True)
@@ -359,12 +360,14 @@ def _uib_variant(ks: int, km: int, ke: int) -> str:
 def infer_shapes(spec: NetworkSpec, source: str = "") -> Network:
     builder = _Builder(spec)
     x = _Tensor(spec.in_channels, spec.input_hw)
+    totals = Totals()
 
     def stage(s: StageSpec, path: str, prefix: str) -> Stage:
         nonlocal x
         blocks = []
         for j, b in enumerate(s.blocks):
             block, x = builder.block(b, f"{prefix}{j}", x)
+            totals.check(block, b)
             blocks.append(block)
         return Stage.make(name=s.name, path=path, blocks=tuple(blocks), span=s.span)
 

@@ -1,0 +1,71 @@
+"""Command-line arguments are checked before any work is done: a bad value is a usage error
+(exit 2, argparse's `usage:` line or a located message), never a traceback, and never after
+a framework has run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SPEC = "specs/mnv3_small.arch"
+
+USAGE = [
+    (["init-weights", SPEC, "--seed", "-1", "-o", "w.safetensors"], "--seed"),
+    (["verify", SPEC, "--seed", "-1"], "--seed"),
+    (["export", SPEC, "--backend", "tflite", "-o", "m.tflite", "--seed", "-1"], "--seed"),
+    (["init-weights", SPEC, "--seed", str(2**64), "-o", "w.safetensors"], "--seed"),
+    (["compile", SPEC, "--backend", "nonsense"], "unknown backend 'nonsense'"),
+    (["compile", SPEC, "--backend", ""], "unknown backend ''"),
+    (["compile", SPEC, "--backend", "tflite"], "tflite is an export format"),
+    (["compile", SPEC, "--network", "zz"], "no network named 'zz'"),
+    (["cost", SPEC, "--network", "zz"], "no network named 'zz'"),
+    (["verify", SPEC, "--backends", "torch,onnx"], "unknown backend 'onnx'"),
+    (["verify", SPEC, "--backends", "torch"], "at least two different backends"),
+    (["verify", SPEC, "--backends", "torch,torch"], "at least two different backends"),
+    (["verify", SPEC, "--backends", "torch,keras,torch"], "named twice"),
+    (["verify", SPEC, "--tolerance", "nan"], "finite positive"),
+    (["verify", SPEC, "--tolerance", "inf"], "finite positive"),
+    (["verify", SPEC, "--tolerance", "0"], "finite positive"),
+    (["verify", SPEC, "--tolerance=-1e-4"], "finite positive"),
+    (["verify", SPEC, "--input", "0x224"], "between 1 and"),
+    (["verify", SPEC, "--input", "224"], "expected HxW"),
+]
+
+
+@pytest.mark.parametrize("args, message", USAGE, ids=lambda v: " ".join(v[1:]) if isinstance(v, list) else None)
+def test_a_bad_argument_is_a_usage_error_before_any_work(args, message, tmp_path):
+    code = (
+        "import sys\nfrom archdsl.cli import main\n"
+        "status = main(sys.argv[1:])\n"
+        "loaded = sorted({'torch', 'tensorflow', 'keras', 'coremltools'} & {m.split('.')[0] for m in sys.modules})\n"
+        "print(loaded)\nsys.exit(status)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout.strip() in ("", "[]")  # no framework was loaded before the complaint
+    assert not (ROOT / "w.safetensors").exists() and not (ROOT / "m.tflite").exists()
+
+
+def test_a_closed_stdout_is_an_error_message_not_a_traceback():
+    result = subprocess.run(f"{sys.executable} -m archdsl cost {SPEC} >&-", shell=True, cwd=ROOT,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: standard output is closed: <stdout>"
+
+
+def test_a_closed_stdout_does_not_stop_a_command_that_writes_a_file(tmp_path):
+    out = tmp_path / "m.py"
+    result = subprocess.run(f"{sys.executable} -m archdsl compile {SPEC} -o {out} >&-", shell=True, cwd=ROOT,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == (ROOT / "generated" / "torch" / "mnv3_small.py").read_text()
+
+
+def test_the_cost_table_ends_with_a_newline():
+    result = subprocess.run([sys.executable, "-m", "archdsl", "cost", SPEC], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.endswith(" MACs\n")
