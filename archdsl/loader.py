@@ -11,12 +11,12 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
 from .errors import ArchError, Span
+from .input_files import open_regular
 from .limits import MAX_IMPORT_DEPTH, MAX_IMPORTED_FILES, MAX_SPEC_BYTES
 from .syntax import BlockDef, Import, Module, NetworkDef, NetworkInst, parse
 from .vocabulary import KINDS
@@ -69,36 +69,21 @@ def read_spec(path: str | Path, imported: Import | None = None) -> str:
             return ArchError(f"cannot read spec {str(path)!r}: {why}")
         return ArchError(f"cannot import {imported.path!r}: {why}", imported.span)
 
-    too_big = f"more than the {MAX_SPEC_BYTES:,} bytes a spec may have"
     try:
-        info = os.stat(path)  # before opening: opening a FIFO blocks until a writer comes
-        if not stat.S_ISREG(info.st_mode):
-            raise refuse(f"it is {_file_kind(info.st_mode)}, not a regular file")
-        if info.st_size > MAX_SPEC_BYTES:
-            raise refuse(f"it has {info.st_size:,} bytes, {too_big}")
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # replaced since the stat
-                raise refuse("it is not a regular file")
+        with open_regular(path, MAX_SPEC_BYTES, "a spec may have", refuse) as (f, _):
             data = f.read(MAX_SPEC_BYTES + 1)  # bounded even where the size lies (/proc)
     except OSError as exc:
         raise refuse(exc.strerror or str(exc)) from None
     except ValueError as exc:  # a NUL in the path
         raise refuse(str(exc)) from None
     if len(data) > MAX_SPEC_BYTES:
-        raise refuse(f"it has {too_big}")
+        raise refuse(f"it has more than the {MAX_SPEC_BYTES:,} bytes a spec may have")
     bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # a byte-order mark: accepted, as Python does
     try:
         return data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
         shown = str(path) if imported is None else display_path(Path(path))
         raise _not_utf8(data[bom:], exc.start, bom, shown) from None
-
-
-def _file_kind(mode: int) -> str:
-    kinds = {stat.S_IFDIR: "a directory", stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a device",
-             stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}  # fmt: skip
-    return kinds.get(stat.S_IFMT(mode), "a special file")
 
 
 def _not_utf8(data: bytes, start: int, skipped: int, file: str) -> ArchError:

@@ -11,13 +11,12 @@ file and the damage, before numpy sees a byte.
 from __future__ import annotations
 
 import json
-import os
-import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 from . import limits
 from .errors import ArchError
+from .input_files import open_regular
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,8 +28,6 @@ DTYPES = {"F64": (8, "<f8"), "F32": (4, "<f4"), "F16": (2, "<f2"), "BF16": (2, "
           "U64": (8, "<u8"), "U32": (4, "<u4"), "U16": (2, "<u2"), "U8": (1, "u1"),
           "BOOL": (1, "?"), "F8_E4M3": (1, "u1"), "F8_E5M2": (1, "u1")}  # fmt: skip
 Fail = Callable[[str], ArchError]  # a problem -> the error naming the file
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -72,24 +69,12 @@ def read_safetensors(path: str, what: str = "weights", hint: str | None = None) 
         return ArchError(f"cannot read {what} {path!r}: {problem}", hint=hint)
 
     try:
-        _check_regular(os.stat(path), fail)  # before opening: opening a FIFO blocks
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # nor may one swapped in since
-        with os.fdopen(fd, "rb") as f:
-            info = os.fstat(f.fileno())
-            _check_regular(info, fail)
-            return _read(f, info.st_size, path, fail)
+        with open_regular(path, limits.MAX_WEIGHT_FILE_BYTES, "a weight file may have", fail) as (f, size):
+            return _read(f, size, path, fail)
     except OSError as exc:
         raise fail((exc.strerror or str(exc)).lower()) from None
     except MemoryError:
         raise fail("not enough memory to read it") from None
-
-
-def _check_regular(info: os.stat_result, fail: Fail) -> None:
-    if not stat.S_ISREG(info.st_mode):
-        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), "something else")
-        raise fail(f"it is {kind}, not a regular file")
-    if info.st_size > limits.MAX_WEIGHT_FILE_BYTES:
-        raise fail(f"the file is {info.st_size:,} bytes, over the limit of {limits.MAX_WEIGHT_FILE_BYTES:,}")
 
 
 def _read(f: Any, size: int, path: str, fail: Fail) -> WeightFile:

@@ -56,6 +56,30 @@ REFERENCE_DEPLOY = {
 }
 
 
+# A small valid network. `BLOCK` is on line 7 at column 5 (so a column there is 4 + the 1-based
+# position in the block's text) and `HEAD` on line 10 at column 5: tests put what they probe there.
+SMALL_NET = """\
+network n {
+  input 32x32x3
+  classes 10
+  stem conv k3 s2 c16
+  stage a {
+    ib k3 e4 c16
+    BLOCK
+  }
+  head {
+    HEAD
+  }
+}
+"""
+
+
+def small_net(block: str = "", head: str = "pool avg; classifier") -> str:
+    """`SMALL_NET` with `block` in its stage (none: the line is left out) and `head`."""
+    text = SMALL_NET.replace("HEAD", head)
+    return text.replace("BLOCK", block) if block else text.replace("    BLOCK\n", "")
+
+
 def import_code(code: str, name: str, tmp_path: Path):
     """Import generated source text as a module."""
     path = tmp_path / f"{name}.py"

@@ -19,7 +19,7 @@ from archdsl.report import cost_json, cost_table
 from archdsl.runners import runner
 from archdsl.verify import compare
 from archdsl.weights import init_weights, save_weights
-from conftest import CONCRETE_SPECS, SPECS
+from conftest import CONCRETE_SPECS, SPECS, small_net
 
 
 @pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
@@ -108,19 +108,7 @@ def test_deploy_weights_from_the_command_line_load_into_the_deploy_code(tmp_path
 
 
 # ---- weight files in either form --------------------------------------------------------------
-SMALL = """\
-network n {
-  input 32x32x3
-  classes 10
-  stem conv k3 s2 c16
-  stage a {
-    ib k3 e4 c16
-  }
-  head {
-    pool avg; classifier
-  }
-}
-"""
+SMALL = small_net()
 
 
 @pytest.fixture

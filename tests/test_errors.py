@@ -16,26 +16,13 @@ import pytest
 
 from archdsl.compiler import compile_file, compile_text
 from archdsl.errors import ArchError, ArchErrors
-from conftest import ROOT
+from conftest import ROOT, SMALL_NET
 
 FIXTURES = Path(__file__).parent / "fixtures" / "errors"
 
-# A valid network. `stage_line` puts a block on line 7 at column 5 (so a column is 4 + the
-# 1-based position in the string); `head_line` replaces the head's blocks on line 10, column 5.
-NET = """\
-network n {
-  input 32x32x3
-  classes 10
-  stem conv k3 s2 c16
-  stage a {
-    ib k3 e4 c16
-    BLOCK
-  }
-  head {
-    HEAD
-  }
-}
-"""
+# `stage_line` puts a block on line 7 at column 5; `head_line` replaces the head's blocks on line
+# 10, column 5 (see conftest.SMALL_NET).
+NET = SMALL_NET
 
 
 def stage_line(block: str) -> str:

@@ -19,23 +19,10 @@ from archdsl.errors import ArchError, ArchErrors
 from archdsl.fmt import format_module
 from archdsl.limits import MAX_IMPORT_DEPTH, MAX_IMPORTED_FILES, MAX_NESTING, MAX_SPEC_BYTES
 from archdsl.syntax import parse
-from conftest import ROOT
+from conftest import ROOT, SMALL_NET
 
-# A valid network: `classes` on line 3 (its value from column 11), a block on line 7 from column 5.
-NET = """\
-network n {
-  input 32x32x3
-  classes 10
-  stem conv k3 s2 c16
-  stage a {
-    ib k3 e4 c16
-    BLOCK
-  }
-  head {
-    pool avg; classifier
-  }
-}
-"""
+# `classes` is on line 3 (its value from column 11).
+NET = SMALL_NET.replace("HEAD", "pool avg; classifier")  # a block on line 7 from column 5
 
 
 def block(text: str) -> str:
@@ -202,7 +189,7 @@ def oversized(tmp: Path, name: str) -> None:
 NOT_REGULAR = [
     pytest.param(lambda t, n: (t / n).mkdir(), "it is a directory, not a regular file", id="directory"),
     pytest.param(fifo, "it is a named pipe (FIFO), not a regular file", id="fifo"),
-    pytest.param(None, "it is a device, not a regular file", id="dev-zero"),
+    pytest.param(None, "it is a character device, not a regular file", id="dev-zero"),
     pytest.param(oversized, f"it has {MAX_SPEC_BYTES + 1:,} bytes, more than the {MAX_SPEC_BYTES:,} bytes a spec may have",
                  id="oversized"),
 ]  # fmt: skip

@@ -19,21 +19,9 @@ from archdsl.compiler import compile_text
 from archdsl.importers.timm import _modules, timm_key
 from archdsl.verify import compare, report_text
 from archdsl.weights import init_weights
-from conftest import ROOT
+from conftest import ROOT, small_net
 
-NET = """\
-network n {
-  input 32x32x3
-  classes 10
-  stem conv k3 s2 c16
-  stage a {
-    ib k3 e4 c16
-  }
-  head {
-    pool avg; classifier
-  }
-}
-"""
+NET = small_net()
 WEIGHT = "stages.0.blocks.0.expand.conv.weight"  # the tensor the dtype and value cases change
 TIMM_WEIGHT = "blocks.0.0.pw_exp.conv.weight"  # its timm name
 
@@ -233,7 +221,12 @@ def test_a_file_over_the_size_limit_is_refused_before_reading(valid, command, tm
     path, out = tmp_path / "w.safetensors", tmp_path / "out.file"
     path.write_bytes(pack(weights))
     monkeypatch.setattr(archdsl.limits, "MAX_WEIGHT_FILE_BYTES", 100)
-    _fails(capsys, _commands(spec, str(path), str(out))[command], out, "bytes, over the limit of 100")
+    _fails(
+        capsys,
+        _commands(spec, str(path), str(out))[command],
+        out,
+        "bytes, more than the 100 bytes a weight file may have",
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -244,7 +237,7 @@ def test_a_fifo_does_not_hang_and_no_traceback(valid, command, tmp_path):
     result = subprocess.run([sys.executable, "-m", "archdsl", *argv], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)  # fmt: skip
     assert result.returncode == 1, result.stderr
-    assert f"'{fifo}': it is a FIFO (named pipe), not a regular file" in result.stderr
+    assert f"'{fifo}': it is a named pipe (FIFO), not a regular file" in result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
 
 
