@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -45,11 +46,14 @@ def check_output(output: str, inputs: Iterable[str | Path] = ()) -> Path:
 
 def write_atomic(path: Path, data: bytes | str) -> None:
     raw = data.encode() if isinstance(data, str) else data
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    st = _stat(target)
-    if st is not None and _writable_kind(target, st) == "stream":
-        _write_stream(target, raw)
+    st = _stat(path)  # through any links
+    if st is not None and _writable_kind(path, st) == "stream":
+        _write_stream(path, raw, os.O_WRONLY | os.O_NONBLOCK)
         return
+    if st is not None and _through_descriptor(path):  # `-o /dev/stdout` with stdout a file
+        _write_stream(path, raw, os.O_WRONLY | os.O_APPEND)  # the shell opened (and truncated) it
+        return
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temporary(target.parent)
     try:
@@ -61,9 +65,29 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         if st is not None:
             os.chmod(tmp, stat.S_IMODE(st.st_mode))
         os.replace(tmp, target)
+    except OSError as exc:  # name the output, not the temporary file
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:  # a SIGTERM arrives as SystemExit (see cli.run)
         tmp.unlink(missing_ok=True)
         raise
+
+
+_DESCRIPTOR = re.compile(r"^/(proc/[^/]+|dev)/fd/[0-9]+$")
+
+
+def _through_descriptor(path: Path) -> bool:
+    """Whether `path` is, or links through, an open file descriptor (`/dev/stdout`, `/dev/fd/3`,
+    `/proc/self/fd/1`, a shell's `>(cmd)`): a rename beside its target would miss the descriptor,
+    so such an output is written in place."""
+    current = os.path.abspath(path)
+    for _ in range(40):  # the kernel's own bound on a chain of links
+        if _DESCRIPTOR.match(current):
+            return True
+        if not os.path.islink(current):
+            return False
+        current = os.path.normpath(os.path.join(os.path.dirname(current), os.readlink(current)))
+    return False
 
 
 def temporary_name(directory: Path, suffix: str = ".tmp") -> Path:
@@ -84,11 +108,11 @@ def _create_temporary(directory: Path) -> Path:
     raise OSError(errno.EEXIST, "cannot create a temporary file", str(directory))
 
 
-def _write_stream(target: Path, raw: bytes) -> None:
-    """A character device or FIFO: written in place. A FIFO that nobody reads is an error, not
-    a hang (a non-blocking open fails with ENXIO)."""
+def _write_stream(target: Path, raw: bytes, flags: int) -> None:
+    """A character device, FIFO or open descriptor: written in place. A FIFO that nobody reads is
+    an error, not a hang (a non-blocking open fails with ENXIO)."""
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
+        fd = os.open(target, flags)
     except OSError as exc:
         if exc.errno == errno.ENXIO:
             raise ArchError(f"nothing is reading the FIFO {str(target)!r}", hint="start its reader first") from None

@@ -18,7 +18,7 @@ from pathlib import Path
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from . import __version__, commands  # noqa: E402
-from .errors import ArchError, ArchErrors, UsageError  # noqa: E402
+from .errors import ArchError, ArchErrors, UsageError, escaped  # noqa: E402
 from .limits import MAX_INPUT_SIDE  # noqa: E402
 
 
@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     mode = c.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if a file is not canonical")
     mode.add_argument("--write", action="store_true", help="rewrite files in place")
+    mode.add_argument("--diff", action="store_true", help="print the unified diff of each file that would change")
 
     for name, help in (("check", "fail with a diff if generated/ is stale"), ("regen", "rewrite generated/")):
         c = sub.add_parser(name, help=help)
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             return commands.import_weights_cmd(args.spec, args.checkpoint, args.output, args.network, args.import_root,
                                                args.deploy)  # fmt: skip
         if args.command == "fmt":
-            return commands.fmt_cmd(args.files, args.check, args.write)
+            return commands.fmt_cmd(args.files, args.check, args.write, args.diff)
         if args.command == "check":
             return commands.check_cmd(args.root)
         return commands.regen_cmd(args.root)
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
         return 0
     except OSError as e:  # an output path that cannot be written
-        print(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), file=sys.stderr)
+        print(escaped(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")), file=sys.stderr)
         return 1
 
 
@@ -208,7 +209,11 @@ def run() -> None:
     tearing down (outputs are written and closed by then), so the interpreter's teardown of
     pydantic, Lark and Jinja, a tenth of a compile, is skipped."""
     signal.signal(signal.SIGTERM, _terminate)
-    code = main()
+    try:
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C: temporary files are gone by now (see atomic.py)
+        print("interrupted", file=sys.stderr)
+        code = 128 + signal.SIGINT
     if any(name in sys.modules for name in ("torch", "tensorflow", "keras", "coremltools")):
         sys.exit(code)
     try:

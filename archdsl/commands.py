@@ -14,9 +14,9 @@ from .errors import ArchError
 def _inputs(spec: str, root: Path | None) -> list[Path]:
     """The files a command on `spec` reads: the spec and every file it imports (an output path
     must never name one of them)."""
-    from .loader import load_file
+    from .loader import display_path, load_file
 
-    return [Path(spec), *sorted(load_file(spec, root).loaded)]
+    return [Path(spec), *(Path(display_path(p)) for p in sorted(load_file(spec, root).loaded))]
 
 
 def compile_cmd(spec: str, backend: str, output: str | None, network: str | None, root: Path | None = None,
@@ -114,10 +114,8 @@ def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: 
     from .export import check_package_output, export
     from .weights import save_weights
 
-    if backend == "coreml":
-        out = check_package_output(output)
-    else:
-        out = check_output(output, [*_inputs(spec, root), *([weights] if weights else [])])
+    inputs: list[str | Path] = [*_inputs(spec, root), *([weights] if weights else [])]
+    out = check_package_output(output, inputs) if backend == "coreml" else check_output(output, inputs)
     net = compile_file(spec, network, root, deploy=deploy)
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "weights.safetensors")
@@ -126,7 +124,7 @@ def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: 
     return 0
 
 
-def fmt_cmd(files: list[str], check: bool, write: bool) -> int:
+def fmt_cmd(files: list[str], check: bool, write: bool, diff: bool = False) -> int:
     from .fmt import format_module
     from .loader import read_spec
     from .syntax import parse
@@ -136,18 +134,36 @@ def fmt_cmd(files: list[str], check: bool, write: bool) -> int:
         path = Path(name)
         text = read_spec(path)
         out = format_module(parse(text, name))
-        if not check and not write:
+        if not (check or write or diff):
             sys.stdout.write(out)  # every file, in argument order
         if out == text:
             continue
         changed.append(name)
         if write:
             write_atomic(path, out)
+        if diff:
+            sys.stdout.write(_unified_diff(name, text, out))
     if check and changed:
         for name in changed:
             print(f"{name}: not in canonical format (run: archdsl fmt --write {name})", file=sys.stderr)
         return 1
+    if diff and changed:
+        print(f"{len(changed)} file(s) not in canonical format (run: archdsl fmt --write FILE...)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _unified_diff(name: str, text: str, out: str) -> str:
+    """`--- a/NAME` / `+++ b/NAME` and the hunks that turn `text` into `out`, as `git diff`, ruff
+    and black print them (a last line without a newline is marked, so the diff applies)."""
+    import difflib
+    import re
+
+    def split(t: str) -> list[str]:  # at "\n" only: a "\r" or "\f" is part of its line, as in git
+        return re.findall(r"[^\n]*\n|[^\n]+$", t)
+
+    lines = difflib.unified_diff(split(text), split(out), f"a/{name}", f"b/{name}")
+    return "".join(line if line.endswith("\n") else f"{line}\n\\ No newline at end of file\n" for line in lines)
 
 
 def check_cmd(root: str) -> int:

@@ -7,6 +7,7 @@ import os
 import shutil
 import warnings
 from pathlib import Path
+from typing import Iterable
 
 from .atomic import temporary_name, write_atomic
 from .backends.registry import get_backend
@@ -18,7 +19,8 @@ from .runners import load_module, runner
 def export(net: Network, backend: str, weights: str, output: Path, precision: str = "fp32") -> None:
     runner("keras" if backend == "tflite" else backend)  # quiets TensorFlow before it loads
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # coremltools: untested torch / TF versions
+        # coremltools leaves a temporary directory to the garbage collector; other warnings show
+        warnings.simplefilter("ignore", ResourceWarning)
         if backend == "tflite":
             from .runners.tflite_runner import convert
 
@@ -29,21 +31,29 @@ def export(net: Network, backend: str, weights: str, output: Path, precision: st
         _save_package(module.convert(weights, precision), output)
 
 
-def check_package_output(output: str) -> Path:
+def check_package_output(output: str, inputs: Iterable[str | Path] = ()) -> Path:
     """An `.mlpackage` output: a new path, or an ML package (which is replaced). Anything else
-    that exists there, a user's directory above all, is refused before any work."""
+    that exists there, a user's directory above all, and a package holding one of the command's
+    `inputs`, is refused before any work."""
     if output == "" or "\0" in output:
         raise UsageError("the output path is empty" if output == "" else "the output path contains a NUL byte")
-    path = Path(output)
-    if path.name in ("", ".", "..") or output.endswith(("/", os.sep)):
+    path = Path(output.rstrip("/" + os.sep) or output)  # `-o m.mlpackage/`, as a shell completes it
+    if path.name in ("", ".", ".."):
         raise UsageError(
             f"the output path {output!r} names a directory", hint="give a package name, e.g. -o model.mlpackage"
         )
-    if (path.exists() or path.is_symlink()) and not is_ml_package(path):
+    if path.is_symlink():
+        raise ArchError(f"refusing to replace {output!r}: it is a symbolic link", hint="give the package's own path")
+    if path.exists() and not is_ml_package(path):
         raise ArchError(
             f"refusing to replace {output!r}: it exists and is not an ML package",
             hint="choose a new path; archdsl replaces only an .mlpackage (a folder of Manifest.json and Data/)",
         )
+    if path.exists():
+        inside = [str(given) for given in inputs if Path(given).resolve().is_relative_to(path.resolve())]
+        if inside:
+            raise ArchError(f"refusing to replace {output!r}: it holds the input file {inside[0]!r}",
+                            hint="move the input out of the package, or choose another output path")  # fmt: skip
     return path
 
 

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from .errors import ArchError, ArchErrors, Span, add_note, did_you_mean
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
 from .ir import ACTIVATIONS, BlockSpec
-from .limits import MAX_NUMBER_CHARS
+from .limits import MAX_CHANNELS, MAX_KERNEL, MAX_NUMBER_CHARS
 from .repeats import block_rows, repeat_rows
 from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt, number_too_long
 from .vocabulary import COMPACT, FLAGS, KINDS, KWARGS, Kind
@@ -123,7 +123,7 @@ def _typed_fields(given: dict[str, Option]) -> dict[str, Any]:
                 value, vspan, _WHAT[key], minimum=0 if key.startswith("k_") else 1, maximum=_LIMIT.get(key, 1 << 20)
             )
         elif typ == "channels":
-            out[field] = as_int(value, vspan, _WHAT[key])
+            out[field] = as_int(value, vspan, _WHAT[key], maximum=MAX_CHANNELS)
         elif typ == "float":
             if key == "eps":
                 eps = as_float(value, vspan, "norm epsilon")
@@ -271,16 +271,18 @@ def noted(block: BlockSpec, note: str, **update: Any) -> BlockSpec:
     return block.model_copy(update=update)
 
 
-_LIMIT = {
+_LIMIT = {  # the bounds of archdsl.limits, where an option gives the size directly
     "x": 256,
     "s": 64,
     "branches": 64,
     "h": 1024,
     "v": 64,
     "query_stride": 64,
-    "k_start": 63,
-    "k_mid": 63,
-    "k_end": 63,
+    "k_start": MAX_KERNEL,
+    "k_mid": MAX_KERNEL,
+    "k_end": MAX_KERNEL,
+    "d": MAX_CHANNELS,
+    "value_dim": MAX_CHANNELS,
 }
 _WHAT = {
     "s": "stride", "e": "expansion ratio", "c": "output channels", "x": "repeat count", "g": "groups",

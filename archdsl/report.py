@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from .cost import Cost, block_cost, layer_cost, network_cost
-from .errors import ArchError
 from .ir import Block, Classifier, Network
 from .layers import (
     Activation,
@@ -20,7 +19,7 @@ from .layers import (
     block_output,
     layers_of,
 )
-from .passes.fold_norms import fold_norms
+from .passes.fold_norms import CannotMerge, fold_norms
 
 # Layers that are not IR nodes: their row's path suffix (after the block path) and kind.
 _DERIVED = {ResidualAdd: (".add", "add"), LayerScale: (".layer_scale", "layer_scale"), BranchSum: (".sum", "sum"),
@@ -32,7 +31,7 @@ def _deploy_cost(net: Network) -> Cost | None:
     """The deploy form's cost, or None where it does not exist (branches that cannot merge)."""
     try:
         return network_cost(fold_norms(net))
-    except ArchError:
+    except CannotMerge:
         return None
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .backends.registry import get_backend
 from .ir import Network
-from .runners import Outputs, runner
+from .runners import Outputs, reported_paths, runner
 from .weights import init_weights, save_weights
 
 
@@ -31,10 +31,11 @@ class PairReport:
     first_divergence: str | None  # first block over tolerance (or not finite), in network order
     tolerance: float
     nonfinite: str | None = None  # e.g. "keras at stages.1.blocks.0": the first non-finite output
+    unmatched: tuple[str, ...] = ()  # outputs one side lacks, or whose shapes differ
 
     @property
     def ok(self) -> bool:
-        return self.first_divergence is None and self.nonfinite is None
+        return self.first_divergence is None and self.nonfinite is None and not self.unmatched
 
 
 def relative_error(ref: np.ndarray, other: np.ndarray) -> float:
@@ -44,8 +45,24 @@ def relative_error(ref: np.ndarray, other: np.ndarray) -> float:
     return float(np.max(np.abs(ref - other)) / max(1.0, float(np.max(np.abs(ref)))))
 
 
-def compare(ref_name: str, ref: Outputs, name: str, other: Outputs, tolerance: float) -> PairReport:
-    paths = [p for p in ref if p in other]
+def compare(ref_name: str, ref: Outputs, name: str, other: Outputs, tolerance: float,
+            expected: list[str] | None = None) -> PairReport:  # fmt: skip
+    """One pair's report over the `expected` outputs (default: every output either side has).
+    Each must be on both sides, with one shape: an output a backend did not report is a
+    failure, never skipped."""
+    if expected is None:
+        expected = [*ref, *(p for p in other if p not in ref)]
+    unmatched = [f"{side} has no output {p}" for p in expected for side, out in ((ref_name, ref), (name, other))
+                 if p not in out]  # fmt: skip
+    both = [p for p in expected if p in ref and p in other]
+    paths = [p for p in both if ref[p].shape == other[p].shape]
+    unmatched += [f"{p}: {ref_name} {ref[p].shape}, {name} {other[p].shape}" for p in both
+                  if ref[p].shape != other[p].shape]  # fmt: skip
+    if not paths:
+        nan = float("nan")
+        return PairReport(
+            ref_name, name, nan, nan, nan, "-", nan, None, tolerance, None, (*unmatched, "no common output")
+        )
     errors = {p: relative_error(ref[p], other[p]) for p in paths}
     first = next((p for p in paths if not errors[p] <= tolerance), None)
     worst = max(paths, key=errors.__getitem__)
@@ -55,6 +72,7 @@ def compare(ref_name: str, ref: Outputs, name: str, other: Outputs, tolerance: f
     return PairReport(
         ref_name, name, max_abs, float(np.max(np.abs(ref[last]))),
         errors[last], worst, errors[worst], first, tolerance, _nonfinite(ref_name, ref, name, other, paths),
+        tuple(unmatched),
     )  # fmt: skip
 
 
@@ -85,7 +103,11 @@ def verify(net: Network, backends: list[str], weights: str | None, seed: int, to
             save_weights(init_weights(net, seed), weights)
         results = run_backends(net, backends, weights, seed)
     ref = backends[0]
-    return [compare(ref, results[ref], name, results[name], tolerance) for name in backends[1:]]
+    reports = []
+    for name in backends[1:]:  # a pair compares what both runners report (TFLite: only the logits)
+        expected = [p for p in reported_paths(ref, net) if p in reported_paths(name, net)]
+        reports.append(compare(ref, results[ref], name, results[name], tolerance, expected))
+    return reports
 
 
 def report_text(net: Network, reports: list[PairReport], tolerance: float, weights: str | None, seed: int) -> str:
@@ -99,9 +121,11 @@ def report_text(net: Network, reports: list[PairReport], tolerance: float, weigh
             f"  {r.worst_block} ({r.worst_relative:.3g})"
         )
     for r in reports:
+        for problem in r.unmatched:
+            lines.append(f"UNMATCHED {r.reference} vs {r.other}: {problem}")
         if r.nonfinite is not None:
             lines.append(f"NON-FINITE {r.reference} vs {r.other}: NaN or Inf from {r.nonfinite}")
-        elif not r.ok:
+        elif r.first_divergence is not None:
             lines.append(f"MISMATCH {r.reference} vs {r.other}: first divergence at block {r.first_divergence}")
     if all(r.ok for r in reports):
         lines.append("all backends agree")

@@ -11,6 +11,7 @@ file and the damage, before numpy sees a byte.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -134,6 +135,9 @@ def _header(raw: bytes, fail: Fail) -> tuple[dict[str, Entry], dict[str, str]]:
     return {name: _entry(name, info, fail) for name, info in header.items()}, metadata
 
 
+_MAX_DIMS = 32  # numpy's limit is 64; no network tensor has more than 5
+
+
 def _entry(name: str, info: Any, fail: Fail) -> Entry:
     def is_int(v: Any) -> bool:
         return isinstance(v, int) and not isinstance(v, bool) and v >= 0
@@ -145,6 +149,12 @@ def _entry(name: str, info: Any, fail: Fail) -> Entry:
         raise fail(f"tensor {name!r} has an unknown dtype {dtype!r}")
     if not isinstance(shape, list) or not all(is_int(d) for d in shape):
         raise fail(f"tensor {name!r} has shape {shape!r}, not a list of non-negative integers")
+    if (
+        len(shape) > _MAX_DIMS or math.prod(d for d in shape if d) > limits.MAX_WEIGHT_FILE_BYTES
+    ):  # numpy could not hold it
+        raise fail(f"tensor {name!r} has an impossible shape of {len(shape)} dimensions, the largest "
+                   f"{max(shape, default=0):,} (a tensor has at most {_MAX_DIMS}, whose non-zero sizes multiply to "
+                   f"at most {limits.MAX_WEIGHT_FILE_BYTES:,})")  # fmt: skip
     pair = isinstance(offsets, list) and len(offsets) == 2 and all(is_int(o) for o in offsets)
     if not pair or offsets[0] > offsets[1]:
         raise fail(f"tensor {name!r} has data_offsets {offsets!r}, not [begin, end] with 0 <= begin <= end")

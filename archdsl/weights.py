@@ -18,7 +18,7 @@ from .atomic import write_atomic
 from .errors import ArchError
 from .ir import MobileOneBlock, Network
 from .layers import Tensor, network_tensors
-from .passes.fold_norms import fold_norms, fold_weights
+from .passes.fold_norms import CannotMerge, fold_norms, fold_weights
 from .weight_files import WeightFile, read_safetensors
 
 
@@ -135,7 +135,7 @@ def fold_checked(net: Network, weights: dict, source: str) -> dict:
 def _deploy_form(net: Network) -> Network | None:
     try:
         return fold_norms(net)
-    except ArchError:  # branches that cannot merge: there is no deploy form
+    except CannotMerge:  # there is no deploy form
         return None
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONCRETE_SPECS, REFERENCE, ROOT, SPECS
+from conftest import CONCRETE_SPECS, REFERENCE, REFERENCE_DEPLOY, ROOT, SPECS
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -69,14 +69,30 @@ def test_cost_json_has_the_documented_shape_and_exact_totals():
 
 @pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
 def test_cost_json_of_every_spec_adds_up(path, capsys):
+    """Layer rows add up to their stage's row, stage rows to the total, and the totals are the
+    reference model's figures (copied from timm, not computed here)."""
     from archdsl import cli
 
     assert cli.main(["cost", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    layers = data["layers"]
-    assert all(isinstance(x["kind"], str) and x["path"].startswith(x["block"]) for x in layers)
+    layers, stages, total = data["layers"], data["stages"], data["total"]
+    numbers = ("params", "macs", "elementwise", "weight_bytes", "activation_bytes")
     assert len({x["path"] for x in layers}) == len(layers)  # every layer row named apart
-    assert data["deploy_total"]["macs"] <= data["total"]["macs"]  # every spec here has a deploy form
+    assert [s["path"] for s in stages] == ["stem", *(f"stages.{i}" for i in range(len(stages) - 2)), "head"]
+    for stage in stages:
+        rows = [x for x in layers if x["block"].startswith(stage["path"] + ".")]
+        assert len({x["block"] for x in rows}) == stage["blocks"] > 0, stage["path"]
+        assert all(x["path"].startswith(x["block"]) and x["kind"] for x in rows)
+        assert {n: sum(x[n] for x in rows) for n in numbers} == {n: stage[n] for n in numbers}, stage["path"]
+    assert sum(s["blocks"] for s in stages) == len({x["block"] for x in layers})  # no row outside a stage
+    assert {n: sum(s[n] for s in stages) for n in numbers} == total
+    assert total["weight_bytes"] == 4 * total["params"] and total["activation_bytes"] % 4 == 0
+    if path.stem in REFERENCE:
+        assert (total["params"], total["macs"]) == REFERENCE[path.stem][1:3]
+    deploy = data["deploy_total"]
+    assert deploy["macs"] <= total["macs"] and deploy["params"] < total["params"]  # every spec here has BatchNorms
+    if path.stem in REFERENCE_DEPLOY:
+        assert (deploy["params"], deploy["macs"]) == REFERENCE_DEPLOY[path.stem]
 
 
 def test_cost_table_lists_every_block_and_the_total():

@@ -3,6 +3,7 @@ and every checked-in spec is already canonical."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,74 @@ def test_expressions_keep_their_meaning_with_minimal_parentheses(expr, canonical
     out = format_module(parse(src))
     assert f"  conv k3 {canonical}\n" in out
     assert parse(out) == parse(src)
+
+
+# `fmt --diff`: the unified diff of each file that would change, as `ruff format --diff` and
+# `black --diff` print it; exit 1 when any would change; nothing written.
+
+MESSY = "network t { input 32x32x3; classes 10\n  stem conv k3 c16\n  stage s0 { ib k3 e4 c16 }\n  head { pool avg; classifier } }"  # fmt: skip
+MESSY_DIFF = """\
+--- a/m.arch
++++ b/m.arch
+@@ -1,4 +1,12 @@
+-network t { input 32x32x3; classes 10
++network t {
++  input 32x32x3
++  classes 10
+   stem conv k3 c16
+-  stage s0 { ib k3 e4 c16 }
+-  head { pool avg; classifier } }
+\\ No newline at end of file
++  stage s0 {
++    ib k3 e4 c16
++  }
++  head {
++    pool avg
++    classifier
++  }
++}
+"""
+
+
+def fmt(*args: str) -> int:
+    from archdsl.cli import main
+
+    return main(["fmt", *args])
+
+
+def test_fmt_diff_prints_git_style_hunks_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("m.arch").write_text(MESSY)
+    Path("ok.arch").write_text(format_module(parse(MESSY)))
+    assert fmt("--diff", "ok.arch", "m.arch", "ok.arch") == 1
+    out, err = capsys.readouterr()
+    assert out == MESSY_DIFF  # canonical files print nothing; a last line without "\n" is marked
+    assert err == "1 file(s) not in canonical format (run: archdsl fmt --write FILE...)\n"
+    assert Path("m.arch").read_text() == MESSY
+
+
+def test_fmt_diff_applies_to_give_the_canonical_text(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    layout = (ROOT / "tests" / "fixtures" / "layout.arch").read_text()
+    Path("layout.arch").write_text(layout)
+    Path("m.arch").write_text(MESSY)
+    assert fmt("--diff", "layout.arch", "m.arch") == 1
+    patch = capsys.readouterr().out
+    assert [line for line in patch.splitlines() if line.startswith(("--- ", "+++ "))] == [
+        "--- a/layout.arch", "+++ b/layout.arch", "--- a/m.arch", "+++ b/m.arch",
+    ]  # fmt: skip
+    subprocess.run(["git", "apply", "-"], input=patch, text=True, check=True)  # as a reviewer would
+    assert Path("layout.arch").read_text() == format_module(parse(layout))
+    assert Path("m.arch").read_text() == format_module(parse(MESSY))
+    assert fmt("--diff", "layout.arch", "m.arch") == 0
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("other", ["--check", "--write"])
+def test_fmt_diff_excludes_the_other_modes(tmp_path, other, capsys):
+    path = tmp_path / "m.arch"
+    path.write_text(MESSY)
+    with pytest.raises(SystemExit) as raised:
+        fmt("--diff", other, str(path))
+    assert raised.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+    assert path.read_text() == MESSY

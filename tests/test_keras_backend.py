@@ -17,7 +17,7 @@ from archdsl.compiler import compile_file, compile_text
 from archdsl.runners import runner
 from archdsl.verify import compare, run_backends, verify
 from archdsl.weights import init_weights, save_weights
-from conftest import CONCRETE_SPECS, ROOT, SPECS
+from conftest import CONCRETE_SPECS, SPECS, small_net
 
 TOLERANCE = 1e-4
 # Reduced inputs keep CI fast; 96 and 97 put even and odd sizes through every stride-2 stage.
@@ -164,7 +164,7 @@ def test_verify_command_reports_and_exits_nonzero_on_mismatch(monkeypatch, capsy
 
 @pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
 def test_generated_keras_imports_only_keras(path):
-    tree = ast.parse((ROOT / "generated" / "keras" / f"{path.stem}.py").read_text())
+    tree = ast.parse(get_backend("keras").emit(compile_file(path)))  # what the emitter writes now
     top = {a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names}
     top |= {n.module for n in tree.body if isinstance(n, ast.ImportFrom)}
     assert top <= {"__future__", "keras"}
@@ -173,12 +173,32 @@ def test_generated_keras_imports_only_keras(path):
     assert lazy <= {"numpy", "safetensors.numpy"}  # inside load_weights only
 
 
-def test_run_backends_uses_one_input_and_one_weight_file_for_all(tmp_path):
-    net = compile_file(SPECS / "mnv4_conv_s.arch", resolution=(64, 64))
+def test_run_backends_uses_one_input_and_one_weight_file_for_all(tmp_path, monkeypatch):
+    from archdsl import verify as verify_module
+
+    net = compile_text(small_net("ds k3 c16 se0.25"), "n.arch")
     weights = tmp_path / "w.safetensors"
     save_weights(init_weights(net, 5), weights)
+    seen = []  # (backend, weight file, input) of every run
+    real = verify_module.runner
+
+    def recording(name):  # type: ignore[no-untyped-def]
+        run, backend = real(name)
+
+        def recorded(code, network, path, x):  # type: ignore[no-untyped-def]
+            seen.append((name, path, x.copy()))
+            return run(code, network, path, x)
+
+        return recorded, backend
+
+    monkeypatch.setattr(verify_module, "runner", recording)
     outs = run_backends(net, ["torch", "keras"], str(weights), seed=5)
-    assert outs["torch"].keys() == outs["keras"].keys() == {b.path for b in net.blocks()}
+    assert [(name, path) for name, path, _ in seen] == [("torch", str(weights)), ("keras", str(weights))]
+    assert seen[0][2].shape == (1, *net.input_shape) and np.array_equal(seen[0][2], seen[1][2])
+    assert list(outs["torch"]) == list(outs["keras"]) == [b.path for b in net.blocks()]
+    assert compare("torch", outs["torch"], "keras", outs["keras"], TOLERANCE).ok  # same input: same values
+    again, other = (run_backends(net, ["torch"], str(weights), seed=s)["torch"]["head.1"] for s in (5, 6))
+    assert np.array_equal(again, outs["torch"]["head.1"]) and not np.allclose(other, again)  # the seed's input
 
 
 def test_layer_scale_and_identity_se_build_with_the_spec_values():

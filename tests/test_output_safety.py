@@ -144,14 +144,10 @@ def test_a_fifo_nobody_reads_is_an_error_not_a_hang(work):
     assert stat.S_ISFIFO((work / "pipe").lstat().st_mode)
 
 
-def test_devices_are_written_through_and_other_special_files_refused(tmp_path):
+def test_special_files_other_than_streams_are_refused(tmp_path):
     from archdsl.atomic import _writable_kind
     from archdsl.errors import ArchError
 
-    assert _writable_kind(Path("/dev/null"), os.stat("/dev/null")) == "stream"  # never replaced
-    (tmp_path / "x.arch").write_text(TINY)
-    assert run("compile", "x.arch", "-o", "/dev/null", cwd=tmp_path).returncode == 0
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
     with pytest.raises(ArchError, match="a directory"):
         _writable_kind(tmp_path, os.stat(tmp_path))
 
@@ -221,7 +217,7 @@ def test_regen_removes_only_orphans_archdsl_wrote(project):
     (torch_dir / "link.py").symlink_to("tiny.py")
     check = run("check", "--root", ".", cwd=project)
     assert check.returncode == 1 and "gone.py: no spec generates this file\n" in check.stdout
-    assert "notes.py: no spec generates this file (not written by archdsl" in check.stdout
+    assert "notes.py: no spec generates this file (not written by regen" in check.stdout
     result = run("regen", "--root", ".", cwd=project)
     assert result.returncode == 0 and "removed generated/torch/gone.py" in result.stderr
     assert sorted(p.name for p in torch_dir.iterdir()) == ["README.md", "link.py", "notes.py", "tiny.py"]
@@ -235,3 +231,110 @@ def test_check_sees_line_endings_changed_to_crlf(project):
     assert run("regen", "--root", ".", cwd=project).returncode == 0
     assert b"\r\n" not in target.read_bytes()
     assert run("check", "--root", ".", cwd=project).returncode == 0
+
+
+# ---- found in review: descriptors, generated/ that is not what regen made, packages with inputs --
+
+
+def test_o_dev_stdout_appends_to_a_file_and_feeds_a_pipe(work):
+    log = work / "log.txt"
+    log.write_text("precious\n")
+    shell = f"{sys.executable} -m archdsl compile s.arch -o /dev/stdout >> log.txt"
+    assert subprocess.run(shell, shell=True, cwd=work, env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode == 0
+    assert log.read_text().startswith('precious\n"""tiny: generated')
+    piped = run("compile", "s.arch", "-o", "/dev/stdout", cwd=work)  # stdout is a pipe here
+    assert piped.returncode == 0 and piped.stdout.startswith('"""tiny: generated'), piped.stderr
+    assert not [p for p in work.iterdir() if p.name.startswith(".archdsl-")]
+
+
+def test_a_character_device_is_written_to_not_replaced(tmp_path):
+    from archdsl.atomic import _writable_kind
+
+    assert _writable_kind(Path("/dev/null"), os.stat("/dev/null")) == "stream"
+    device = tmp_path / "null"
+    try:  # a device of our own, so that a regression cannot replace the machine's /dev/null
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a character device needs CAP_MKNOD; the /dev/null classification is checked above")
+    (tmp_path / "x.arch").write_text(TINY)
+    assert run("compile", "x.arch", "-o", "null", cwd=tmp_path).returncode == 0
+    assert stat.S_ISCHR(device.lstat().st_mode)
+
+
+def test_regen_never_writes_through_a_link_in_generated(project):
+    target = project / "generated" / "torch" / "tiny.py"
+    target.unlink()
+    target.symlink_to("../../specs/tiny.arch")
+    for command in ("regen", "check"):
+        result = run(command, "--root", ".", cwd=project)
+        assert result.returncode == 1 and "generated/torch/tiny.py is a symbolic link" in result.stderr
+    assert (project / "specs" / "tiny.arch").read_text() == TINY
+
+
+def test_regen_without_specs_removes_nothing(project):
+    (project / "specs" / "tiny.arch").rename(project / "tiny.arch")
+    (project / "specs").rmdir()
+    before = snapshot(project)
+    result = run("regen", "--root", ".", cwd=project)
+    assert result.returncode == 1 and "has no specs/ directory" in result.stderr
+    assert snapshot(project) == before
+
+
+def test_regen_keeps_what_compile_wrote_from_other_specs_and_ignores_folders(project):
+    (project / "elsewhere").mkdir()
+    (project / "elsewhere" / "mine.arch").write_text(TINY.replace("network tiny", "network mine"))
+    mine = project / "generated" / "torch" / "mine_tuned.py"
+    assert run("compile", "elsewhere/mine.arch", "-o", str(mine), cwd=project).returncode == 0
+    (project / "generated" / "torch" / "__pycache__").mkdir()
+    leftover = project / "generated" / "torch" / ".archdsl-0123abcd.tmp"
+    leftover.write_text("from a write that was killed")
+    check = run("check", "--root", ".", cwd=project)
+    assert (
+        "__pycache__" not in check.stdout and "mine_tuned.py: no spec generates this file (not written" in check.stdout
+    )
+    assert run("regen", "--root", ".", cwd=project).returncode == 0
+    assert mine.exists() and (project / "generated" / "torch" / "__pycache__").is_dir() and not leftover.exists()
+
+
+@pytest.mark.parametrize("make", ["fifo", "dev-zero"])
+def test_check_does_not_hang_on_a_special_file_in_generated(project, make):
+    target = project / "generated" / "torch" / "tiny.py"
+    target.unlink()
+    if make == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to("/dev/zero")
+    result = run("check", "--root", ".", cwd=project, timeout=30)
+    assert result.returncode == 1 and "Traceback" not in result.stderr and "generated/torch/tiny.py" in result.stderr
+
+
+def test_a_package_that_holds_an_input_is_not_replaced(work):
+    out = work / "tiny.mlpackage"
+    assert run("export", "s.arch", "--backend", "coreml", "-o", out.name, cwd=work).returncode == 0
+    (out / "Data" / "kept.arch").write_text((work / "s.arch").read_text())
+    (out / "Data" / "lib.arch").write_text((work / "lib.arch").read_text())
+    before = snapshot(work)
+    result = run("export", "tiny.mlpackage/Data/kept.arch", "--backend", "coreml", "-o", "tiny.mlpackage/", cwd=work)
+    assert result.returncode == 1 and "it holds the input file" in result.stderr
+    assert snapshot(work) == before
+
+
+def test_an_unwritable_output_names_the_output_escaped(work):
+    result = run("compile", "s.arch", "-o", "s.arch/\x1b[31mred", cwd=work)
+    assert result.returncode == 1 and "\x1b" not in result.stderr and "\\x1b[31mred" in result.stderr
+    assert ".archdsl-" not in result.stderr
+
+
+def test_ctrl_c_is_a_quiet_exit_130(work):
+    code = (
+        "import os, signal, sys, time\n"
+        "from pathlib import Path\n"
+        "from archdsl import atomic, cli\n"
+        "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGINT) or time.sleep(1)\n"
+        "sys.argv = ['archdsl', 'compile', 's.arch', '-o', 'm.py']\n"
+        "cli.run()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=work, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert result.returncode == 130 and result.stderr.strip() == "interrupted"
+    assert not (work / "m.py").exists() and not [p for p in work.iterdir() if p.name.startswith(".archdsl-")]

@@ -3,6 +3,8 @@ purity and idempotence, and invariants of the resolved network."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from archdsl import ir
@@ -133,15 +135,88 @@ def _output(block, c, hw):
     return block.classes, (1, 1)
 
 
+# Every pass has work to do here: stage defaults, a repeated row under a depth multiplier, a
+# width multiplier with a `fixed` block, and a resolution multiplier.
+PASS_SPEC = """\
+network t {
+  input 64x48x3
+  rho 0.5
+  width 0.5
+  depth 1.5
+  defaults {
+    act hard_swish
+  }
+  stem conv k3 s2 c32
+  stage a {
+    defaults {
+      act relu
+    }
+    ib k3 s2 e4 c48 x2
+  }
+  stage b {
+    conv k1 c40 fixed
+  }
+  head {
+    pool avg
+    classifier
+  }
+}
+"""
+
+
+def _check_pure(step, spec):  # type: ignore[no-untyped-def]
+    """`step(spec)`, checking that `spec` is left exactly as it was: compared with a deep copy by
+    `==`, which also compares what dumps leave out (spans, option spans); and that an equal input
+    gives an equal output (no state kept between calls)."""
+    snapshot = copy.deepcopy(spec)
+    out = step(spec)
+    assert spec == snapshot and spec.model_dump() == snapshot.model_dump()
+    assert step(snapshot) == out
+    return out
+
+
+def test_each_pass_does_its_work_once_and_leaves_its_input_alone():
+    spec = lower(load_text(PASS_SPEC, "t.arch"))
+    expected = {  # hand-derived from docs/language.md: what the spec looks like after each pass
+        "apply_defaults": lambda s: [b.act for b in s.stages[0].blocks + s.stages[1].blocks + s.stem.blocks]
+        == ["relu", "hard_swish", "hard_swish"],
+        # ceil(2 x 1.5) = 3 copies, only the first keeps stride 2; ceil(1 x 1.5) = 2
+        "expand_repeats": lambda s: [b.stride for b in s.stages[0].blocks] == [2, 1, 1] and len(s.stages[1].blocks) == 2,
+        # 64x48 x 0.5; channels make_divisible(c x 0.5): 32 -> 16, 48 -> 24; `fixed` keeps 40
+        "scale_width": lambda s: (s.input_hw, s.rho, s.stem.blocks[0].out, s.stages[0].blocks[0].out,
+                                  s.stages[1].blocks[0].out) == ((32, 24), 1.0, 16, 24, 40),
+    }  # fmt: skip
+    for step in PIPELINE:
+        out = _check_pure(step, spec)
+        name = step.__name__
+        assert out.applied == (*spec.applied, name) and expected[name](out), name
+        assert _check_pure(step, out) == out  # running a pass twice changes nothing
+        _check_spec(out, out.applied)
+        spec = out
+    net = resolve(lower(load_text(PASS_SPEC, "t.arch")))
+    assert [b.kind for b in net.blocks()] == ["conv", "uib", "uib", "uib", "conv", "conv", "pool", "classifier"]
+    assert net.input_shape == (3, 32, 24) and net.stages[0].blocks[0].project.out_hw == (8, 6)
+    check_network(net)
+
+
+def test_the_purity_check_sees_what_a_dump_leaves_out():
+    spec = lower(load_text(PASS_SPEC, "t.arch"))
+    assert spec.stem.blocks[0].option_spans  # the check below has something to see
+
+    def forgets_spans(s):  # type: ignore[no-untyped-def]
+        s.stem.blocks[0].option_spans.clear()  # an in-place change frozen models do not prevent
+        return s
+
+    with pytest.raises(AssertionError):
+        _check_pure(forgets_spans, spec)
+
+
 @pytest.mark.parametrize("name", ["mnv4_conv_s", "mnv3_large", "efficientnet_lite0"])
 def test_passes_leave_their_input_alone_and_keep_invariants(name):
     spec = _spec(name)
     for step in PIPELINE:
-        before = spec.model_dump()
-        out = step(spec)
-        assert spec.model_dump() == before  # a pass returns a new spec
-        _check_spec(out, out.applied)
-        spec = out
+        spec = _check_pure(step, spec)
+        _check_spec(spec, spec.applied)
     first, second = resolve(_spec(name)), resolve(_spec(name))
     assert first.model_dump() == second.model_dump()  # deterministic
     check_network(first)

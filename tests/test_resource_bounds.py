@@ -1,6 +1,6 @@
 """Resource bounds: no spec or argument can make archdsl allocate without limit. Each case is a
-located error quoting the limit, reached in a child process capped at 1 GiB of address space
-beyond the interpreter's own and 60 s, so a regression fails instead of taking the machine."""
+located error quoting the limit; on the command line it is reached in a child process capped at
+3 GiB of address space and 60 s, so a regression fails instead of taking the machine."""
 
 from __future__ import annotations
 
@@ -33,8 +33,11 @@ CASES = [
         spec("ib k3 e4 c16 x256\n    ib k3 e4 c16 x256\n" * 8), "7:18", "would expand to 4,097 blocks", id="many-rows"
     ),  # fmt: skip
     pytest.param(spec("conv k1048575 c8"), "7:10", "kernel size 1,048,575 is over the limit of 63", id="kernel"),
+    pytest.param(spec("conv k1 c4096\n    ib k3 e64 c16"), "8:11", "262,144 channels are over", id="expansion"),
+    pytest.param(spec("mqa h1024 d128 c16"), "7:9", "131,072 channels are over", id="heads-x-dims"),
+    pytest.param(spec("conv k1 c=100000000"), "7:15", "output channels must be at most 65,536", id="c-option"),
     pytest.param(spec(settings="width 1.0 divisor=1048576"), "5:19", "1,048,576 channels are over", id="divisor"),
-    pytest.param(spec("mqa h1024 d1048576"), "7:15", "1,073,741,824 channels are over", id="attention-dims"),
+    pytest.param(spec("mqa h1024 d1048576"), "7:15", "key dim must be at most 65,536", id="attention-dims"),
     pytest.param(
         spec(input="16384x16384x3", stem="conv k3 s1 c64"),
         "5:3",
@@ -87,7 +90,20 @@ def test_the_command_line_stops_before_allocating(tmp_path, command, text, where
     assert not (tmp_path / "w.safetensors").exists()
 
 
-def test_a_network_at_the_limits_is_accepted():
+def test_exactly_max_blocks_is_accepted_and_one_more_is_not(tmp_path):
+    rows = "\n    ".join(["ib k3 e2 c16 x256"] * 15 + ["ib k3 e2 c16 x253"])  # + stem + pool + classifier
+    from archdsl.compiler import compile_file
+    from archdsl.errors import ArchError
+
+    path = tmp_path / "n.arch"
+    path.write_text(spec(rows, input="32x32x3"))
+    assert len(list(compile_file(path).blocks())) == limits.MAX_BLOCKS
+    path.write_text(spec(rows.replace("x253", "x254"), input="32x32x3"))
+    with pytest.raises(ArchError, match="would expand to 4,097 blocks"):
+        compile_file(path)
+
+
+def test_our_largest_network_is_far_inside_the_limits():
     """The limits leave room: the largest spec we ship is far inside every one of them."""
     from archdsl.compiler import compile_file
     from archdsl.cost import network_cost

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from ..cost import Cost, layer_cost
 from ..errors import ArchError
-from ..ir import Block, BlockSpec
-from ..layers import layers_of
+from ..ir import Block, BlockSpec, Classifier
+from ..layers import block_output, layers_of
 from ..limits import MAX_ACTIVATION, MAX_CHANNELS, MAX_KERNEL, MAX_MACS, MAX_PARAMS
 
 _HINT = "archdsl's limits are in docs/language.md (resource bounds)"
@@ -22,8 +22,9 @@ class Totals:
         self.cost = Cost()
 
     def check(self, block: Block, spec: BlockSpec) -> None:
+        out_channels = block_output(block)[0] if not isinstance(block, Classifier) else block.classes
         for layer in layers_of(block):
-            _check_layer(layer, spec)
+            _check_layer(layer, spec, out_channels)
             self.cost += layer_cost(layer)
         for what, value, limit in (("params", self.cost.params, MAX_PARAMS), ("MACs", self.cost.macs, MAX_MACS)):
             if value > limit:
@@ -32,15 +33,22 @@ class Totals:
                 )
 
 
-def _check_layer(layer: object, spec: BlockSpec) -> None:
+def _check_layer(layer: object, spec: BlockSpec, out_channels: int) -> None:
     kernel = getattr(layer, "kernel", None)
     if isinstance(kernel, int) and kernel > MAX_KERNEL:
         raise ArchError(f"kernel size {kernel:,} is over the limit of {MAX_KERNEL}", spec.at("k"), _HINT)
     for name in ("cin", "cout", "channels", "reduced"):
         channels = getattr(layer, name, None)
         if isinstance(channels, int) and channels > MAX_CHANNELS:
-            raise ArchError(f"{channels:,} channels are over the limit of {MAX_CHANNELS:,}",
-                            spec.at("c", "mid", "e", "d", "h", "value_dim", "se"),
+            # the option that makes them: an SE's width, the block's output, else its inner width
+            culprit = (
+                ("se",)
+                if name == "reduced"
+                else ("c",)
+                if channels == out_channels
+                else ("mid", "e", "h", "d", "value_dim")
+            )
+            raise ArchError(f"{channels:,} channels are over the limit of {MAX_CHANNELS:,}", spec.at(*culprit),
                             "channels come from c, e, mid or heads x dims, scaled by the width multiplier and rounded "
                             "to its divisor; " + _HINT)  # fmt: skip
     for elements, what in _tensors(layer):

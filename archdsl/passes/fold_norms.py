@@ -48,13 +48,18 @@ def _fold(node: Node) -> Node:
     return node.model_copy(update=update)
 
 
+class CannotMerge(ArchError):
+    """A MobileOne block whose branches cannot merge into one conv: the network has no deploy
+    form (`cost` reports that; `--deploy` fails with this error)."""
+
+
 def _check_mergeable(block: MobileOneBlock) -> None:
     """The merged kernel adds the 1x1 branch at the k x k kernel's centre tap: right only where
     the k x k conv pads k // 2 on top and on the left (TF 'same' at stride 2 may not)."""
     first, k = block.first, block.first.kernel
     top, left = first.padding[0], first.padding[2]
     if (top, left) != (k // 2, k // 2) or (block.scale is not None and any(block.scale.padding)):
-        raise ArchError(f"the branches of {block.path} cannot merge: its {k}x{k} conv pads {top} on top and {left} "
+        raise CannotMerge(f"the branches of {block.path} cannot merge: its {k}x{k} conv pads {top} on top and {left} "
                         f"on the left, off-centre from its 1x1 branch", block.span, "use padding symmetric")  # fmt: skip
 
 

@@ -367,6 +367,8 @@ def infer_shapes(spec: NetworkSpec, source: str = "") -> Network:
         blocks = []
         for j, b in enumerate(s.blocks):
             block, x = builder.block(b, f"{prefix}{j}", x)
+            if block.span is None:  # where later stages (importers, folding) locate their errors
+                block = block.model_copy(update={"span": b.span})
             totals.check(block, b)
             blocks.append(block)
         return Stage.make(name=s.name, path=path, blocks=tuple(blocks), span=s.span)

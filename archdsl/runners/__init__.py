@@ -5,6 +5,7 @@ only for the backend asked for."""
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import types
 from typing import Callable
@@ -21,6 +22,7 @@ RUNNERS = {
     "tflite": ("archdsl.runners.tflite_runner:run", "keras"),
     "coreml": ("archdsl.runners.coreml_runner:run", "coreml"),
 }
+LOGITS_ONLY = frozenset({"tflite"})  # the converter fuses layers: block outputs are not kept
 
 Outputs = dict[str, np.ndarray]  # block path (or "logits") -> NCHW array
 
@@ -31,6 +33,9 @@ def runner(name: str) -> tuple[Callable[[str, Network, str, np.ndarray], Outputs
     target, backend = RUNNERS[name]
     module, func = target.split(":")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
+    # coremltools logs, as warnings, that this torch / TensorFlow is newer than it has tested and
+    # (off macOS) that its prediction proxies are missing: notices, not problems. Errors still show.
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
     return getattr(importlib.import_module(module), func), backend
 
 
@@ -43,3 +48,9 @@ def load_module(code: str, name: str) -> types.ModuleType:
 
 def block_paths(net: Network) -> list[str]:
     return [b.path for b in net.blocks()]
+
+
+def reported_paths(name: str, net: Network) -> list[str]:
+    """The outputs runner `name` reports: every block's, or only the logits (the last block's)."""
+    paths = block_paths(net)
+    return paths[-1:] if name in LOGITS_ONLY else paths

@@ -15,8 +15,8 @@ from . import Outputs, block_paths, load_module
 
 
 def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
-    with warnings.catch_warnings():  # coremltools warns that this torch / TF version is untested
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings():  # coremltools leaves a temporary directory to the garbage collector
+        warnings.simplefilter("ignore", ResourceWarning)
         module = load_module(code, f"archdsl_coreml_{net.name}")
         values = run_program(module.build_program(weights), {"image": x})
         outputs = {p: values[p] for p in block_paths(net)}

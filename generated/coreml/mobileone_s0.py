@@ -693,11 +693,3 @@ def convert(weights_path: str, precision: str = "fp32") -> ct.models.MLModel:
     )
     model.user_defined_metadata.update(METADATA)
     return model
-
-
-def evaluate(x_nchw, weights_path: str):
-    """Logits of the same MIL program, run op by op with archdsl's reference kernels: the
-    numerical check on machines without CoreML (prediction needs macOS)."""
-    from archdsl.mil_eval import run_program
-
-    return run_program(build_program(weights_path), {"image": x_nchw})["logits"]
