@@ -28,7 +28,7 @@ test: setup
 	$(BIN)/ruff format --check archdsl tests benchmarks generated
 	$(BIN)/mypy
 	$(BIN)/archdsl check
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: setup
 	$(BIN)/ruff check archdsl tests benchmarks

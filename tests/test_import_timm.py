@@ -178,6 +178,9 @@ def _timm_checkpoint(modules: list) -> tuple[dict[str, np.ndarray], dict[str, st
 
 @pytest.mark.parametrize("spec, modules", [(TIMM_IR, TIMM_IR_MODULES), (TIMM_UIR, TIMM_UIR_MODULES)], ids=["ir", "uir"])
 def test_a_timm_named_checkpoint_imports_each_tensor_to_its_place(spec, modules, tmp_path):
+    """Catches: a wrong entry in the timm naming table (e.g. bn1 and bn2 of an `ir` block swapped,
+    which have one shape): the checkpoint is written from timm's layout, not from that table, so
+    unlike a round trip through the table it needs no fixtures and can fail."""
     from safetensors.numpy import load_file
 
     from archdsl import cli

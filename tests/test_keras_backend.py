@@ -174,6 +174,8 @@ def test_generated_keras_imports_only_keras(path):
 
 
 def test_run_backends_uses_one_input_and_one_weight_file_for_all(tmp_path, monkeypatch):
+    """Catches: a fresh input (or weight file) per backend: every run is recorded, and the outputs
+    are compared by value, not only by their key sets."""
     from archdsl import verify as verify_module
 
     net = compile_text(small_net("ds k3 c16 se0.25"), "n.arch")

@@ -330,6 +330,7 @@ def test_ctrl_c_is_a_quiet_exit_130(work):
         "import os, signal, sys, time\n"
         "from pathlib import Path\n"
         "from archdsl import atomic, cli\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job starts with it ignored\n"
         "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGINT) or time.sleep(1)\n"
         "sys.argv = ['archdsl', 'compile', 's.arch', '-o', 'm.py']\n"
         "cli.run()\n"

@@ -176,6 +176,9 @@ def _check_pure(step, spec):  # type: ignore[no-untyped-def]
 
 
 def test_each_pass_does_its_work_once_and_leaves_its_input_alone():
+    """Catches: a pass that changes its input in place where a dump does not look (option spans),
+    one that keeps state between calls, and a pass that runs twice (without the `applied` guard
+    width and depth scale again); replaces purity asserts a frozen model made vacuous."""
     spec = lower(load_text(PASS_SPEC, "t.arch"))
     expected = {  # hand-derived from docs/language.md: what the spec looks like after each pass
         "apply_defaults": lambda s: [b.act for b in s.stages[0].blocks + s.stages[1].blocks + s.stem.blocks]
@@ -200,6 +203,7 @@ def test_each_pass_does_its_work_once_and_leaves_its_input_alone():
 
 
 def test_the_purity_check_sees_what_a_dump_leaves_out():
+    """The purity check above can fail: it sees an in-place change that `model_dump()` misses."""
     spec = lower(load_text(PASS_SPEC, "t.arch"))
     assert spec.stem.blocks[0].option_spans  # the check below has something to see
 
