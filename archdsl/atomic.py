@@ -28,8 +28,7 @@ from .errors import ArchError, UsageError
 def check_output(output: str, inputs: Iterable[str | Path] = ()) -> Path:
     """The output path, checked: a usage error (exit 2) when it can never name a file, an error
     (exit 1) when it names an input of the command or something archdsl must not replace."""
-    if output == "" or "\0" in output:
-        raise UsageError("the output path is empty" if output == "" else "the output path contains a NUL byte")
+    require_text(output)
     path = Path(output)
     if output.endswith(("/", os.sep)) or path.name in ("", ".", "..") or path.is_dir():
         raise UsageError(f"the output path {output!r} names a directory", hint="give a file name, e.g. -o out/model.py")
@@ -42,6 +41,12 @@ def check_output(output: str, inputs: Iterable[str | Path] = ()) -> Path:
             raise ArchError(f"refusing to write over the input file {str(given)!r}", hint="choose another output path")
     _writable_kind(path, st)
     return path
+
+
+def require_text(output: str) -> None:
+    """A usage error for an output path that is no path at all (shared by every `-o`)."""
+    if output == "" or "\0" in output:
+        raise UsageError("the output path is empty" if output == "" else "the output path contains a NUL byte")
 
 
 def write_atomic(path: Path, data: bytes | str) -> None:

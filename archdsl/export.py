@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Iterable
 
-from .atomic import temporary_name, write_atomic
+from .atomic import require_text, temporary_name, write_atomic
 from .backends.registry import get_backend
 from .errors import ArchError, UsageError
 from .ir import Network
@@ -35,8 +35,7 @@ def check_package_output(output: str, inputs: Iterable[str | Path] = ()) -> Path
     """An `.mlpackage` output: a new path, or an ML package (which is replaced). Anything else
     that exists there, a user's directory above all, and a package holding one of the command's
     `inputs`, is refused before any work."""
-    if output == "" or "\0" in output:
-        raise UsageError("the output path is empty" if output == "" else "the output path contains a NUL byte")
+    require_text(output)
     path = Path(output.rstrip("/" + os.sep) or output)  # `-o m.mlpackage/`, as a shell completes it
     if path.name in ("", ".", ".."):
         raise UsageError(
