@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .ir import Network
-from .loader import load_file, load_text, project_root
-from .lower import lower
-from .passes import resolve
-from .passes.fold_norms import fold_norms
+from .ir.deploy_form import deploy_form
+from .ir.nodes import Network
+from .ir.pipeline import resolve
+from .language.loader import load_file, load_text, project_root
+from .language.lower import lower
 
 
 def compile_file(
@@ -26,7 +26,7 @@ def compile_file(
     if resolution is not None:
         spec = spec.model_copy(update={"resolution": resolution, "rho": 1.0})
     net = resolve(spec, shown_as or _shown(Path(path)))
-    return fold_norms(net) if deploy else net
+    return deploy_form(net) if deploy else net
 
 
 def compile_text(text: str, file: str = "<string>", network: str | None = None) -> Network:

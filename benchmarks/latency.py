@@ -25,10 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from archdsl.backends.registry import get_backend  # noqa: E402
+from archdsl.codegen.registry import get_backend  # noqa: E402
 from archdsl.compiler import compile_file  # noqa: E402
-from archdsl.passes.fold_norms import fold_norms, fold_weights  # noqa: E402
-from archdsl.weights import init_weights, save_weights  # noqa: E402
+from archdsl.ir.deploy_form import deploy_form, deploy_weights  # noqa: E402
+from archdsl.runtimes.weights import init_weights, save_weights  # noqa: E402
 
 
 def _load(net, weights: dict, tmp: Path, name: str) -> torch.nn.Module:
@@ -45,7 +45,7 @@ def _load(net, weights: dict, tmp: Path, name: str) -> torch.nn.Module:
 def _forms(spec: str, tmp: Path) -> dict[str, torch.nn.Module]:
     train = compile_file(ROOT / "specs" / f"{spec}.arch")
     weights = init_weights(train, 0)
-    deploy = _load(fold_norms(train), fold_weights(train, weights), tmp, f"{spec}_deploy")
+    deploy = _load(deploy_form(train), deploy_weights(train, weights), tmp, f"{spec}_deploy")
     return {
         "train": _load(train, weights, tmp, f"{spec}_train"),
         "deploy": deploy,

@@ -12,7 +12,7 @@ import pytest
 # Every IR node the tests build is validated against its schema (the CLI skips that: see ir.py).
 os.environ["ARCHDSL_VALIDATE_IR"] = "1"
 
-from archdsl.generate import has_concrete_network  # noqa: E402
+from archdsl.cli.generated_tree import has_concrete_network  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -95,7 +95,7 @@ def import_code(code: str, name: str, tmp_path: Path):
 @pytest.fixture
 def torch_module(tmp_path):
     """Compile spec text or a spec path to PyTorch and import it."""
-    from archdsl.backends.registry import get_backend
+    from archdsl.codegen.registry import get_backend
     from archdsl.compiler import compile_file, compile_text
 
     def build(spec: str | Path, name: str = "net"):

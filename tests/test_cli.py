@@ -40,7 +40,7 @@ def test_a_reader_that_stops_early_is_not_an_error():
 def test_compile_imports_no_framework():
     code = (
         "import sys, io, contextlib\n"
-        "from archdsl.cli import main\n"
+        "from archdsl.cli.main import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert main(['compile', 'specs/mnv4_conv_l.arch', '--backend', 'torch']) == 0\n"
         "    assert main(['cost', 'specs/mnv4_conv_l.arch', '--json']) == 0\n"
@@ -71,7 +71,7 @@ def test_cost_json_has_the_documented_shape_and_exact_totals():
 def test_cost_json_of_every_spec_adds_up(path, capsys):
     """Layer rows add up to their stage's row, stage rows to the total, and the totals are the
     reference model's figures (copied from timm, not computed here)."""
-    from archdsl import cli
+    from archdsl.cli import main as cli
 
     assert cli.main(["cost", str(path), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

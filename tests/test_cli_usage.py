@@ -39,7 +39,7 @@ USAGE = [
 @pytest.mark.parametrize("args, message", USAGE, ids=lambda v: " ".join(v[1:]) if isinstance(v, list) else None)
 def test_a_bad_argument_is_a_usage_error_before_any_work(args, message, tmp_path):
     code = (
-        "import sys\nfrom archdsl.cli import main\n"
+        "import sys\nfrom archdsl.cli.main import main\n"
         "try:\n    status = main(sys.argv[1:])\nexcept SystemExit as exc:  # argparse\n    status = exc.code\n"
         "loaded = sorted({'torch', 'tensorflow', 'keras', 'coremltools'} & {m.split('.')[0] for m in sys.modules})\n"
         "print(loaded)\nsys.exit(status)\n"

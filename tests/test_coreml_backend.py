@@ -14,12 +14,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from archdsl.backends.registry import get_backend
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file
-from archdsl.mil_eval import UnsupportedOp, run_program
-from archdsl.runners import load_module, runner
-from archdsl.verify import compare, verify
-from archdsl.weights import init_weights, save_weights
+from archdsl.runtimes.mil_eval import UnsupportedOp, run_program
+from archdsl.runtimes.runners import load_module, runner
+from archdsl.runtimes.verify import compare, verify
+from archdsl.runtimes.weights import init_weights, save_weights
 from conftest import CONCRETE_SPECS, SPECS
 
 TOLERANCE = 1e-4
@@ -147,8 +147,8 @@ def test_an_op_without_a_reference_kernel_raises():
 def test_every_spec_exports_an_ml_program_that_loads(path, tmp_path):
     import coremltools as ct
 
-    from archdsl import cli
-    from archdsl.cost import network_cost
+    from archdsl.analysis.cost import network_cost
+    from archdsl.cli import main as cli
 
     out = tmp_path / f"{path.stem}.mlpackage"
     assert cli.main(["export", str(path), "--backend", "coreml", "-o", str(out)]) == 0

@@ -3,9 +3,9 @@ against its limits (pure compute, pure memory traffic) on a real network."""
 
 from __future__ import annotations
 
+from archdsl.analysis.cost import layer_cost, network_cost, roofline_seconds
+from archdsl.analysis.layers import network_layers
 from archdsl.compiler import compile_file
-from archdsl.cost import layer_cost, network_cost, roofline_seconds
-from archdsl.layers import network_layers
 from conftest import SPECS
 
 

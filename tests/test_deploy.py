@@ -8,17 +8,17 @@ import json
 import numpy as np
 import pytest
 
-from archdsl import cli
-from archdsl.backends.registry import get_backend
+from archdsl.analysis.cost import network_cost
+from archdsl.analysis.layers import network_tensors
+from archdsl.analysis.report import cost_json, cost_table
+from archdsl.cli import main as cli
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file, compile_text
-from archdsl.cost import network_cost
 from archdsl.errors import ArchError
-from archdsl.layers import network_tensors
-from archdsl.passes.fold_norms import fold_norms, fold_weights
-from archdsl.report import cost_json, cost_table
-from archdsl.runners import runner
-from archdsl.verify import compare
-from archdsl.weights import init_weights, save_weights
+from archdsl.ir.deploy_form import deploy_form, deploy_weights
+from archdsl.runtimes.runners import runner
+from archdsl.runtimes.verify import compare
+from archdsl.runtimes.weights import init_weights, save_weights
 from conftest import CONCRETE_SPECS, SPECS, small_net
 
 
@@ -58,17 +58,17 @@ def test_mobileone_variants_merge_exactly(padding, tmp_path):
 def test_branches_that_cannot_merge_are_a_located_error():
     net = compile_text(MOBILEONES.replace("PAD", "same").replace("33x31x3", "32x32x3"), "m.arch")
     with pytest.raises(ArchError) as exc:  # on an even input, 'same' pads a stride-2 3x3 conv 0 on top
-        fold_norms(net)
+        deploy_form(net)
     assert exc.value.span.line == 7 and "cannot merge" in exc.value.message
     assert cost_json(net, "float32")["deploy_total"] is None  # the train form's cost still reports
     assert "deploy form: none" in cost_table(net, "float32")
 
 
 def _check_deploy_equals_train(train, tmp_path) -> None:
-    deploy = fold_norms(train)
+    deploy = deploy_form(train)
     weights = init_weights(train, 0)
     save_weights(weights, tmp_path / "train.safetensors")
-    save_weights(fold_weights(train, weights), tmp_path / "deploy.safetensors")
+    save_weights(deploy_weights(train, weights), tmp_path / "deploy.safetensors")
     x = np.random.default_rng(0).standard_normal((1, *train.input_shape), dtype=np.float32)
     run = runner("torch")[0]
     a = run(get_backend("torch").emit(train), train, str(tmp_path / "train.safetensors"), x)
@@ -79,7 +79,7 @@ def _check_deploy_equals_train(train, tmp_path) -> None:
 
 def test_folding_removes_every_norm_and_adds_a_bias():
     train = compile_file(SPECS / "mnv4_conv_s.arch")
-    deploy = fold_norms(train)
+    deploy = deploy_form(train)
     keys = [t.key for t in network_tensors(deploy)]
     assert not any(".bn." in k for k in keys)
     assert "stages.2.blocks.0.expand.conv.bias" in keys
@@ -93,7 +93,7 @@ def test_cost_reports_both_forms(capsys):
     assert cli.main(["cost", str(SPECS / "mnv4_conv_s.arch"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["total"]["params"] == 3_774_024
-    assert data["deploy_total"]["params"] == network_cost(fold_norms(compile_file(SPECS / "mnv4_conv_s.arch"))).params
+    assert data["deploy_total"]["params"] == network_cost(deploy_form(compile_file(SPECS / "mnv4_conv_s.arch"))).params
     assert cli.main(["cost", str(SPECS / "mnv4_conv_s.arch")]) == 0
     assert "deploy form (BatchNorm folded, branches merged): 3,761,480 params" in capsys.readouterr().out
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from archdsl.cli import _parser
+from archdsl.cli.main import _parser
 from conftest import ROOT
 
 LANGUAGE = ROOT / "docs" / "language.md"
@@ -47,7 +47,7 @@ class Words:
 def language_words() -> Words:
     """The language's words. The one place this test reads them: repoint it when the vocabulary
     moves (to a block registry)."""
-    from archdsl import vocabulary
+    from archdsl.language import vocabulary
 
     kinds = {name: frozenset(kind.options) for name, kind in vocabulary.KINDS.items()}
     flags = frozenset(vocabulary.FLAGS)

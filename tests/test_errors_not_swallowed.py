@@ -11,7 +11,7 @@ import pytest
 
 from archdsl.compiler import compile_text
 from archdsl.errors import ArchError
-from archdsl.verify import compare, report_text
+from archdsl.runtimes.verify import compare, report_text
 from conftest import small_net
 
 A = {"stem.0": np.ones((1, 16, 16, 16), np.float32), "logits": np.arange(10, dtype=np.float32)[None]}
@@ -40,14 +40,14 @@ def test_nothing_in_common_is_a_failure_not_a_crash():
 
 
 def test_the_cost_report_maps_only_unmergeable_branches_to_no_deploy_form(monkeypatch):
-    from archdsl import report
+    from archdsl.analysis import report
 
     net = compile_text(small_net(), "n.arch")
 
     def broken(net):  # type: ignore[no-untyped-def]
         raise ArchError("a bug in folding, not a network without a deploy form")
 
-    monkeypatch.setattr(report, "fold_norms", broken)
+    monkeypatch.setattr(report, "deploy_form", broken)
     with pytest.raises(ArchError, match="a bug in folding"):
         report.cost_table(net)
     with pytest.raises(ArchError, match="a bug in folding"):
@@ -57,7 +57,7 @@ def test_the_cost_report_maps_only_unmergeable_branches_to_no_deploy_form(monkey
 
 def test_the_coreml_runner_lets_other_warnings_through(monkeypatch):
     """The runner used to ignore every warning while it ran generated code."""
-    from archdsl.runners import coreml_runner
+    from archdsl.runtimes.runners import coreml_runner
 
     def warn_and_fail(code, name):  # type: ignore[no-untyped-def]
         warnings.warn("a real problem in the generated program", UserWarning, stacklevel=1)
@@ -70,7 +70,7 @@ def test_the_coreml_runner_lets_other_warnings_through(monkeypatch):
 
 
 def test_export_lets_other_warnings_through(monkeypatch, tmp_path):
-    from archdsl import export as export_module
+    from archdsl.runtimes import export as export_module
 
     def warn_and_fail(code, name):  # type: ignore[no-untyped-def]
         warnings.warn("a real problem in the conversion", UserWarning, stacklevel=1)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from archdsl.compiler import compile_text
-from archdsl.fmt import format_module
-from archdsl.syntax import parse
+from archdsl.language.fmt import format_module
+from archdsl.language.syntax import parse
 from conftest import ROOT, SPECS
 
 SOURCES = sorted(SPECS.glob("*.arch")) + sorted((ROOT / "tests" / "fixtures").glob("*.arch"))
@@ -98,7 +98,7 @@ MESSY_DIFF = """\
 
 
 def fmt(*args: str) -> int:
-    from archdsl.cli import main
+    from archdsl.cli.main import main
 
     return main(["fmt", *args])
 

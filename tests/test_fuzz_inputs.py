@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_output_safety import TINY, snapshot
 
-from archdsl import cli
+from archdsl.cli import main as cli
 from conftest import SPECS
 
 SPEC_TEXTS = [TINY] + [p.read_text() for p in sorted(SPECS.glob("*.arch")) if p.stat().st_size < 1500]
@@ -117,8 +117,8 @@ def weight_files():
     from safetensors.numpy import save
 
     from archdsl.compiler import compile_text
-    from archdsl.importers.timm import _modules, timm_key
-    from archdsl.weights import init_weights
+    from archdsl.runtimes.importers.timm import _modules, timm_key
+    from archdsl.runtimes.weights import init_weights
 
     net = compile_text(TINY, "tiny.arch")
     weights = init_weights(net, 0)
@@ -134,9 +134,9 @@ def test_a_damaged_weight_file_is_an_error_or_loads_checked(workdir, weight_file
     fit the network exactly, finite float32."""
     import numpy as np
 
+    from archdsl.analysis.layers import network_tensors
     from archdsl.errors import ArchError
-    from archdsl.layers import network_tensors
-    from archdsl.weights import load_canonical
+    from archdsl.runtimes.weights import load_canonical
 
     net, canonical, _ = weight_files
     path = workdir / "w.safetensors"

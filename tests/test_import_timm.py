@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from archdsl.backends.registry import get_backend
+from archdsl.analysis.layers import network_tensors
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file, compile_text
 from archdsl.errors import ArchError
-from archdsl.importers.timm import _modules, import_timm, timm_key
-from archdsl.layers import network_tensors
-from archdsl.runners import runner
-from archdsl.weights import init_weights
+from archdsl.runtimes.importers.timm import _modules, import_timm, timm_key
+from archdsl.runtimes.runners import runner
+from archdsl.runtimes.weights import init_weights
 from conftest import FIXTURES, SPECS
 
 # spec -> the fixture made from the timm model it reproduces
@@ -31,7 +31,7 @@ def test_imported_checkpoint_reproduces_the_reference_logits(spec, backend, tmp_
     ckpt, io = FIXTURES / f"{CHECKPOINTS[spec]}.safetensors", FIXTURES / f"{CHECKPOINTS[spec]}.io.npz"
     if not ckpt.exists():
         pytest.skip(f"reference fixtures not found at {FIXTURES} (set ARCHDSL_FIXTURES)")
-    from archdsl import cli
+    from archdsl.cli import main as cli
 
     weights = tmp_path / "w.safetensors"
     assert (
@@ -183,8 +183,8 @@ def test_a_timm_named_checkpoint_imports_each_tensor_to_its_place(spec, modules,
     unlike a round trip through the table it needs no fixtures and can fail."""
     from safetensors.numpy import load_file
 
-    from archdsl import cli
-    from archdsl.weights import save_weights
+    from archdsl.cli import main as cli
+    from archdsl.runtimes.weights import save_weights
 
     state, ours = _timm_checkpoint(modules)
     (tmp_path / "n.arch").write_text(spec)
@@ -290,8 +290,8 @@ def test_a_layer_timm_has_no_name_for_is_a_located_error(change, where, line):
 
 
 def test_the_command_line_names_an_empty_stem(tmp_path, capsys):
-    from archdsl import cli
-    from archdsl.weights import save_weights
+    from archdsl.cli import main as cli
+    from archdsl.runtimes.weights import save_weights
 
     spec, ckpt, out = tmp_path / "n.arch", tmp_path / "timm.safetensors", tmp_path / "w.safetensors"
     spec.write_text(SMALL.replace("STEM", "stem { }").replace("BLOCK", "").replace("HEAD", "pool avg; classifier"))

@@ -12,14 +12,14 @@ import sys
 import numpy as np
 import pytest
 
-from archdsl.backends.registry import get_backend
+from archdsl.analysis.cost import roofline_seconds
+from archdsl.analysis.report import cost_json, cost_table
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_text
-from archdsl.cost import roofline_seconds
 from archdsl.errors import ArchError
-from archdsl.passes.fold_norms import fold_norms, fold_weights
-from archdsl.report import cost_json, cost_table
-from archdsl.runners import load_module, runner
-from archdsl.weights import init_weights, save_weights
+from archdsl.ir.deploy_form import deploy_form, deploy_weights
+from archdsl.runtimes.runners import load_module, runner
+from archdsl.runtimes.weights import init_weights, save_weights
 from conftest import ROOT, small_net
 
 # ---- a tiny network whose every cost figure is derived by hand ---------------------------------
@@ -223,7 +223,7 @@ def test_mobileone_folding_with_groups_matches_a_torch_reference(groups):
                 for i in range(2))  # fmt: skip
     train = train + bn(F.conv2d(x, w[f"{p}.conv_scale.conv.weight"], groups=g), f"{p}.conv_scale.bn")
     train = torch.relu(train + bn(x, f"{p}.identity"))
-    folded = fold_weights(net, {k: v.numpy().astype(np.float32) for k, v in w.items()})
+    folded = deploy_weights(net, {k: v.numpy().astype(np.float32) for k, v in w.items()})
     weight, bias = (torch.from_numpy(folded[f"{p}.conv_kxk.0.conv.{t}"].astype(np.float64)) for t in ("weight", "bias"))
     assert set(folded) >= {f"{p}.conv_kxk.0.conv.weight", f"{p}.conv_kxk.0.conv.bias"}
     assert not any(k.startswith((f"{p}.identity", f"{p}.conv_scale", f"{p}.conv_kxk.1")) for k in folded)
@@ -259,10 +259,10 @@ def test_mobileone_merging_checks_the_left_padding_too(size, top, left):
     block = net.stages[0].blocks[0]
     assert (block.first.padding[0], block.first.padding[2]) == (top, left)
     if (top, left) == (1, 1):
-        assert fold_norms(net).stages[0].blocks[0].scale is None  # merges
+        assert deploy_form(net).stages[0].blocks[0].scale is None  # merges
         return
     with pytest.raises(ArchError) as exc:
-        fold_norms(net)
+        deploy_form(net)
     assert f"pads {top} on top and {left} on the left" in exc.value.message
     assert exc.value.span is not None and exc.value.span.line == 9
 
@@ -438,9 +438,9 @@ network every {
 
 _EMIT_ALL = """\
 import hashlib, sys
-from archdsl.backends.registry import get_backend
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_text
-from archdsl.report import cost_table
+from archdsl.analysis.report import cost_table
 net = compile_text(sys.stdin.read(), "every.arch")
 for text in [get_backend(b).emit(net) for b in ("torch", "keras", "coreml")] + [cost_table(net)]:
     print(hashlib.sha256(text.encode()).hexdigest())

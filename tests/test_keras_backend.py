@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from test_property import networks
 
-from archdsl.backends.registry import get_backend
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file, compile_text
-from archdsl.runners import runner
-from archdsl.verify import compare, run_backends, verify
-from archdsl.weights import init_weights, save_weights
+from archdsl.runtimes.runners import runner
+from archdsl.runtimes.verify import compare, run_backends, verify
+from archdsl.runtimes.weights import init_weights, save_weights
 from conftest import CONCRETE_SPECS, SPECS, small_net
 
 TOLERANCE = 1e-4
@@ -151,8 +151,8 @@ def test_breaking_a_convention_is_caught_at_the_first_affected_block(tmp_path, b
 
 
 def test_verify_command_reports_and_exits_nonzero_on_mismatch(monkeypatch, capsys):
-    from archdsl import cli
-    from archdsl.backends import keras as keras_backend
+    from archdsl.cli import main as cli
+    from archdsl.codegen import keras as keras_backend
 
     assert cli.main(["verify", str(SPECS / "mnv1.arch"), "--input", "64x64"]) == 0
     assert "all backends agree" in capsys.readouterr().out
@@ -176,7 +176,7 @@ def test_generated_keras_imports_only_keras(path):
 def test_run_backends_uses_one_input_and_one_weight_file_for_all(tmp_path, monkeypatch):
     """Catches: a fresh input (or weight file) per backend: every run is recorded, and the outputs
     are compared by value, not only by their key sets."""
-    from archdsl import verify as verify_module
+    from archdsl.runtimes import verify as verify_module
 
     net = compile_text(small_net("ds k3 c16 se0.25"), "n.arch")
     weights = tmp_path / "w.safetensors"
@@ -209,7 +209,7 @@ def test_layer_scale_and_identity_se_build_with_the_spec_values():
         "  stage a {\n    ib k3 e2 c8 se0.25 layer_scale=1e-5\n  }\n  head {\n    pool avg\n    classifier\n  }\n}\n"
     )
     net = compile_text(text)
-    from archdsl.runners import load_module
+    from archdsl.runtimes.runners import load_module
 
     runner("keras")  # quiets TensorFlow
     model = load_module(get_backend("keras").emit(net), "ls").build_model()

@@ -178,7 +178,7 @@ def test_sigterm_during_a_write_removes_the_temporary_file(tmp_path):
     code = (
         "import os, signal, time\n"
         "from pathlib import Path\n"
-        "from archdsl import atomic, cli\n"
+        "from archdsl import atomic\nfrom archdsl.cli import main as cli\n"
         "signal.signal(signal.SIGTERM, cli._terminate)\n"
         "os.fsync = lambda fd: time.sleep(60)\n"
         f"atomic.write_atomic(Path({str(tmp_path / 'out.py')!r}), 'x' * 100000)\n"
@@ -329,7 +329,7 @@ def test_ctrl_c_is_a_quiet_exit_130(work):
     code = (
         "import os, signal, sys, time\n"
         "from pathlib import Path\n"
-        "from archdsl import atomic, cli\n"
+        "from archdsl import atomic\nfrom archdsl.cli import main as cli\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)  # a background job starts with it ignored\n"
         "os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGINT) or time.sleep(1)\n"
         "sys.argv = ['archdsl', 'compile', 's.arch', '-o', 'm.py']\n"

@@ -7,14 +7,14 @@ import copy
 
 import pytest
 
-from archdsl import ir
+from archdsl.analysis.cost import network_cost
 from archdsl.compiler import compile_file, compile_text
-from archdsl.cost import network_cost
-from archdsl.ir import Network, NetworkSpec
-from archdsl.loader import load_text
-from archdsl.lower import lower
-from archdsl.passes import PIPELINE, resolve
-from archdsl.rounding import make_divisible, scale_depth
+from archdsl.ir import nodes as ir
+from archdsl.ir.nodes import Network, NetworkSpec
+from archdsl.ir.pipeline import PIPELINE, resolve
+from archdsl.ir.rounding import make_divisible, scale_depth
+from archdsl.language.loader import load_text
+from archdsl.language.lower import lower
 from conftest import CONCRETE_SPECS, SPECS
 
 

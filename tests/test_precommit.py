@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from archdsl.cli import main as archdsl
+from archdsl.cli.main import main as archdsl
 from conftest import ROOT
 
 pytest.importorskip("pre_commit")

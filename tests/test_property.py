@@ -10,14 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
-from archdsl.backends.registry import get_backend
+from archdsl.analysis.cost import network_cost
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_text
-from archdsl.cost import network_cost
-from archdsl.fmt import format_module
-from archdsl.loader import load_text
-from archdsl.lower import lower
-from archdsl.passes import PIPELINE
-from archdsl.syntax import parse
+from archdsl.ir.pipeline import PIPELINE
+from archdsl.language.fmt import format_module
+from archdsl.language.loader import load_text
+from archdsl.language.lower import lower
+from archdsl.language.syntax import parse
 from conftest import import_code
 
 ACTS = ["relu", "relu6", "hard_swish", "hard_sigmoid", "swish", "gelu", "gelu_tanh", "identity"]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from archdsl.backends.registry import get_backend
+from archdsl.analysis.cost import network_cost
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file
-from archdsl.cost import network_cost
 from conftest import REFERENCE, REFERENCE_DEPLOY, SPECS, import_code
 
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from archdsl.backends.registry import get_backend
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file, compile_text
 from archdsl.errors import ArchError, ArchErrors
-from archdsl.fmt import format_module
+from archdsl.language.fmt import format_module
+from archdsl.language.syntax import parse
 from archdsl.limits import MAX_IMPORT_DEPTH, MAX_IMPORTED_FILES, MAX_NESTING, MAX_SPEC_BYTES
-from archdsl.syntax import parse
 from conftest import ROOT, SMALL_NET
 
 # `classes` is on line 3 (its value from column 11).

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from archdsl.backends.registry import get_backend
+from archdsl.analysis.layers import network_tensors
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file
-from archdsl.layers import network_tensors
-from archdsl.weights import init_weights, save_weights
+from archdsl.runtimes.weights import init_weights, save_weights
 from conftest import CONCRETE_SPECS, FIXTURES, SPECS
 
 

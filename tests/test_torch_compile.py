@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from archdsl.backends.registry import get_backend
+from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file
-from archdsl.passes.fold_norms import fold_norms
+from archdsl.ir.deploy_form import deploy_form
 from conftest import CONCRETE_SPECS, import_code
 
 
@@ -17,7 +17,7 @@ from conftest import CONCRETE_SPECS, import_code
 @pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
 def test_every_model_compiles_as_one_graph(path, deploy, tmp_path):
     net = compile_file(path, resolution=(64, 64))
-    net = fold_norms(net) if deploy else net
+    net = deploy_form(net) if deploy else net
     model = import_code(get_backend("torch").emit(net), f"{path.stem}_{deploy}", tmp_path).build_model().eval()
     torch._dynamo.reset()
     compiled = torch.compile(model, fullgraph=True, backend="eager")  # fullgraph: a graph break raises

@@ -14,11 +14,11 @@ import sys
 import numpy as np
 import pytest
 
-from archdsl import cli
+from archdsl.cli import main as cli
 from archdsl.compiler import compile_text
-from archdsl.importers.timm import _modules, timm_key
-from archdsl.verify import compare, report_text
-from archdsl.weights import init_weights
+from archdsl.runtimes.importers.timm import _modules, timm_key
+from archdsl.runtimes.verify import compare, report_text
+from archdsl.runtimes.weights import init_weights
 from conftest import ROOT, small_net
 
 NET = small_net()

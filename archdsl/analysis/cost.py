@@ -1,0 +1,123 @@
+"""Exact cost of every layer: parameters, MACs, element-wise ops, and memory traffic.
+
+Conventions (docs/cost.md has the details):
+- params: every learnable tensor (conv/linear weights and biases, BN gamma and beta, layer
+  scale); BN running statistics are buffers, not params.
+- macs: one multiply-accumulate = 1, for convolutions and linear layers; equal to torch's
+  FlopCounterMode count / 2. Bias adds are not MACs.
+- elementwise: other arithmetic per element, reported apart: BN 2 (scale, shift), each
+  non-identity activation 1, SE squeeze 1 per input element and gating 1, residual add 1,
+  layer scale 1, a sum of n branches n - 1; global pooling 1 per input element, windowed pooling 1 per window element
+  of each output.
+- weight_bytes: params x dtype size. activation_bytes: elements read plus elements written by
+  each layer, a layer being a conv with its BN and activation, an SE, a residual add, a layer
+  scale, a pool or the classifier; no fusion across layers is assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ..ir.nodes import Block, Classifier, ConvBnAct, Network, Pool, SqueezeExcite
+from .layers import (
+    Activation,
+    AttentionCore,
+    BranchSum,
+    ChannelShuffle,
+    Concat,
+    InputNorm,
+    Layer,
+    LayerScale,
+    ResidualAdd,
+    Upsample,
+    layers_of,
+    tensors_of,
+)
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+
+
+@dataclass(frozen=True)
+class Cost:
+    params: int = 0  # learnable scalars
+    macs: int = 0  # multiply-accumulates
+    elementwise: int = 0  # other element-wise arithmetic ops
+    activation_elems: int = 0  # activation scalars read + written
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    def weight_bytes(self, dtype: str = "float32") -> int:
+        return self.params * DTYPE_BYTES[dtype]  # every learnable scalar is read once
+
+    def activation_bytes(self, dtype: str = "float32") -> int:
+        return self.activation_elems * DTYPE_BYTES[dtype]
+
+
+def _area(hw: tuple[int, int]) -> int:
+    return hw[0] * hw[1]
+
+
+def layer_cost(layer: Layer) -> Cost:
+    params = sum(t.numel for t in tensors_of(layer) if t.learnable)
+    if isinstance(layer, ConvBnAct):
+        out = layer.cout * _area(layer.out_hw)
+        macs = out * (layer.cin // layer.groups) * layer.kernel**2
+        ew = out * ((2 if layer.norm else 0) + (layer.act != "identity"))
+        acts = layer.cin * _area(layer.in_hw) + out
+        return Cost(params, macs, ew, acts)
+    if isinstance(layer, SqueezeExcite):
+        n = layer.channels * _area(layer.hw)
+        macs = 2 * layer.channels * layer.reduced
+        ew = 2 * n + layer.reduced + layer.channels  # squeeze, gating, the two small activations
+        return Cost(params, macs, ew, 2 * n)
+    if isinstance(layer, (LayerScale, ResidualAdd)):
+        n = layer.channels * _area(layer.hw)
+        reads = 1 if isinstance(layer, LayerScale) else 2
+        return Cost(params, 0, n, (reads + 1) * n)
+    if isinstance(layer, InputNorm):
+        n = layer.channels * _area(layer.hw)
+        return Cost(params, 0, 2 * n, 2 * n)
+    if isinstance(layer, BranchSum):
+        n = layer.channels * _area(layer.hw)
+        return Cost(0, 0, (layer.terms - 1) * n, (layer.terms + 1) * n)
+    if isinstance(layer, Activation):
+        n = layer.channels * _area(layer.hw)
+        return Cost(0, 0, n, 2 * n)
+    if isinstance(layer, AttentionCore):
+        n, m, h = layer.queries, layer.keys, layer.heads
+        macs = n * h * m * (layer.key_dim + layer.value_dim)  # q k^T and (softmax) v
+        scores = n * h * m
+        ew = n * h * layer.key_dim + 3 * scores  # scaling q; softmax: subtract max, exp, divide
+        reads = n * h * layer.key_dim + m * layer.kv_heads * (layer.key_dim + layer.value_dim)
+        return Cost(0, macs, ew, reads + 2 * scores + n * h * layer.value_dim)
+    if isinstance(layer, (Concat, ChannelShuffle)):  # data movement only
+        n = layer.channels * _area(layer.hw)
+        return Cost(0, 0, 0, 2 * n)
+    if isinstance(layer, Upsample):
+        n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
+        return Cost(0, 0, 4 * n_out, n_in + n_out)  # four weighted taps per output element
+    if isinstance(layer, Pool):
+        n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
+        ew = n_in if layer.is_global else n_out * layer.kernel**2
+        return Cost(0, 0, ew, n_in + n_out)
+    assert isinstance(layer, Classifier)
+    return Cost(params, layer.cin * layer.classes, 0, layer.cin + layer.classes)
+
+
+def block_cost(block: Block) -> Cost:
+    return sum((layer_cost(layer) for layer in layers_of(block)), Cost())
+
+
+def network_cost(net: Network) -> Cost:
+    return sum((block_cost(b) for b in net.blocks()), Cost())
+
+
+def roofline_seconds(net: Network, peak_macs_per_s: float, bytes_per_s: float, dtype: str = "float32") -> float:
+    """MobileNetV4's roofline: sum over layers of max(MACs / peak, bytes / bandwidth)."""
+    total = 0.0
+    for block in net.blocks():
+        for layer in layers_of(block):
+            c = layer_cost(layer)
+            total += max(c.macs / peak_macs_per_s, (c.weight_bytes(dtype) + c.activation_bytes(dtype)) / bytes_per_s)
+    return total

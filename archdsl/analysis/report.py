@@ -1,0 +1,131 @@
+"""The cost report of `archdsl cost`: a table per stage and block, or JSON for tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..ir.deploy_form import CannotMerge, deploy_form
+from ..ir.nodes import Block, Classifier, Network
+from .cost import Cost, block_cost, layer_cost, network_cost
+from .layers import (
+    Activation,
+    AttentionCore,
+    BranchSum,
+    ChannelShuffle,
+    Concat,
+    InputNorm,
+    LayerScale,
+    ResidualAdd,
+    Upsample,
+    block_output,
+    layers_of,
+)
+
+# Layers that are not IR nodes: their row's path suffix (after the block path) and kind.
+_DERIVED = {ResidualAdd: (".add", "add"), LayerScale: (".layer_scale", "layer_scale"), BranchSum: (".sum", "sum"),
+            Activation: (".act", "act"), InputNorm: ("", "batchnorm"), AttentionCore: (".attention", "attention"),
+            Upsample: ("", "upsample"), Concat: ("", "concat"), ChannelShuffle: ("", "shuffle")}  # fmt: skip
+
+
+def _deploy_cost(net: Network) -> Cost | None:
+    """The deploy form's cost, or None where it does not exist (branches that cannot merge)."""
+    try:
+        return network_cost(deploy_form(net))
+    except CannotMerge:
+        return None
+
+
+def _layer_path(layer: Any) -> str:
+    suffix = _DERIVED.get(type(layer), ("", ""))[0]
+    return f"{layer.path}{suffix}"
+
+
+def _layer_kind(layer: Any) -> str:
+    return _DERIVED[type(layer)][1] if type(layer) in _DERIVED else layer.kind
+
+
+def _numbers(c: Cost, dtype: str) -> dict[str, int]:
+    return {
+        "params": c.params,
+        "macs": c.macs,
+        "elementwise": c.elementwise,
+        "weight_bytes": c.weight_bytes(dtype),
+        "activation_bytes": c.activation_bytes(dtype),
+    }
+
+
+def cost_json(net: Network, dtype: str = "float32") -> dict[str, Any]:
+    layers = []
+    total = Cost()
+    for block in net.blocks():
+        for layer in layers_of(block):
+            c = layer_cost(layer)
+            total += c
+            layers.append(
+                {"path": _layer_path(layer), "kind": _layer_kind(layer), "block": block.path, **_numbers(c, dtype)}
+            )
+    stages = [
+        {"name": s.name, "path": s.path, "blocks": len(s.blocks),
+         **_numbers(sum((block_cost(b) for b in s.blocks), Cost()), dtype)}
+        for s in net.all_stages()
+    ]  # fmt: skip
+    deploy = _deploy_cost(net)
+    return {
+        "network": net.name,
+        "source": net.source,
+        "source_hash": net.source_hash,
+        "input_shape": list(net.input_shape),
+        "dtype": dtype,
+        "total": _numbers(total, dtype),
+        "deploy_total": None if deploy is None else _numbers(deploy, dtype),
+        "stages": stages,
+        "layers": layers,
+    }
+
+
+def _si(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(int(n))
+
+
+def cost_table(net: Network, dtype: str = "float32") -> str:
+    rows = [("block", "kind", "output", "params", "MACs", "weights", "activations", "MACs/byte")]
+    total = Cost()
+    for stage in net.all_stages():
+        label = stage.path if stage.name == stage.path else f"{stage.path} ({stage.name})"
+        rows.append((label, "", "", "", "", "", "", ""))
+        for block in stage.blocks:
+            c = block_cost(block)
+            total += c
+            moved = c.weight_bytes(dtype) + c.activation_bytes(dtype)
+            rows.append((
+                "  " + block.path, getattr(block, "variant", block.kind), _out_shape(block), f"{c.params:,}",
+                f"{c.macs:,}", _si(c.weight_bytes(dtype)) + "B", _si(c.activation_bytes(dtype)) + "B",
+                f"{c.macs / moved:.1f}" if moved else "-",
+            ))  # fmt: skip
+    moved = total.weight_bytes(dtype) + total.activation_bytes(dtype)
+    rows.append(("total", "", "x".join(map(str, net.input_shape)) + " in", f"{total.params:,}", f"{total.macs:,}",
+                 _si(total.weight_bytes(dtype)) + "B", _si(total.activation_bytes(dtype)) + "B",
+                 f"{total.macs / moved:.1f}"))  # fmt: skip
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for r in rows:
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2])]
+        cells += [v.rjust(w) for v, w in zip(r[3:], widths[3:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+    deploy = _deploy_cost(net)
+    if deploy is None:
+        lines.append("deploy form: none (a MobileOne block's branches cannot merge; see `archdsl cost --deploy`)")
+    else:
+        lines.append(f"deploy form (BatchNorm folded, branches merged): {deploy.params:,} params, {deploy.macs:,} MACs")
+    title = f"{net.name}: input {'x'.join(map(str, net.input_shape))} (CxHxW), {dtype}; MACs = multiply-accumulates"
+    return title + "\n" + "\n".join(lines) + "\n"
+
+
+def _out_shape(block: Block) -> str:
+    if isinstance(block, Classifier):
+        return str(block.classes)
+    c, (h, w) = block_output(block)
+    return f"{c}x{h}x{w}"

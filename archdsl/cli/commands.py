@@ -1,0 +1,189 @@
+"""What each `archdsl` subcommand does, given parsed arguments; `cli.py` only parses them."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from ..atomic import check_output, write_atomic
+from ..compiler import compile_file
+from ..errors import ArchError
+
+
+def _inputs(spec: str, root: Path | None) -> list[Path]:
+    """The files a command on `spec` reads: the spec and every file it imports (an output path
+    must never name one of them)."""
+    from ..language.loader import display_path, load_file
+
+    return [Path(spec), *(Path(display_path(p)) for p in sorted(load_file(spec, root).loaded))]
+
+
+def compile_cmd(spec: str, backend: str, output: str | None, network: str | None, root: Path | None = None,
+                deploy: bool = False) -> int:  # fmt: skip
+    from ..codegen.registry import get_backend
+
+    out = check_output(output, _inputs(spec, root)) if output is not None else None
+    code = get_backend(backend).emit(compile_file(spec, network, root, deploy=deploy))
+    if out is not None:
+        write_atomic(out, code)
+    else:
+        sys.stdout.write(code)
+    return 0
+
+
+def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None, root: Path | None = None,
+             deploy: bool = False) -> int:  # fmt: skip
+    import json
+
+    from ..analysis.report import cost_json, cost_table
+
+    net = compile_file(spec, network, root, deploy=deploy)
+    sys.stdout.write(json.dumps(cost_json(net, dtype), indent=2) + "\n" if as_json else cost_table(net, dtype))
+    return 0
+
+
+def _weights(spec: str, network: str | None, root: Path | None, deploy: bool, seed: int = 0,
+             given: str | None = None, timm: str | None = None) -> dict:  # fmt: skip
+    """Canonical weights of the spec's network: given (in either form), imported, or random from
+    `seed`; folded into the deploy form when asked."""
+    from ..runtimes.weights import fold_checked, init_weights, load_canonical
+
+    net = compile_file(spec, network, root)
+    if given is not None:
+        weights, form = load_canonical(given, net, deploy, spec)
+        if deploy and form == "train":
+            print(f"note: {given} holds the train form of {net.name}: folded into the deploy form", file=sys.stderr)
+        return weights
+    if timm is not None:
+        from ..runtimes.importers.timm import import_timm, read_checkpoint
+
+        state, dtypes, widened = read_checkpoint(timm)
+        if widened:
+            print(f"note: {timm}: {widened} float16/bfloat16/float64 tensor(s) converted to float32", file=sys.stderr)
+        source = f"checkpoint {timm!r}"
+        weights = import_timm(net, state, dtypes, source)
+    else:
+        weights, source = init_weights(net, seed), f"random weights (seed {seed})"
+    return fold_checked(net, weights, source) if deploy else weights
+
+
+def _save(
+    weights: dict, output: str, spec: str, network: str | None, root: Path | None, deploy: bool, **meta: str
+) -> None:
+    from ..runtimes.weights import save_weights
+
+    net = compile_file(spec, network, root, deploy=deploy)
+    save_weights(weights, output, {"network": net.name, "source_hash": net.source_hash, "deploy": str(deploy), **meta})
+
+
+def init_weights_cmd(spec: str, seed: int, output: str, network: str | None, root: Path | None = None,
+                     deploy: bool = False) -> int:  # fmt: skip
+    check_output(output, _inputs(spec, root))
+    _save(_weights(spec, network, root, deploy, seed=seed), output, spec, network, root, deploy, seed=str(seed))
+    return 0
+
+
+def import_weights_cmd(spec: str, checkpoint: str, output: str, network: str | None, root: Path | None = None,
+                       deploy: bool = False) -> int:  # fmt: skip
+    check_output(output, [*_inputs(spec, root), checkpoint])
+    weights = _weights(spec, network, root, deploy, timm=checkpoint)
+    _save(weights, output, spec, network, root, deploy, source="timm")
+    print(f"wrote {output}: {len(weights)} tensors", file=sys.stderr)
+    return 0
+
+
+def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, size: tuple[int, int] | None,
+               tolerance: float, network: str | None, root: Path | None = None, deploy: bool = False) -> int:  # fmt: skip
+    from ..runtimes.verify import report_text, verify
+    from ..runtimes.weights import save_weights
+
+    if len(backends) < 2:
+        raise ArchError("verify needs at least two backends", None, "e.g. --backends torch,keras")
+    net = compile_file(spec, network, root, resolution=size, deploy=deploy)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "weights.safetensors")
+        save_weights(_weights(spec, network, root, deploy, seed=seed, given=weights), path)
+        reports = verify(net, backends, path, seed, tolerance)
+    sys.stdout.write(report_text(net, reports, tolerance, weights, seed))
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, precision: str,
+               network: str | None, root: Path | None = None, deploy: bool = False) -> int:  # fmt: skip
+    from ..runtimes.export import check_package_output, export
+    from ..runtimes.weights import save_weights
+
+    inputs: list[str | Path] = [*_inputs(spec, root), *([weights] if weights else [])]
+    out = check_package_output(output, inputs) if backend == "coreml" else check_output(output, inputs)
+    net = compile_file(spec, network, root, deploy=deploy)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "weights.safetensors")
+        save_weights(_weights(spec, network, root, deploy, seed=seed, given=weights), path)
+        export(net, backend, path, out, precision)
+    return 0
+
+
+def fmt_cmd(files: list[str], check: bool, write: bool, diff: bool = False) -> int:
+    from ..language.fmt import format_module
+    from ..language.loader import read_spec
+    from ..language.syntax import parse
+
+    changed = []
+    for name in files:
+        path = Path(name)
+        text = read_spec(path)
+        out = format_module(parse(text, name))
+        if not (check or write or diff):
+            sys.stdout.write(out)  # every file, in argument order
+        if out == text:
+            continue
+        changed.append(name)
+        if write:
+            write_atomic(path, out)
+        if diff:
+            sys.stdout.write(_unified_diff(name, text, out))
+    if check and changed:
+        for name in changed:
+            print(f"{name}: not in canonical format (run: archdsl fmt --write {name})", file=sys.stderr)
+        return 1
+    if diff and changed:
+        print(f"{len(changed)} file(s) not in canonical format (run: archdsl fmt --write FILE...)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _unified_diff(name: str, text: str, out: str) -> str:
+    """`--- a/NAME` / `+++ b/NAME` and the hunks that turn `text` into `out`, as `git diff`, ruff
+    and black print them (a last line without a newline is marked, so the diff applies)."""
+    import difflib
+    import re
+
+    def split(t: str) -> list[str]:  # at "\n" only: a "\r" or "\f" is part of its line, as in git
+        return re.findall(r"[^\n]*\n|[^\n]+$", t)
+
+    lines = difflib.unified_diff(split(text), split(out), f"a/{name}", f"b/{name}")
+    return "".join(line if line.endswith("\n") else f"{line}\n\\ No newline at end of file\n" for line in lines)
+
+
+def check_cmd(root: str) -> int:
+    from .generated_tree import stale
+
+    diffs = stale(Path(root))
+    if diffs:
+        sys.stdout.write("".join(diffs))
+        print(f"\n{len(diffs)} generated file(s) are stale; refresh with: archdsl regen", file=sys.stderr)
+        return 1
+    print("generated/ is up to date", file=sys.stderr)
+    return 0
+
+
+def regen_cmd(root: str) -> int:
+    from .generated_tree import regen
+
+    written, removed = regen(Path(root))
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    for path in removed:
+        print(f"removed {path} (no spec generates it)", file=sys.stderr)
+    return 0

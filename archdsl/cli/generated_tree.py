@@ -1,0 +1,152 @@
+"""Generated files under `generated/<backend>/`: what they should be, and `check`/`regen`.
+
+A spec file gets generated code when it defines a concrete network; a file holding only a
+family or block templates is a library and is skipped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..atomic import write_atomic
+from ..codegen.registry import get_backend, names
+from ..compiler import compile_file
+from ..errors import ArchError
+from ..input_files import open_regular
+from ..language.loader import load_file
+from ..language.lower import concrete_in
+
+
+@dataclass(frozen=True)
+class Target:
+    spec: Path
+    network: str
+    backend: str
+    path: Path
+
+
+def targets(root: Path) -> list[Target]:
+    """Every (spec, network, backend) to generate: `<spec>.py`, or `<network>.py` for each
+    network of a spec file that defines several."""
+    if not (root / "specs").is_dir():  # regen would otherwise remove every generated file
+        raise ArchError(f"{root} has no specs/ directory", hint="run from the project root or pass --root")
+    out: list[Target] = []
+    claimed: dict[Path, Target] = {}
+    for spec in sorted((root / "specs").glob("*.arch")):
+        networks = concrete_networks(spec)
+        for network in networks:
+            stem = spec.stem if len(networks) == 1 else network
+            for backend in names():
+                target = Target(
+                    spec, network, backend, root / "generated" / backend / (stem + get_backend(backend).file_suffix)
+                )
+                if target.path in claimed:
+                    first = claimed[target.path]
+                    raise ArchError(
+                        f"{first.spec.name} ({first.network}) and {spec.name} ({network}) would both generate "
+                        f"{target.path.relative_to(root)}",
+                        hint="rename one of the networks or spec files",
+                    )
+                claimed[target.path] = target
+                out.append(target)
+    return out
+
+
+def concrete_networks(spec: Path) -> list[str]:
+    return concrete_in(load_file(spec))
+
+
+def has_concrete_network(spec: Path) -> bool:
+    return bool(concrete_networks(spec))
+
+
+def emit(target: Target, root: Path) -> str:
+    net = compile_file(target.spec, target.network, shown_as=target.spec.relative_to(root).as_posix())
+    return get_backend(target.backend).emit(net)
+
+
+def stale(root: Path) -> list[str]:
+    """Unified diffs of every generated file that differs from what the compiler emits now
+    (byte for byte: a file whose line endings were changed to CRLF is stale), and a line for
+    each file under `generated/<backend>/` that no spec generates."""
+    all_targets = targets(root)
+    diffs = []
+    for t in all_targets:
+        want = emit(t, root)
+        have = _read(t.path, root) or ""
+        if want != have:
+            rel = t.path.relative_to(root)
+            diffs.append(
+                "".join(difflib.unified_diff(have.splitlines(True), want.splitlines(True), f"a/{rel}", f"b/{rel}"))
+            )
+    for path in orphans(root, all_targets):
+        note = "" if removable(path, root) else " (not written by regen: it stays; remove it yourself)"
+        diffs.append(f"{path.relative_to(root)}: no spec generates this file{note}\n")
+    return diffs
+
+
+def regen(root: Path) -> tuple[list[Path], list[Path]]:
+    """Rewrite what changed and remove generated files that no spec generates any more; returns
+    (written, removed). Everything is generated in memory first, so a spec that fails leaves
+    generated/ untouched. Only files regen wrote (see `removable`) are removed, and only regular
+    files are written: a link in generated/ is refused, never followed."""
+    all_targets = targets(root)
+    texts = [(t.path, emit(t, root)) for t in all_targets]
+    written = []
+    for path, text in texts:
+        if _read(path, root) != text:
+            write_atomic(path, text)
+            written.append(path)
+    removed = [p for p in orphans(root, all_targets) if removable(p, root)]
+    for path in removed:
+        path.unlink()
+    return written, removed
+
+
+def orphans(root: Path, all_targets: list[Target]) -> list[Path]:
+    """Files (and links) in `generated/<backend>/` that no target claims; folders such as
+    `__pycache__` are not archdsl's business."""
+    expected = {t.path for t in all_targets}
+    found = (p for backend in names() for p in sorted((root / "generated" / backend).glob("*")))
+    return [p for p in found if p not in expected and (p.is_symlink() or not p.is_dir())]
+
+
+# The header regen writes: the spec it came from is under specs/ (`compile -o` elsewhere names
+# its own spec path), so a hand-placed output of another spec is never taken for an orphan.
+_HEADER = re.compile(r'"""[A-Za-z_][A-Za-z0-9_]*: generated by archdsl from specs/[^\n/]+\.arch ')
+_TEMPORARY = re.compile(r"\.archdsl-[0-9a-f]{8}\.tmp")  # left by a write that was killed
+
+
+def removable(path: Path, root: Path) -> bool:
+    """A regular file (not a link) that regen wrote: a `.py` file with its header, or one of
+    archdsl's own temporary files."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    if _TEMPORARY.fullmatch(path.name):
+        return True
+    first = _read(path, root, limit=200)
+    return path.suffix == ".py" and first is not None and _HEADER.match(first) is not None
+
+
+_MAX_GENERATED_BYTES = 1 << 24  # our largest generated file is under 100 KiB
+
+
+def _read(path: Path, root: Path, limit: int | None = None) -> str | None:
+    """A generated file's text exactly as stored (no newline translation), or None if absent.
+    Only a regular file is read (a FIFO or /dev/zero under generated/ must not hang `check`),
+    and never through a link."""
+    if not path.exists() and not path.is_symlink():
+        return None
+    if path.is_symlink():
+        raise ArchError(f"{path.relative_to(root)} is a symbolic link; generated files are regular files",
+                        hint="remove the link, then run: archdsl regen")  # fmt: skip
+
+    def refuse(why: str) -> ArchError:
+        return ArchError(f"cannot read {path.relative_to(root)}: {why}", hint="remove it, then run: archdsl regen")
+
+    with open_regular(path, _MAX_GENERATED_BYTES, "a generated file may have", refuse) as (f, _):
+        data = f.read(limit if limit is not None else _MAX_GENERATED_BYTES)
+    return data.decode("utf-8", errors="replace")

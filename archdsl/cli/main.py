@@ -1,0 +1,229 @@
+"""`archdsl` command line: argument parsing only; the work is in `commands.py`.
+
+Exit status: 0 success, 1 a spec error or stale/unformatted files, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+
+# The CLI process uses no pydantic plugins; skipping their discovery (a scan of every installed
+# package's metadata) saves a fifth of the compile time.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+from .. import __version__  # noqa: E402
+from ..errors import ArchError, ArchErrors, UsageError, escaped  # noqa: E402
+from ..limits import MAX_INPUT_SIDE  # noqa: E402
+from . import commands  # noqa: E402
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archdsl", description="Compile architecture specs to framework code.")
+    p.add_argument("--version", action="version", version=f"archdsl {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def spec_command(name: str, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help)
+        c.add_argument("spec", help="spec file (.arch)")
+        c.add_argument("--network", help="network to use when the file defines several")
+        c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
+        c.add_argument(
+            "--deploy",
+            action="store_true",
+            help="the inference form: BatchNorm folded into convs, MobileOne branches merged",
+        )
+        return c
+
+    c = spec_command("compile", "generate framework code for a spec")
+    c.add_argument("--backend", default="torch", type=_code_backend, help="torch, keras or coreml (default: torch)")
+    c.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
+
+    c = spec_command("cost", "params, MACs and memory traffic per block")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16", "int8"))
+
+    c = spec_command("init-weights", "write deterministic random canonical weights")
+    c.add_argument("--seed", type=_seed, default=0)
+    c.add_argument("-o", "--output", required=True, help="safetensors file to write")
+
+    c = spec_command("verify", "run backends on the same weights and input; compare block by block")
+    c.add_argument("--backends", default=["torch", "keras"], type=_runners,
+                   help="comma-separated: torch, keras, tflite, coreml; the first is the reference")  # fmt: skip
+    c.add_argument("--seed", type=_seed, default=0, help="seed of the random weights and input")
+    c.add_argument("--weights", help="canonical weights to use instead of random ones")
+    c.add_argument("--input", type=_hw, help="input size HxW instead of the spec's")
+    c.add_argument("--tolerance", type=_tolerance, default=1e-4, help="max |a-b| / max(1, max|ref|) (default 1e-4)")
+
+    c = spec_command("export", "write a deployable model: .tflite or .mlpackage")
+    c.add_argument("--backend", required=True, choices=("tflite", "coreml"))
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--weights", help="canonical weights (default: random, from --seed)")
+    c.add_argument("--seed", type=_seed, default=0)
+    c.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="CoreML compute precision")
+
+    c = spec_command("import-weights", "convert a reference checkpoint to canonical weights")
+    c.add_argument("--from", dest="source", required=True, choices=("timm",), help="whose tensor names it uses")
+    c.add_argument("checkpoint", help="safetensors state dict")
+    c.add_argument("-o", "--output", required=True)
+
+    c = sub.add_parser("fmt", help="print specs in canonical format")
+    c.add_argument("files", nargs="+")
+    mode = c.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if a file is not canonical")
+    mode.add_argument("--write", action="store_true", help="rewrite files in place")
+    mode.add_argument("--diff", action="store_true", help="print the unified diff of each file that would change")
+
+    for name, help in (("check", "fail with a diff if generated/ is stale"), ("regen", "rewrite generated/")):
+        c = sub.add_parser(name, help=help)
+        c.add_argument("--root", default=".", help="project root holding specs/ and generated/")
+    return p
+
+
+# Argument types: a bad value is a usage error (exit 2) before any work is done.
+
+
+def _hw(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW such as 224x224, got {text!r}") from None
+    if not (1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE):
+        raise argparse.ArgumentTypeError(f"sizes must be between 1 and {MAX_INPUT_SIDE}, got {text!r}")
+    return h, w
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= seed < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 2**63 - 1, got {text}")
+    return seed
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"the tolerance must be a finite positive number, got {text}")
+    return value
+
+
+def _code_backend(text: str) -> str:
+    from ..codegen.registry import names
+
+    if text in names():
+        return text
+    hint = " (tflite is an export format: archdsl export --backend tflite)" if text == "tflite" else ""
+    raise argparse.ArgumentTypeError(f"unknown backend {text!r}; choose from {', '.join(names())}{hint}")
+
+
+def _runners(text: str) -> list[str]:
+    from ..runtimes.runners import RUNNERS
+
+    chosen = [b.strip() for b in text.split(",") if b.strip()]
+    unknown = [b for b in chosen if b not in RUNNERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown backend {unknown[0]!r}; choose from {', '.join(RUNNERS)}")
+    if len(set(chosen)) < 2:
+        raise argparse.ArgumentTypeError("verify needs at least two different backends, e.g. torch,keras")
+    if len(set(chosen)) != len(chosen):
+        raise argparse.ArgumentTypeError(f"a backend is named twice in {text!r}")
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> int:
+    _closed_streams()
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "compile":
+            return commands.compile_cmd(
+                args.spec, args.backend, args.output, args.network, args.import_root, args.deploy
+            )
+        if args.command == "cost":
+            return commands.cost_cmd(args.spec, args.json, args.dtype, args.network, args.import_root, args.deploy)
+        if args.command == "init-weights":
+            return commands.init_weights_cmd(
+                args.spec, args.seed, args.output, args.network, args.import_root, args.deploy
+            )
+        if args.command == "verify":
+            return commands.verify_cmd(args.spec, args.backends, args.seed, args.weights, args.input, args.tolerance,
+                                       args.network, args.import_root, args.deploy)  # fmt: skip
+        if args.command == "export":
+            return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
+                                       args.network, args.import_root, args.deploy)  # fmt: skip
+        if args.command == "import-weights":
+            return commands.import_weights_cmd(args.spec, args.checkpoint, args.output, args.network, args.import_root,
+                                               args.deploy)  # fmt: skip
+        if args.command == "fmt":
+            return commands.fmt_cmd(args.files, args.check, args.write, args.diff)
+        if args.command == "check":
+            return commands.check_cmd(args.root)
+        return commands.regen_cmd(args.root)
+    except UsageError as e:
+        print(e.render(), file=sys.stderr)
+        return 2
+    except (ArchError, ArchErrors) as e:
+        print(e.render(), file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader went away (`| head`): not an error of ours
+        return 0
+    except OSError as e:  # an output path that cannot be written
+        print(escaped(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": ")), file=sys.stderr)
+        return 1
+
+
+class _ClosedStream:
+    """Stands for a standard stream the caller closed (`archdsl cost x.arch >&-`): writing to it
+    is an error with a message, not an AttributeError on None."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "standard output is closed", "<stdout>")
+
+    def flush(self) -> None:
+        pass
+
+
+def _closed_streams() -> None:
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream()  # type: ignore[assignment]
+    if sys.stderr is None:
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of the process
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM unwinds like an exception, so every half-written temporary file is removed."""
+    raise SystemExit(128 + signum)
+
+
+def run() -> None:
+    """The process entry point: `main`, then exit. Where no framework was loaded, nothing needs
+    tearing down (outputs are written and closed by then), so the interpreter's teardown of
+    pydantic, Lark and Jinja, a tenth of a compile, is skipped."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        code = main()
+    except KeyboardInterrupt:  # Ctrl-C: temporary files are gone by now (see atomic.py)
+        print("interrupted", file=sys.stderr)
+        code = 128 + signal.SIGINT
+    if any(name in sys.modules for name in ("torch", "tensorflow", "keras", "coremltools")):
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,157 @@
+"""What every backend shares: the interface, the collected `UnsupportedError`, the Jinja
+environment, and the header facts (spec, hash, totals) each generated file starts with."""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass
+from functools import cache
+from typing import ClassVar
+
+import jinja2
+
+from ..analysis.cost import Cost, block_cost
+from ..analysis.layers import block_input, block_output
+from ..errors import ArchError
+from ..ir.nodes import Block, Classifier, Network, Stage
+from ..resources import template_dir, user_cache_dir
+
+
+@dataclass(frozen=True)
+class Call:
+    """A call to lay out in generated code: inline when `args` holds only text, nested otherwise.
+    A call that is an element of a list or argument list ends with a comma."""
+
+    name: str
+    args: tuple[tuple[str, str | Call], ...]  # (keyword or "", value)
+    comment: str = ""
+    trailing_comma: bool = True
+    applied_to: str | None = None  # `Layer(...)(x)`: the call's result is called on this
+
+    @property
+    def nested(self) -> bool:
+        return any(isinstance(v, Call) for _, v in self.args)
+
+    @property
+    def flat(self) -> str:
+        text = f"{self.name}(" + ", ".join(f"{k}={v}" if k else str(v) for k, v in self.args) + ")"
+        return text + (f"({self.applied_to})" if self.applied_to else "")
+
+
+class UnsupportedError(ArchError):
+    """Everything a backend cannot express in one network, reported together."""
+
+    def __init__(self, backend: str, reasons: list[str]):
+        self.reasons = reasons
+        super().__init__(f"the {backend} backend cannot express: " + "; ".join(reasons))
+
+
+class Backend:
+    name: ClassVar[str]
+    file_suffix: ClassVar[str] = ".py"
+
+    def emit(self, net: Network) -> str:
+        raise NotImplementedError
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates cached per user, keyed by template source, so a compile skips Jinja's
+    parse-and-compile step; without a writable cache directory templates compile every time."""
+    root = user_cache_dir()
+    if root is None:
+        return None
+    (root / "jinja").mkdir(exist_ok=True)
+    return jinja2.FileSystemBytecodeCache(str(root / "jinja"))
+
+
+@cache
+def environment(backend: str) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(template_dir() / backend), str(template_dir() / "common")]),
+        bytecode_cache=_bytecode_cache(),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["num"] = lambda n: f"{n:,}"
+    return env
+
+
+def class_name(network: str, reserved: frozenset[str] = frozenset()) -> str:
+    """CamelCase class name of a network; names come from the grammar's NAME token."""
+    name = "".join(part[:1].upper() + part[1:] for part in network.split("_") if part) or "Network"
+    if name[0].isdigit() or keyword.iskeyword(name):
+        name = "Net" + name
+    return name if name not in reserved else name + "Network"
+
+
+def display_source(path: str) -> str:
+    """The spec path as shown in generated code: POSIX separators, and nothing that could end a
+    docstring or a comment (a path is user text)."""
+    return re.sub(r"[^A-Za-z0-9_./+-]", "_", path.replace("\\", "/"))
+
+
+@dataclass(frozen=True)
+class Header:
+    """Facts at the top of every generated file, and each block's and stage's cost, computed once."""
+
+    network: str
+    source: str
+    source_hash: str
+    input_shape: tuple[int, int, int]
+    classes: int
+    total: Cost
+    block_costs: dict[str, Cost]
+    stage_costs: dict[str, Cost]
+    stage_lines: list[str]
+
+    @classmethod
+    def of(cls, net: Network) -> Header:
+        blocks = {b.path: block_cost(b) for b in net.blocks()}
+        stages = {s.path: sum((blocks[b.path] for b in s.blocks), Cost()) for s in net.all_stages()}
+        lines = [
+            f"{s.name:<8} {len(s.blocks):>3} block(s) {stages[s.path].params:>12,} params {stages[s.path].macs:>15,} MACs"
+            for s in net.all_stages()
+        ]
+        total = sum(stages.values(), Cost())
+        return cls(
+            net.name,
+            display_source(net.source),
+            net.source_hash,
+            net.input_shape,
+            net.classes,
+            total,
+            blocks,
+            stages,
+            lines,
+        )
+
+
+def _shape(c: int, hw: tuple[int, int]) -> str:
+    return f"{c}x{hw[0]}x{hw[1]}"
+
+
+def cost_note(params: int, macs: int) -> str:
+    return f"{params:,} params, {macs:,} MACs"
+
+
+def _in_out(block: Block) -> str:
+    if isinstance(block, Classifier):
+        return f"{block.cin} -> {block.classes}"
+    return f"{_shape(*block_input(block))} -> {_shape(*block_output(block))}"
+
+
+def block_comment(block: Block, cost: Cost) -> str:
+    name = getattr(block, "variant", block.kind)
+    return f"{block.path} {name}: {_in_out(block)} | {cost_note(cost.params, cost.macs)}"
+
+
+def stage_comment(stage: Stage, cost: Cost) -> str:
+    return f"{stage.path} ({stage.name}): {_plural(len(stage.blocks), 'block')} | {cost_note(cost.params, cost.macs)}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")

@@ -1,0 +1,211 @@
+"""The Keras 3 backend: a functional model, channels-last, written out layer by layer.
+
+Every numerical convention is stated in the generated code, never left to a Keras default:
+explicit `ZeroPadding2D` + `valid` convolutions (TF `same` pads differently at stride 2), the
+BatchNorm epsilon and momentum, the activation formulas, depthwise convs as `DepthwiseConv2D`
+and other grouped convs as `Conv2D(groups=g)`. Layer names are IR paths, so weights load by name; each
+block ends in an `Identity` named by the block's path, so its output can be compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..analysis.cost import Cost
+from ..ir.nodes import (
+    Block,
+    ConvBnAct,
+    MobileAttention,
+    Network,
+    Pool,
+    SqueezeExcite,
+    Stage,
+)
+from .base import Backend, Call, Header, UnsupportedError, block_comment, environment, stage_comment
+from .steps import (
+    ActivationStep,
+    AddShortcut,
+    Branch,
+    ConcatStep,
+    Dense,
+    Flatten,
+    KeepShortcut,
+    LayerScaleStep,
+    Line,
+    ShuffleStep,
+    SplitStep,
+    Step,
+    SumBranches,
+    activations,
+    attention_args,
+    quoted,
+    ses,
+    steps,
+)
+
+# Activation name -> the function the generated module defines or takes from keras.ops.
+ACT = {
+    "relu": "ops.relu",
+    "relu6": "ops.relu6",
+    "hard_swish": "hard_swish",
+    "hard_sigmoid": "hard_sigmoid",
+    "swish": "ops.silu",
+    "gelu": "gelu",
+    "gelu_tanh": "gelu_tanh",
+    "sigmoid": "ops.sigmoid",
+    "identity": "keras.activations.linear",
+}
+_DEFINED = ("hard_swish", "hard_sigmoid", "gelu", "gelu_tanh")
+
+
+def _layer(cls: str, name: str, *args: str, inputs: str = "x") -> Line:
+    """`x = <cls>(*args, name="<name>")(inputs)`."""
+    return Line(Call(cls, (*(("", a) for a in args), ("name", quoted(name))), trailing_comma=False, applied_to=inputs))
+
+
+def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
+    depthwise = c.groups == c.cin == c.cout and c.groups > 1
+    args: list[tuple[str, str | Call]] = [("", source), ("", quoted(c.path)), ("", str(c.cout)), ("", str(c.kernel))]
+    if c.stride != 1:
+        args.append(("stride", str(c.stride)))
+    if any(c.padding):
+        args.append(("padding", str(c.padding[0]) if len(set(c.padding)) == 1 else str(c.padding)))
+    if depthwise:
+        args.append(("depthwise", "True"))
+    elif c.groups != 1:
+        args.append(("groups", str(c.groups)))
+    if c.bias:
+        args.append(("bias", "True"))
+    if c.norm is not None:
+        args.append(("eps", repr(c.norm.eps)))
+        if c.norm.momentum != 0.1:
+            args.append(("momentum", repr(c.norm.momentum)))
+    if c.act != "identity":
+        args.append(("act", ACT[c.act]))
+    return Line(Call("conv_bn_act", tuple(args), trailing_comma=False), target)
+
+
+def se_line(se: SqueezeExcite) -> Line:
+    args = (("", "x"), ("", quoted(se.path)), ("", str(se.reduced)), ("act", ACT[se.act]), ("gate", ACT[se.gate]))
+    return Line(Call("squeeze_excite", args, trailing_comma=False))
+
+
+def attention_line(a: MobileAttention) -> Line:
+    args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(a.path)), ("out", str(a.output.cout))]
+    args += attention_args(a)
+    if a.norm is not None and a.norm.momentum != 0.1:
+        args.append(("momentum", repr(a.norm.momentum)))
+    if a.key_down is not None:
+        pad = a.key_down.padding
+        args += [("kv_kernel", str(a.key_down.kernel)), ("kv_padding", str(pad[0]) if len(set(pad)) == 1 else str(pad))]
+    return Line(Call("mobile_attention", tuple(args), trailing_comma=False))
+
+
+def step_line(step: Step, problems: list[str]) -> list[Line]:
+    if isinstance(step, KeepShortcut):
+        return [Line("x", "shortcut")]
+    if isinstance(step, ConvBnAct):
+        return [conv_line(step)]
+    if isinstance(step, Branch):
+        if isinstance(step.layer, ConvBnAct):
+            return [conv_line(step.layer, step.target, step.source)]
+        if isinstance(step.layer, Pool):
+            return _pool_lines(step.layer, problems, step.source, step.target)
+        norm = step.layer.norm
+        bn = _layer("layers.BatchNormalization", step.layer.path, f"epsilon={norm.eps!r}",
+                    f"momentum={1 - norm.momentum!r}", inputs=step.source)  # fmt: skip
+        return [replace(bn, target=step.target)]
+    if isinstance(step, ConcatStep):
+        lines = [_layer("layers.Concatenate", step.path, inputs=f"[{', '.join(step.sources)}]")]
+        if step.cut:
+            lines.append(_layer("ChannelSlice", f"{step.path}.cut", "0", str(step.channels)))
+        return lines
+    if isinstance(step, SplitStep):
+        h = str(step.half)
+        kept = replace(_layer("ChannelSlice", f"{step.path}.kept", "0", h), target="kept")
+        return [kept, _layer("ChannelSlice", f"{step.path}.rest", h, str(2 * step.half))]
+    if isinstance(step, ShuffleStep):
+        return [_layer("ChannelShuffle", step.path, str(step.groups))]
+    if isinstance(step, SumBranches):
+        return [_layer("layers.Add", step.path, inputs=f"[{', '.join(step.sources)}]")]
+    if isinstance(step, ActivationStep):
+        return [_layer("layers.Activation", step.path, ACT[step.act])]
+    if isinstance(step, SqueezeExcite):
+        return [se_line(step)]
+    if isinstance(step, MobileAttention):
+        return [attention_line(step)]
+    if isinstance(step, LayerScaleStep):
+        return [_layer("LayerScale", step.path, repr(step.init))]
+    if isinstance(step, AddShortcut):
+        return [_layer("layers.Add", step.path, inputs="[shortcut, x]")]
+    if isinstance(step, Pool):
+        return _pool_lines(step, problems)
+    if isinstance(step, Flatten):
+        return [_layer("layers.Flatten", f"{step.path}.flatten")]
+    if isinstance(step, Dense):
+        drop = [_layer("layers.Dropout", f"{step.path}.dropout", repr(step.dropout))] if step.dropout else []
+        return [*drop, _layer("layers.Dense", f"{step.path}.fc", str(step.classes))]
+    return [_layer("layers.Identity", step.path)]
+
+
+def block_lines(block: Block, problems: list[str]) -> list[Line]:
+    return [line for step in steps(block) for line in step_line(step, problems)]
+
+
+def _pool_lines(block: Pool, problems: list[str], source: str = "x", target: str = "x") -> list[Line]:
+    kind = "Average" if block.mode == "avg" else "Max"
+    if block.is_global:
+        return [_layer(f"layers.Global{kind}Pooling2D", f"{block.path}.pool", "keepdims=True")]
+    lines = []
+    if any(block.padding):
+        if block.mode == "avg" and not block.include_pad:
+            problems.append(f"{block.path}: padded average pooling that excludes the padding")
+        t, b, left, r = block.padding
+        fill = "0.0" if block.mode == "avg" else 'float("-inf")'
+        lines.append(_layer("PadConstant", f"{block.path}.pad", f"(({t}, {b}), ({left}, {r}))", f"value={fill}",
+                            inputs=source))  # fmt: skip
+        source = target
+    pool = _layer(f"layers.{kind}Pooling2D", f"{block.path}.pool", str(block.kernel), str(block.stride), inputs=source)
+    return [replace(line, target=target) for line in (*lines, pool)]
+
+
+def _uses(net: Network) -> dict:
+    all_steps = [s for b in net.blocks() for s in steps(b)]
+    acts: set[str] = set()
+    for b in net.blocks():
+        acts |= activations(b)
+    return {
+        "acts": sorted(a for a in acts if a in _DEFINED),
+        "se": any(ses(b) for b in net.blocks()),
+        "layer_scale": any(getattr(b, "layer_scale", None) is not None for b in net.blocks()),
+        "pad": any(isinstance(p, Pool) and any(p.padding) for p in (getattr(s, "layer", s) for s in all_steps)),
+        "attention": any(isinstance(b, MobileAttention) for b in net.blocks()),
+        "slice": any(isinstance(s, SplitStep) or (isinstance(s, ConcatStep) and s.cut) for s in all_steps),
+        "shuffle": any(isinstance(s, ShuffleStep) for s in all_steps),
+    }
+
+
+class KerasBackend(Backend):
+    name = "keras"
+    file_suffix = ".py"
+
+    def emit(self, net: Network) -> str:
+        header = Header.of(net)
+        problems: list[str] = []
+
+        def stage_ctx(stage: Stage) -> dict:
+            blocks = [
+                {"comment": block_comment(b, header.block_costs[b.path]), "lines": block_lines(b, problems)}
+                for b in stage.blocks
+            ]
+            return {"comment": stage_comment(stage, header.stage_costs.get(stage.path, Cost())), "blocks": blocks}
+
+        stages = [stage_ctx(s) for s in net.all_stages()]
+        if problems:
+            raise UnsupportedError(self.name, problems)
+        c, h, w = net.input_shape
+        return (
+            environment(self.name)
+            .get_template("module.py.j2")
+            .render(header=header, uses=_uses(net), stages=stages, input_shape=f"({h}, {w}, {c})")
+        )

@@ -1,0 +1,23 @@
+"""The passes that resolve a `NetworkSpec` into a `Network`, in order.
+
+Each pass is a pure function; the spec-to-spec passes record their name in `applied`, so
+running one twice changes nothing. `build_blocks` is the last step and builds the resolved IR.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .apply_defaults import apply_defaults
+from .build_blocks import build_blocks
+from .expand_repeats import expand_repeats
+from .nodes import Network, NetworkSpec
+from .scale_width import scale_width
+
+PIPELINE: tuple[Callable[[NetworkSpec], NetworkSpec], ...] = (apply_defaults, expand_repeats, scale_width)
+
+
+def resolve(spec: NetworkSpec, source: str = "") -> Network:
+    for step in PIPELINE:
+        spec = step(spec)
+    return build_blocks(spec, source)

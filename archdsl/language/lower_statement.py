@@ -1,0 +1,292 @@
+"""Lower one block statement (or a use of a user-defined block template) to `BlockSpec`s."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ..errors import ArchError, ArchErrors, Span, add_note, did_you_mean
+from ..ir.nodes import ACTIVATIONS, BlockSpec
+from ..limits import MAX_CHANNELS, MAX_KERNEL, MAX_NUMBER_CHARS
+from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
+from .repeats import block_rows, repeat_rows
+from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt, number_too_long
+from .vocabulary import COMPACT, FLAGS, KINDS, KWARGS, Kind
+
+_NUMERIC = ("int", "channels", "float", "kernel")
+_COMPACT_RE = re.compile("^(" + "|".join(COMPACT) + ")([0-9].*)$")
+_NUMBER_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_MAX_TEMPLATE_DEPTH = 32
+
+
+def lower_blocks(
+    stmt: Stmt, env: Env, templates: Mapping[str, BlockDef], stack: tuple[str, ...] = ()
+) -> list[BlockSpec]:
+    """The blocks one statement stands for: one block, or a template's blocks."""
+    if stmt.body is not None:
+        raise ArchError(f"'{stmt.head}' takes no '{{ ... }}' body here", stmt.head_span)
+    if stmt.head in KINDS:
+        return [_lower_kind(stmt, KINDS[stmt.head], env)]
+    if stmt.head in templates:
+        return _expand_template(stmt, templates[stmt.head], env, templates, stack)
+    raise ArchError(f"unknown block kind '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, [*KINDS, *templates]))
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a block statement: a flag (no value), compact (`e2.3`) or `key=value`."""
+
+    key: str
+    value: Value | None  # None for a flag; a compact kernel list stays text ("5/3")
+    span: Span  # the whole option
+    value_span: Span
+
+
+# Options that say the same thing two ways, or contradict each other.
+_CONFLICTS = ({"skip", "noskip"}, {"avg", "max"}, {"dw", "g"}, {"e", "mid"}, {"k", "k_start"}, {"k", "k_mid"},
+              {"k", "k_end"})  # fmt: skip
+
+
+def _lower_kind(stmt: Stmt, kind: Kind, env: Env) -> BlockSpec:
+    given: dict[str, Option] = {}
+    for item in stmt.items:
+        opt = _option(item, env)
+        key = opt.key
+        if key not in kind.options:
+            allowed = sorted(kind.options)
+            hint = did_you_mean(key, allowed) or ("it takes: " + ", ".join(allowed))
+            raise ArchError(f"'{stmt.head}' has no option '{key}'", opt.span, hint)
+        if key in given:
+            raise ArchError(f"option '{key}' given twice", opt.span, "keep one of them")
+        for other in next((c - {key} for c in _CONFLICTS if key in c and c - {key} <= given.keys()), ()):
+            raise ArchError(f"'{key}' conflicts with '{other}'", opt.span, f"keep either '{other}' or '{key}'")
+        given[key] = opt
+    fields = _typed_fields(given)
+    if "k" in given:
+        fields["kernel"] = _kernels(stmt.head, kind, given["k"])
+    elif kind.uib_kernels == "none":
+        fields["kernel"] = (0, 0, 0)
+    elif kind.ir_kind == "uib" and {"k_start", "k_mid", "k_end"} & given.keys():
+        fields["kernel"] = tuple(fields.pop(k, 0) for k in ("k_start", "k_mid", "k_end"))
+    for k in ("k_start", "k_mid", "k_end"):
+        fields.pop(k, None)
+    _check_required(stmt, kind, fields)
+    if (kind.ir_kind == "uib" and stmt.head != "uib") or kind.ir_kind == "mqa":
+        fields["variant"] = stmt.head
+    spans = {key: opt.span for key, opt in given.items()}
+    return BlockSpec.make(kind=kind.ir_kind, span=stmt.span, option_spans=spans, **fields)
+
+
+def _option(item: Any, env: Env) -> Option:
+    if isinstance(item, KwArg):
+        value = evaluate(item.value, env)
+        if isinstance(item.value, Name) and item.value.id not in env and KWARGS.get(item.key, ("", ""))[1] in _NUMERIC:
+            name = item.value.id
+            hint = did_you_mean(name, env) if env else None
+            if _COMPACT_RE.match(name):
+                hint = f"'{name}' reads as the value of '{item.key}='; is a value missing after '{item.key}='?"
+            raise ArchError(f"unknown parameter '{name}'", item.value.span, hint)
+        return Option(item.key, value, item.key_span, item.value.span)
+    if isinstance(item, Literal):
+        raise ArchError("a value needs an option name", item.span, "write options as k3, s2, c96 or key=value")
+    assert isinstance(item, Flag)
+    if item.word in COMPACT:
+        raise ArchError(f"'{item.word}' needs a value", item.span, f"write {item.word}<value> or {item.word}=<value>")
+    m = _COMPACT_RE.match(item.word)
+    if item.word in FLAGS or not m:
+        return Option(item.word, None, item.span, item.span)
+    key, text = m.group(1), m.group(2)
+    if len(text) > MAX_NUMBER_CHARS:
+        raise number_too_long(item.span, len(text))
+    if _NUMBER_RE.match(text):
+        return Option(key, float(text) if "." in text else int(text), item.span, item.span)
+    if key == "k" and "/" in text:
+        return Option(key, text, item.span, item.span)
+    raise ArchError(f"malformed number '{text}' in '{item.word}'", item.span)
+
+
+def _typed_fields(given: dict[str, Option]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    eps: float | None = None
+    for key, opt in given.items():
+        if key == "k":
+            continue
+        if key in FLAGS:
+            out.update(_flag_field(key))
+            continue
+        value, vspan = opt.value, opt.value_span
+        assert value is not None
+        field, typ = KWARGS[key]
+        if typ == "int":
+            out[field] = as_int(
+                value, vspan, _WHAT[key], minimum=0 if key.startswith("k_") else 1, maximum=_LIMIT.get(key, 1 << 20)
+            )
+        elif typ == "channels":
+            out[field] = as_int(value, vspan, _WHAT[key], maximum=MAX_CHANNELS)
+        elif typ == "float":
+            if key == "eps":
+                eps = as_float(value, vspan, "norm epsilon")
+            else:
+                out[field] = _float_option(key, value, vspan)
+        elif typ == "act":
+            out[field] = as_symbol(value, vspan, "activation", ACTIVATIONS)
+        elif typ == "norm":
+            out["use_norm"] = as_symbol(value, vspan, "norm", ("batchnorm", "none")) == "batchnorm"
+        elif typ == "padding":
+            out[field] = as_symbol(value, vspan, "padding", ("symmetric", "same"))
+    if eps is not None:  # an epsilon asks for a norm, even where the defaults say `norm none`
+        if out.get("use_norm") is False:
+            raise ArchError("eps given with norm=none", given["eps"].span)
+        out["eps"], out["use_norm"] = eps, True
+    return out
+
+
+def _flag_field(key: str) -> dict[str, Any]:
+    fields: dict[str, dict[str, Any]] = {
+        "skip": {"skip": True}, "noskip": {"skip": False}, "bias": {"bias": True},
+        "fixed": {"fixed": True}, "dw": {"groups": 0}, "avg": {"mode": "avg"}, "max": {"mode": "max"},
+        "count_pad": {"include_pad": True},
+    }  # fmt: skip
+    return fields[key]
+
+
+def _float_option(key: str, value: Value, span: Span) -> float:
+    if key == "se":
+        return as_float(value, span, "SE ratio", 0.0, 1.0, low_open=False)  # 0: no SE (useful in a family)
+    if key in ("drop_path", "dropout"):
+        return as_float(value, span, _WHAT[key], 0.0, 1.0, low_open=False, high_open=True)
+    if key == "e":
+        return as_float(value, span, _WHAT[key], 0.0, 64.0)
+    return as_float(value, span, _WHAT[key])
+
+
+def _kernels(head: str, kind: Kind, opt: Option) -> tuple[int, ...]:
+    value, vspan = opt.value, opt.value_span
+    assert value is not None  # a bare `k` is rejected when the option is read
+    if isinstance(value, str) and "/" in value:
+        parts = value.split("/")
+        if not all(p.isdigit() for p in parts):
+            raise ArchError(f"malformed kernel list '{value}'", vspan, "write kernels as k3 or k5/3")
+        ks = tuple(int(p) for p in parts)
+    else:
+        ks = (as_int(value, vspan, "kernel", minimum=0),)
+    expected = {None: (1,), "mid": (1,), "start_mid": (1, 2), "start": (1,), "none": ()}
+    counts = (2, 3) if kind.ir_kind == "uib" and kind.uib_kernels is None else expected[kind.uib_kernels]
+    if len(ks) not in counts:
+        forms = {1: "k3", 2: "k<start>/<mid>", 3: "k<start>/<mid>/<end>"}
+        raise ArchError(
+            f"'{head}' takes {' or '.join(str(c) for c in counts)} kernel size(s), got {len(ks)}",
+            vspan,
+            "write " + " or ".join(forms[c] for c in counts),
+        )
+    if (kind.ir_kind != "uib" or kind.uib_kernels is not None) and min(ks) < 1:
+        hint = f"'{head}' without a depthwise conv is an 'ffn'" if kind.ir_kind == "uib" else None
+        raise ArchError("kernel must be at least 1", vspan, hint)
+    if kind.uib_kernels == "mid":
+        ks = (0, ks[0], 0)
+    elif kind.uib_kernels == "start_mid":
+        ks = (ks[0], ks[-1], 0)
+    elif kind.uib_kernels == "start":
+        ks = (ks[0], 0, 0)
+    elif kind.ir_kind == "uib" and len(ks) == 2:
+        ks = (*ks, 0)
+    return ks
+
+
+def _check_required(stmt: Stmt, kind: Kind, fields: dict[str, Any]) -> None:
+    depthwise = fields.get("groups") == 0  # keeps its input channels unless told otherwise
+    needs_out = (
+        kind.ir_kind in ("conv", "ds", "dsa", "uib", "fused_ib", "mobileone", "ghost", "shuffle_v1", "shuffle_v2")
+        and not depthwise
+    )
+    if needs_out and "out" not in fields:
+        raise ArchError(f"'{stmt.head}' needs its output channels", stmt.head_span, "add c<channels>, e.g. c96")
+    if kind.ir_kind in ("conv", "ds", "dsa", "fused_ib", "mobileone", "ghost") and "kernel" not in fields:
+        raise ArchError(f"'{stmt.head}' needs a kernel size", stmt.head_span, "add k<size>, e.g. k3")
+    if kind.ir_kind == "uib" and "kernel" not in fields:
+        raise ArchError(f"'{stmt.head}' needs kernel sizes", stmt.head_span, "e.g. k3 (ib) or k5/3 (uib, extra_dw)")
+    if kind.ir_kind in ("uib", "fused_ib", "ghost") and "expand" not in fields and "mid" not in fields:
+        raise ArchError(f"'{stmt.head}' needs an expansion", stmt.head_span, "add e<ratio> or mid=<channels>")
+    if kind.ir_kind == "mqa" and not {"heads", "key_dim"} <= fields.keys():
+        raise ArchError(
+            f"'{stmt.head}' needs its heads and key dim", stmt.head_span, "add h<heads> d<dim>, e.g. h4 d64"
+        )
+    if kind.ir_kind == "pool" and "mode" not in fields:
+        raise ArchError("pool needs a mode", stmt.head_span, "write 'pool avg' or 'pool max'")
+
+
+def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str, BlockDef],
+                     stack: tuple[str, ...]) -> list[BlockSpec]:  # fmt: skip
+    if tpl.name in stack:
+        raise ArchError(f"block '{tpl.name}' uses itself", stmt.head_span, " -> ".join((*stack, tpl.name)))
+    if len(stack) > _MAX_TEMPLATE_DEPTH:
+        raise ArchError(f"blocks nest more than {_MAX_TEMPLATE_DEPTH} deep", stmt.head_span, " -> ".join(stack))
+    params = {p.name: p for p in tpl.params}
+    bound: dict[str, Value] = {}
+    repeat = 1
+    for item in stmt.items:
+        opt = _option(item, env)
+        key = opt.key
+        if key == "x" and "x" not in params:
+            assert opt.value is not None  # a bare `x` is rejected when the option is read
+            repeat = as_int(opt.value, opt.value_span, "repeat count", maximum=_LIMIT["x"])
+            continue
+        if key not in params:
+            raise ArchError(f"block '{tpl.name}' has no parameter '{key}'", opt.span, did_you_mean(key, params))
+        if opt.value is None:
+            raise ArchError(f"parameter '{key}' needs a value", opt.span, f"write {key}=<value>")
+        if key in bound:
+            raise ArchError(f"parameter '{key}' given twice", opt.span)
+        bound[key] = opt.value
+    # A mistake inside the template is located in its definition; a note says which use it was.
+    note = f"in block '{tpl.name}' used at {stmt.span.file}:{stmt.span.line}:{stmt.span.col}"
+    try:
+        for p in tpl.params:
+            if p.name not in bound:
+                if p.default is None:
+                    raise ArchError(
+                        f"block '{tpl.name}' needs parameter '{p.name}'", stmt.head_span, f"add {p.name}=<value>"
+                    )
+                bound[p.name] = evaluate(p.default, bound)
+        inner: list[BlockSpec] = []
+        for statement in tpl.body:
+            inner += lower_blocks(statement, bound, templates, (*stack, tpl.name))
+        rows = block_rows(inner)  # the template's own rows (blocks, nested template uses), expanded in place
+        blocks = repeat_rows(rows, [row[0].repeat for row in rows])
+    except (ArchError, ArchErrors) as e:
+        add_note(e, note, unless_in=stmt.span)
+        raise
+    group = f"{stmt.span.line}:{stmt.span.col}"
+    return [noted(b, note, repeat=repeat, group=group) for b in blocks]
+
+
+def noted(block: BlockSpec, note: str, **update: Any) -> BlockSpec:
+    """`block` (with `update`), its spans carrying one more note: errors the passes find in it
+    then say where the template or family that holds it was used."""
+    if block.span is not None:
+        update["span"] = block.span.noted(note)
+    if block.option_spans:
+        update["option_spans"] = {key: span.noted(note) for key, span in block.option_spans.items()}
+    return block.model_copy(update=update)
+
+
+_LIMIT = {  # the bounds of archdsl.limits, where an option gives the size directly
+    "x": 256,
+    "s": 64,
+    "branches": 64,
+    "h": 1024,
+    "v": 64,
+    "query_stride": 64,
+    "k_start": MAX_KERNEL,
+    "k_mid": MAX_KERNEL,
+    "k_end": MAX_KERNEL,
+    "d": MAX_CHANNELS,
+    "value_dim": MAX_CHANNELS,
+}
+_WHAT = {
+    "s": "stride", "e": "expansion ratio", "c": "output channels", "x": "repeat count", "g": "groups",
+    "mid": "mid channels", "layer_scale": "layer scale", "drop_path": "drop-path rate", "dropout": "dropout rate",
+    "branches": "branch count", "reduce_groups": "groups", "h": "head count", "d": "key dim", "value_dim": "value dim",
+    "v": "key/value stride", "query_stride": "query stride", "k_start": "start kernel", "k_mid": "mid kernel", "k_end": "end kernel",
+}  # fmt: skip

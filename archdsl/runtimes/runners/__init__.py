@@ -1,0 +1,56 @@
+"""Run generated code: build a backend's model from its source, load canonical weights, and
+return every block's output (NCHW) for a given input. Frameworks are imported only here, and
+only for the backend asked for."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import types
+from typing import Callable
+
+import numpy as np
+
+from ...errors import ArchError, did_you_mean
+from ...ir.nodes import Network
+
+# runner name -> (module:function, the backend whose generated code it runs)
+RUNNERS = {
+    "torch": ("archdsl.runtimes.runners.torch_runner:run", "torch"),
+    "keras": ("archdsl.runtimes.runners.keras_runner:run", "keras"),
+    "tflite": ("archdsl.runtimes.runners.tflite_runner:run", "keras"),
+    "coreml": ("archdsl.runtimes.runners.coreml_runner:run", "coreml"),
+}
+LOGITS_ONLY = frozenset({"tflite"})  # the converter fuses layers: block outputs are not kept
+
+Outputs = dict[str, np.ndarray]  # block path (or "logits") -> NCHW array
+
+
+def runner(name: str) -> tuple[Callable[[str, Network, str, np.ndarray], Outputs], str]:
+    if name not in RUNNERS:
+        raise ArchError(f"unknown backend '{name}' for running", None, did_you_mean(name, RUNNERS))
+    target, backend = RUNNERS[name]
+    module, func = target.split(":")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
+    # coremltools logs, as warnings, that this torch / TensorFlow is newer than it has tested and
+    # (off macOS) that its prediction proxies are missing: notices, not problems. Errors still show.
+    logging.getLogger("coremltools").setLevel(logging.ERROR)
+    return getattr(importlib.import_module(module), func), backend
+
+
+def load_module(code: str, name: str) -> types.ModuleType:
+    """Execute generated source as a fresh module (no file needed)."""
+    module = types.ModuleType(name)
+    exec(compile(code, f"<archdsl generated {name}>", "exec"), module.__dict__)
+    return module
+
+
+def block_paths(net: Network) -> list[str]:
+    return [b.path for b in net.blocks()]
+
+
+def reported_paths(name: str, net: Network) -> list[str]:
+    """The outputs runner `name` reports: every block's, or only the logits (the last block's)."""
+    paths = block_paths(net)
+    return paths[-1:] if name in LOGITS_ONLY else paths

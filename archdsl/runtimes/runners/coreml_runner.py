@@ -1,0 +1,26 @@
+"""Run generated CoreML code: the MIL program op by op with archdsl's reference kernels (every
+block's output), and on macOS also the converted ML Program through CoreML's own `predict`,
+whose logits then replace the evaluator's."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import numpy as np
+
+from ...ir.nodes import Network
+from ..mil_eval import run_program
+from . import Outputs, block_paths, load_module
+
+
+def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
+    with warnings.catch_warnings():  # coremltools leaves a temporary directory to the garbage collector
+        warnings.simplefilter("ignore", ResourceWarning)
+        module = load_module(code, f"archdsl_coreml_{net.name}")
+        values = run_program(module.build_program(weights), {"image": x})
+        outputs = {p: values[p] for p in block_paths(net)}
+        if sys.platform == "darwin":
+            logits = module.convert(weights).predict({"image": x})["logits"]
+            outputs[block_paths(net)[-1]] = np.asarray(logits)
+    return outputs
