@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .ir.deploy_form import deploy_form
-from .ir.nodes import Network
+from .ir.network import Network
 from .ir.pipeline import resolve
 from .language.loader import load_file, load_text, project_root
 from .language.lower import lower

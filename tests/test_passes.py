@@ -10,7 +10,8 @@ import pytest
 from archdsl.analysis.cost import network_cost
 from archdsl.compiler import compile_file, compile_text
 from archdsl.ir import nodes as ir
-from archdsl.ir.nodes import Network, NetworkSpec
+from archdsl.ir.network import Network
+from archdsl.ir.nodes import NetworkSpec
 from archdsl.ir.pipeline import PIPELINE, resolve
 from archdsl.ir.rounding import make_divisible, scale_depth
 from archdsl.language.loader import load_text

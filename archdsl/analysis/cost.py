@@ -17,9 +17,9 @@ Conventions (docs/cost.md has the details):
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Callable
 
-from ..ir.nodes import Block, Classifier, ConvBnAct, Network, Pool, SqueezeExcite
-from .layers import (
+from ..ir.layers import (
     Activation,
     AttentionCore,
     BranchSum,
@@ -28,11 +28,13 @@ from .layers import (
     InputNorm,
     Layer,
     LayerScale,
+    Linear,
     ResidualAdd,
     Upsample,
-    layers_of,
-    tensors_of,
 )
+from ..ir.network import Block, Network
+from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
+from .layers import layers_of, tensors_of
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
 
@@ -58,51 +60,84 @@ def _area(hw: tuple[int, int]) -> int:
     return hw[0] * hw[1]
 
 
+def _conv(layer: ConvBnAct, params: int) -> Cost:
+    out = layer.cout * _area(layer.out_hw)
+    macs = out * (layer.cin // layer.groups) * layer.kernel**2
+    ew = out * ((2 if layer.norm else 0) + (layer.act != "identity"))
+    return Cost(params, macs, ew, layer.cin * _area(layer.in_hw) + out)
+
+
+def _se(layer: SqueezeExcite, params: int) -> Cost:
+    n = layer.channels * _area(layer.hw)
+    macs = 2 * layer.channels * layer.reduced
+    ew = 2 * n + layer.reduced + layer.channels  # squeeze, gating, the two small activations
+    return Cost(params, macs, ew, 2 * n)
+
+
+def _elementwise(ops: int, reads: int) -> Callable[..., Cost]:
+    """A layer of `ops` ops per element that reads `reads` tensors of its size and writes one."""
+
+    def cost(layer: LayerScale | ResidualAdd | InputNorm | Activation, params: int) -> Cost:
+        n = layer.channels * _area(layer.hw)
+        return Cost(params, 0, ops * n, (reads + 1) * n)
+
+    return cost
+
+
+def _branch_sum(layer: BranchSum, params: int) -> Cost:
+    n = layer.channels * _area(layer.hw)
+    return Cost(0, 0, (layer.terms - 1) * n, (layer.terms + 1) * n)
+
+
+def _attention(layer: AttentionCore, params: int) -> Cost:
+    n, m, h = layer.queries, layer.keys, layer.heads
+    macs = n * h * m * (layer.key_dim + layer.value_dim)  # q k^T and (softmax) v
+    scores = n * h * m
+    ew = n * h * layer.key_dim + 3 * scores  # scaling q; softmax: subtract max, exp, divide
+    reads = n * h * layer.key_dim + m * layer.kv_heads * (layer.key_dim + layer.value_dim)
+    return Cost(0, macs, ew, reads + 2 * scores + n * h * layer.value_dim)
+
+
+def _moved(layer: Concat | ChannelShuffle, params: int) -> Cost:  # data movement only
+    return Cost(0, 0, 0, 2 * layer.channels * _area(layer.hw))
+
+
+def _upsample(layer: Upsample, params: int) -> Cost:
+    n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
+    return Cost(0, 0, 4 * n_out, n_in + n_out)  # four weighted taps per output element
+
+
+def _pool(layer: Pool, params: int) -> Cost:
+    n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
+    ew = n_in if layer.is_global else n_out * layer.kernel**2
+    return Cost(0, 0, ew, n_in + n_out)
+
+
+def _linear(layer: Linear, params: int) -> Cost:
+    return Cost(params, layer.cin * layer.classes, 0, layer.cin + layer.classes)
+
+
+# Every primitive layer type's cost, given its learnable parameter count.
+COSTS: dict[type, Callable[..., Cost]] = {
+    ConvBnAct: _conv,
+    SqueezeExcite: _se,
+    LayerScale: _elementwise(1, 1),
+    ResidualAdd: _elementwise(1, 2),
+    InputNorm: _elementwise(2, 1),
+    Activation: _elementwise(1, 1),
+    BranchSum: _branch_sum,
+    AttentionCore: _attention,
+    Concat: _moved,
+    ChannelShuffle: _moved,
+    Upsample: _upsample,
+    Pool: _pool,
+    Linear: _linear,
+}
+
+
 def layer_cost(layer: Layer) -> Cost:
     params = sum(t.numel for t in tensors_of(layer) if t.learnable)
-    if isinstance(layer, ConvBnAct):
-        out = layer.cout * _area(layer.out_hw)
-        macs = out * (layer.cin // layer.groups) * layer.kernel**2
-        ew = out * ((2 if layer.norm else 0) + (layer.act != "identity"))
-        acts = layer.cin * _area(layer.in_hw) + out
-        return Cost(params, macs, ew, acts)
-    if isinstance(layer, SqueezeExcite):
-        n = layer.channels * _area(layer.hw)
-        macs = 2 * layer.channels * layer.reduced
-        ew = 2 * n + layer.reduced + layer.channels  # squeeze, gating, the two small activations
-        return Cost(params, macs, ew, 2 * n)
-    if isinstance(layer, (LayerScale, ResidualAdd)):
-        n = layer.channels * _area(layer.hw)
-        reads = 1 if isinstance(layer, LayerScale) else 2
-        return Cost(params, 0, n, (reads + 1) * n)
-    if isinstance(layer, InputNorm):
-        n = layer.channels * _area(layer.hw)
-        return Cost(params, 0, 2 * n, 2 * n)
-    if isinstance(layer, BranchSum):
-        n = layer.channels * _area(layer.hw)
-        return Cost(0, 0, (layer.terms - 1) * n, (layer.terms + 1) * n)
-    if isinstance(layer, Activation):
-        n = layer.channels * _area(layer.hw)
-        return Cost(0, 0, n, 2 * n)
-    if isinstance(layer, AttentionCore):
-        n, m, h = layer.queries, layer.keys, layer.heads
-        macs = n * h * m * (layer.key_dim + layer.value_dim)  # q k^T and (softmax) v
-        scores = n * h * m
-        ew = n * h * layer.key_dim + 3 * scores  # scaling q; softmax: subtract max, exp, divide
-        reads = n * h * layer.key_dim + m * layer.kv_heads * (layer.key_dim + layer.value_dim)
-        return Cost(0, macs, ew, reads + 2 * scores + n * h * layer.value_dim)
-    if isinstance(layer, (Concat, ChannelShuffle)):  # data movement only
-        n = layer.channels * _area(layer.hw)
-        return Cost(0, 0, 0, 2 * n)
-    if isinstance(layer, Upsample):
-        n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
-        return Cost(0, 0, 4 * n_out, n_in + n_out)  # four weighted taps per output element
-    if isinstance(layer, Pool):
-        n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
-        ew = n_in if layer.is_global else n_out * layer.kernel**2
-        return Cost(0, 0, ew, n_in + n_out)
-    assert isinstance(layer, Classifier)
-    return Cost(params, layer.cin * layer.classes, 0, layer.cin + layer.classes)
+    return COSTS[type(layer)](layer, params)
 
 
 def block_cost(block: Block) -> Cost:

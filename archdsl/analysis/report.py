@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..blocks import kind_of
 from ..ir.deploy_form import CannotMerge, deploy_form
-from ..ir.nodes import Block, Classifier, Network
-from .cost import Cost, block_cost, layer_cost, network_cost
-from .layers import (
+from ..ir.layers import (
     Activation,
     AttentionCore,
     BranchSum,
@@ -15,16 +14,19 @@ from .layers import (
     Concat,
     InputNorm,
     LayerScale,
+    Linear,
     ResidualAdd,
     Upsample,
-    block_output,
-    layers_of,
 )
+from ..ir.network import Block, Network
+from .cost import Cost, block_cost, layer_cost, network_cost
+from .layers import block_output, layers_of
 
 # Layers that are not IR nodes: their row's path suffix (after the block path) and kind.
 _DERIVED = {ResidualAdd: (".add", "add"), LayerScale: (".layer_scale", "layer_scale"), BranchSum: (".sum", "sum"),
             Activation: (".act", "act"), InputNorm: ("", "batchnorm"), AttentionCore: (".attention", "attention"),
-            Upsample: ("", "upsample"), Concat: ("", "concat"), ChannelShuffle: ("", "shuffle")}  # fmt: skip
+            Upsample: ("", "upsample"), Concat: ("", "concat"), ChannelShuffle: ("", "shuffle"),
+            Linear: ("", "classifier")}  # fmt: skip
 
 
 def _deploy_cost(net: Network) -> Cost | None:
@@ -125,7 +127,7 @@ def cost_table(net: Network, dtype: str = "float32") -> str:
 
 
 def _out_shape(block: Block) -> str:
-    if isinstance(block, Classifier):
-        return str(block.classes)
     c, (h, w) = block_output(block)
+    if kind_of(block).flat_output:
+        return str(c)
     return f"{c}x{h}x{w}"

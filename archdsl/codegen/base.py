@@ -13,30 +13,10 @@ import jinja2
 
 from ..analysis.cost import Cost, block_cost
 from ..analysis.layers import block_input, block_output
+from ..blocks import kind_of
 from ..errors import ArchError
-from ..ir.nodes import Block, Classifier, Network, Stage
+from ..ir.network import Block, Network, Stage
 from ..resources import template_dir, user_cache_dir
-
-
-@dataclass(frozen=True)
-class Call:
-    """A call to lay out in generated code: inline when `args` holds only text, nested otherwise.
-    A call that is an element of a list or argument list ends with a comma."""
-
-    name: str
-    args: tuple[tuple[str, str | Call], ...]  # (keyword or "", value)
-    comment: str = ""
-    trailing_comma: bool = True
-    applied_to: str | None = None  # `Layer(...)(x)`: the call's result is called on this
-
-    @property
-    def nested(self) -> bool:
-        return any(isinstance(v, Call) for _, v in self.args)
-
-    @property
-    def flat(self) -> str:
-        text = f"{self.name}(" + ", ".join(f"{k}={v}" if k else str(v) for k, v in self.args) + ")"
-        return text + (f"({self.applied_to})" if self.applied_to else "")
 
 
 class UnsupportedError(ArchError):
@@ -139,8 +119,8 @@ def cost_note(params: int, macs: int) -> str:
 
 
 def _in_out(block: Block) -> str:
-    if isinstance(block, Classifier):
-        return f"{block.cin} -> {block.classes}"
+    if kind_of(block).flat_output:
+        return f"{block_input(block)[0]} -> {block_output(block)[0]}"
     return f"{_shape(*block_input(block))} -> {_shape(*block_output(block))}"
 
 

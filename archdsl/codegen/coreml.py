@@ -6,25 +6,29 @@ each block ends in an `identity` op named by its path, so its output can be comp
 
 from __future__ import annotations
 
-from ..ir.nodes import ConvBnAct, MobileAttention, Network, Pool, SqueezeExcite, Stage
-from .base import Backend, Call, Header, block_comment, environment, stage_comment
+from typing import Any, Callable
+
+from ..ir.layers import InputNorm
+from ..ir.network import Network, Stage
+from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
+from .base import Backend, Header, block_comment, environment, stage_comment
+from .calls import Call, Line, quoted
+from .functional import attention_args, steps
 from .steps import (
     ActivationStep,
     AddShortcut,
+    AttentionStep,
+    BlockOutput,
     Branch,
     ConcatStep,
     Dense,
     Flatten,
     KeepShortcut,
     LayerScaleStep,
-    Line,
     ShuffleStep,
     SplitStep,
     Step,
     SumBranches,
-    attention_args,
-    quoted,
-    steps,
 )
 
 
@@ -49,67 +53,76 @@ def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
     return _call("conv_bn_act", *args, target=target)
 
 
-def step_line(step: Step) -> list[Line]:
-    if isinstance(step, KeepShortcut):
-        return [Line("x", "shortcut")]
-    if isinstance(step, ConvBnAct):
-        return [conv_line(step)]
-    if isinstance(step, Branch):
-        if isinstance(step.layer, ConvBnAct):
-            return [conv_line(step.layer, step.target, step.source)]
-        if isinstance(step.layer, Pool):
-            return [pool_line(step.layer, step.source, step.target)]
-        eps = repr(step.layer.norm.eps)
-        path = quoted(step.layer.path)
-        return [_call("batch_norm", ("", step.source), ("", "w"), ("", path), ("", eps), target=step.target)]
-    if isinstance(step, ConcatStep):
-        values = f"[{', '.join(step.sources)}]"
-        lines = [_call("mb.concat", ("values", values), ("axis", "1"), ("name", quoted(step.path)))]
-        if step.cut:
-            lines.append(_slice("x", 0, step.channels, f"{step.path}.cut"))
-        return lines
-    if isinstance(step, SplitStep):
-        kept = _slice("x", 0, step.half, f"{step.path}.kept", target="kept")
-        return [kept, _slice("x", step.half, step.half, f"{step.path}.rest")]
-    if isinstance(step, ShuffleStep):
-        return [_call("channel_shuffle", ("", "x"), ("", str(step.groups)), ("", quoted(step.path)))]
-    if isinstance(step, SumBranches):
-        return [_call("sum_branches", ("", f"[{', '.join(step.sources)}]"), ("", quoted(step.path)))]
-    if isinstance(step, ActivationStep):
-        return [_call("activation", ("", "x"), ("", quoted(step.act)), ("", quoted(step.path)))]
-    if isinstance(step, SqueezeExcite):
-        return [
-            _call(
-                "squeeze_excite",
-                ("", "x"),
-                ("", "w"),
-                ("", quoted(step.path)),
-                ("act", quoted(step.act)),
-                ("gate", quoted(step.gate)),
-            )
-        ]
-    if isinstance(step, MobileAttention):
-        return [attention_line(step)]
-    if isinstance(step, LayerScaleStep):
-        return [_call("layer_scale", ("", "x"), ("", "w"), ("", quoted(step.path)))]
-    if isinstance(step, AddShortcut):
-        return [_call("mb.add", ("x", "shortcut"), ("y", "x"), ("name", quoted(step.path)))]
-    if isinstance(step, Pool):
-        return [pool_line(step)]
-    if isinstance(step, Flatten):
-        return [_call("mb.reshape", ("x", "x"), ("shape", "[1, -1]"), ("name", quoted(f"{step.path}.flatten")))]
-    if isinstance(step, Dense):  # dropout is inert at inference
-        name = f"{step.path}.fc"
-        weight, bias = f'w["{name}.weight"]', f'w["{name}.bias"]'
-        return [_call("mb.linear", ("x", "x"), ("weight", weight), ("bias", bias), ("name", quoted(name)))]
-    return [_call("mb.identity", ("x", "x"), ("name", quoted(step.path)))]
+def _batch_norm(n: InputNorm, source: str, target: str) -> Line:
+    return _call("batch_norm", ("", source), ("", "w"), ("", quoted(n.path)), ("", repr(n.norm.eps)), target=target)
 
 
-def attention_line(a: MobileAttention) -> Line:
+# What a branch may hold: layer type -> its line, from `source` into `target`.
+_BRANCHES: dict[type, Callable[[Any, str, str], Line]] = {
+    ConvBnAct: lambda c, source, target: conv_line(c, target, source),
+    Pool: lambda p, source, target: pool_line(p, source, target),
+    InputNorm: _batch_norm,
+}
+
+
+def _concat(step: ConcatStep) -> list[Line]:
+    lines = [_call("mb.concat", ("values", f"[{', '.join(step.sources)}]"), ("axis", "1"), ("name", quoted(step.path)))]
+    if step.cut:
+        lines.append(_slice("x", 0, step.channels, f"{step.path}.cut"))
+    return lines
+
+
+def _split(step: SplitStep) -> list[Line]:
+    kept = _slice("x", 0, step.half, f"{step.path}.kept", target="kept")
+    return [kept, _slice("x", step.half, step.half, f"{step.path}.rest")]
+
+
+def _se(step: SqueezeExcite) -> list[Line]:
+    args = (("", "x"), ("", "w"), ("", quoted(step.path)), ("act", quoted(step.act)), ("gate", quoted(step.gate)))
+    return [_call("squeeze_excite", *args)]
+
+
+def _dense(step: Dense) -> list[Line]:  # dropout is inert at inference
+    name = f"{step.path}.fc"
+    weight, bias = f'w["{name}.weight"]', f'w["{name}.bias"]'
+    return [_call("mb.linear", ("x", "x"), ("weight", weight), ("bias", bias), ("name", quoted(name)))]
+
+
+def attention_line(a: AttentionStep) -> Line:
     args = [("", "x"), ("", "w"), ("", quoted(a.path)), *attention_args(a)]
-    if a.key_down is not None:
-        args.append(("kv_padding", str(a.key_down.padding)))
+    if a.kv_down is not None:
+        args.append(("kv_padding", str(a.kv_down.padding)))
     return _call("mobile_attention", *args)
+
+
+# Every step type -> its lines.
+EMIT: dict[type, Callable[[Any], list[Line]]] = {
+    KeepShortcut: lambda step: [Line("x", "shortcut")],
+    ConvBnAct: lambda step: [conv_line(step)],
+    SqueezeExcite: _se,
+    AttentionStep: lambda step: [attention_line(step)],
+    LayerScaleStep: lambda step: [_call("layer_scale", ("", "x"), ("", "w"), ("", quoted(step.path)))],
+    AddShortcut: lambda step: [_call("mb.add", ("x", "shortcut"), ("y", "x"), ("name", quoted(step.path)))],
+    Branch: lambda step: [_BRANCHES[type(step.layer)](step.layer, step.source, step.target)],
+    SumBranches: lambda step: [_call("sum_branches", ("", f"[{', '.join(step.sources)}]"), ("", quoted(step.path)))],
+    ActivationStep: lambda step: [_call("activation", ("", "x"), ("", quoted(step.act)), ("", quoted(step.path)))],
+    ConcatStep: _concat,
+    SplitStep: _split,
+    ShuffleStep: lambda step: [_call("channel_shuffle", ("", "x"), ("", str(step.groups)), ("", quoted(step.path)))],
+    Pool: lambda step: [pool_line(step)],
+    Flatten: lambda step: [
+        _call("mb.reshape", ("x", "x"), ("shape", "[1, -1]"), ("name", quoted(f"{step.path}.flatten")))
+    ],  # fmt: skip
+    Dense: _dense,
+    BlockOutput: lambda step: [_call("mb.identity", ("x", "x"), ("name", quoted(step.path)))],
+}
+
+
+def step_lines(step: Step) -> list[Line]:
+    emit = EMIT.get(type(step))
+    if emit is None:  # a new step type, not yet taught to this backend
+        raise TypeError(f"the coreml backend has no emitter for {type(step).__name__} steps")
+    return emit(step)
 
 
 def _slice(source: str, start: int, size: int, name: str, target: str = "x") -> Line:
@@ -139,7 +152,7 @@ class CoreMLBackend(Backend):
 
         def stage_ctx(stage: Stage) -> dict:
             blocks = [
-                {"comment": block_comment(b, header.block_costs[b.path]), "lines": [ln for s in steps(b) for ln in step_line(s)]}
+                {"comment": block_comment(b, header.block_costs[b.path]), "lines": [ln for s in steps(b) for ln in step_lines(s)]}
                 for b in stage.blocks
             ]  # fmt: skip
             return {"comment": stage_comment(stage, header.stage_costs[stage.path]), "blocks": blocks}
@@ -151,7 +164,7 @@ class CoreMLBackend(Backend):
                 header=header,
                 stages=[stage_ctx(s) for s in net.all_stages()],
                 uses_branches=any(isinstance(s, SumBranches) for b in net.blocks() for s in steps(b)),
-                uses_attention=any(isinstance(b, MobileAttention) for b in net.blocks()),
+                uses_attention=any(isinstance(s, AttentionStep) for b in net.blocks() for s in steps(b)),
                 uses_shuffle=any(isinstance(s, ShuffleStep) for b in net.blocks() for s in steps(b)),
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
             )

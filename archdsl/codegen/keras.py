@@ -10,37 +10,30 @@ block ends in an `Identity` named by the block's path, so its output can be comp
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any, Callable
 
 from ..analysis.cost import Cost
-from ..ir.nodes import (
-    Block,
-    ConvBnAct,
-    MobileAttention,
-    Network,
-    Pool,
-    SqueezeExcite,
-    Stage,
-)
-from .base import Backend, Call, Header, UnsupportedError, block_comment, environment, stage_comment
+from ..ir.layers import InputNorm
+from ..ir.network import Block, Network, Stage
+from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
+from .base import Backend, Header, UnsupportedError, block_comment, environment, stage_comment
+from .calls import Call, Line, quoted
+from .functional import activations, attention_args, ses, steps
 from .steps import (
     ActivationStep,
     AddShortcut,
+    AttentionStep,
+    BlockOutput,
     Branch,
     ConcatStep,
     Dense,
     Flatten,
     KeepShortcut,
     LayerScaleStep,
-    Line,
     ShuffleStep,
     SplitStep,
     Step,
     SumBranches,
-    activations,
-    attention_args,
-    quoted,
-    ses,
-    steps,
 )
 
 # Activation name -> the function the generated module defines or takes from keras.ops.
@@ -90,66 +83,83 @@ def se_line(se: SqueezeExcite) -> Line:
     return Line(Call("squeeze_excite", args, trailing_comma=False))
 
 
-def attention_line(a: MobileAttention) -> Line:
-    args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(a.path)), ("out", str(a.output.cout))]
+def attention_line(a: AttentionStep) -> Line:
+    args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(a.path)), ("out", str(a.out))]
     args += attention_args(a)
     if a.norm is not None and a.norm.momentum != 0.1:
         args.append(("momentum", repr(a.norm.momentum)))
-    if a.key_down is not None:
-        pad = a.key_down.padding
-        args += [("kv_kernel", str(a.key_down.kernel)), ("kv_padding", str(pad[0]) if len(set(pad)) == 1 else str(pad))]
+    if a.kv_down is not None:
+        pad = a.kv_down.padding
+        args += [("kv_kernel", str(a.kv_down.kernel)), ("kv_padding", str(pad[0]) if len(set(pad)) == 1 else str(pad))]
     return Line(Call("mobile_attention", tuple(args), trailing_comma=False))
 
 
-def step_line(step: Step, problems: list[str]) -> list[Line]:
-    if isinstance(step, KeepShortcut):
-        return [Line("x", "shortcut")]
-    if isinstance(step, ConvBnAct):
-        return [conv_line(step)]
-    if isinstance(step, Branch):
-        if isinstance(step.layer, ConvBnAct):
-            return [conv_line(step.layer, step.target, step.source)]
-        if isinstance(step.layer, Pool):
-            return _pool_lines(step.layer, problems, step.source, step.target)
-        norm = step.layer.norm
-        bn = _layer("layers.BatchNormalization", step.layer.path, f"epsilon={norm.eps!r}",
-                    f"momentum={1 - norm.momentum!r}", inputs=step.source)  # fmt: skip
-        return [replace(bn, target=step.target)]
-    if isinstance(step, ConcatStep):
-        lines = [_layer("layers.Concatenate", step.path, inputs=f"[{', '.join(step.sources)}]")]
-        if step.cut:
-            lines.append(_layer("ChannelSlice", f"{step.path}.cut", "0", str(step.channels)))
-        return lines
-    if isinstance(step, SplitStep):
-        h = str(step.half)
-        kept = replace(_layer("ChannelSlice", f"{step.path}.kept", "0", h), target="kept")
-        return [kept, _layer("ChannelSlice", f"{step.path}.rest", h, str(2 * step.half))]
-    if isinstance(step, ShuffleStep):
-        return [_layer("ChannelShuffle", step.path, str(step.groups))]
-    if isinstance(step, SumBranches):
-        return [_layer("layers.Add", step.path, inputs=f"[{', '.join(step.sources)}]")]
-    if isinstance(step, ActivationStep):
-        return [_layer("layers.Activation", step.path, ACT[step.act])]
-    if isinstance(step, SqueezeExcite):
-        return [se_line(step)]
-    if isinstance(step, MobileAttention):
-        return [attention_line(step)]
-    if isinstance(step, LayerScaleStep):
-        return [_layer("LayerScale", step.path, repr(step.init))]
-    if isinstance(step, AddShortcut):
-        return [_layer("layers.Add", step.path, inputs="[shortcut, x]")]
-    if isinstance(step, Pool):
-        return _pool_lines(step, problems)
-    if isinstance(step, Flatten):
-        return [_layer("layers.Flatten", f"{step.path}.flatten")]
-    if isinstance(step, Dense):
-        drop = [_layer("layers.Dropout", f"{step.path}.dropout", repr(step.dropout))] if step.dropout else []
-        return [*drop, _layer("layers.Dense", f"{step.path}.fc", str(step.classes))]
-    return [_layer("layers.Identity", step.path)]
+def _batch_norm(n: InputNorm, source: str, target: str) -> list[Line]:
+    bn = _layer("layers.BatchNormalization", n.path, f"epsilon={n.norm.eps!r}", f"momentum={1 - n.norm.momentum!r}",
+                inputs=source)  # fmt: skip
+    return [replace(bn, target=target)]
+
+
+# What a branch may hold: layer type -> its lines, from `source` into `target`.
+_BRANCHES: dict[type, Callable[[Any, str, str, list[str]], list[Line]]] = {
+    ConvBnAct: lambda c, source, target, problems: [conv_line(c, target, source)],
+    Pool: lambda p, source, target, problems: _pool_lines(p, problems, source, target),
+    InputNorm: lambda n, source, target, problems: _batch_norm(n, source, target),
+}
+
+
+def _branch(step: Branch, problems: list[str]) -> list[Line]:
+    return _BRANCHES[type(step.layer)](step.layer, step.source, step.target, problems)
+
+
+def _concat(step: ConcatStep, problems: list[str]) -> list[Line]:
+    lines = [_layer("layers.Concatenate", step.path, inputs=f"[{', '.join(step.sources)}]")]
+    if step.cut:
+        lines.append(_layer("ChannelSlice", f"{step.path}.cut", "0", str(step.channels)))
+    return lines
+
+
+def _split(step: SplitStep, problems: list[str]) -> list[Line]:
+    h = str(step.half)
+    kept = replace(_layer("ChannelSlice", f"{step.path}.kept", "0", h), target="kept")
+    return [kept, _layer("ChannelSlice", f"{step.path}.rest", h, str(2 * step.half))]
+
+
+def _dense(step: Dense, problems: list[str]) -> list[Line]:
+    drop = [_layer("layers.Dropout", f"{step.path}.dropout", repr(step.dropout))] if step.dropout else []
+    return [*drop, _layer("layers.Dense", f"{step.path}.fc", str(step.classes))]
+
+
+# Every step type -> its lines (`problems` collects what Keras cannot express).
+EMIT: dict[type, Callable[[Any, list[str]], list[Line]]] = {
+    KeepShortcut: lambda step, problems: [Line("x", "shortcut")],
+    ConvBnAct: lambda step, problems: [conv_line(step)],
+    SqueezeExcite: lambda step, problems: [se_line(step)],
+    AttentionStep: lambda step, problems: [attention_line(step)],
+    LayerScaleStep: lambda step, problems: [_layer("LayerScale", step.path, repr(step.init))],
+    AddShortcut: lambda step, problems: [_layer("layers.Add", step.path, inputs="[shortcut, x]")],
+    Branch: _branch,
+    SumBranches: lambda step, problems: [_layer("layers.Add", step.path, inputs=f"[{', '.join(step.sources)}]")],
+    ActivationStep: lambda step, problems: [_layer("layers.Activation", step.path, ACT[step.act])],
+    ConcatStep: _concat,
+    SplitStep: _split,
+    ShuffleStep: lambda step, problems: [_layer("ChannelShuffle", step.path, str(step.groups))],
+    Pool: lambda step, problems: _pool_lines(step, problems),
+    Flatten: lambda step, problems: [_layer("layers.Flatten", f"{step.path}.flatten")],
+    Dense: _dense,
+    BlockOutput: lambda step, problems: [_layer("layers.Identity", step.path)],
+}
+
+
+def step_lines(step: Step, problems: list[str]) -> list[Line]:
+    emit = EMIT.get(type(step))
+    if emit is None:  # a new step type, not yet taught to this backend
+        raise TypeError(f"the keras backend has no emitter for {type(step).__name__} steps")
+    return emit(step, problems)
 
 
 def block_lines(block: Block, problems: list[str]) -> list[Line]:
-    return [line for step in steps(block) for line in step_line(step, problems)]
+    return [line for step in steps(block) for line in step_lines(step, problems)]
 
 
 def _pool_lines(block: Pool, problems: list[str], source: str = "x", target: str = "x") -> list[Line]:
@@ -179,7 +189,7 @@ def _uses(net: Network) -> dict:
         "se": any(ses(b) for b in net.blocks()),
         "layer_scale": any(getattr(b, "layer_scale", None) is not None for b in net.blocks()),
         "pad": any(isinstance(p, Pool) and any(p.padding) for p in (getattr(s, "layer", s) for s in all_steps)),
-        "attention": any(isinstance(b, MobileAttention) for b in net.blocks()),
+        "attention": any(isinstance(s, AttentionStep) for s in all_steps),
         "slice": any(isinstance(s, SplitStep) or (isinstance(s, ConcatStep) and s.cut) for s in all_steps),
         "shuffle": any(isinstance(s, ShuffleStep) for s in all_steps),
     }

@@ -4,6 +4,7 @@ then the built-in ones (ReLU, BatchNorm eps 1e-5 momentum 0.1, symmetric padding
 
 from __future__ import annotations
 
+from ..blocks import kind_of
 from .nodes import BlockSpec, Defaults, NetworkSpec, Node, Norm, SEConfig, SEDefaults, StageSpec
 from .stages import map_stages
 
@@ -16,7 +17,6 @@ _FALLBACK = Defaults.make(
     padding="symmetric",
     se=SEDefaults.make(**SEConfig.make().settings()),
 )
-_TAKES_LAYER_SCALE = ("uib", "mqa")
 
 
 def merge(outer: Node, inner: Node) -> Node:
@@ -40,7 +40,7 @@ def _apply(block: BlockSpec, d: Defaults) -> BlockSpec:
         "se_config": SEConfig.make(**d.se.settings()),
         "pad_mode": block.padding or d.padding,
     }
-    if block.kind in _TAKES_LAYER_SCALE and block.layer_scale is None:
+    if kind_of(block).layer_scale_default and block.layer_scale is None:
         update["layer_scale"] = d.layer_scale
     return block.model_copy(update=update)
 

@@ -10,7 +10,8 @@ from ..analysis.cost import Cost, layer_cost
 from ..analysis.layers import block_output, layers_of
 from ..errors import ArchError
 from ..limits import MAX_ACTIVATION, MAX_CHANNELS, MAX_KERNEL, MAX_MACS, MAX_PARAMS
-from .nodes import Block, BlockSpec, Classifier
+from .network import Block
+from .nodes import BlockSpec
 
 _HINT = "archdsl's limits are in docs/language.md (resource bounds)"
 
@@ -22,7 +23,7 @@ class Totals:
         self.cost = Cost()
 
     def check(self, block: Block, spec: BlockSpec) -> None:
-        out_channels = block_output(block)[0] if not isinstance(block, Classifier) else block.classes
+        out_channels = block_output(block)[0]
         for layer in layers_of(block):
             _check_layer(layer, spec, out_channels)
             self.cost += layer_cost(layer)

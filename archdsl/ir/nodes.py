@@ -17,7 +17,7 @@ runs, `make` validates every node against its schema instead.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -99,7 +99,8 @@ class Defaults(Node):
 
 
 class BlockSpec(Node):
-    """One block statement, as written; which options a kind accepts is in `vocabulary.py`."""
+    """One block statement, as written; which options a kind accepts is in its module in
+    `archdsl/blocks/`."""
 
     kind: str
     variant: str | None = None  # the uib instantiation as written (ib, extra_dw, ...)
@@ -182,7 +183,16 @@ class NetworkSpec(Node):
 # ---- resolved level ------------------------------------------------------------------------
 
 
-class ConvBnAct(Node):
+class BlockNode(Node):
+    """A resolved block: its kind (the registry's key, `archdsl/blocks/`) and its dotted path.
+    Each kind's node class lives in its module there; conv and pool nodes, which other blocks
+    contain as layers, live here."""
+
+    kind: str
+    path: str
+
+
+class ConvBnAct(BlockNode):
     """conv k x k (groups) -> [BatchNorm] -> [act]: the unit most blocks are made of."""
 
     kind: Literal["conv"] = "conv"
@@ -213,109 +223,7 @@ class SqueezeExcite(Node):
     hw: HW
 
 
-class DepthwiseSeparable(Node):
-    """dw k x k -> BN+act -> [SE] -> pw 1x1 -> BN [+act for the MobileNetV1 form] [+ residual]."""
-
-    kind: Literal["ds"] = "ds"
-    path: str
-    variant: Literal["ds", "dsa"] = "ds"  # dsa: MobileNetV1's form, act after pw, no residual
-    dw: ConvBnAct
-    se: SqueezeExcite | None
-    pw: ConvBnAct
-    residual: bool
-    drop_path: float = 0.0
-
-
-class UniversalInvertedBottleneck(Node):
-    """MobileNetV4 UIB: [dw_start] -> expand -> [dw_mid] -> [SE] -> project -> [dw_end]
-    -> [layer scale] -> [+ residual]. IB, ConvNeXt, ExtraDW and FFN are its instantiations."""
-
-    kind: Literal["uib"] = "uib"
-    path: str
-    variant: str  # ib, convnext, extra_dw, ffn, or uib for other combinations
-    dw_start: ConvBnAct | None
-    expand: ConvBnAct
-    dw_mid: ConvBnAct | None
-    se: SqueezeExcite | None
-    project: ConvBnAct
-    dw_end: ConvBnAct | None
-    layer_scale: float | None
-    residual: bool
-    drop_path: float = 0.0
-
-
-class FusedInvertedBottleneck(Node):
-    """Fused IB (EdgeResidual): full k x k expand conv -> [SE] -> 1x1 project [+ residual]."""
-
-    kind: Literal["fused_ib"] = "fused_ib"
-    path: str
-    expand: ConvBnAct
-    se: SqueezeExcite | None
-    project: ConvBnAct
-    residual: bool
-    drop_path: float = 0.0
-
-
-class GhostModule(Node):
-    """GhostNet's ghost module: a 1x1 `primary` conv to ceil(out / 2) channels and a `cheap`
-    3x3 depthwise conv of its output, concatenated (primary first) and cut to `out` channels."""
-
-    path: str
-    primary: ConvBnAct
-    cheap: ConvBnAct
-    out: int
-
-
-class GhostBottleneck(Node):
-    """GhostNet bottleneck: ghost module (act) -> [depthwise k x k, stride s, BN] -> [SE] ->
-    ghost module (linear) -> + shortcut: the input, or a depthwise k x k (stride s) + BN and a
-    1x1 + BN projection where the shapes differ. No activation after the add."""
-
-    kind: Literal["ghost"] = "ghost"
-    path: str
-    ghost1: GhostModule
-    dw: ConvBnAct | None
-    se: SqueezeExcite | None
-    ghost2: GhostModule
-    shortcut_dw: ConvBnAct | None
-    shortcut_pw: ConvBnAct | None
-    drop_path: float = 0.0
-
-
-class ShuffleUnit(Node):
-    """ShuffleNetV2 unit. Stride 1: split the channels in halves, the second through pw1 -> dw
-    -> pw2, concatenated after the untouched first half. Stride 2: both branches see the whole
-    input, the side one through `down_dw` -> `down_pw`, both halve the size. Then the channels
-    are shuffled across the two halves (interleaved)."""
-
-    kind: Literal["shuffle_v2"] = "shuffle_v2"
-    path: str
-    down_dw: ConvBnAct | None
-    down_pw: ConvBnAct | None
-    pw1: ConvBnAct
-    dw: ConvBnAct
-    pw2: ConvBnAct
-
-
-class MobileOneBlock(Node):
-    """MobileOne (Vasu et al., 2023): the sum of `branches` k x k conv+BN, a 1x1 conv+BN `scale`
-    branch (when k > 1) and a BN of the input, `identity` (when shapes allow), then [SE] -> act.
-    The deploy form merges them all into one k x k conv with a bias, the only branch left."""
-
-    kind: Literal["mobileone"] = "mobileone"
-    path: str
-    branches: tuple[ConvBnAct, ...]  # `<path>.conv_kxk.<i>`; the deploy form's one is `<path>.reparam`
-    scale: ConvBnAct | None  # `<path>.conv_scale`
-    identity: Norm | None  # BatchNorm of the input, `<path>.identity`
-    se: SqueezeExcite | None
-    act: Act  # after the sum and SE (the deploy form without SE moves it into its conv)
-
-    @property
-    def first(self) -> ConvBnAct:
-        return self.branches[0]
-
-
-class Pool(Node):
+class Pool(BlockNode):
     """Pooling: global (output 1x1) or windowed with explicit padding."""
 
     kind: Literal["pool"] = "pool"
@@ -329,103 +237,3 @@ class Pool(Node):
     channels: int
     in_hw: HW
     out_hw: HW
-
-
-class ShuffleV1Unit(Node):
-    """ShuffleNet (V1) unit: grouped 1x1 `reduce` (+ act) -> channel shuffle (`groups`) -> 3x3
-    depthwise `dw` (stride s) -> grouped 1x1 `expand`; stride 1: + input; stride 2: concatenated
-    after a 3x3 average pool of the input (`shortcut`, padding counted); then act."""
-
-    kind: Literal["shuffle_v1"] = "shuffle_v1"
-    path: str
-    reduce: ConvBnAct
-    groups: int
-    dw: ConvBnAct
-    expand: ConvBnAct
-    shortcut: Pool | None
-    act: Act
-
-
-class MobileAttention(Node):
-    """MobileNetV4 Mobile MQA: pre-BN -> attention -> [layer scale] -> [+ input]. Multi-query
-    (`kv_heads` 1: one key and value head shared by every query head) or plain multi-head
-    (`kv_heads = heads`). Keys and values may be downsampled (depthwise conv + BN each), queries
-    too (avg pool + BN, then a bilinear upsample before the output projection). Channels split
-    into heads head-major (channel = head * dim + j); no projection has a bias."""
-
-    kind: Literal["mqa"] = "mqa"
-    path: str
-    variant: Literal["mqa", "mhsa"]
-    norm: Norm | None  # the pre-norm, `<path>.norm`
-    channels: int
-    hw: HW
-    heads: int
-    kv_heads: int
-    key_dim: int
-    value_dim: int
-    query_pool: Pool | None  # `<path>.query_pool`, with `query_norm` after it
-    query_norm: Norm | None
-    query: ConvBnAct  # 1x1 projections: `<path>.query`, `.key`, `.value`, `.output`
-    key_down: ConvBnAct | None
-    key: ConvBnAct
-    value_down: ConvBnAct | None
-    value: ConvBnAct
-    output: ConvBnAct
-    layer_scale: float | None
-    residual: bool
-    drop_path: float = 0.0
-
-
-class Classifier(Node):
-    """flatten -> [dropout, inert in eval] -> Linear(cin, classes) with bias."""
-
-    kind: Literal["classifier"] = "classifier"
-    path: str
-    cin: int
-    classes: int
-    dropout: float = 0.0
-
-
-Block = Annotated[
-    Union[
-        ConvBnAct,
-        DepthwiseSeparable,
-        UniversalInvertedBottleneck,
-        FusedInvertedBottleneck,
-        MobileOneBlock,
-        MobileAttention,
-        GhostBottleneck,
-        ShuffleUnit,
-        ShuffleV1Unit,
-        Pool,
-        Classifier,
-    ],
-    Field(discriminator="kind"),
-]
-
-
-class Stage(Node):
-    name: str
-    path: str
-    blocks: tuple[Block, ...]
-
-
-class Network(Node):
-    """A fully resolved network: what cost models and backends read."""
-
-    name: str
-    source: str  # the spec file, as given on the command line
-    source_hash: str
-    input_shape: tuple[int, int, int]  # C, H, W
-    classes: int
-    width: float
-    depth: float
-    stem: Stage
-    stages: tuple[Stage, ...]
-    head: Stage
-
-    def all_stages(self) -> tuple[Stage, ...]:
-        return (self.stem, *self.stages, self.head)
-
-    def blocks(self) -> tuple[Block, ...]:
-        return tuple(b for s in self.all_stages() for b in s.blocks)

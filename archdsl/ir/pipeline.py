@@ -11,7 +11,8 @@ from typing import Callable
 from .apply_defaults import apply_defaults
 from .build_blocks import build_blocks
 from .expand_repeats import expand_repeats
-from .nodes import Network, NetworkSpec
+from .network import Network
+from .nodes import NetworkSpec
 from .scale_width import scale_width
 
 PIPELINE: tuple[Callable[[NetworkSpec], NetworkSpec], ...] = (apply_defaults, expand_repeats, scale_width)

@@ -19,7 +19,7 @@ from ..errors import ArchError, Span
 from ..input_files import open_regular
 from ..limits import MAX_IMPORT_DEPTH, MAX_IMPORTED_FILES, MAX_SPEC_BYTES
 from .syntax import BlockDef, Import, Module, NetworkDef, NetworkInst, parse
-from .vocabulary import KINDS
+from .vocabulary import WORDS
 
 NetworkNode = Union[NetworkDef, NetworkInst]
 _ROOT_MARKERS = ("pyproject.toml", ".git", "archdsl.toml")
@@ -159,7 +159,7 @@ def _index(defs: Definitions, module: Module) -> None:
             table = defs.blocks
         else:
             continue
-        if isinstance(item, BlockDef) and item.name in KINDS:
+        if isinstance(item, BlockDef) and item.name in WORDS:
             raise ArchError(
                 f"block '{item.name}' has the name of a built-in block kind", item.name_span, "choose another name"
             )

@@ -26,7 +26,7 @@ from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate, item_va
 from .loader import Definitions
 from .lower_statement import lower_blocks, noted
 from .syntax import Flag, KwArg, NetworkDef, NetworkInst, Stmt
-from .vocabulary import DEFAULT_SETTINGS, KINDS, NETWORK_SETTINGS
+from .vocabulary import DEFAULT_SETTINGS, NETWORK_SETTINGS, WORDS
 
 
 def choose_network(defs: Definitions, name: str | None) -> str:
@@ -153,7 +153,7 @@ class _NetworkLowering:
             return
         if head not in NETWORK_SETTINGS:
             hint = did_you_mean(head, NETWORK_SETTINGS)
-            if head in self.defs.blocks or head in KINDS:
+            if head in self.defs.blocks or head in WORDS:
                 hint = "blocks belong inside a stem, stage or head"
             raise ArchError(f"unknown network statement '{head}'", stmt.head_span, hint)
         self._once(stmt)

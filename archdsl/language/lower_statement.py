@@ -6,13 +6,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..blocks.kind import NEEDS, BlockKind, Word
 from ..errors import ArchError, ArchErrors, Span, add_note, did_you_mean
 from ..ir.nodes import ACTIVATIONS, BlockSpec
 from ..limits import MAX_CHANNELS, MAX_KERNEL, MAX_NUMBER_CHARS
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
 from .repeats import block_rows, repeat_rows
 from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt, number_too_long
-from .vocabulary import COMPACT, FLAGS, KINDS, KWARGS, Kind
+from .vocabulary import COMPACT, FLAGS, KWARGS, WORDS
 
 _NUMERIC = ("int", "channels", "float", "kernel")
 _COMPACT_RE = re.compile("^(" + "|".join(COMPACT) + ")([0-9].*)$")
@@ -26,11 +27,11 @@ def lower_blocks(
     """The blocks one statement stands for: one block, or a template's blocks."""
     if stmt.body is not None:
         raise ArchError(f"'{stmt.head}' takes no '{{ ... }}' body here", stmt.head_span)
-    if stmt.head in KINDS:
-        return [_lower_kind(stmt, KINDS[stmt.head], env)]
+    if stmt.head in WORDS:
+        return [_lower_kind(stmt, *WORDS[stmt.head], env)]
     if stmt.head in templates:
         return _expand_template(stmt, templates[stmt.head], env, templates, stack)
-    raise ArchError(f"unknown block kind '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, [*KINDS, *templates]))
+    raise ArchError(f"unknown block kind '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, [*WORDS, *templates]))
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,13 @@ _CONFLICTS = ({"skip", "noskip"}, {"avg", "max"}, {"dw", "g"}, {"e", "mid"}, {"k
               {"k", "k_end"})  # fmt: skip
 
 
-def _lower_kind(stmt: Stmt, kind: Kind, env: Env) -> BlockSpec:
+def _lower_kind(stmt: Stmt, kind: BlockKind, word: Word, env: Env) -> BlockSpec:
     given: dict[str, Option] = {}
     for item in stmt.items:
         opt = _option(item, env)
         key = opt.key
-        if key not in kind.options:
-            allowed = sorted(kind.options)
+        if key not in word.options:
+            allowed = sorted(word.options)
             hint = did_you_mean(key, allowed) or ("it takes: " + ", ".join(allowed))
             raise ArchError(f"'{stmt.head}' has no option '{key}'", opt.span, hint)
         if key in given:
@@ -64,18 +65,18 @@ def _lower_kind(stmt: Stmt, kind: Kind, env: Env) -> BlockSpec:
         given[key] = opt
     fields = _typed_fields(given)
     if "k" in given:
-        fields["kernel"] = _kernels(stmt.head, kind, given["k"])
-    elif kind.uib_kernels == "none":
+        fields["kernel"] = _kernels(stmt.head, word, given["k"])
+    elif word.kernels == "none":
         fields["kernel"] = (0, 0, 0)
-    elif kind.ir_kind == "uib" and {"k_start", "k_mid", "k_end"} & given.keys():
+    elif word.kernels == "uib" and {"k_start", "k_mid", "k_end"} & given.keys():
         fields["kernel"] = tuple(fields.pop(k, 0) for k in ("k_start", "k_mid", "k_end"))
     for k in ("k_start", "k_mid", "k_end"):
         fields.pop(k, None)
-    _check_required(stmt, kind, fields)
-    if (kind.ir_kind == "uib" and stmt.head != "uib") or kind.ir_kind == "mqa":
-        fields["variant"] = stmt.head
+    _check_required(stmt, word, fields)
+    if word.variant is not None:
+        fields["variant"] = word.variant
     spans = {key: opt.span for key, opt in given.items()}
-    return BlockSpec.make(kind=kind.ir_kind, span=stmt.span, option_spans=spans, **fields)
+    return BlockSpec.make(kind=kind.name, span=stmt.span, option_spans=spans, **fields)
 
 
 def _option(item: Any, env: Env) -> Option:
@@ -161,7 +162,13 @@ def _float_option(key: str, value: Value, span: Span) -> float:
     return as_float(value, span, _WHAT[key])
 
 
-def _kernels(head: str, kind: Kind, opt: Option) -> tuple[int, ...]:
+# How many kernel sizes `k` takes, and how they map to (start, mid, end) for the UIB family.
+_KERNEL_COUNTS = {"one": (1,), "uib": (2, 3), "mid": (1,), "start_mid": (1, 2), "start": (1,), "none": ()}
+_UIB_LAYOUT = {"mid": lambda ks: (0, ks[0], 0), "start_mid": lambda ks: (ks[0], ks[-1], 0),
+               "start": lambda ks: (ks[0], 0, 0), "uib": lambda ks: (*ks, 0)[:3]}  # fmt: skip
+
+
+def _kernels(head: str, word: Word, opt: Option) -> tuple[int, ...]:
     value, vspan = opt.value, opt.value_span
     assert value is not None  # a bare `k` is rejected when the option is read
     if isinstance(value, str) and "/" in value:
@@ -171,8 +178,7 @@ def _kernels(head: str, kind: Kind, opt: Option) -> tuple[int, ...]:
         ks = tuple(int(p) for p in parts)
     else:
         ks = (as_int(value, vspan, "kernel", minimum=0),)
-    expected = {None: (1,), "mid": (1,), "start_mid": (1, 2), "start": (1,), "none": ()}
-    counts = (2, 3) if kind.ir_kind == "uib" and kind.uib_kernels is None else expected[kind.uib_kernels]
+    counts = _KERNEL_COUNTS[word.kernels]
     if len(ks) not in counts:
         forms = {1: "k3", 2: "k<start>/<mid>", 3: "k<start>/<mid>/<end>"}
         raise ArchError(
@@ -180,40 +186,32 @@ def _kernels(head: str, kind: Kind, opt: Option) -> tuple[int, ...]:
             vspan,
             "write " + " or ".join(forms[c] for c in counts),
         )
-    if (kind.ir_kind != "uib" or kind.uib_kernels is not None) and min(ks) < 1:
-        hint = f"'{head}' without a depthwise conv is an 'ffn'" if kind.ir_kind == "uib" else None
+    if word.kernels != "uib" and min(ks) < 1:  # only the explicit UIB form may leave a conv out (0)
+        hint = f"'{head}' without a depthwise conv is an 'ffn'" if word.kernels in _UIB_LAYOUT else None
         raise ArchError("kernel must be at least 1", vspan, hint)
-    if kind.uib_kernels == "mid":
-        ks = (0, ks[0], 0)
-    elif kind.uib_kernels == "start_mid":
-        ks = (ks[0], ks[-1], 0)
-    elif kind.uib_kernels == "start":
-        ks = (ks[0], 0, 0)
-    elif kind.ir_kind == "uib" and len(ks) == 2:
-        ks = (*ks, 0)
-    return ks
+    return _UIB_LAYOUT[word.kernels](ks) if word.kernels in _UIB_LAYOUT else ks
 
 
-def _check_required(stmt: Stmt, kind: Kind, fields: dict[str, Any]) -> None:
+# What a statement must give (a kind's `needs`): the field that gives it, the error and the hint.
+_NEEDS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "out": (("out",), "'{head}' needs its output channels", "add c<channels>, e.g. c96"),
+    "kernel": (("kernel",), "'{head}' needs a kernel size", "add k<size>, e.g. k3"),
+    "kernels": (("kernel",), "'{head}' needs kernel sizes", "e.g. k3 (ib) or k5/3 (uib, extra_dw)"),
+    "expansion": (("expand", "mid"), "'{head}' needs an expansion", "add e<ratio> or mid=<channels>"),
+    "heads": (("heads", "key_dim"), "'{head}' needs its heads and key dim", "add h<heads> d<dim>, e.g. h4 d64"),
+    "mode": (("mode",), "{head} needs a mode", "write 'pool avg' or 'pool max'"),
+}
+
+
+def _check_required(stmt: Stmt, word: Word, fields: dict[str, Any]) -> None:
     depthwise = fields.get("groups") == 0  # keeps its input channels unless told otherwise
-    needs_out = (
-        kind.ir_kind in ("conv", "ds", "dsa", "uib", "fused_ib", "mobileone", "ghost", "shuffle_v1", "shuffle_v2")
-        and not depthwise
-    )
-    if needs_out and "out" not in fields:
-        raise ArchError(f"'{stmt.head}' needs its output channels", stmt.head_span, "add c<channels>, e.g. c96")
-    if kind.ir_kind in ("conv", "ds", "dsa", "fused_ib", "mobileone", "ghost") and "kernel" not in fields:
-        raise ArchError(f"'{stmt.head}' needs a kernel size", stmt.head_span, "add k<size>, e.g. k3")
-    if kind.ir_kind == "uib" and "kernel" not in fields:
-        raise ArchError(f"'{stmt.head}' needs kernel sizes", stmt.head_span, "e.g. k3 (ib) or k5/3 (uib, extra_dw)")
-    if kind.ir_kind in ("uib", "fused_ib", "ghost") and "expand" not in fields and "mid" not in fields:
-        raise ArchError(f"'{stmt.head}' needs an expansion", stmt.head_span, "add e<ratio> or mid=<channels>")
-    if kind.ir_kind == "mqa" and not {"heads", "key_dim"} <= fields.keys():
-        raise ArchError(
-            f"'{stmt.head}' needs its heads and key dim", stmt.head_span, "add h<heads> d<dim>, e.g. h4 d64"
-        )
-    if kind.ir_kind == "pool" and "mode" not in fields:
-        raise ArchError("pool needs a mode", stmt.head_span, "write 'pool avg' or 'pool max'")
+    for need in NEEDS:
+        if need not in word.needs or (need == "out" and depthwise):
+            continue
+        given, message, hint = _NEEDS[need]
+        missing = not all(f in fields for f in given) if need == "heads" else not any(f in fields for f in given)
+        if missing:
+            raise ArchError(message.format(head=stmt.head), stmt.head_span, hint)
 
 
 def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str, BlockDef],

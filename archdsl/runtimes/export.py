@@ -12,7 +12,7 @@ from typing import Iterable
 from ..atomic import require_text, temporary_name, write_atomic
 from ..codegen.registry import get_backend
 from ..errors import ArchError, UsageError
-from ..ir.nodes import Network
+from ..ir.network import Network
 from .runners import load_module, runner
 
 

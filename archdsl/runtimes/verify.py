@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..codegen.registry import get_backend
-from ..ir.nodes import Network
+from ..ir.network import Network
 from .runners import Outputs, reported_paths, runner
 from .weights import init_weights, save_weights
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 from ..analysis.layers import Tensor, network_tensors
 from ..atomic import write_atomic
+from ..blocks import kind_of
 from ..errors import ArchError
 from ..ir.deploy_form import CannotMerge, deploy_form, deploy_weights
-from ..ir.nodes import MobileOneBlock, Network
+from ..ir.network import Network
 from .weight_files import WeightFile, read_safetensors
 
 
@@ -47,21 +48,10 @@ def init_weights(net: Network, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     weights = {t.key: _draw(t, rng) for t in network_tensors(net)}
     for block in net.blocks():
-        if isinstance(block, MobileOneBlock):
-            _balance_branches(block, weights)
+        adjust = kind_of(block).init_weights
+        if adjust is not None:
+            adjust(block, weights)
     return weights
-
-
-def _balance_branches(block: MobileOneBlock, weights: dict) -> None:
-    """Scale the BN gammas of a sum of n branches by 1 / sqrt(n): unscaled, the sum's variance
-    grows n-fold per block, and deep random MobileOnes reach values where float32 rounding
-    alone nears the equivalence tolerance."""
-    convs = [c for c in (*block.branches, block.scale) if c is not None and c.norm is not None]
-    gammas = [f"{c.path}.bn.weight" for c in convs]
-    if block.identity is not None:
-        gammas.append(f"{block.path}.identity.weight")
-    for key in gammas:
-        weights[key] = weights[key] / math.sqrt(len(gammas))
 
 
 def save_weights(weights: dict, path: str | Path, metadata: dict[str, str] | None = None) -> None:

@@ -2,9 +2,9 @@
 
 Every canonical tensor is looked up under its timm name, which depends on the block kind; a
 UIB block may come from timm's `uir` (MobileNetV4) or `ir` (MobileNetV2/V3, EfficientNet) code,
-told apart by the names the checkpoint holds; a MobileOne network has timm's ByobNet layout. Shapes must match exactly; a tensor the network
-needs but the checkpoint lacks, and one the checkpoint has but the network does not use, are
-reported by name.
+told apart by the names the checkpoint holds; a MobileOne network has timm's ByobNet layout.
+Shapes must match exactly; a tensor the network needs but the checkpoint lacks, and one the
+checkpoint has but the network does not use, are reported by name.
 """
 
 from __future__ import annotations
@@ -14,29 +14,12 @@ from typing import Mapping
 import numpy as np
 
 from ...analysis.layers import Tensor, network_tensors
+from ...blocks import kind_of
+from ...blocks.kind import TimmPlace
 from ...errors import ArchError
-from ...ir.nodes import (
-    Classifier,
-    ConvBnAct,
-    DepthwiseSeparable,
-    FusedInvertedBottleneck,
-    GhostBottleneck,
-    MobileAttention,
-    MobileOneBlock,
-    Network,
-    Stage,
-    UniversalInvertedBottleneck,
-)
+from ...ir.network import Network
 from ..weight_files import read_safetensors
 
-# A naming scheme: our sub-layer -> (timm conv module, timm norm module), relative to the block.
-Scheme = dict[str, tuple[str, str]]
-_UIR: Scheme = {"dw_start": ("dw_start.conv", "dw_start.bn"), "expand": ("pw_exp.conv", "pw_exp.bn"),
-                "dw_mid": ("dw_mid.conv", "dw_mid.bn"), "project": ("pw_proj.conv", "pw_proj.bn"),
-                "dw_end": ("dw_end.conv", "dw_end.bn")}  # fmt: skip
-_IR: Scheme = {"expand": ("conv_pw", "bn1"), "dw_mid": ("conv_dw", "bn2"), "project": ("conv_pwl", "bn3")}
-_DS: Scheme = {"dw": ("conv_dw", "bn1"), "pw": ("conv_pw", "bn2")}
-_ER: Scheme = {"expand": ("conv_exp", "bn1"), "project": ("conv_pwl", "bn2")}
 _TENSORS = ("weight", "bias", "running_mean", "running_var", "gamma")  # same names in timm and here
 _WIDENED = ("F16", "BF16", "F64")  # float checkpoints converted to float32 on reading
 
@@ -55,114 +38,26 @@ def read_checkpoint(path: str) -> tuple[dict[str, np.ndarray], dict[str, str], i
 
 def _modules(net: Network, state: Mapping[str, np.ndarray]) -> dict[str, str]:
     """Our module path -> timm module path, for every conv, norm, SE and linear layer timm's
-    layouts have (a layer left out has no place in them: see `_unmapped`)."""
+    layouts have; each block kind names its own layers (`timm` in `archdsl/blocks/`). The layout
+    is the one the stem's first block belongs to: timm's efficientnet family (a stem conv) or
+    its ByobNet (MobileOne). A layer left out has no place in it: see `_timm_names`."""
     if not net.stem.blocks:
         raise ArchError(f"cannot import timm weights into {net.name}: its stem is empty, and timm's networks begin "
                         "with a stem conv (conv_stem and bn1, or MobileOne's stem)", net.stem.span)  # fmt: skip
-    if isinstance(net.stem.blocks[0], MobileOneBlock):
-        return _byobnet_modules(net)
-    out: dict[str, str] = {}
-    stem = net.stem.blocks[0]
-    if isinstance(stem, ConvBnAct):  # timm's stem is this one conv; any other stem block is unmapped
-        out[f"{stem.path}.conv"], out[f"{stem.path}.bn"] = "conv_stem", "bn1"
+    layout = next(iter(kind_of(net.stem.blocks[0]).timm), "efficientnet")
+    byobnet = layout == "byobnet"
+    places = [(net.stem.blocks[0], TimmPlace("stem", "stem"))]  # timm's stem is one block: others stay unmapped
     for i, stage in enumerate(net.stages):
-        for j, block in enumerate(stage.blocks):
-            _block(block, f"blocks.{i}.{j}", state, out)
-    _head(net.head, state, out)
-    return out
-
-
-def _block(block, prefix: str, state: Mapping[str, np.ndarray], out: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
-    if isinstance(block, ConvBnAct):
-        out[f"{block.path}.conv"], out[f"{block.path}.bn"] = f"{prefix}.conv", f"{prefix}.bn1"
-        return
-    if isinstance(block, MobileAttention):
-        _attention(block, prefix, out)
-        return
-    if isinstance(block, GhostBottleneck):
-        _ghost(block, prefix, out)
-        return
-    if isinstance(block, DepthwiseSeparable):
-        scheme = _DS
-    elif isinstance(block, FusedInvertedBottleneck):
-        scheme = _ER
-    elif isinstance(block, UniversalInvertedBottleneck):
-        scheme = _UIR if f"{prefix}.pw_exp.conv.weight" in state else _IR
-        if block.layer_scale is not None:
-            out[f"{block.path}.layer_scale"] = f"{prefix}.layer_scale"
-    else:
-        return  # a kind timm's efficientnet layout has not: its layers stay unmapped
-    for ours, (timm_conv, timm_norm) in scheme.items():
-        out[f"{block.path}.{ours}.conv"], out[f"{block.path}.{ours}.bn"] = (
-            f"{prefix}.{timm_conv}",
-            f"{prefix}.{timm_norm}",
-        )
-    out[f"{block.path}.se.reduce"], out[f"{block.path}.se.expand"] = (
-        f"{prefix}.se.conv_reduce",
-        f"{prefix}.se.conv_expand",
-    )
-
-
-def _attention(block: MobileAttention, prefix: str, out: dict[str, str]) -> None:
-    """timm's MobileAttention: `norm`, `attn.{query,key,value}.{down_pool,down_conv,norm,proj}`,
-    `attn.output.proj`, `layer_scale.gamma`."""
-    p, a = block.path, f"{prefix}.attn"
-    out[f"{p}.norm"], out[f"{p}.query_norm"], out[f"{p}.layer_scale"] = (
-        f"{prefix}.norm",
-        f"{a}.query.norm",
-        f"{prefix}.layer_scale",
-    )
-    for part in ("query", "key", "value", "output"):
-        out[f"{p}.{part}.conv"] = f"{a}.{part}.proj"
-    for part in ("key", "value"):
-        out[f"{p}.{part}_down.conv"], out[f"{p}.{part}_down.bn"] = f"{a}.{part}.down_conv", f"{a}.{part}.norm"
-
-
-def _ghost(block: GhostBottleneck, prefix: str, out: dict[str, str]) -> None:
-    """timm's GhostBottleneck: `ghostN.primary_conv.{0,1}`, `ghostN.cheap_operation.{0,1}`,
-    `conv_dw`/`bn_dw`, `se.conv_reduce`/`se.conv_expand`, `shortcut.{0,1,2,3}`."""
-    p = block.path
-    for g in ("ghost1", "ghost2"):
-        for ours, theirs in (("primary", "primary_conv"), ("cheap", "cheap_operation")):
-            out[f"{p}.{g}.{ours}.conv"], out[f"{p}.{g}.{ours}.bn"] = (
-                f"{prefix}.{g}.{theirs}.0",
-                f"{prefix}.{g}.{theirs}.1",
-            )
-    out[f"{p}.dw.conv"], out[f"{p}.dw.bn"] = f"{prefix}.conv_dw", f"{prefix}.bn_dw"
-    out[f"{p}.se.reduce"], out[f"{p}.se.expand"] = f"{prefix}.se.conv_reduce", f"{prefix}.se.conv_expand"
-    out[f"{p}.shortcut_dw.conv"], out[f"{p}.shortcut_dw.bn"] = f"{prefix}.shortcut.0", f"{prefix}.shortcut.1"
-    out[f"{p}.shortcut_pw.conv"], out[f"{p}.shortcut_pw.bn"] = f"{prefix}.shortcut.2", f"{prefix}.shortcut.3"
-
-
-def _head(head: Stage, state: Mapping[str, np.ndarray], out: dict[str, str]) -> None:
-    """timm's head holds one conv and one classifier: a second one of either stays unmapped."""
-    conv = next((b for b in head.blocks if isinstance(b, ConvBnAct)), None)
-    if conv is not None:  # MobileNetV3 class: norm_head; EfficientNet class: bn2
-        out[f"{conv.path}.conv"] = "conv_head"
-        out[f"{conv.path}.bn"] = "norm_head" if "norm_head.weight" in state else "bn2"
-    fc = next((b for b in head.blocks if isinstance(b, Classifier)), None)
-    if fc is not None:
-        out[f"{fc.path}.fc"] = "classifier"
-
-
-def _byobnet_modules(net: Network) -> dict[str, str]:
-    """timm's ByobNet layout (MobileOne): `stem`, `stages.<i>.<j>`, `head.fc`. Inside a block the
-    names are ours, but for the SE (`attn`, timm's SEModule)."""
+        places += [(b, TimmPlace(f"stages.{i}.{j}" if byobnet else f"blocks.{i}.{j}", "stage"))
+                   for j, b in enumerate(stage.blocks)]  # fmt: skip
+    # timm's head holds at most one block of each kind (a conv, a classifier): a second stays unmapped
+    firsts = {b.kind: b for b in reversed(net.head.blocks)}
+    places += [(b, TimmPlace("head", "head")) for b in net.head.blocks if firsts[b.kind] is b]
     out: dict[str, str] = {}
-    prefixes = [(net.stem.blocks[0], "stem")]  # timm's stem is one block: any other stays unmapped
-    prefixes += [(b, f"stages.{i}.{j}") for i, stage in enumerate(net.stages) for j, b in enumerate(stage.blocks)]
-    for block, prefix in prefixes:
-        if not isinstance(block, MobileOneBlock):
-            continue  # no place in timm's ByobNet layout: its layers stay unmapped
-        for branch in (*block.branches, block.scale):
-            if branch is not None:
-                name = branch.path.removeprefix(block.path)
-                out[f"{branch.path}.conv"], out[f"{branch.path}.bn"] = f"{prefix}{name}.conv", f"{prefix}{name}.bn"
-        out[f"{block.path}.identity"] = f"{prefix}.identity"
-        out[f"{block.path}.se.reduce"], out[f"{block.path}.se.expand"] = f"{prefix}.attn.fc1", f"{prefix}.attn.fc2"
-    fc = next((b for b in net.head.blocks if isinstance(b, Classifier)), None)
-    if fc is not None:
-        out[f"{fc.path}.fc"] = "head.fc"
+    for block, place in places:
+        names = kind_of(block).timm.get(layout)
+        if names is not None:
+            names(block, place, state, out)
     return out
 
 

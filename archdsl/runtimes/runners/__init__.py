@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from ...errors import ArchError, did_you_mean
-from ...ir.nodes import Network
+from ...ir.network import Network
 
 # runner name -> (module:function, the backend whose generated code it runs)
 RUNNERS = {

@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 
-from ...ir.nodes import Network
+from ...ir.network import Network
 from ..mil_eval import run_program
 from . import Outputs, block_paths, load_module
 

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from ...ir.nodes import Network
+from ...ir.network import Network
 from . import Outputs
 from .keras_runner import build, to_nchw
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...ir.nodes import Network
+from ...ir.network import Network
 from . import Outputs, block_paths, load_module
 
 

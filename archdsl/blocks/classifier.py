@@ -1,0 +1,67 @@
+"""`classifier`: flatten -> [dropout] -> linear to the network's classes; a head's last block."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Literal, Mapping
+
+from ..codegen.steps import BlockOutput, Dense, Flatten, Step
+from ..errors import ArchError
+from ..ir.geometry import FeatureMap
+from ..ir.layers import Layer, Linear
+from ..ir.nodes import BlockNode, BlockSpec
+from .build import Builder
+from .kind import BlockKind, TimmPlace, TorchPiece, Word
+
+
+class Classifier(BlockNode):
+    """flatten -> [dropout, inert in eval] -> Linear(cin, classes) with bias."""
+
+    kind: Literal["classifier"] = "classifier"
+    path: str
+    cin: int
+    classes: int
+    dropout: float = 0.0
+
+
+def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[Classifier, FeatureMap]:
+    if x.hw != (1, 1):
+        raise ArchError(
+            f"the classifier needs a 1x1 input, got {x.hw[0]}x{x.hw[1]}", b.span, "add 'pool avg' before it"
+        )
+    return Classifier.make(path=path, cin=x.c, classes=ctx.classes, dropout=b.dropout), FeatureMap(ctx.classes, (1, 1))
+
+
+def layers(block: Classifier) -> Iterator[Layer]:
+    yield Linear(block.path, block.cin, block.classes)
+
+
+def steps(block: Classifier) -> list[Step]:
+    return [Flatten(block.path), Dense(block.path, block.classes, block.dropout), BlockOutput(block.path)]
+
+
+def torch_call(block: Classifier, t: Any) -> Any:
+    return t.call("Classifier", ("", str(block.cin)), ("", str(block.classes)),
+                  ("dropout", repr(block.dropout) if block.dropout else None), comment=t.cost_note(layers(block)))  # fmt: skip
+
+
+def _timm(name: str) -> Any:
+    def names(block: Classifier, place: TimmPlace, state: Mapping[str, Any], out: dict[str, str]) -> None:
+        if place.part == "head":
+            out[f"{block.path}.fc"] = name
+
+    return names
+
+
+KIND = BlockKind(
+    name="classifier",
+    node=Classifier,
+    words={"classifier": Word(frozenset({"dropout"}), "flatten -> dropout -> linear to the classes")},
+    build=build,
+    layers=layers,
+    input=lambda b: (b.cin, (1, 1)),
+    output=lambda b: (b.classes, (1, 1)),
+    steps=steps,
+    torch=TorchPiece("classifier.py.j2", ("Classifier",), torch_call),
+    timm={"efficientnet": _timm("classifier"), "byobnet": _timm("head.fc")},
+    flat_output=True,
+)

@@ -1,0 +1,95 @@
+"""What a block kind declares, in one place: how it is written (its words and their options),
+what it means (its resolved node, its elaboration into layers), and what each later stage
+needs of it (functional steps, the PyTorch class, the deploy form, timm's weight names).
+
+Adding a kind is one module in this folder, filling a `BlockKind`, plus one template piece per
+backend (`backends/torch/<kind>.py.j2`; the step-based backends need one only for a new step)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+
+from ..errors import ArchError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..codegen.calls import Call
+    from ..codegen.steps import Step
+    from ..ir.geometry import FeatureMap
+    from ..ir.layers import Layer
+    from ..ir.nodes import BlockNode, BlockSpec
+    from .build import Builder
+
+# What a statement must give, checked in this order (the message is in language/lower_statement.py).
+NEEDS = ("out", "kernel", "kernels", "expansion", "heads", "mode")
+
+
+@dataclass(frozen=True)
+class Word:
+    """A block kind as written: the options it takes and what it means."""
+
+    options: frozenset[str]
+    summary: str
+    needs: tuple[str, ...] = ()  # of NEEDS; `out` is waived for a depthwise (`dw`) block
+    variant: str | None = None  # kept as the BlockSpec's variant (ib, extra_dw, mhsa, dsa, ...)
+    # How `k` maps to kernels: "one" (k3); "uib" (k<start>/<mid>[/<end>], 0 = absent); "mid",
+    # "start_mid", "start" (the UIB instantiations' compact forms); "none" (no kernel at all).
+    kernels: str = "one"
+
+
+Shape = tuple[int, tuple[int, int]]  # channels, (H, W)
+
+
+@dataclass(frozen=True)
+class TorchPiece:
+    """The block's class in a generated PyTorch file and the call that builds it."""
+
+    template: str  # in backends/torch/
+    classes: tuple[str, ...]  # class names the template defines (a network's class avoids them)
+    call: Callable[[Any, Any], Call]  # (block, the torch emitter) -> the constructor call
+    helpers: tuple[str, ...] = ()  # helper pieces its class refers to, used or not (layer_scale)
+    drop_path: bool = False  # its class calls `drop_path` on the residual branch
+    shuffle: bool = False  # its class calls `channel_shuffle`
+
+
+@dataclass(frozen=True)
+class TimmPlace:
+    """Where a block sits in a timm model: its module prefix and part (stem, stage or head)."""
+
+    prefix: str
+    part: str
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    """Everything the compiler knows of one block kind; `archdsl.blocks.KINDS` holds them all."""
+
+    name: str  # the IR kind: the `kind` of its node and of its BlockSpecs
+    node: type[BlockNode]
+    words: Mapping[str, Word]
+    build: Callable[[Builder, BlockSpec, str, FeatureMap], tuple[Any, FeatureMap]]
+    layers: Callable[[Any], Iterator[Layer]]  # primitive layers, in execution and registration order
+    input: Callable[[Any], Shape]
+    output: Callable[[Any], Shape]
+    steps: Callable[[Any], list[Step]]
+    torch: TorchPiece
+    # The deploy form beyond folding each conv's BatchNorm (which every kind gets): MobileOne
+    # merges its branches into one conv (node and canonical weights, float64).
+    deploy: Callable[[Any], Any] | None = None
+    deploy_weights: Callable[[Any, dict[str, np.ndarray]], None] | None = None
+    init_weights: Callable[[Any, dict[str, Any]], None] | None = None  # adjust random weights
+    # Its layers' timm module names, per timm layout it has a place in ("efficientnet": timm's
+    # efficientnet.py family; "byobnet": MobileOne): (block, place, checkpoint, out) adds our
+    # module path -> timm's to `out`.
+    timm: Mapping[str, Callable[[Any, TimmPlace, Mapping[str, Any], dict[str, str]], None]] = field(
+        default_factory=dict
+    )
+    layer_scale_default: bool = False  # takes a stage's or network's `layer_scale` setting
+    flat_output: bool = False  # its output is a vector (shown as its length)
+
+
+class CannotMerge(ArchError):
+    """A block whose branches cannot merge into one conv: the network has no deploy form
+    (`cost` reports that; `--deploy` fails with this error)."""

@@ -1,0 +1,147 @@
+"""`uib` and its instantiations `ib`, `extra_dw`, `convnext`, `ffn`: MobileNetV4's universal
+inverted bottleneck (MobileNetV2/V3's and EfficientNet's inverted bottleneck is its `ib`)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Literal, Mapping
+
+from ..codegen.steps import Step, residual_steps
+from ..errors import ArchError
+from ..ir.geometry import FeatureMap
+from ..ir.layers import Layer, LayerScale, ResidualAdd
+from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
+from .build import Builder
+from .kind import BlockKind, TimmPlace, TorchPiece, Word
+from .timm_names import IR, UIR, add_scheme
+
+
+class UniversalInvertedBottleneck(BlockNode):
+    """MobileNetV4 UIB: [dw_start] -> expand -> [dw_mid] -> [SE] -> project -> [dw_end]
+    -> [layer scale] -> [+ residual]. IB, ConvNeXt, ExtraDW and FFN are its instantiations."""
+
+    kind: Literal["uib"] = "uib"
+    path: str
+    variant: str  # ib, convnext, extra_dw, ffn, or uib for other combinations
+    dw_start: ConvBnAct | None
+    expand: ConvBnAct
+    dw_mid: ConvBnAct | None
+    se: SqueezeExcite | None
+    project: ConvBnAct
+    dw_end: ConvBnAct | None
+    layer_scale: float | None
+    residual: bool
+    drop_path: float = 0.0
+
+
+OPTIONS = frozenset({
+    "k", "s", "e", "mid", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed",
+    "layer_scale", "drop_path", "padding", "k_start", "k_mid", "k_end",
+})  # fmt: skip
+_NAMED_KERNELS = frozenset({"k_start", "k_mid", "k_end"})
+_NEEDS = ("out", "kernels", "expansion")
+
+
+def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[UniversalInvertedBottleneck, FeatureMap]:
+    assert b.kernel and b.out
+    ks, km, ke = b.kernel
+    s = b.stride
+    if s > 1 and not (ks or km or ke):
+        raise ArchError(f"stride {s} needs a depthwise conv to apply it", b.at("s"), "an FFN block has none; use s1")
+    t = x
+    dw_start = None
+    if ks:
+        dw_start = ctx.conv(b, f"{path}.dw_start", t, t.c, ks, 1 if km else s, t.c, None)
+        t = FeatureMap(t.c, dw_start.out_hw)
+    mid = ctx.mid_channels(b, x.c)
+    expand = ctx.conv(b, f"{path}.expand", t, mid, 1, 1, 1, b.act)
+    t = FeatureMap(mid, expand.out_hw)
+    dw_mid = None
+    if km:
+        dw_mid = ctx.conv(b, f"{path}.dw_mid", t, mid, km, s, mid, b.act)
+        t = FeatureMap(mid, dw_mid.out_hw)
+    se = ctx.se(b, f"{path}.se", x.c, mid, b.out, t.hw)
+    project = ctx.conv(b, f"{path}.project", t, b.out, 1, 1, 1, None)
+    t = FeatureMap(b.out, project.out_hw)
+    dw_end = None
+    if ke:
+        dw_end = ctx.conv(b, f"{path}.dw_end", t, t.c, ke, 1 if (ks or km) else s, t.c, None)
+        t = FeatureMap(t.c, dw_end.out_hw)
+    block = UniversalInvertedBottleneck.make(
+        path=path, variant=b.variant or _variant(ks, km, ke), dw_start=dw_start, expand=expand, dw_mid=dw_mid, se=se,
+        project=project, dw_end=dw_end, layer_scale=b.layer_scale, residual=ctx.residual(b, x, t, s),
+        drop_path=b.drop_path,
+    )  # fmt: skip
+    return block, t
+
+
+def _variant(ks: int, km: int, ke: int) -> str:
+    if ke:
+        return "uib"
+    return {(True, True): "extra_dw", (False, True): "ib", (True, False): "convnext", (False, False): "ffn"}[
+        (bool(ks), bool(km))
+    ]
+
+
+def sequence(block: UniversalInvertedBottleneck) -> list[ConvBnAct | SqueezeExcite]:
+    """Its convs and SE, in execution order."""
+    seq = (block.dw_start, block.expand, block.dw_mid, block.se, block.project, block.dw_end)
+    return [p for p in seq if p is not None]
+
+
+def _last(block: UniversalInvertedBottleneck) -> ConvBnAct:
+    return block.dw_end or block.project
+
+
+def layers(block: UniversalInvertedBottleneck) -> Iterator[Layer]:
+    yield from sequence(block)
+    out = _last(block)
+    if block.layer_scale is not None:
+        yield LayerScale(block.path, out.cout, out.out_hw, block.layer_scale)
+    if block.residual:
+        yield ResidualAdd(block.path, out.cout, out.out_hw)
+
+
+def steps(block: UniversalInvertedBottleneck) -> list[Step]:
+    return residual_steps([*sequence(block)], block.path, block.residual, block.layer_scale)
+
+
+def torch_call(block: UniversalInvertedBottleneck, t: Any) -> Any:
+    scale = ("layer_scale", repr(block.layer_scale) if block.layer_scale is not None else None)
+    return t.call("UniversalInvertedBottleneck", ("dw_start", t.conv(block.dw_start)), ("expand", t.conv(block.expand)),
+                  ("dw_mid", t.conv(block.dw_mid)), ("se", t.se(block.se)), ("project", t.conv(block.project)),
+                  ("dw_end", t.conv(block.dw_end)), scale, *t.residual(block))  # fmt: skip
+
+
+def timm(block: UniversalInvertedBottleneck, place: TimmPlace, state: Mapping[str, Any], out: dict[str, str]) -> None:
+    """timm's `uir` (MobileNetV4) or `ir` (MobileNetV2/V3, EfficientNet) code, told apart by the
+    names the checkpoint holds."""
+    if place.part != "stage":
+        return
+    prefix = place.prefix
+    add_scheme(block.path, prefix, UIR if f"{prefix}.pw_exp.conv.weight" in state else IR, out)
+    if block.layer_scale is not None:
+        out[f"{block.path}.layer_scale"] = f"{prefix}.layer_scale"
+
+
+_COMPACT = OPTIONS - _NAMED_KERNELS
+KIND = BlockKind(
+    name="uib",
+    node=UniversalInvertedBottleneck,
+    words={
+        "uib": Word(OPTIONS, "universal inverted bottleneck, k<start>/<mid>[/<end>]", _NEEDS, kernels="uib"),
+        "ib": Word(_COMPACT, "inverted bottleneck (MobileNetV2)", _NEEDS, variant="ib", kernels="mid"),
+        "extra_dw": Word(_COMPACT, "UIB ExtraDW, k<start>/<mid>", _NEEDS, variant="extra_dw", kernels="start_mid"),
+        "convnext": Word(_COMPACT, "UIB ConvNeXt-like, start dw only", _NEEDS, variant="convnext", kernels="start"),
+        "ffn": Word(_COMPACT - {"k"}, "UIB FFN, no depthwise", _NEEDS, variant="ffn", kernels="none"),
+    },
+    build=build,
+    layers=layers,
+    input=lambda b: ((b.dw_start or b.expand).cin, (b.dw_start or b.expand).in_hw),
+    output=lambda b: (_last(b).cout, _last(b).out_hw),
+    steps=steps,
+    torch=TorchPiece(
+        "uib.py.j2", ("UniversalInvertedBottleneck",), torch_call, helpers=("layer_scale",), drop_path=True
+    ),  # fmt: skip
+    timm={"efficientnet": timm},
+    layer_scale_default=True,
+)

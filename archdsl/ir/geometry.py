@@ -1,0 +1,35 @@
+"""What flows between blocks (channels and spatial size) and the arithmetic of windows over it:
+explicit paddings and output sizes, shared by every block kind's elaboration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .nodes import HW, Padding
+
+
+@dataclass(frozen=True)
+class FeatureMap:
+    """A block's input or output: channels and spatial size."""
+
+    c: int
+    hw: HW
+
+    def show(self) -> str:
+        return f"{self.c}x{self.hw[0]}x{self.hw[1]}"
+
+
+def padding_for(k: int, s: int, hw: HW, mode: str) -> Padding:
+    """Explicit (top, bottom, left, right) padding: symmetric k//2, or TensorFlow 'same'."""
+    if mode == "symmetric":
+        return (k // 2,) * 4  # type: ignore[return-value]
+    pads = []
+    for size in hw:
+        out = -(-size // s)
+        total = max((out - 1) * s + k - size, 0)
+        pads += [total // 2, total - total // 2]
+    return (pads[0], pads[1], pads[2], pads[3])
+
+
+def out_size(hw: HW, k: int, s: int, pad: Padding) -> HW:
+    return ((hw[0] + pad[0] + pad[1] - k) // s + 1, (hw[1] + pad[2] + pad[3] - k) // s + 1)

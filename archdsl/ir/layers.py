@@ -1,0 +1,122 @@
+"""The primitive layers a block is made of, beyond the IR's own conv, SE and pool nodes: what
+the cost model counts, the weight file holds and the backends' functional steps refer to.
+Each block kind says which of them it consists of (`layers` in `archdsl/blocks/`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from .nodes import Act, ConvBnAct, Norm, Pool, SqueezeExcite
+
+
+@dataclass(frozen=True)
+class LayerScale:
+    path: str  # the owning block; the tensor is `<block>.layer_scale.gamma`
+    channels: int
+    hw: tuple[int, int]
+    init: float
+
+
+@dataclass(frozen=True)
+class ResidualAdd:
+    path: str
+    channels: int
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class InputNorm:
+    """A BatchNorm of its own (MobileOne's identity branch, an attention pre-norm): tensors
+    `<path>.<name>`."""
+
+    path: str  # `<block>.identity`
+    channels: int
+    hw: tuple[int, int]
+    norm: Norm
+
+
+@dataclass(frozen=True)
+class BranchSum:
+    path: str  # the block
+    terms: int
+    channels: int
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation of its own, after a branch sum (inside a conv layer otherwise)."""
+
+    path: str  # the block
+    act: Act
+    channels: int
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class AttentionCore:
+    """softmax(q k^T / sqrt(key_dim)) v over projected queries, keys and values: the two matmuls."""
+
+    path: str  # the block
+    heads: int
+    kv_heads: int
+    key_dim: int
+    value_dim: int
+    queries: int  # N, query positions
+    keys: int  # M, key/value positions
+
+
+@dataclass(frozen=True)
+class Upsample:
+    """Bilinear upsampling (half-pixel centres, as PyTorch's align_corners=False)."""
+
+    path: str
+    channels: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Concat:
+    """Channel concatenation (cut to `channels` where a ghost module keeps fewer)."""
+
+    path: str
+    channels: int  # output channels
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class ChannelShuffle:
+    """Interleave `groups` groups of channels (ShuffleNet's channel shuffle)."""
+
+    path: str
+    groups: int
+    channels: int
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Linear:
+    """A fully connected layer with bias on a flattened input: tensors `<path>.fc.*`."""
+
+    path: str  # the block
+    cin: int
+    classes: int
+
+
+Layer = Union[
+    ConvBnAct,
+    Concat,
+    ChannelShuffle,
+    SqueezeExcite,
+    LayerScale,
+    ResidualAdd,
+    InputNorm,
+    BranchSum,
+    Activation,
+    AttentionCore,
+    Upsample,
+    Pool,
+    Linear,
+]

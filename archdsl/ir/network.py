@@ -1,0 +1,43 @@
+"""The resolved network: stages of blocks, whose kinds are the block registry's
+(`archdsl/blocks/`); what cost models and backends read."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Union
+
+from pydantic import Field
+
+from ..blocks import KINDS
+from .nodes import BlockNode, Node
+
+if TYPE_CHECKING:
+    Block = BlockNode
+else:  # validated and dumped as the node class its `kind` names
+    Block = Annotated[Union[tuple(kind.node for kind in KINDS.values())], Field(discriminator="kind")]
+
+
+class Stage(Node):
+    name: str
+    path: str
+    blocks: tuple[Block, ...]
+
+
+class Network(Node):
+    """A fully resolved network."""
+
+    name: str
+    source: str  # the spec file, as given on the command line
+    source_hash: str
+    input_shape: tuple[int, int, int]  # C, H, W
+    classes: int
+    width: float
+    depth: float
+    stem: Stage
+    stages: tuple[Stage, ...]
+    head: Stage
+
+    def all_stages(self) -> tuple[Stage, ...]:
+        return (self.stem, *self.stages, self.head)
+
+    def blocks(self) -> tuple[Block, ...]:
+        return tuple(b for s in self.all_stages() for b in s.blocks)
