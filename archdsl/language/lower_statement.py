@@ -9,7 +9,7 @@ from typing import Any, Mapping
 from ..blocks.kind import NEEDS, BlockKind, Word
 from ..errors import ArchError, ArchErrors, Span, add_note, did_you_mean
 from ..ir.nodes import ACTIVATIONS, BlockSpec
-from ..limits import MAX_CHANNELS, MAX_KERNEL, MAX_NUMBER_CHARS
+from ..limits import MAX_NUMBER_CHARS
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
 from .repeats import block_rows, repeat_rows
 from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt, number_too_long
@@ -82,7 +82,12 @@ def _lower_kind(stmt: Stmt, kind: BlockKind, word: Word, env: Env) -> BlockSpec:
 def _option(item: Any, env: Env) -> Option:
     if isinstance(item, KwArg):
         value = evaluate(item.value, env)
-        if isinstance(item.value, Name) and item.value.id not in env and KWARGS.get(item.key, ("", ""))[1] in _NUMERIC:
+        if (
+            isinstance(item.value, Name)
+            and item.value.id not in env
+            and item.key in KWARGS
+            and KWARGS[item.key].type in _NUMERIC
+        ):
             name = item.value.id
             hint = did_you_mean(name, env) if env else None
             if _COMPACT_RE.match(name):
@@ -114,17 +119,17 @@ def _typed_fields(given: dict[str, Option]) -> dict[str, Any]:
         if key == "k":
             continue
         if key in FLAGS:
-            out.update(_flag_field(key))
+            out.update(FLAGS[key][0])
             continue
         value, vspan = opt.value, opt.value_span
         assert value is not None
-        field, typ = KWARGS[key]
+        word = KWARGS[key]
+        field, typ = word.field, word.type
         if typ == "int":
-            out[field] = as_int(
-                value, vspan, _WHAT[key], minimum=0 if key.startswith("k_") else 1, maximum=_LIMIT.get(key, 1 << 20)
-            )
+            minimum = 0 if key.startswith("k_") else 1
+            out[field] = as_int(value, vspan, word.meaning, minimum=minimum, maximum=word.limit)
         elif typ == "channels":
-            out[field] = as_int(value, vspan, _WHAT[key], maximum=MAX_CHANNELS)
+            out[field] = as_int(value, vspan, word.meaning, maximum=word.limit)
         elif typ == "float":
             if key == "eps":
                 eps = as_float(value, vspan, "norm epsilon")
@@ -143,23 +148,15 @@ def _typed_fields(given: dict[str, Option]) -> dict[str, Any]:
     return out
 
 
-def _flag_field(key: str) -> dict[str, Any]:
-    fields: dict[str, dict[str, Any]] = {
-        "skip": {"skip": True}, "noskip": {"skip": False}, "bias": {"bias": True},
-        "fixed": {"fixed": True}, "dw": {"groups": 0}, "avg": {"mode": "avg"}, "max": {"mode": "max"},
-        "count_pad": {"include_pad": True},
-    }  # fmt: skip
-    return fields[key]
-
-
 def _float_option(key: str, value: Value, span: Span) -> float:
     if key == "se":
         return as_float(value, span, "SE ratio", 0.0, 1.0, low_open=False)  # 0: no SE (useful in a family)
+    what = KWARGS[key].meaning
     if key in ("drop_path", "dropout"):
-        return as_float(value, span, _WHAT[key], 0.0, 1.0, low_open=False, high_open=True)
+        return as_float(value, span, what, 0.0, 1.0, low_open=False, high_open=True)
     if key == "e":
-        return as_float(value, span, _WHAT[key], 0.0, 64.0)
-    return as_float(value, span, _WHAT[key])
+        return as_float(value, span, what, 0.0, 64.0)
+    return as_float(value, span, what)
 
 
 # How many kernel sizes `k` takes, and how they map to (start, mid, end) for the UIB family.
@@ -228,7 +225,7 @@ def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str
         key = opt.key
         if key == "x" and "x" not in params:
             assert opt.value is not None  # a bare `x` is rejected when the option is read
-            repeat = as_int(opt.value, opt.value_span, "repeat count", maximum=_LIMIT["x"])
+            repeat = as_int(opt.value, opt.value_span, "repeat count", maximum=KWARGS["x"].limit)
             continue
         if key not in params:
             raise ArchError(f"block '{tpl.name}' has no parameter '{key}'", opt.span, did_you_mean(key, params))
@@ -267,24 +264,3 @@ def noted(block: BlockSpec, note: str, **update: Any) -> BlockSpec:
     if block.option_spans:
         update["option_spans"] = {key: span.noted(note) for key, span in block.option_spans.items()}
     return block.model_copy(update=update)
-
-
-_LIMIT = {  # the bounds of archdsl.limits, where an option gives the size directly
-    "x": 256,
-    "s": 64,
-    "branches": 64,
-    "h": 1024,
-    "v": 64,
-    "query_stride": 64,
-    "k_start": MAX_KERNEL,
-    "k_mid": MAX_KERNEL,
-    "k_end": MAX_KERNEL,
-    "d": MAX_CHANNELS,
-    "value_dim": MAX_CHANNELS,
-}
-_WHAT = {
-    "s": "stride", "e": "expansion ratio", "c": "output channels", "x": "repeat count", "g": "groups",
-    "mid": "mid channels", "layer_scale": "layer scale", "drop_path": "drop-path rate", "dropout": "dropout rate",
-    "branches": "branch count", "reduce_groups": "groups", "h": "head count", "d": "key dim", "value_dim": "value dim",
-    "v": "key/value stride", "query_stride": "query stride", "k_start": "start kernel", "k_mid": "mid kernel", "k_end": "end kernel",
-}  # fmt: skip

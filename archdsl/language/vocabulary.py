@@ -2,48 +2,75 @@
 
 An option is written either compactly as letters plus a number (`k3`, `s2`, `e4`, `c96`, `x2`,
 `se0.25`, `k5/3`) or as `key=expression`; flags are bare words (`skip`, `bias`). The lowering
-consults these tables; each block kind declares its words and options in its own module.
+consults these tables, errors and editors read their meanings; each block kind declares its
+words and the options they take in its own module (`archdsl/blocks/`).
 """
 
 from __future__ import annotations
 
-from ..blocks import WORDS  # the block kinds as written -> (kind, word): declared in archdsl/blocks/
+from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["COMPACT", "DEFAULT_SETTINGS", "FLAGS", "KWARGS", "NETWORK_SETTINGS", "WORDS"]
+from ..blocks import WORDS  # the block kinds as written -> (kind, word)
+from ..limits import MAX_CHANNELS, MAX_KERNEL
+
+__all__ = ["COMPACT", "DEFAULT_SETTINGS", "FLAGS", "KWARGS", "NETWORK_SETTINGS", "WORDS", "OptionWord"]
 
 # Compact options: letters followed by a number (`k` also takes a/b/c kernel lists).
 COMPACT = ("se", "k", "s", "e", "c", "x", "g", "h", "d", "v")
 
-# Keyword options: name -> (BlockSpec field, value type). Kernel forms are handled apart.
-KWARGS: dict[str, tuple[str, str]] = {
-    "k": ("kernel", "kernel"),
-    "s": ("stride", "int"),
-    "e": ("expand", "float"),
-    "c": ("out", "channels"),
-    "x": ("repeat", "int"),
-    "g": ("groups", "int"),
-    "se": ("se", "float"),
-    "mid": ("mid", "channels"),
-    "act": ("act", "act"),
-    "norm": ("norm", "norm"),
-    "eps": ("eps", "float"),
-    "layer_scale": ("layer_scale", "float"),
-    "drop_path": ("drop_path", "float"),
-    "dropout": ("dropout", "float"),
-    "padding": ("padding", "padding"),
-    "branches": ("branches", "int"),
-    "h": ("heads", "int"),
-    "d": ("key_dim", "int"),
-    "v": ("kv_stride", "int"),
-    "value_dim": ("value_dim", "int"),
-    "query_stride": ("query_stride", "int"),
-    "reduce_groups": ("reduce_groups", "int"),
-    "k_start": ("k_start", "int"),
-    "k_mid": ("k_mid", "int"),
-    "k_end": ("k_end", "int"),
+
+@dataclass(frozen=True)
+class OptionWord:
+    """A keyword option: the BlockSpec field it sets, its value type, what it means (in errors
+    and for editors) and the largest value it takes where it gives a size directly."""
+
+    field: str
+    type: str  # int, channels, float, kernel, act, norm, padding
+    meaning: str
+    limit: int = 1 << 20
+
+
+# Keyword options (written compactly too where COMPACT has them). Kernel forms are handled apart.
+KWARGS: dict[str, OptionWord] = {
+    "k": OptionWord("kernel", "kernel", "kernel size (k<start>/<mid>[/<end>] in the UIB family)"),
+    "s": OptionWord("stride", "int", "stride", 64),
+    "e": OptionWord("expand", "float", "expansion ratio"),
+    "c": OptionWord("out", "channels", "output channels", MAX_CHANNELS),
+    "x": OptionWord("repeat", "int", "repeat count", 256),
+    "g": OptionWord("groups", "int", "groups"),
+    "se": OptionWord("se", "float", "SE ratio"),
+    "mid": OptionWord("mid", "channels", "mid channels", MAX_CHANNELS),
+    "act": OptionWord("act", "act", "activation"),
+    "norm": OptionWord("norm", "norm", "norm (batchnorm or none)"),
+    "eps": OptionWord("eps", "float", "norm epsilon"),
+    "layer_scale": OptionWord("layer_scale", "float", "layer scale"),
+    "drop_path": OptionWord("drop_path", "float", "drop-path rate"),
+    "dropout": OptionWord("dropout", "float", "dropout rate"),
+    "padding": OptionWord("padding", "padding", "padding (symmetric or same)"),
+    "branches": OptionWord("branches", "int", "branch count", 64),
+    "h": OptionWord("heads", "int", "head count", 1024),
+    "d": OptionWord("key_dim", "int", "key dim", MAX_CHANNELS),
+    "v": OptionWord("kv_stride", "int", "key/value stride", 64),
+    "value_dim": OptionWord("value_dim", "int", "value dim", MAX_CHANNELS),
+    "query_stride": OptionWord("query_stride", "int", "query stride", 64),
+    "reduce_groups": OptionWord("reduce_groups", "int", "groups"),
+    "k_start": OptionWord("k_start", "int", "start kernel", MAX_KERNEL),
+    "k_mid": OptionWord("k_mid", "int", "mid kernel", MAX_KERNEL),
+    "k_end": OptionWord("k_end", "int", "end kernel", MAX_KERNEL),
 }
 
-FLAGS = ("skip", "noskip", "bias", "fixed", "dw", "avg", "max", "count_pad")
+# Flags: bare words -> (the BlockSpec fields they set, what they mean).
+FLAGS: dict[str, tuple[dict[str, Any], str]] = {
+    "skip": ({"skip": True}, "a residual (an error where shapes differ)"),
+    "noskip": ({"skip": False}, "no residual"),
+    "bias": ({"bias": True}, "the conv has a bias"),
+    "fixed": ({"fixed": True}, "channels not scaled by the width multiplier"),
+    "dw": ({"groups": 0}, "depthwise: one group per input channel"),
+    "avg": ({"mode": "avg"}, "average pooling"),
+    "max": ({"mode": "max"}, "max pooling"),
+    "count_pad": ({"include_pad": True}, "padded zeros count in the average"),
+}
 
 NETWORK_SETTINGS = ("input", "classes", "width", "depth", "rho", "resolution", "defaults", "stem", "stage", "head")
 DEFAULT_SETTINGS = ("act", "norm", "se", "padding", "layer_scale")
