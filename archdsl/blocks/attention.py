@@ -7,7 +7,7 @@ from typing import Any, Iterator, Literal, Mapping
 from ..codegen.steps import AttentionStep, Step, residual_steps
 from ..errors import ArchError
 from ..ir.geometry import FeatureMap
-from ..ir.layers import AttentionCore, InputNorm, Layer, LayerScale, ResidualAdd, Upsample
+from ..ir.layers import AttentionCore, InputNorm, Layer, Upsample, residual_tail
 from ..ir.nodes import HW, BlockNode, BlockSpec, ConvBnAct, Norm, Pool
 from .build import Builder
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
@@ -105,10 +105,7 @@ def layers(block: MobileAttention) -> Iterator[Layer]:
     if q_hw != hw:
         yield Upsample(f"{block.path}.upsample", block.heads * block.value_dim, q_hw, hw)
     yield block.output
-    if block.layer_scale is not None:
-        yield LayerScale(block.path, block.output.cout, hw, block.layer_scale)
-    if block.residual:
-        yield ResidualAdd(block.path, block.output.cout, hw)
+    yield from residual_tail(block.path, block.output.cout, hw, block.residual, block.layer_scale)
 
 
 def steps(block: MobileAttention) -> list[Step]:

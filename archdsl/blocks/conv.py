@@ -7,7 +7,7 @@ from typing import Any, Iterator, Mapping
 
 from ..codegen.steps import Step, residual_steps
 from ..ir.geometry import FeatureMap
-from ..ir.layers import Layer, ResidualAdd
+from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockSpec, ConvBnAct
 from .build import Builder, groups_of
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
@@ -25,8 +25,7 @@ def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[ConvBnA
 
 def layers(c: ConvBnAct) -> Iterator[Layer]:
     yield c
-    if c.residual:
-        yield ResidualAdd(c.path, c.cout, c.out_hw)
+    yield from residual_tail(c.path, c.cout, c.out_hw, c.residual)
 
 
 def steps(c: ConvBnAct) -> list[Step]:

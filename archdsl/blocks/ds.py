@@ -8,7 +8,7 @@ from typing import Any, Iterator, Literal
 
 from ..codegen.steps import Step, residual_steps
 from ..ir.geometry import FeatureMap
-from ..ir.layers import Layer, ResidualAdd
+from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
 from .build import Builder
 from .kind import BlockKind, TorchPiece, Word
@@ -51,8 +51,7 @@ def sequence(block: DepthwiseSeparable) -> list[ConvBnAct | SqueezeExcite]:
 
 def layers(block: DepthwiseSeparable) -> Iterator[Layer]:
     yield from sequence(block)
-    if block.residual:
-        yield ResidualAdd(block.path, block.pw.cout, block.pw.out_hw)
+    yield from residual_tail(block.path, block.pw.cout, block.pw.out_hw, block.residual)
 
 
 def steps(block: DepthwiseSeparable) -> list[Step]:

@@ -7,7 +7,7 @@ from typing import Any, Iterator, Literal
 
 from ..codegen.steps import Step, residual_steps
 from ..ir.geometry import FeatureMap
-from ..ir.layers import Layer, ResidualAdd
+from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
 from .build import Builder
 from .kind import BlockKind, TorchPiece, Word
@@ -48,8 +48,7 @@ def sequence(block: FusedInvertedBottleneck) -> list[ConvBnAct | SqueezeExcite]:
 
 def layers(block: FusedInvertedBottleneck) -> Iterator[Layer]:
     yield from sequence(block)
-    if block.residual:
-        yield ResidualAdd(block.path, block.project.cout, block.project.out_hw)
+    yield from residual_tail(block.path, block.project.cout, block.project.out_hw, block.residual)
 
 
 def steps(block: FusedInvertedBottleneck) -> list[Step]:

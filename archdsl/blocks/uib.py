@@ -8,7 +8,7 @@ from typing import Any, Iterator, Literal, Mapping
 from ..codegen.steps import Step, residual_steps
 from ..errors import ArchError
 from ..ir.geometry import FeatureMap
-from ..ir.layers import Layer, LayerScale, ResidualAdd
+from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
 from .build import Builder
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
@@ -95,10 +95,7 @@ def _last(block: UniversalInvertedBottleneck) -> ConvBnAct:
 def layers(block: UniversalInvertedBottleneck) -> Iterator[Layer]:
     yield from sequence(block)
     out = _last(block)
-    if block.layer_scale is not None:
-        yield LayerScale(block.path, out.cout, out.out_hw, block.layer_scale)
-    if block.residual:
-        yield ResidualAdd(block.path, out.cout, out.out_hw)
+    yield from residual_tail(block.path, out.cout, out.out_hw, block.residual, block.layer_scale)
 
 
 def steps(block: UniversalInvertedBottleneck) -> list[Step]:

@@ -120,3 +120,10 @@ Layer = Union[
     Pool,
     Linear,
 ]
+
+
+def residual_tail(path: str, channels: int, hw: tuple[int, int], residual: bool,
+                  layer_scale: float | None = None) -> list[Layer]:  # fmt: skip
+    """What ends a block with a residual branch: [its layer scale] [+ its input]."""
+    tail: list[Layer] = [LayerScale(path, channels, hw, layer_scale)] if layer_scale is not None else []
+    return tail + ([ResidualAdd(path, channels, hw)] if residual else [])
