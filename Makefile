@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint regen check clean
+.PHONY: setup demo test lint regen check figures clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,12 @@ regen: setup
 
 check: setup
 	$(BIN)/archdsl check
+
+# The roofline figures in docs/ (docs/latency.md): MobileNetV4's figures 2 and 3 for our specs.
+figures: setup
+	$(BIN)/archdsl roofline specs/mnv1.arch specs/mnv2.arch specs/mnv3_large.arch specs/mnv4_conv_s.arch \
+		specs/mnv4_conv_m.arch specs/mnv4_hybrid_m.arch --hardware pixel8-edgetpu --plot docs/roofline_sweep.svg
+	$(BIN)/archdsl roofline specs/mnv4_conv_s.arch --plot docs/roofline_layers_mnv4_conv_s.svg
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache

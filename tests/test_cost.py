@@ -3,8 +3,9 @@ against its limits (pure compute, pure memory traffic) on a real network."""
 
 from __future__ import annotations
 
-from archdsl.analysis.cost import layer_cost, network_cost, roofline_seconds
+from archdsl.analysis.cost import layer_cost, network_cost
 from archdsl.analysis.layers import network_layers
+from archdsl.analysis.roofline import roofline_seconds
 from archdsl.compiler import compile_file
 from conftest import SPECS
 

@@ -12,8 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from archdsl.analysis.cost import roofline_seconds
 from archdsl.analysis.report import cost_json, cost_table
+from archdsl.analysis.roofline import roofline_seconds
 from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_text
 from archdsl.errors import ArchError

@@ -146,13 +146,3 @@ def block_cost(block: Block) -> Cost:
 
 def network_cost(net: Network) -> Cost:
     return sum((block_cost(b) for b in net.blocks()), Cost())
-
-
-def roofline_seconds(net: Network, peak_macs_per_s: float, bytes_per_s: float, dtype: str = "float32") -> float:
-    """MobileNetV4's roofline: sum over layers of max(MACs / peak, bytes / bandwidth)."""
-    total = 0.0
-    for block in net.blocks():
-        for layer in layers_of(block):
-            c = layer_cost(layer)
-            total += max(c.macs / peak_macs_per_s, (c.weight_bytes(dtype) + c.activation_bytes(dtype)) / bytes_per_s)
-    return total

@@ -37,12 +37,12 @@ def _deploy_cost(net: Network) -> Cost | None:
         return None
 
 
-def _layer_path(layer: Any) -> str:
+def layer_path(layer: Any) -> str:
     suffix = _DERIVED.get(type(layer), ("", ""))[0]
     return f"{layer.path}{suffix}"
 
 
-def _layer_kind(layer: Any) -> str:
+def layer_kind(layer: Any) -> str:
     return _DERIVED[type(layer)][1] if type(layer) in _DERIVED else layer.kind
 
 
@@ -64,7 +64,7 @@ def cost_json(net: Network, dtype: str = "float32") -> dict[str, Any]:
             c = layer_cost(layer)
             total += c
             layers.append(
-                {"path": _layer_path(layer), "kind": _layer_kind(layer), "block": block.path, **_numbers(c, dtype)}
+                {"path": layer_path(layer), "kind": layer_kind(layer), "block": block.path, **_numbers(c, dtype)}
             )
     stages = [
         {"name": s.name, "path": s.path, "blocks": len(s.blocks),

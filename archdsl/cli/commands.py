@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..atomic import check_output, write_atomic
 from ..compiler import compile_file
-from ..errors import ArchError
+from ..errors import ArchError, UsageError
 
 
 def _inputs(spec: str, root: Path | None) -> list[Path]:
@@ -40,6 +40,40 @@ def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None, root: Pa
 
     net = compile_file(spec, network, root, deploy=deploy)
     sys.stdout.write(json.dumps(cost_json(net, dtype), indent=2) + "\n" if as_json else cost_table(net, dtype))
+    return 0
+
+
+def roofline_cmd(specs: list[str], hardware: str | None, profile: str | None, peaks: tuple[float, float] | None,
+                 ridges: list[float] | None, dtype: str | None, as_json: bool, per_layer: bool, plot: str | None,
+                 network: str | None, root: Path | None = None, deploy: bool = False) -> int:  # fmt: skip
+    import json
+
+    from ..analysis import hardware as hw_profiles
+    from ..analysis.roofline import report_json, report_text
+
+    if plot is not None:
+        check_output(plot, [p for s in specs for p in _inputs(s, root)])
+        if not plot.endswith((".svg", ".png")):
+            raise UsageError(f"cannot tell the plot format of {plot!r}", hint="name a .svg or .png file")
+    if profile is not None:
+        hw = hw_profiles.load_profile(profile)
+    elif peaks is not None:
+        hw = hw_profiles.from_peaks(*peaks, dtype or "float32")
+    else:
+        hw = hw_profiles.builtin(hardware or "pixel6-cpu")
+    dtype = dtype or hw.dtype
+    nets = [compile_file(s, network, root, deploy=deploy) for s in specs]
+    sweep = ridges or list(hw_profiles.DEFAULT_RIDGES)
+    if as_json:
+        sys.stdout.write(json.dumps(report_json(nets, hw, sweep, dtype), indent=2) + "\n")
+    else:
+        sys.stdout.write(report_text(nets, hw, sweep, dtype, per_layer))
+    if plot is not None:
+        from ..analysis.roofline_plot import layers_figure, sweep_figure
+
+        fmt = plot.rsplit(".", 1)[1]
+        image = sweep_figure(nets, dtype, fmt) if len(nets) > 1 else layers_figure(nets[0], dtype, fmt)
+        write_atomic(Path(plot), image)
     return 0
 
 

@@ -22,6 +22,8 @@ from ..errors import ArchError, ArchErrors, UsageError, escaped  # noqa: E402
 from ..limits import MAX_INPUT_SIDE  # noqa: E402
 from . import commands  # noqa: E402
 
+_HARDWARE = ("pixel6-cpu", "s23-cpu", "pixel4-dsp", "pixel8-edgetpu")  # analysis/hardware.py's, without importing it
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="archdsl", description="Compile architecture specs to framework code.")
@@ -47,6 +49,22 @@ def _parser() -> argparse.ArgumentParser:
     c = spec_command("cost", "params, MACs and memory traffic per block")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16", "int8"))
+
+    c = sub.add_parser("roofline", help="roofline latency per layer, and across hardware (ridge-point sweep)")
+    c.add_argument("specs", nargs="+", metavar="spec", help="spec files; the first is the sweep's baseline")
+    c.add_argument("--network", help="network to use when a file defines several")
+    c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
+    c.add_argument("--deploy", action="store_true", help="the inference form (BatchNorm folded, branches merged)")
+    where = c.add_mutually_exclusive_group()
+    where.add_argument("--hardware", help="a built-in profile (default: pixel6-cpu): " + ", ".join(_HARDWARE))
+    where.add_argument("--profile", help="a hardware profile file (TOML): peak_macs and bandwidth, or ridge")
+    where.add_argument("--peak-macs", type=_positive, help="peak MACs per second (with --bandwidth)")
+    c.add_argument("--bandwidth", type=_positive, help="memory bytes per second (with --peak-macs)")
+    c.add_argument("--ridge", type=_ridges, help="ridge points to sweep, MACs/byte (default: 0,5,20,50,100,200,500)")
+    c.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "int8"), help="default: the profile's")
+    c.add_argument("--layers", action="store_true", help="one row per layer instead of per block")
+    c.add_argument("--json", action="store_true", help="machine-readable output, every layer included")
+    c.add_argument("--plot", help="write a figure (.svg or .png): the sweep for several specs, layers for one")
 
     c = spec_command("init-weights", "write deterministic random canonical weights")
     c.add_argument("--seed", type=_seed, default=0)
@@ -96,6 +114,31 @@ def _hw(text: str) -> tuple[int, int]:
     if not (1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE):
         raise argparse.ArgumentTypeError(f"sizes must be between 1 and {MAX_INPUT_SIDE}, got {text!r}")
     return h, w
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
+    return value
+
+
+def _ridges(text: str) -> list[float]:
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected numbers such as 0,5,50,500, got {part.strip()!r}") from None
+        if not (math.isfinite(value) and 0 <= value <= 1e6):
+            raise argparse.ArgumentTypeError(f"a ridge point is from 0 to 1e6 MACs/byte, got {part.strip()}")
+        values.append(value)
+    if len(values) > 100:
+        raise argparse.ArgumentTypeError("at most 100 ridge points")
+    return values
 
 
 def _seed(text: str) -> int:
@@ -151,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.command == "cost":
             return commands.cost_cmd(args.spec, args.json, args.dtype, args.network, args.import_root, args.deploy)
+        if args.command == "roofline":
+            if (args.peak_macs is None) != (args.bandwidth is None):
+                raise UsageError("--peak-macs and --bandwidth go together", hint="or name a --hardware or --profile")
+            peaks = (args.peak_macs, args.bandwidth) if args.peak_macs is not None else None
+            return commands.roofline_cmd(args.specs, args.hardware, args.profile, peaks, args.ridge, args.dtype,
+                                         args.json, args.layers, args.plot, args.network, args.import_root,
+                                         args.deploy)  # fmt: skip
         if args.command == "init-weights":
             return commands.init_weights_cmd(
                 args.spec, args.seed, args.output, args.network, args.import_root, args.deploy
