@@ -14,7 +14,7 @@ from typing import Mapping
 import numpy as np
 
 from ...analysis.layers import Tensor, network_tensors
-from ...blocks import kind_of
+from ...blocks import KINDS, kind_of
 from ...blocks.kind import TimmPlace
 from ...errors import ArchError
 from ...ir.network import Network
@@ -110,5 +110,14 @@ def _timm_names(net: Network, tensors: list[Tensor], modules: Mapping[str, str])
     stage, block = next((s, b) for s in net.all_stages() for b in s.blocks if t.key.startswith(f"{b.path}."))
     raise ArchError(f"cannot import timm weights into {net.name}: timm's layout has no place for {block.path} "
                     f"(a {block.kind} block): its tensor {t.key} has no timm name", block.span or stage.span,
-                    "timm's layouts have one stem conv; stages of conv, ds, ib/uib, fused_ib, ghost and mqa blocks; "
-                    "a head of at most one conv and one classifier (MobileOne: mobileone blocks, then a classifier)")  # fmt: skip
+                    _LAYOUTS_HINT)  # fmt: skip
+
+
+def _kinds_in(layout: str) -> str:
+    """The kinds a timm layout has a place for in its stages (a classifier is its head's)."""
+    return ", ".join(sorted(name for name, kind in KINDS.items() if layout in kind.timm and not kind.flat_output))
+
+
+_LAYOUTS_HINT = (f"timm's efficientnet layout has one stem conv, stages of {_kinds_in('efficientnet')} blocks, and a "
+                 "head of at most one conv and one classifier; its ByobNet layout (MobileOne) has "
+                 f"{_kinds_in('byobnet')} blocks, then a classifier")  # fmt: skip
