@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint regen check figures clean
+.PHONY: setup demo test lint regen check mutation figures clean
 
 setup: $(STAMP)
 
@@ -23,17 +23,17 @@ demo: setup
 	$(BIN)/archdsl cost specs/mnv4_conv_s.arch
 
 test: setup
-	$(BIN)/ruff check archdsl tests benchmarks
+	$(BIN)/ruff check archdsl tests benchmarks tools
 	$(BIN)/ruff check --select F generated  # generated code: no undefined or unused names
-	$(BIN)/ruff format --check archdsl tests benchmarks generated
+	$(BIN)/ruff format --check archdsl tests benchmarks tools generated
 	$(BIN)/mypy
 	$(BIN)/archdsl check
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 lint: setup
-	$(BIN)/ruff check archdsl tests benchmarks
+	$(BIN)/ruff check archdsl tests benchmarks tools
 	$(BIN)/ruff check --select F generated
-	$(BIN)/ruff format --check archdsl tests benchmarks generated
+	$(BIN)/ruff format --check archdsl tests benchmarks tools generated
 	$(BIN)/mypy
 
 regen: setup
@@ -48,5 +48,20 @@ figures: setup
 		specs/mnv4_conv_m.arch specs/mnv4_hybrid_m.arch --hardware pixel8-edgetpu --plot docs/roofline_sweep.svg
 	$(BIN)/archdsl roofline specs/mnv4_conv_s.arch --plot docs/roofline_layers_mnv4_conv_s.svg
 
+# Mutation testing, on demand (not in `make test` or CI): mutmut over cost, the passes, the block
+# kinds and the backends, with the tests and settings in pyproject.toml's [tool.mutmut]; a fresh
+# run each time (mutants/ removed first). docs/mutation.md has the figures and every survivor.
+# The tests run inside mutants/, so ARCHDSL_FIXTURES points them at the reference fixtures; one
+# thread per test process (OMP_NUM_THREADS), as the worker is one.
+# MUTMUT_ARGS narrows it to mutant names, e.g. MUTMUT_ARGS='"archdsl.analysis.cost.*"'.
+MUTMUT_CHILDREN ?= 1
+MUTMUT_ARGS ?=
+mutation: setup
+	$(BIN)/pip install --quiet -e ".[mutation]"
+	rm -rf mutants
+	ARCHDSL_FIXTURES=$${ARCHDSL_FIXTURES:-$(CURDIR)/../shared/reference/fixtures} OMP_NUM_THREADS=1 \
+		$(BIN)/mutmut run --max-children $(MUTMUT_CHILDREN) $(MUTMUT_ARGS)
+	$(BIN)/python tools/mutation_summary.py
+
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .mypy_cache
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache mutants

@@ -46,8 +46,7 @@ DEFAULT_RIDGES = (0.0, 5.0, 20.0, 50.0, 100.0, 200.0, 500.0)
 
 def builtin(name: str) -> Hardware:
     if name not in BUILTIN:
-        raise UsageError(f"unknown hardware '{name}'", None,
-                         did_you_mean(name, BUILTIN) or "built in: " + ", ".join(BUILTIN))  # fmt: skip
+        raise UsageError(f"unknown hardware '{name}'", None, did_you_mean(name, BUILTIN))
     return BUILTIN[name]
 
 
@@ -89,26 +88,26 @@ def _profile(data: dict, path: str, text: str) -> Hardware:
 
     for key, value in data.items():
         if key not in _KEYS:
-            return _raise(fail(f"unknown key '{key}'", key, did_you_mean(key, _KEYS) or "keys: " + ", ".join(_KEYS)))
+            raise fail(f"unknown key '{key}'", key, did_you_mean(key, _KEYS))
         want = _KEYS[key]
         ok = isinstance(value, str) if want is str else isinstance(value, (int, float)) and not isinstance(value, bool)
         if not ok:
-            return _raise(fail(f"'{key}' must be {'a string' if want is str else 'a number'}", key))
+            raise fail(f"'{key}' must be {'a string' if want is str else 'a number'}", key)
         if want is float and not 0 < value < float("inf"):
-            return _raise(fail(f"'{key}' must be positive, got {value}", key))
+            raise fail(f"'{key}' must be positive, got {value}", key)
     dtype = data.get("dtype", "float32")
     if dtype not in DTYPES:
-        return _raise(fail(f"unknown dtype '{dtype}'", "dtype", did_you_mean(dtype, DTYPES)))
+        raise fail(f"unknown dtype '{dtype}'", "dtype", did_you_mean(dtype, DTYPES))
     peak, bandwidth, ridge = data.get("peak_macs"), data.get("bandwidth"), data.get("ridge")
     if (peak is None) != (bandwidth is None):
-        return _raise(fail("give both peak_macs and bandwidth, or neither", "peak_macs" if peak else "bandwidth"))
+        raise fail("give both peak_macs and bandwidth, or neither", "peak_macs" if peak else "bandwidth")
     if peak is not None and bandwidth is not None:
         if ridge is not None:
-            return _raise(fail("give either ridge or peak_macs and bandwidth, not both", "ridge"))
+            raise fail("give either ridge or peak_macs and bandwidth, not both", "ridge")
         ridge = peak / bandwidth
     elif ridge is None:
-        return _raise(fail("a profile needs peak_macs and bandwidth (or a ridge point)", None,
-                           "e.g. peak_macs = 1.2e12 and bandwidth = 3.4e10"))  # fmt: skip
+        raise fail("a profile needs peak_macs and bandwidth (or a ridge point)", None,
+                           "e.g. peak_macs = 1.2e12 and bandwidth = 3.4e10")  # fmt: skip
     name = data.get("name", path)
     return Hardware(name, float(ridge), dtype, data.get("source", path), peak, bandwidth)
 
@@ -117,10 +116,6 @@ def _at(path: str, text: str, line: int, col: int) -> Span:
     lines = text.split("\n")
     end = len(lines[line - 1]) + 1 if 0 < line <= len(lines) else col + 1
     return Span(path, line, col, line, max(end, col + 1), text)
-
-
-def _raise(error: ArchError) -> Hardware:
-    raise error
 
 
 def profile_text(hw: Hardware) -> str:

@@ -77,6 +77,27 @@ def roofline_cmd(specs: list[str], hardware: str | None, profile: str | None, pe
     return 0
 
 
+def bench_cmd(spec: str, runtimes: str, threads: int, rounds: int, warmup: int, per_block: bool, train_form: bool,
+              as_json: bool, network: str | None, root: Path | None = None) -> int:  # fmt: skip
+    import json
+
+    from ..runtimes.bench import bench, parse_runtimes, report_json, report_text
+    from ..runtimes.weights import init_weights, save_weights
+
+    chosen = parse_runtimes(runtimes)
+    net = compile_file(spec, network, root, deploy=not train_form)
+    form = "train" if train_form else "deploy"
+    with tempfile.TemporaryDirectory(prefix="archdsl-") as tmp:
+        weights = str(Path(tmp) / "weights.safetensors")
+        save_weights(init_weights(net, 0), weights)
+        timings = bench(net, weights, chosen, threads, rounds, warmup, per_block, progress=sys.stderr.isatty())
+    if as_json:
+        sys.stdout.write(json.dumps(report_json(net, timings, threads, form), indent=2) + "\n")
+    else:
+        sys.stdout.write(report_text(net, timings, threads, form))
+    return 0
+
+
 def _weights(spec: str, network: str | None, root: Path | None, deploy: bool, seed: int = 0,
              given: str | None = None, timm: str | None = None) -> dict:  # fmt: skip
     """Canonical weights of the spec's network: given (in either form), imported, or random from

@@ -66,6 +66,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="machine-readable output, every layer included")
     c.add_argument("--plot", help="write a figure (.svg or .png): the sweep for several specs, layers for one")
 
+    c = spec_command("bench", "measured batch-1 latency on real runtimes, taking turns in separate processes")
+    c.add_argument("--runtime", default="torch", help="comma-separated: torch, torch-compile, tflite (default: torch)")
+    c.add_argument("--threads", type=_count(1, 256), default=1, help="threads per runtime (default 1)")
+    c.add_argument("--rounds", type=_count(1, 100_000), default=30, help="timed calls per runtime (default 30)")
+    c.add_argument("--warmup", type=_count(0, 100_000), default=5, help="untimed calls first (default 5)")
+    c.add_argument("--per-block", action="store_true", help="also time every block (torch)")
+    c.add_argument("--train-form", action="store_true", help="measure the train form (default: the deploy form)")
+    c.add_argument("--json", action="store_true", help="machine-readable output, every round included")
+
     c = spec_command("init-weights", "write deterministic random canonical weights")
     c.add_argument("--seed", type=_seed, default=0)
     c.add_argument("-o", "--output", required=True, help="safetensors file to write")
@@ -124,6 +133,19 @@ def _positive(text: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
     return value
+
+
+def _count(low: int, high: int):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected a number from {low} to {high}, got {value}")
+        return value
+
+    return parse
 
 
 def _ridges(text: str) -> list[float]:
@@ -201,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
             return commands.roofline_cmd(args.specs, args.hardware, args.profile, peaks, args.ridge, args.dtype,
                                          args.json, args.layers, args.plot, args.network, args.import_root,
                                          args.deploy)  # fmt: skip
+        if args.command == "bench":
+            if args.train_form and args.deploy:
+                raise UsageError(
+                    "--train-form and --deploy contradict each other", hint="bench measures --deploy by default"
+                )
+            return commands.bench_cmd(args.spec, args.runtime, args.threads, args.rounds, args.warmup, args.per_block,
+                                      args.train_form, args.json, args.network, args.import_root)  # fmt: skip
         if args.command == "init-weights":
             return commands.init_weights_cmd(
                 args.spec, args.seed, args.output, args.network, args.import_root, args.deploy
