@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 
-from ..codegen.steps import AttentionStep, Step, residual_steps
 from ..errors import ArchError
 from ..ir.geometry import FeatureMap
 from ..ir.layers import AttentionCore, InputNorm, Layer, Upsample, residual_tail
 from ..ir.nodes import HW, BlockNode, BlockSpec, ConvBnAct, Norm, Pool
 from .build import Builder
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
+
+if TYPE_CHECKING:
+    from ..codegen.steps import Step
 
 
 class MobileAttention(BlockNode):
@@ -110,6 +112,8 @@ def layers(block: MobileAttention) -> Iterator[Layer]:
 
 def steps(block: MobileAttention) -> list[Step]:
     """One attention step: each backend has an attention helper."""
+    from ..codegen.steps import AttentionStep, residual_steps
+
     attention = AttentionStep(
         block.path, block.output.cout, block.heads, block.kv_heads, block.key_dim, block.value_dim, block.norm,
         block.key_down, block.query_pool.stride if block.query_pool is not None else None,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 
-from ..codegen.steps import BlockOutput, Dense, Flatten, Step
 from ..errors import ArchError
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Layer, Linear
 from ..ir.nodes import BlockNode, BlockSpec
 from .build import Builder
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
+
+if TYPE_CHECKING:
+    from ..codegen.steps import Step
 
 
 class Classifier(BlockNode):
@@ -36,6 +38,8 @@ def layers(block: Classifier) -> Iterator[Layer]:
 
 
 def steps(block: Classifier) -> list[Step]:
+    from ..codegen.steps import BlockOutput, Dense, Flatten
+
     return [Flatten(block.path), Dense(block.path, block.classes, block.dropout), BlockOutput(block.path)]
 
 

@@ -3,14 +3,16 @@ a pointwise projection, a depthwise conv (`dw`)."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
-from ..codegen.steps import Step, residual_steps
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockSpec, ConvBnAct
 from .build import Builder, groups_of
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
+
+if TYPE_CHECKING:
+    from ..codegen.steps import Step
 
 OPTIONS = frozenset({"k", "s", "c", "g", "x", "act", "norm", "eps", "bias", "skip", "noskip", "fixed", "dw", "padding"})
 
@@ -29,6 +31,8 @@ def layers(c: ConvBnAct) -> Iterator[Layer]:
 
 
 def steps(c: ConvBnAct) -> list[Step]:
+    from ..codegen.steps import residual_steps
+
     return residual_steps([c], c.path, c.residual)
 
 

@@ -4,15 +4,17 @@ MobileNetV1's form, with the activation after pw and no residual."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
-from ..codegen.steps import Step, residual_steps
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
 from .build import Builder
 from .kind import BlockKind, TorchPiece, Word
 from .timm_names import efficientnet_names
+
+if TYPE_CHECKING:
+    from ..codegen.steps import Step
 
 
 class DepthwiseSeparable(BlockNode):
@@ -55,6 +57,8 @@ def layers(block: DepthwiseSeparable) -> Iterator[Layer]:
 
 
 def steps(block: DepthwiseSeparable) -> list[Step]:
+    from ..codegen.steps import residual_steps
+
     return residual_steps([*sequence(block)], block.path, block.residual)
 
 

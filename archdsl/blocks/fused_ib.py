@@ -3,9 +3,8 @@ EdgeResidual): a full k x k expand conv -> [SE] -> 1x1 project [+ residual]."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
-from ..codegen.steps import Step, residual_steps
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
@@ -13,6 +12,9 @@ from .build import Builder
 from .kind import BlockKind, TorchPiece, Word
 from .timm_names import efficientnet_names
 from .uib import OPTIONS as UIB_OPTIONS
+
+if TYPE_CHECKING:
+    from ..codegen.steps import Step
 
 
 class FusedInvertedBottleneck(BlockNode):
@@ -52,6 +54,8 @@ def layers(block: FusedInvertedBottleneck) -> Iterator[Layer]:
 
 
 def steps(block: FusedInvertedBottleneck) -> list[Step]:
+    from ..codegen.steps import residual_steps
+
     return residual_steps([*sequence(block)], block.path, block.residual)
 
 

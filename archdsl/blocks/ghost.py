@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 
-from ..codegen.steps import AddShortcut, BlockOutput, Branch, ConcatStep, KeepShortcut, Step
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Concat, Layer, ResidualAdd
 from ..ir.nodes import Act, BlockNode, BlockSpec, ConvBnAct, Node, SqueezeExcite
 from .build import Builder, check_odd
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
+
+if TYPE_CHECKING:
+    from ..codegen.steps import Step
 
 
 class GhostModule(Node):
@@ -85,11 +87,15 @@ def layers(block: GhostBottleneck) -> Iterator[Layer]:
 
 
 def _module_steps(g: GhostModule) -> list[Step]:
+    from ..codegen.steps import Branch, ConcatStep
+
     concat = ConcatStep(f"{g.path}.concat", ("primary", "cheap"), g.out, cut=2 * g.primary.cout > g.out)
     return [Branch(g.primary, "primary"), Branch(g.cheap, "cheap", "primary"), concat]
 
 
 def steps(block: GhostBottleneck) -> list[Step]:
+    from ..codegen.steps import AddShortcut, BlockOutput, Branch, KeepShortcut
+
     out: list[Step] = [KeepShortcut(), *_module_steps(block.ghost1)]
     out += [p for p in (block.dw, block.se) if p is not None]
     out += _module_steps(block.ghost2)

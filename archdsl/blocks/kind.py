@@ -3,7 +3,10 @@ what it means (its resolved node, its elaboration into layers), and what each la
 needs of it (functional steps, the PyTorch class, the deploy form, timm's weight names).
 
 Adding a kind is one module in this folder, filling a `BlockKind`, plus one template piece per
-backend (`backends/torch/<kind>.py.j2`; the step-based backends need one only for a new step)."""
+backend (`backends/torch/<kind>.py.j2`; the step-based backends need one only for a new step).
+
+A kind's module imports the step types inside its `steps` function: a compile for the PyTorch
+backend, or `cost`, never creates them."""
 
 from __future__ import annotations
 

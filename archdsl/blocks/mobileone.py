@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 
-from ..codegen.steps import ActivationStep, BlockOutput, Branch, Step, SumBranches
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Activation, BranchSum, InputNorm, Layer
 from ..ir.nodes import Act, BlockNode, BlockSpec, ConvBnAct, Norm, SqueezeExcite
@@ -16,6 +15,8 @@ from .kind import BlockKind, CannotMerge, TimmPlace, TorchPiece, Word
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from ..codegen.steps import Step
 
 
 class MobileOneBlock(BlockNode):
@@ -77,6 +78,8 @@ def _branches(block: MobileOneBlock) -> list[ConvBnAct | InputNorm]:
 
 
 def steps(block: MobileOneBlock) -> list[Step]:
+    from ..codegen.steps import ActivationStep, BlockOutput, Branch, SumBranches
+
     branches = _branches(block)
     out: list[Step] = []
     if len(branches) == 1:  # the deploy form: one conv

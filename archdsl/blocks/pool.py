@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from ..codegen.steps import Step, residual_steps
 from ..errors import ArchError
 from ..ir.geometry import FeatureMap, out_size, padding_for
 from ..ir.layers import Layer
 from ..ir.nodes import BlockSpec, Pool
 from .build import Builder, check_odd
 from .kind import BlockKind, TorchPiece, Word
+
+if TYPE_CHECKING:
+    from ..codegen.steps import Step
 
 
 def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[Pool, FeatureMap]:
@@ -37,6 +39,8 @@ def layers(pool: Pool) -> Iterator[Layer]:
 
 
 def steps(pool: Pool) -> list[Step]:
+    from ..codegen.steps import residual_steps
+
     return residual_steps([pool], pool.path, False)
 
 

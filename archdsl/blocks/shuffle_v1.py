@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
-from ..codegen.steps import (
-    ActivationStep,
-    AddShortcut,
-    BlockOutput,
-    Branch,
-    ConcatStep,
-    KeepShortcut,
-    ShuffleStep,
-    Step,
-)
 from ..errors import ArchError
 from ..ir.geometry import FeatureMap, out_size, padding_for
 from ..ir.layers import Activation, ChannelShuffle, Concat, Layer, ResidualAdd
 from ..ir.nodes import Act, BlockNode, BlockSpec, ConvBnAct, Pool
 from .build import Builder
 from .kind import BlockKind, TorchPiece, Word
+
+if TYPE_CHECKING:
+    from ..codegen.steps import Step
 
 
 class ShuffleV1Unit(BlockNode):
@@ -88,6 +81,16 @@ def layers(unit: ShuffleV1Unit) -> Iterator[Layer]:
 
 
 def steps(unit: ShuffleV1Unit) -> list[Step]:
+    from ..codegen.steps import (
+        ActivationStep,
+        AddShortcut,
+        BlockOutput,
+        Branch,
+        ConcatStep,
+        KeepShortcut,
+        ShuffleStep,
+    )
+
     out: list[Step] = [KeepShortcut(), unit.reduce]
     if unit.groups > 1:
         out.append(ShuffleStep(f"{unit.path}.shuffle", unit.groups))

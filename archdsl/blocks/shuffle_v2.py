@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Iterator, Literal
 
-from ..codegen.steps import BlockOutput, Branch, ConcatStep, ShuffleStep, SplitStep, Step
 from ..errors import ArchError
 from ..ir.geometry import FeatureMap
 from ..ir.layers import ChannelShuffle, Concat, Layer
 from ..ir.nodes import HW, BlockNode, BlockSpec, ConvBnAct
 from .build import Builder
 from .kind import BlockKind, TorchPiece, Word
+
+if TYPE_CHECKING:
+    from ..codegen.steps import Step
 
 
 class ShuffleUnit(BlockNode):
@@ -61,6 +63,14 @@ def layers(unit: ShuffleUnit) -> Iterator[Layer]:
 
 
 def steps(unit: ShuffleUnit) -> list[Step]:
+    from ..codegen.steps import (
+        BlockOutput,
+        Branch,
+        ConcatStep,
+        ShuffleStep,
+        SplitStep,
+    )
+
     half = unit.pw2.cout
     if unit.down_dw is not None and unit.down_pw is not None:
         out: list[Step] = [Branch(unit.down_dw, "kept"), Branch(unit.down_pw, "kept", "kept")]

@@ -3,9 +3,8 @@ inverted bottleneck (MobileNetV2/V3's and EfficientNet's inverted bottleneck is 
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 
-from ..codegen.steps import Step, residual_steps
 from ..errors import ArchError
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Layer, residual_tail
@@ -13,6 +12,9 @@ from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
 from .build import Builder
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
 from .timm_names import IR, UIR, add_scheme
+
+if TYPE_CHECKING:
+    from ..codegen.steps import Step
 
 
 class UniversalInvertedBottleneck(BlockNode):
@@ -99,6 +101,8 @@ def layers(block: UniversalInvertedBottleneck) -> Iterator[Layer]:
 
 
 def steps(block: UniversalInvertedBottleneck) -> list[Step]:
+    from ..codegen.steps import residual_steps
+
     return residual_steps([*sequence(block)], block.path, block.residual, block.layer_scale)
 
 
