@@ -96,6 +96,13 @@ def test_a_profile_that_is_no_file_is_refused(tmp_path):
         load_profile(str(tmp_path / "absent.toml"))
 
 
+def test_the_help_names_every_built_in_hardware(capsys):
+    with pytest.raises(SystemExit):
+        main(["roofline", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert all(name in help_text for name in BUILTIN)
+
+
 def test_the_json_report_holds_every_layer_and_the_sweep(tmp_path, capsys):
     spec = tmp_path / "tiny.arch"
     spec.write_text(TINY)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import tomllib
-
 from ..errors import ArchError, Span, UsageError, did_you_mean
 from ..input_files import open_regular
 
@@ -51,9 +49,7 @@ def builtin(name: str) -> Hardware:
 
 
 def from_peaks(peak_macs: float, bandwidth: float, dtype: str) -> Hardware:
-    for what, value in (("--peak-macs", peak_macs), ("--bandwidth", bandwidth)):
-        if not value > 0 or value == float("inf"):
-            raise UsageError(f"{what} must be a positive number, got {value}", None)
+    """Hardware of the given (positive, finite) peak MACs/s and bandwidth."""
     return Hardware("custom", peak_macs / bandwidth, dtype, "--peak-macs and --bandwidth", peak_macs, bandwidth)
 
 
@@ -71,6 +67,9 @@ def load_profile(path: str) -> Hardware:
             text = f.read().decode("utf-8", errors="replace")
     except OSError as exc:
         raise fail((exc.strerror or str(exc)).lower()) from None
+
+    import tomllib  # only where a profile is read
+
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

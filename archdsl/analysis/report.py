@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from ..blocks import kind_of
 from ..ir.deploy_form import CannotMerge, deploy_form
@@ -111,12 +111,7 @@ def cost_table(net: Network, dtype: str = "float32") -> str:
     rows.append(("total", "", "x".join(map(str, net.input_shape)) + " in", f"{total.params:,}", f"{total.macs:,}",
                  _si(total.weight_bytes(dtype)) + "B", _si(total.activation_bytes(dtype)) + "B",
                  f"{total.macs / moved:.1f}"))  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for r in rows:
-        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2])]
-        cells += [v.rjust(w) for v, w in zip(r[3:], widths[3:], strict=True)]
-        lines.append("  ".join(cells).rstrip())
+    lines = aligned(rows, left=3)
     deploy = _deploy_cost(net)
     if deploy is None:
         lines.append("deploy form: none (a MobileOne block's branches cannot merge; see `archdsl cost --deploy`)")
@@ -124,6 +119,19 @@ def cost_table(net: Network, dtype: str = "float32") -> str:
         lines.append(f"deploy form (BatchNorm folded, branches merged): {deploy.params:,} params, {deploy.macs:,} MACs")
     title = f"{net.name}: input {'x'.join(map(str, net.input_shape))} (CxHxW), {dtype}; MACs = multiply-accumulates"
     return title + "\n" + "\n".join(lines) + "\n"
+
+
+def aligned(rows: Sequence[Sequence[str]], left: int = 1, indent: str = "") -> list[str]:
+    """Rows as text columns two spaces apart: the first `left` columns left-aligned, the others
+    (numbers) right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        (
+            indent
+            + "  ".join(v.ljust(w) if i < left else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths, strict=True)))
+        ).rstrip()
+        for r in rows
+    ]
 
 
 def _out_shape(block: Block) -> str:

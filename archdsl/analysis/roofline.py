@@ -16,7 +16,7 @@ from ..ir.network import Network
 from .cost import layer_cost
 from .hardware import Hardware
 from .layers import layers_of
-from .report import layer_kind, layer_path
+from .report import aligned, layer_kind, layer_path
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,7 @@ def _rows(layers: list[LayerLoad], hw: Hardware, per_layer: bool) -> list[str]:
         kinds = {bound[x.memory_bound(hw.ridge)] for x in group}
         rows.append((name, f"{macs:,}", f"{moved:,}", f"{macs / moved:.1f}" if moved else "-",
                      kinds.pop() if len(kinds) == 1 else "mixed", f"{eff / total:.1%}"))  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join([r[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True))])
-            for r in rows]  # fmt: skip
+    return aligned(rows, indent="  ")
 
 
 def _sweep_text(nets: list[Network], ridges: list[float], dtype: str) -> str:
@@ -136,7 +134,4 @@ def _sweep_text(nets: list[Network], ridges: list[float], dtype: str) -> str:
         [f"{r:g}", *(f"{v / row[0]:.3f}" if len(nets) > 1 and row[0] else f"{v / 1e6:,.1f}" for v in row)]
         for r, row in zip(ridges, table, strict=True)
     ]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    body = ["  ".join([r[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True))])
-            for r in rows]  # fmt: skip
-    return f"ridge-point sweep, {what} (MobileNetV4, figure 2):\n" + "\n".join(body)
+    return f"ridge-point sweep, {what} (MobileNetV4, figure 2):\n" + "\n".join(aligned(rows))

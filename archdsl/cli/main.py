@@ -22,8 +22,6 @@ from ..errors import ArchError, ArchErrors, UsageError, escaped  # noqa: E402
 from ..limits import MAX_INPUT_SIDE  # noqa: E402
 from . import commands  # noqa: E402
 
-_HARDWARE = ("pixel6-cpu", "s23-cpu", "pixel4-dsp", "pixel8-edgetpu")  # analysis/hardware.py's, without importing it
-
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="archdsl", description="Compile architecture specs to framework code.")
@@ -56,7 +54,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
     c.add_argument("--deploy", action="store_true", help="the inference form (BatchNorm folded, branches merged)")
     where = c.add_mutually_exclusive_group()
-    where.add_argument("--hardware", help="a built-in profile (default: pixel6-cpu): " + ", ".join(_HARDWARE))
+    where.add_argument(
+        "--hardware", help="a built-in profile: pixel6-cpu (default), s23-cpu, pixel4-dsp, pixel8-edgetpu"
+    )
     where.add_argument("--profile", help="a hardware profile file (TOML): peak_macs and bandwidth, or ridge")
     where.add_argument("--peak-macs", type=_positive, help="peak MACs per second (with --bandwidth)")
     c.add_argument("--bandwidth", type=_positive, help="memory bytes per second (with --peak-macs)")
@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=_seed, default=0, help="seed of the random weights and input")
     c.add_argument("--weights", help="canonical weights to use instead of random ones")
     c.add_argument("--input", type=_hw, help="input size HxW instead of the spec's")
-    c.add_argument("--tolerance", type=_tolerance, default=1e-4, help="max |a-b| / max(1, max|ref|) (default 1e-4)")
+    c.add_argument("--tolerance", type=_positive, default=1e-4, help="max |a-b| / max(1, max|ref|) (default 1e-4)")
 
     c = spec_command("export", "write a deployable model: .tflite or .mlpackage")
     c.add_argument("--backend", required=True, choices=("tflite", "coreml"))
@@ -171,16 +171,6 @@ def _seed(text: str) -> int:
     if not 0 <= seed < 2**63:
         raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 2**63 - 1, got {text}")
     return seed
-
-
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"the tolerance must be a finite positive number, got {text}")
-    return value
 
 
 def _code_backend(text: str) -> str:

@@ -17,8 +17,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+from ..analysis.report import aligned
 from ..codegen.registry import get_backend
 from ..errors import ArchError, UsageError, did_you_mean
 from ..ir.network import Network
@@ -143,13 +144,14 @@ def report_text(net: Network, timings: list[Timing], threads: int, form: str) ->
         rows.append(
             (t.runtime, f"{t.median * 1e3:.3f}", f"{min(t.seconds) * 1e3:.3f}", f"{q1 * 1e3:.3f}-{q3 * 1e3:.3f}")
         )
-    lines += _table(rows)
+    lines += aligned(rows, indent="  ")
     for t in timings:
         if t.blocks:
             total = sum(t.blocks.values()) or 1.0
             lines += ["", f"per block ({t.runtime}, medians; hooks add a little to each):"]
-            lines += _table(
-                [("block", "ms", "share")] + [(p, f"{s * 1e3:.3f}", f"{s / total:.1%}") for p, s in t.blocks.items()]
+            lines += aligned(
+                [("block", "ms", "share")] + [(p, f"{s * 1e3:.3f}", f"{s / total:.1%}") for p, s in t.blocks.items()],
+                indent="  ",
             )
     return "\n".join(lines) + "\n"
 
@@ -158,9 +160,3 @@ def report_json(net: Network, timings: list[Timing], threads: int, form: str) ->
     return {"network": net.name, "source": net.source, "form": form, "threads": threads, "batch": 1,
             "runtimes": [{"runtime": t.runtime, "median_seconds": t.median, "min_seconds": min(t.seconds),
                           "iqr_seconds": list(t.iqr), "seconds": t.seconds, "blocks": t.blocks} for t in timings]}  # fmt: skip
-
-
-def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join([r[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True))])
-            for r in rows]  # fmt: skip
