@@ -38,6 +38,8 @@ def attention_args(a: AttentionStep) -> list[tuple[str, str]]:
         args.append(("eps", repr(a.norm.eps)))
     if a.kv_down is not None:
         args.append(("kv_stride", str(a.kv_down.stride)))
+        if a.kv_down.bias:  # the deploy form: its BatchNorm folded into the conv
+            args.append(("kv_bias", "True"))
     if a.query_stride is not None:
         args.append(("query_stride", str(a.query_stride)))
     return args

@@ -108,11 +108,12 @@ def mobile_attention(
     eps: float | None = None,
     kv_stride: int = 1,
     kv_padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    kv_bias: bool = False,
     query_stride: int = 1,
 ):
     """[pre-BN] -> softmax(q k^T / sqrt(key_dim)) v -> output projection, channels split into
     heads head-major; keys and values have `kv_heads` heads (1: shared by every query head) and
-    may be downsampled by a depthwise conv + BN; queries by an average pool + BN, the result
+    may be downsampled by a depthwise conv + BN (a biased conv when `kv_bias`: the BN folded); queries by an average pool + BN, the result
     upsampled back (bilinear, half-pixel centres)."""
     if eps is not None:
         x = batch_norm(x, w, f"{name}.norm", eps)
@@ -132,8 +133,9 @@ def mobile_attention(
     q = mb.mul(x=q, y=float(key_dim) ** -0.5, name=f"{name}.query.scaled")
     k = v = x
     if kv_stride > 1:
-        k = conv_bn_act(x, w, f"{name}.key_down", stride=kv_stride, padding=kv_padding, groups=channels, eps=eps)
-        v = conv_bn_act(x, w, f"{name}.value_down", stride=kv_stride, padding=kv_padding, groups=channels, eps=eps)
+        down = dict(stride=kv_stride, padding=kv_padding, groups=channels, bias=kv_bias, eps=None if kv_bias else eps)
+        k = conv_bn_act(x, w, f"{name}.key_down", **down)
+        v = conv_bn_act(x, w, f"{name}.value_down", **down)
     k = mb.reshape(x=conv_bn_act(k, w, f"{name}.key"), shape=[1, kv_heads, key_dim, -1], name=f"{name}.key.heads")
     v = mb.reshape(x=conv_bn_act(v, w, f"{name}.value"), shape=[1, kv_heads, value_dim, -1], name=f"{name}.value.heads")
     v = mb.transpose(x=v, perm=[0, 1, 3, 2], name=f"{name}.value.t")

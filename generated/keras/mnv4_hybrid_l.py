@@ -95,11 +95,13 @@ def mobile_attention(
     kv_stride: int = 1,
     kv_kernel: int = 3,
     kv_padding: int | tuple[int, int, int, int] = 0,
+    kv_bias: bool = False,
     query_stride: int = 1,
 ):
     """[pre-BN] -> attention -> output projection. Keys and values may be downsampled by a
-    depthwise conv + BN, queries by an average pool + BN (the result upsampled back, bilinear
-    with half-pixel centres); no projection has a bias."""
+    depthwise conv + BN (a biased conv when `kv_bias`: the BN folded), queries by an average
+    pool + BN (the result upsampled back, bilinear with half-pixel centres); no projection has
+    a bias."""
     if eps is not None:
         x = layers.BatchNormalization(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.norm")(x)
     q = x
@@ -110,7 +112,8 @@ def mobile_attention(
     q = conv_bn_act(q, f"{name}.query", heads * key_dim, 1)
     k = v = x
     if kv_stride > 1:
-        down = dict(stride=kv_stride, padding=kv_padding, depthwise=True, eps=eps, momentum=momentum)
+        eps_down = None if kv_bias else eps
+        down = dict(stride=kv_stride, padding=kv_padding, depthwise=True, bias=kv_bias, eps=eps_down, momentum=momentum)
         k = conv_bn_act(x, f"{name}.key_down", x.shape[-1], kv_kernel, **down)
         v = conv_bn_act(x, f"{name}.value_down", x.shape[-1], kv_kernel, **down)
     k = conv_bn_act(k, f"{name}.key", kv_heads * key_dim, 1)
