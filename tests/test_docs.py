@@ -334,7 +334,7 @@ ALTERATIONS = [  # (check, text in the doc, what replaces it, the problem the ch
     # a value of a fixed set, including those a value type announces (the code backends)
     (language_cli, "[--backend torch\\|keras\\|coreml]", "[--backend torch\\|keras]",
      "`archdsl compile` synopsis lacks --backend's value 'coreml'"),
-    (readme_cli, "[--json] [--dtype float32\\|float16\\|bfloat16\\|int8]` | params", "[--json] [--dtype float32\\|float16]` | params",
+    (readme_cli, "[--json] [--dtype float32\\|float16\\|bfloat16\\|int8] [--profile", "[--json] [--dtype float32\\|float16] [--profile",
      "`archdsl cost` synopsis lacks --dtype's value 'int8'"),
     (language_cli, "[--backends torch,keras,tflite,coreml] [--seed N] [--weights FILE]",
      "[--backends torch,keras,coreml] [--seed N] [--weights FILE]", "`archdsl verify` synopsis lacks --backends's value 'tflite'"),

@@ -56,7 +56,17 @@ def _numbers(c: Cost, dtype: str) -> dict[str, int]:
     }
 
 
-def cost_json(net: Network, dtype: str = "float32") -> dict[str, Any]:
+def _per_block(latency: Any) -> dict[str, float]:
+    """Predicted seconds per block, from `Predictor.network`'s (total, layer times)."""
+    out: dict[str, float] = {}
+    for t in latency[1]:
+        out[t.block] = out.get(t.block, 0.0) + t.seconds
+    return out
+
+
+def cost_json(net: Network, dtype: str = "float32", latency: Any = None) -> dict[str, Any]:
+    """Every layer's cost; with `latency` (`Predictor.network`'s answer), each layer's predicted
+    seconds and the network's."""
     layers = []
     total = Cost()
     for block in net.blocks():
@@ -66,6 +76,9 @@ def cost_json(net: Network, dtype: str = "float32") -> dict[str, Any]:
             layers.append(
                 {"path": layer_path(layer), "kind": layer_kind(layer), "block": block.path, **_numbers(c, dtype)}
             )
+    if latency is not None:
+        for row, t in zip(layers, latency[1], strict=True):
+            row["predicted_seconds"] = t.seconds
     stages = [
         {"name": s.name, "path": s.path, "blocks": len(s.blocks),
          **_numbers(sum((block_cost(b) for b in s.blocks), Cost()), dtype)}
@@ -82,6 +95,7 @@ def cost_json(net: Network, dtype: str = "float32") -> dict[str, Any]:
         "deploy_total": None if deploy is None else _numbers(deploy, dtype),
         "stages": stages,
         "layers": layers,
+        **({} if latency is None else {"predicted_seconds": latency[0]}),
     }
 
 
@@ -92,8 +106,10 @@ def _si(n: float) -> str:
     return str(int(n))
 
 
-def cost_table(net: Network, dtype: str = "float32") -> str:
-    rows = [("block", "kind", "output", "params", "MACs", "weights", "activations", "MACs/byte")]
+def cost_table(net: Network, dtype: str = "float32", latency: Any = None) -> str:
+    """The cost per block; with `latency` (`Predictor.network`'s answer), a column of predicted
+    milliseconds."""
+    rows: list[tuple[str, ...]] = [("block", "kind", "output", "params", "MACs", "weights", "activations", "MACs/byte")]
     total = Cost()
     for stage in net.all_stages():
         label = stage.path if stage.name == stage.path else f"{stage.path} ({stage.name})"
@@ -111,6 +127,12 @@ def cost_table(net: Network, dtype: str = "float32") -> str:
     rows.append(("total", "", "x".join(map(str, net.input_shape)) + " in", f"{total.params:,}", f"{total.macs:,}",
                  _si(total.weight_bytes(dtype)) + "B", _si(total.activation_bytes(dtype)) + "B",
                  f"{total.macs / moved:.1f}"))  # fmt: skip
+    if latency is not None:
+        ms = {path: f"{s * 1e3:.3f}" for path, s in _per_block(latency).items()}
+        rows[0] = (*rows[0], "pred. ms")
+        for i in range(1, len(rows) - 1):
+            rows[i] = (*rows[i], ms.get(rows[i][0].strip(), ""))
+        rows[-1] = (*rows[-1], f"{latency[0] * 1e3:.3f}")
     lines = aligned(rows, left=3)
     deploy = _deploy_cost(net)
     if deploy is None:

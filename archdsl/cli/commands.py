@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..atomic import check_output, write_atomic
 from ..compiler import compile_file
-from ..errors import ArchError, UsageError
+from ..errors import ArchError, UsageError, did_you_mean
 
 
 def _inputs(spec: str, root: Path | None) -> list[Path]:
@@ -33,13 +33,54 @@ def compile_cmd(spec: str, backend: str, output: str | None, network: str | None
 
 
 def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None, root: Path | None = None,
-             deploy: bool = False) -> int:  # fmt: skip
+             deploy: bool = False, profile: str | None = None) -> int:  # fmt: skip
     import json
 
     from ..analysis.report import cost_json, cost_table
 
     net = compile_file(spec, network, root, deploy=deploy)
-    sys.stdout.write(json.dumps(cost_json(net, dtype), indent=2) + "\n" if as_json else cost_table(net, dtype))
+    latency = None
+    if profile is not None:
+        from ..analysis.latency import Predictor, read_profile
+
+        latency = Predictor(read_profile(profile)).network(net)
+    out = json.dumps(cost_json(net, dtype, latency), indent=2) + "\n" if as_json else cost_table(net, dtype, latency)
+    sys.stdout.write(out)
+    return 0
+
+
+def calibrate_cmd(specs: list[str], output: str, runtime: str, threads: int, rounds: int, calls: int, warmup: int,
+                  grid: bool, deploy: bool, network: str | None, root: Path | None) -> int:  # fmt: skip
+    from ..runtimes.calibrate import RUNTIMES, calibrate
+
+    if runtime not in RUNTIMES:
+        raise UsageError(f"unknown runtime '{runtime}'", None, did_you_mean(runtime, RUNTIMES))
+    path = check_output(output, [p for s in specs for p in _inputs(s, root)])
+    nets = [compile_file(s, network, root, deploy=deploy) for s in specs]
+    profile, measured = calibrate(nets, path, runtime, threads, rounds, calls, warmup, grid, sys.stderr.isatty())
+    print(f"wrote {output}: {len(profile.entries)} units ({measured} measured now), {len(profile.networks)} "
+          f"network(s) measured whole; {runtime}, {threads} thread(s)", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def latency_cmd(spec: str, profile: str, threads: int | None, deploy: bool, per_layer: bool, as_json: bool,
+                network: str | None, root: Path | None) -> int:  # fmt: skip
+    import json
+
+    from ..analysis.latency import Predictor, read_profile
+    from ..analysis.latency_report import report_json, report_text
+
+    prof = read_profile(profile)
+    if threads is not None and threads != prof.threads:
+        raise ArchError(f"{profile}: measured with {prof.threads} thread(s), not {threads}",
+                        hint=f"calibrate with --threads {threads}")  # fmt: skip
+    net = compile_file(spec, network, root, deploy=deploy)
+    predicted = Predictor(prof).network(net)
+    form = "deploy" if deploy else "train"
+    if as_json:
+        sys.stdout.write(json.dumps(report_json(net, prof, predicted, form), indent=2) + "\n")
+    else:
+        sys.stdout.write(report_text(net, prof, predicted, form, per_layer))
     return 0
 
 
@@ -77,8 +118,8 @@ def roofline_cmd(specs: list[str], hardware: str | None, profile: str | None, pe
     return 0
 
 
-def bench_cmd(spec: str, runtimes: str, threads: int, rounds: int, warmup: int, per_block: bool, train_form: bool,
-              as_json: bool, network: str | None, root: Path | None = None) -> int:  # fmt: skip
+def bench_cmd(spec: str, runtimes: str, threads: int, rounds: int, warmup: int, calls: int, per_block: bool,
+              train_form: bool, as_json: bool, network: str | None, root: Path | None = None) -> int:  # fmt: skip
     import json
 
     from ..runtimes.bench import bench, parse_runtimes, report_json, report_text
@@ -90,7 +131,7 @@ def bench_cmd(spec: str, runtimes: str, threads: int, rounds: int, warmup: int, 
     with tempfile.TemporaryDirectory(prefix="archdsl-") as tmp:
         weights = str(Path(tmp) / "weights.safetensors")
         save_weights(init_weights(net, 0), weights)
-        timings = bench(net, weights, chosen, threads, rounds, warmup, per_block, progress=sys.stderr.isatty())
+        timings = bench(net, weights, chosen, threads, rounds, warmup, per_block, sys.stderr.isatty(), calls)
     if as_json:
         sys.stdout.write(json.dumps(report_json(net, timings, threads, form), indent=2) + "\n")
     else:

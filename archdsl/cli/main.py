@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     c = spec_command("cost", "params, MACs and memory traffic per block")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16", "int8"))
+    c.add_argument("--profile", help="a latency profile (archdsl calibrate): adds the predicted time of each block")
 
     c = sub.add_parser("roofline", help="roofline latency per layer, and across hardware (ridge-point sweep)")
     c.add_argument("specs", nargs="+", metavar="spec", help="spec files; the first is the sweep's baseline")
@@ -71,9 +72,31 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=_count(1, 256), default=1, help="threads per runtime (default 1)")
     c.add_argument("--rounds", type=_count(1, 100_000), default=30, help="timed calls per runtime (default 30)")
     c.add_argument("--warmup", type=_count(0, 100_000), default=5, help="untimed calls first (default 5)")
+    c.add_argument("--calls", type=_count(1, 10_000), default=1,
+                   help="back-to-back calls per round, their median the round's figure (default 1)")  # fmt: skip
     c.add_argument("--per-block", action="store_true", help="also time every block (torch)")
     c.add_argument("--train-form", action="store_true", help="measure the train form (default: the deploy form)")
     c.add_argument("--json", action="store_true", help="machine-readable output, every round included")
+
+    c = sub.add_parser("calibrate", help="measure a latency profile on a real runtime, for archdsl latency")
+    c.add_argument("specs", nargs="+", metavar="spec", help="spec files whose layers (and a grid around them) to time")
+    c.add_argument("--network", help="network to use when a file defines several")
+    c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
+    c.add_argument("--train-form", action="store_true", help="time the train form's layers (default: the deploy form)")
+    c.add_argument("--runtime", default="tflite", help="the runtime to measure (tflite)")
+    c.add_argument("--threads", type=_count(1, 256), default=1, help="runtime threads (default 1)")
+    c.add_argument("--rounds", type=_count(1, 10_000), default=7, help="interleaved rounds per unit (default 7)")
+    c.add_argument("--calls", type=_count(1, 10_000), default=5, help="timed calls per unit per round (default 5)")
+    c.add_argument("--warmup", type=_count(0, 10_000), default=3, help="untimed calls first (default 3)")
+    c.add_argument("--no-grid", action="store_true", help="only the specs' own layers, no widened convs")
+    c.add_argument("-o", "--output", required=True, help="the profile (JSON); an existing one is completed")
+
+    c = spec_command("latency", "predicted latency and its split over blocks, from a calibrated profile")
+    c.add_argument("--profile", required=True, help="a latency profile written by archdsl calibrate")
+    c.add_argument("--threads", type=_count(1, 256), help="check the profile was measured with this many threads")
+    c.add_argument("--train-form", action="store_true", help="predict the train form (default: the deploy form)")
+    c.add_argument("--layers", action="store_true", help="one row per layer instead of per block")
+    c.add_argument("--json", action="store_true", help="machine-readable output, every layer included")
 
     c = spec_command("init-weights", "write deterministic random canonical weights")
     c.add_argument("--seed", type=_seed, default=0)
@@ -205,7 +228,19 @@ def main(argv: list[str] | None = None) -> int:
                 args.spec, args.backend, args.output, args.network, args.import_root, args.deploy
             )
         if args.command == "cost":
-            return commands.cost_cmd(args.spec, args.json, args.dtype, args.network, args.import_root, args.deploy)
+            return commands.cost_cmd(args.spec, args.json, args.dtype, args.network, args.import_root, args.deploy,
+                                     args.profile)  # fmt: skip
+        if args.command == "calibrate":
+            return commands.calibrate_cmd(args.specs, args.output, args.runtime, args.threads, args.rounds, args.calls,
+                                          args.warmup, not args.no_grid, not args.train_form, args.network,
+                                          args.import_root)  # fmt: skip
+        if args.command == "latency":
+            if args.train_form and args.deploy:
+                raise UsageError(
+                    "--train-form and --deploy contradict each other", hint="latency predicts --deploy by default"
+                )
+            return commands.latency_cmd(args.spec, args.profile, args.threads, not args.train_form, args.layers,
+                                        args.json, args.network, args.import_root)  # fmt: skip
         if args.command == "roofline":
             if (args.peak_macs is None) != (args.bandwidth is None):
                 raise UsageError("--peak-macs and --bandwidth go together", hint="or name a --hardware or --profile")
@@ -218,8 +253,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError(
                     "--train-form and --deploy contradict each other", hint="bench measures --deploy by default"
                 )
-            return commands.bench_cmd(args.spec, args.runtime, args.threads, args.rounds, args.warmup, args.per_block,
-                                      args.train_form, args.json, args.network, args.import_root)  # fmt: skip
+            return commands.bench_cmd(args.spec, args.runtime, args.threads, args.rounds, args.warmup, args.calls,
+                                      args.per_block, args.train_form, args.json, args.network,
+                                      args.import_root)  # fmt: skip
         if args.command == "init-weights":
             return commands.init_weights_cmd(
                 args.spec, args.seed, args.output, args.network, args.import_root, args.deploy

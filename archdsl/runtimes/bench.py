@@ -57,9 +57,12 @@ def parse_runtimes(text: str) -> list[str]:
 
 
 def bench(net: Network, weights: str, runtimes: list[str], threads: int, rounds: int, warmup: int,
-          per_block: bool, progress: bool = False) -> list[Timing]:  # fmt: skip
+          per_block: bool, progress: bool = False, calls: int = 1) -> list[Timing]:  # fmt: skip
+    """Each runtime's time per call, one figure per round: the median of `calls` back-to-back
+    calls (1: a call after the other runtimes' turns; more: the steady state, as `archdsl
+    latency` predicts it)."""
     with tempfile.TemporaryDirectory(prefix="archdsl-bench-") as tmp:
-        workers = {r: _start(r, net, weights, threads, warmup, per_block, Path(tmp)) for r in runtimes}
+        workers = {r: _start(r, net, weights, threads, warmup, per_block, Path(tmp), calls) for r in runtimes}
         try:
             for r, w in workers.items():
                 _answer(w, r)  # ready
@@ -82,7 +85,7 @@ def bench(net: Network, weights: str, runtimes: list[str], threads: int, rounds:
 
 
 def _start(runtime: str, net: Network, weights: str, threads: int, warmup: int, per_block: bool,
-           tmp: Path) -> subprocess.Popen[str]:  # fmt: skip
+           tmp: Path, calls: int) -> subprocess.Popen[str]:  # fmt: skip
     code = tmp / f"{runtime}.py"
     code.write_text(get_backend(RUNTIMES[runtime]).emit(net))
     request = {
@@ -92,6 +95,7 @@ def _start(runtime: str, net: Network, weights: str, threads: int, warmup: int, 
         "shape": list(net.input_shape),
         "threads": threads,
         "warmup": warmup,
+        "calls": calls,
         "per_block": per_block,
         "blocks": [b.path for b in net.blocks()],
     }

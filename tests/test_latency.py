@@ -1,0 +1,221 @@
+"""The latency predictor (`archdsl calibrate`, `archdsl latency`, `cost --profile`): the fits on
+profiles made by hand, profile files read back or refused, and a real calibration on TFLite of
+tiny networks (one round per unit: no timed assertions, only that every figure is there,
+consistent, and that the units run as the kernels the whole network runs)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import warnings
+
+import pytest
+from test_keras_backend import ATTENTION
+
+from archdsl.analysis.latency import (
+    Entry,
+    NetworkTime,
+    Predictor,
+    Profile,
+    features,
+    key_of,
+    nonnegative_fit,
+    profile_from_json,
+    read_profile,
+    unit_of,
+)
+from archdsl.analysis.layers import network_layers
+from archdsl.cli.main import main
+from archdsl.compiler import compile_text
+from archdsl.errors import ArchError
+from archdsl.ir.deploy_form import deploy_form
+from archdsl.ir.nodes import ConvBnAct
+from archdsl.runtimes.calibrate import calibrate, load_existing, measured_ops, network_key
+from conftest import small_net
+
+SE_NET = small_net("ib k5 e3 c24 se0.25 act=hard_swish; ib k3 e3 c24; ds k3 c32 s2")
+OVERHEAD = 2e-6
+
+
+def _convs(net):
+    return [layer for layer in network_layers(net) if isinstance(layer, ConvBnAct)]
+
+
+def _linear_profile(layers, a=3e-6, b=2e-12, c=1e-10):
+    """Every layer measured at exactly a + b x MACs + c x bytes (plus the overhead)."""
+    entries = {}
+    for layer in layers:
+        macs, moved = features(layer)
+        entries[key_of(unit_of(layer))] = Entry(unit_of(layer), OVERHEAD + a + b * macs + c * moved, macs, moved)
+    return Profile("tflite", 1, OVERHEAD, entries, {"tensorflow": "x"})
+
+
+def test_nonnegative_fit_recovers_coefficients_and_never_goes_negative():
+    rows = [((1.0, m, b), 5.0 + 2.0 * m + 0.5 * b) for m, b in [(1, 2), (4, 1), (9, 7), (3, 3), (10, 1)]]
+    assert nonnegative_fit(rows) == pytest.approx((5.0, 2.0, 0.5))
+    falling = [((1.0, x), 10.0 - x) for x in (1.0, 2.0, 3.0, 4.0)]  # the best line has a negative slope
+    assert all(c >= 0 for c in nonnegative_fit(falling))
+
+
+def test_a_measured_unit_is_looked_up_and_an_unmeasured_one_fitted_on_its_family():
+    net = deploy_form(compile_text(SE_NET))
+    conv = next(c for c in _convs(net) if c.kernel == 1 and c.groups == 1)
+    known = [conv.model_copy(update={"cin": cin, "cout": cout}) for cin, cout in [(8, 16), (16, 64), (32, 24), (64, 8)]]
+    new = conv.model_copy(update={"cin": 40, "cout": 48})
+    profile = _linear_profile(known)
+    predictor = Predictor(profile)
+    seconds, source = predictor.layer(known[0])
+    assert source == "measured" and seconds == pytest.approx(profile.entries[key_of(unit_of(known[0]))].seconds
+                                                            - OVERHEAD)  # fmt: skip
+    macs, moved = features(new)
+    seconds, source = predictor.layer(new)
+    assert source.startswith("fitted on conv pointwise")
+    assert seconds == pytest.approx(3e-6 + 2e-12 * macs + 1e-10 * moved, rel=1e-6)
+
+
+def test_the_network_adds_units_with_the_scale_and_per_layer_cost_fitted_on_whole_networks():
+    net = deploy_form(compile_text(SE_NET))
+    layers = list(network_layers(net))
+    profile = _linear_profile([x for x in layers if unit_of(x) is not None])
+    alone = Predictor(profile)
+    units = sum(t.seconds for t in alone.units(net))
+    assert alone.scale == 1.0 and alone.per_layer == 0.0  # no network measured whole: units simply add up
+    total, times = alone.network(net)
+    assert total == pytest.approx(OVERHEAD + units)
+    # two networks measured whole at 1.5 x their units + 4 us per layer: the fit finds both
+    for name, factor in (("a", 1.0), ("b", 3.0)):
+        n = len(times) * (2 if name == "b" else 1)
+        profile.networks[name] = NetworkTime(OVERHEAD + 1.5 * units * factor + 4e-6 * n, units * factor, n)
+    fitted = Predictor(profile)
+    assert (fitted.scale, fitted.per_layer) == pytest.approx((1.5, 4e-6), rel=1e-6)
+    total, times = fitted.network(net)
+    assert total == pytest.approx(OVERHEAD + 1.5 * units + 4e-6 * len(times))
+    assert sum(t.seconds for t in times) == pytest.approx(total - OVERHEAD)
+
+
+def test_a_layer_scale_is_folded_and_an_op_the_profile_lacks_is_an_error():
+    net = deploy_form(compile_text(small_net("ib k3 e2 c16 layer_scale=0.1")))
+    layers = list(network_layers(net))
+    profile = _linear_profile([x for x in layers if unit_of(x) is not None and unit_of(x)["op"] != "fc"])
+    predictor = Predictor(profile)
+    scale = next(x for x in layers if type(x).__name__ == "LayerScale")
+    assert unit_of(scale) is None and predictor.layer(scale) == (0.0, "folded")
+    fc = next(x for x in layers if unit_of(x) is not None and unit_of(x)["op"] == "fc")
+    with pytest.raises(ArchError, match="the profile has no fc unit to predict head"):
+        predictor.layer(fc)
+
+
+def test_a_profile_round_trips_and_a_wrong_one_is_refused(tmp_path):
+    net = deploy_form(compile_text(SE_NET))
+    profile = _linear_profile(list(_convs(net)))
+    profile.networks["n 123"] = NetworkTime(1e-3, 9e-4, 12)
+    back = profile_from_json(json.loads(json.dumps(profile.to_json())), "p.json")
+    assert back == profile
+    path = tmp_path / "p.json"
+    path.write_text('{"format": "archdsl-latency-profile/1",\n  "runtime": tflite}')
+    with pytest.raises(ArchError) as e:
+        read_profile(str(path))
+    assert e.value.span is not None and (e.value.span.line, e.value.span.col) == (2, 14)
+    broken = profile.to_json()
+    broken["entries"][0]["seconds"] = -1
+    with pytest.raises(ArchError, match="entry 1 is malformed"):
+        profile_from_json(broken, "p.json")
+    path.write_text(json.dumps(profile.to_json()))
+    with pytest.raises(ArchError, match="measured for tflite with 1 thread"):
+        load_existing(path, "tflite", 2)
+    path.write_text('{"mine": true}')
+    with pytest.raises(ArchError, match="not a latency profile"):
+        load_existing(path, "tflite", 1)  # and calibrate never writes over such a file
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    path = tmp_path_factory.mktemp("calibrate") / "profile.json"
+    nets = [deploy_form(compile_text(SE_NET)), deploy_form(compile_text(ATTENTION.replace("PAD", "symmetric")))]
+    profile, measured = calibrate(nets, path, "tflite", 1, 1, 1, 0, grid=True)
+    return nets, path, profile, measured
+
+
+def test_calibrate_measures_every_unit_and_network_and_goes_on_where_it_stopped(calibrated):
+    nets, path, profile, measured = calibrated
+    units = {key_of(unit_of(x)) for net in nets for x in network_layers(net) if unit_of(x) is not None}
+    assert units <= set(profile.entries) and measured == len(profile.entries) > len(units)  # and the grid
+    assert all(e.seconds > 0 for e in profile.entries.values())
+    assert set(profile.networks) == {network_key(n) for n in nets}
+    assert read_profile(str(path)) == profile
+    again, measured_again = calibrate(nets, path, "tflite", 1, 1, 1, 0, grid=True)
+    assert measured_again == 0 and again == profile
+    for net in nets:
+        total, times = Predictor(profile).network(net)
+        assert all(t.source == "measured" or t.source == "folded" for t in times)
+        assert total > profile.overhead and all(t.seconds >= 0 for t in times)
+
+
+def test_units_run_as_the_kernels_the_whole_network_runs(calibrated):
+    """The fusion the predictor assumes, checked on the converter: the kernels of every unit, added
+    up, are the whole network's, but for its flatten (dynamic batch) and a PAD the key and value
+    downsampling share; in attention, also but for the layout ops (reshape, transpose) and the
+    query scaling, which the converter arranges differently around a unit's edges."""
+    import tensorflow as tf
+
+    from archdsl.codegen.registry import get_backend
+    from archdsl.runtimes.runners.keras_runner import build
+    from archdsl.runtimes.runners.tflite_runner import convert
+    from archdsl.runtimes.weights import init_weights, save_weights
+
+    nets, path, _, _ = calibrated
+    layout = {"RESHAPE", "TRANSPOSE", "MUL"}
+    for net in nets:
+        ops = dict((key_of(u), o) for u, o in measured_ops([net]))
+        units = collections.Counter(op for x in network_layers(net) if unit_of(x) for op in ops[key_of(unit_of(x))])
+        weights = str(path.parent / f"{net.name}.safetensors")
+        save_weights(init_weights(net, 0), weights)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            interpreter = tf.lite.Interpreter(
+                model_content=convert(build(get_backend("keras").emit(net), net, weights))
+            )
+        whole = collections.Counter(o["op_name"] for o in interpreter._get_ops_details() if o["op_name"] != "DELEGATE")
+        whole -= collections.Counter({"SHAPE": 1, "STRIDED_SLICE": 1, "PACK": 1, "RESHAPE": 1})  # the flatten
+        shared_pads = sum(
+            1 for b in net.blocks() if getattr(b, "key_down", None) is not None and any(b.key_down.padding)
+        )
+        units -= collections.Counter({"PAD": shared_pads})
+        attention = any(type(b).__name__ == "MobileAttention" for b in net.blocks())
+        if attention:
+            whole, units = ({k: v for k, v in c.items() if k not in layout} for c in (whole, units))
+        assert whole == units, net.name
+        assert attention or net.name == "n"  # the conv network is checked op for op
+
+
+def test_latency_and_cost_commands_read_the_profile(calibrated, tmp_path, capsys):
+    _, path, profile, _ = calibrated
+    spec = tmp_path / "se.arch"
+    spec.write_text(SE_NET)
+    assert main(["latency", str(spec), "--profile", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["runtime"] == "tflite" and data["threads"] == 1 and data["form"] == "deploy"
+    assert sum(data["blocks"].values()) == pytest.approx(data["seconds"] - profile.overhead)
+    assert main(["cost", str(spec), "--deploy", "--profile", str(path), "--json"]) == 0
+    cost = json.loads(capsys.readouterr().out)
+    assert cost["predicted_seconds"] == pytest.approx(data["seconds"])
+    assert [x["predicted_seconds"] for x in cost["layers"]] == pytest.approx([x["seconds"] for x in data["layers"]])
+    assert main(["cost", str(spec), "--deploy", "--profile", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "pred. ms" in table.splitlines()[1] and f"{data['seconds'] * 1e3:.3f}" in table
+    assert main(["latency", str(spec), "--profile", str(path), "--threads", "2"]) == 1
+    assert "measured with 1 thread(s), not 2" in capsys.readouterr().err
+
+
+def test_bad_runtime_and_bad_profile_are_errors_not_tracebacks(tmp_path, capsys):
+    spec = tmp_path / "se.arch"
+    spec.write_text(SE_NET)
+    assert main(["calibrate", str(spec), "--runtime", "tflit", "-o", str(tmp_path / "p.json")]) == 2
+    assert "did you mean 'tflite'" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("{\n  oops\n}\n")
+    assert main(["latency", str(spec), "--profile", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.json:2:3" in err and "Traceback" not in err
+    assert main(["calibrate", str(spec), "-o", str(spec)]) == 1
+    assert "refusing to write over the input file" in capsys.readouterr().err
