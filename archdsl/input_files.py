@@ -33,6 +33,21 @@ def open_regular(path: str | os.PathLike[str], max_bytes: int, too_big: str,
         yield f, info.st_size
 
 
+def read_text(path: str, max_bytes: int, what: str) -> str:
+    """A small text file (a profile) whole, as UTF-8; an error "cannot read <what> ..." when it is
+    missing, unreadable, not a regular file or over `max_bytes`."""
+    from .errors import ArchError
+
+    def fail(problem: str) -> ArchError:
+        return ArchError(f"cannot read {what} {path!r}: {problem}")
+
+    try:
+        with open_regular(path, max_bytes, f"a {what} may have", fail) as (f, _):
+            return f.read().decode("utf-8", errors="replace")
+    except OSError as exc:
+        raise fail((exc.strerror or str(exc)).lower()) from None
+
+
 def _check(info: os.stat_result, max_bytes: int, too_big: str, fail: Callable[[str], Exception]) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise fail(f"it is {file_kind(info.st_mode)}, not a regular file")

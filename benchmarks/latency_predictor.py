@@ -6,8 +6,10 @@ estimates, in one run: calibrate on some specs, predict the others, and measure 
 2. predict every held-out spec from the profile; also estimate it as MACs x a constant and as
    its roofline effective MACs x a constant (the ridge point and the constants fitted, least
    squares on relative error, on the calibration specs' measured times);
-3. measure every held-out spec with `bench` (TFLite, the same threads, each round the median of
-   back-to-back calls: the steady state the profile predicts).
+3. measure every held-out spec whole on TFLite (the same threads; interleaved rounds, each the
+   median of back-to-back calls: the steady state the profile predicts), in one session with the
+   calibration specs measured again, whose times the network fit then uses: a drift of this
+   machine's speed between calibration and measurement would otherwise show as prediction error.
 
 Goal (issue 11): median absolute error <= 10% and >= 90% of held-out specs within +-15%.
 
@@ -29,9 +31,7 @@ from archdsl.analysis.cost import network_cost  # noqa: E402
 from archdsl.analysis.latency import Predictor, nonnegative_fit  # noqa: E402
 from archdsl.analysis.roofline import effective_macs, loads  # noqa: E402
 from archdsl.compiler import compile_file  # noqa: E402
-from archdsl.runtimes.bench import bench  # noqa: E402
-from archdsl.runtimes.calibrate import calibrate, network_key  # noqa: E402
-from archdsl.runtimes.weights import init_weights, save_weights  # noqa: E402
+from archdsl.runtimes.calibrate import CALLS, ROUNDS, WARMUP, calibrate, measure_networks, record_networks  # noqa: E402
 
 CALIBRATION = ["mnv1", "mnv3_small", "efficientnet_lite0", "mnv4_conv_s", "mobileone_s0", "ghostnet_100",
                "shufflenet_v1_g3", "mnv4_hybrid_m_075"]  # fmt: skip
@@ -57,16 +57,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--profile", default=None, help="the calibration profile (kept; default: a temporary one)")
-    parser.add_argument("--rounds", type=int, default=15, help="bench rounds per held-out spec")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds of the whole networks")
     args = parser.parse_args()
     nets = {s: compile_file(ROOT / "specs" / f"{s}.arch", deploy=True) for s in CALIBRATION + HELD_OUT}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.profile or Path(tmp) / "profile.json")
-        profile, measured_units = calibrate([nets[s] for s in CALIBRATION], path, "tflite", args.threads, 7, 5, 3,
-                                            progress=sys.stderr.isatty())  # fmt: skip
+        profile, measured_units = calibrate([nets[s] for s in CALIBRATION], path, "tflite", args.threads, ROUNDS,
+                                            CALLS, WARMUP, progress=sys.stderr.isatty())  # fmt: skip
         print(f"calibration: {len(CALIBRATION)} specs, {len(profile.entries)} units ({measured_units} measured now)")
+        everything = [nets[s] for s in CALIBRATION + HELD_OUT]
+        seconds = dict(zip(CALIBRATION + HELD_OUT, measure_networks(everything, args.threads, args.rounds, CALLS,
+                                                                    WARMUP), strict=True))  # fmt: skip
+        record_networks(profile, [nets[s] for s in CALIBRATION], [seconds[s] for s in CALIBRATION])
         predictor = Predictor(profile)
-        cal_seconds = [profile.networks[network_key(nets[s])].seconds for s in CALIBRATION]
+        cal_seconds = [seconds[s] for s in CALIBRATION]
         macs = {s: float(network_cost(n).macs) for s, n in nets.items()}
         k_macs = _scaled([macs[s] for s in CALIBRATION], cal_seconds)
         roof = {s: loads(n, "float32") for s, n in nets.items()}
@@ -75,10 +79,7 @@ def main() -> None:
         rows, measured, predicted, by_macs, by_roof = [], [], [], [], []
         for s in HELD_OUT:
             net = nets[s]
-            weights = str(Path(tmp) / f"{s}.safetensors")
-            save_weights(init_weights(net, 0), weights)
-            (timing,) = bench(net, weights, ["tflite"], args.threads, args.rounds, 3, False, calls=5)
-            measured.append(timing.median)
+            measured.append(seconds[s])
             predicted.append(predictor.network(net)[0])
             by_macs.append(k_macs * macs[s])
             by_roof.append(k_roof * effective_macs(roof[s], ridge))

@@ -77,3 +77,9 @@ def test_a_runtime_that_fails_is_named(tmp_path):
     net = compile_text(small_net())
     with pytest.raises(ArchError, match="the torch runtime failed: .*"):
         bench(net, str(tmp_path / "absent.safetensors"), ["torch"], 1, 1, 0, False)
+
+
+def test_calls_per_round_give_one_figure_each(spec, capsys):
+    code, data = _run(capsys, spec, "--rounds", "2", "--warmup", "0", "--calls", "3")
+    (torch_run,) = data["runtimes"]
+    assert code == 0 and data["calls"] == 3 and len(torch_run["seconds"]) == 2

@@ -12,6 +12,7 @@ import warnings
 import pytest
 from test_keras_backend import ATTENTION
 
+from archdsl.analysis.cost import network_cost
 from archdsl.analysis.latency import (
     Entry,
     NetworkTime,
@@ -53,8 +54,15 @@ def _linear_profile(layers, a=3e-6, b=2e-12, c=1e-10):
 def test_nonnegative_fit_recovers_coefficients_and_never_goes_negative():
     rows = [((1.0, m, b), 5.0 + 2.0 * m + 0.5 * b) for m, b in [(1, 2), (4, 1), (9, 7), (3, 3), (10, 1)]]
     assert nonnegative_fit(rows) == pytest.approx((5.0, 2.0, 0.5))
-    falling = [((1.0, x), 10.0 - x) for x in (1.0, 2.0, 3.0, 4.0)]  # the best line has a negative slope
-    assert all(c >= 0 for c in nonnegative_fit(falling))
+    xs, ts = (1.0, 2.0, 3.0, 4.0), (9.0, 8.0, 7.0, 6.0)  # the best line has a negative slope: refused
+    constant = sum(1 / t for t in ts) / sum(1 / t**2 for t in ts)  # the best of c and of c x x alone
+    slope = sum(x / t for x, t in zip(xs, ts, strict=True)) / sum((x / t) ** 2 for x, t in zip(xs, ts, strict=True))
+
+    def error(c, d):
+        return sum(((c + d * x - t) / t) ** 2 for x, t in zip(xs, ts, strict=True))
+
+    best = min([(constant, 0.0), (0.0, slope)], key=lambda cd: error(*cd))
+    assert nonnegative_fit([((1.0, x), t) for x, t in zip(xs, ts, strict=True)]) == pytest.approx(best)
 
 
 def test_a_measured_unit_is_looked_up_and_an_unmeasured_one_fitted_on_its_family():
@@ -73,6 +81,21 @@ def test_a_measured_unit_is_looked_up_and_an_unmeasured_one_fitted_on_its_family
     assert seconds == pytest.approx(3e-6 + 2e-12 * macs + 1e-10 * moved, rel=1e-6)
 
 
+def test_a_family_of_one_or_two_units_scales_with_bytes_and_an_empty_one_widens():
+    net = deploy_form(compile_text(SE_NET))
+    conv = next(c for c in _convs(net) if c.kernel == 1 and c.groups == 1)
+    one = conv.model_copy(update={"cin": 16, "cout": 32})
+    profile = _linear_profile([one])
+    predictor = Predictor(profile)
+    new = conv.model_copy(update={"cin": 32, "cout": 64})
+    seconds, source = predictor.layer(new)
+    measured = profile.entries[key_of(unit_of(one))].seconds - OVERHEAD
+    assert source == "fitted on conv pointwise k1s1 " + conv.act
+    assert seconds == pytest.approx(measured * features(new)[1] / features(one)[1])
+    other_act = new.model_copy(update={"act": "swish" if conv.act != "swish" else "relu"})
+    assert predictor.layer(other_act)[1] == "fitted on conv pointwise k1s1"  # no unit with that act: widened
+
+
 def test_the_network_adds_units_with_the_scale_and_per_layer_cost_fitted_on_whole_networks():
     net = deploy_form(compile_text(SE_NET))
     layers = list(network_layers(net))
@@ -82,33 +105,44 @@ def test_the_network_adds_units_with_the_scale_and_per_layer_cost_fitted_on_whol
     assert alone.scale == 1.0 and alone.per_layer == 0.0  # no network measured whole: units simply add up
     total, times = alone.network(net)
     assert total == pytest.approx(OVERHEAD + units)
-    # two networks measured whole at 1.5 x their units + 4 us per layer: the fit finds both
-    for name, factor in (("a", 1.0), ("b", 3.0)):
-        n = len(times) * (2 if name == "b" else 1)
-        profile.networks[name] = NetworkTime(OVERHEAD + 1.5 * units * factor + 4e-6 * n, units * factor, n)
+    # networks measured whole at 1.5 x their units + 4 us per layer + 0.1 ns per weight byte: with
+    # four, the fit finds all three
+    runs = (("a", 1.0, 40, 10**6), ("b", 3.0, 90, 4 * 10**6), ("c", 2.0, 10, 9 * 10**6), ("d", 0.5, 70, 3 * 10**5))
+    for name, factor, n, w in runs:
+        seconds = OVERHEAD + 1.5 * units * factor + 4e-6 * n + 1e-10 * w
+        profile.networks[name] = NetworkTime(seconds, units * factor, n, w)
     fitted = Predictor(profile)
-    assert (fitted.scale, fitted.per_layer) == pytest.approx((1.5, 4e-6), rel=1e-6)
+    assert (fitted.scale, fitted.per_layer, fitted.per_weight_byte) == pytest.approx((1.5, 4e-6, 1e-10), rel=1e-6)
     total, times = fitted.network(net)
-    assert total == pytest.approx(OVERHEAD + 1.5 * units + 4e-6 * len(times))
+    weights = network_cost(net).weight_bytes()
+    assert total == pytest.approx(OVERHEAD + 1.5 * units + 4e-6 * len(times) + 1e-10 * weights)
     assert sum(t.seconds for t in times) == pytest.approx(total - OVERHEAD)
+    del profile.networks["d"]  # with three, the scale alone: too few runs to tell the terms apart
+    assert Predictor(profile).per_layer == Predictor(profile).per_weight_byte == 0.0
+    assert Predictor(profile).scale > 1.5
 
 
 def test_a_layer_scale_is_folded_and_an_op_the_profile_lacks_is_an_error():
     net = deploy_form(compile_text(small_net("ib k3 e2 c16 layer_scale=0.1")))
     layers = list(network_layers(net))
-    profile = _linear_profile([x for x in layers if unit_of(x) is not None and unit_of(x)["op"] != "fc"])
-    predictor = Predictor(profile)
     scale = next(x for x in layers if type(x).__name__ == "LayerScale")
-    assert unit_of(scale) is None and predictor.layer(scale) == (0.0, "folded")
+    assert unit_of(scale) is None
+    predictor = Predictor(_linear_profile([x for x in layers if unit_of(x) is not None]))
+    assert predictor.layer(scale) == (0.0, "folded")
+    predictor.per_layer = 1e-3  # the network's constant per layer goes to the layers that run, not a folded one
+    times = predictor.network(net)[1]
+    assert [t.seconds for t in times if t.source == "folded"] == [0.0]
+    assert all(t.seconds > 1e-3 for t in times if t.source != "folded")
     fc = next(x for x in layers if unit_of(x) is not None and unit_of(x)["op"] == "fc")
+    without_fc = Predictor(_linear_profile([x for x in layers if unit_of(x) is not None and x is not fc]))
     with pytest.raises(ArchError, match="the profile has no fc unit to predict head"):
-        predictor.layer(fc)
+        without_fc.layer(fc)
 
 
 def test_a_profile_round_trips_and_a_wrong_one_is_refused(tmp_path):
     net = deploy_form(compile_text(SE_NET))
     profile = _linear_profile(list(_convs(net)))
-    profile.networks["n 123"] = NetworkTime(1e-3, 9e-4, 12)
+    profile.networks["n 123"] = NetworkTime(1e-3, 9e-4, 12, 4096)
     back = profile_from_json(json.loads(json.dumps(profile.to_json())), "p.json")
     assert back == profile
     path = tmp_path / "p.json"
@@ -128,6 +162,51 @@ def test_a_profile_round_trips_and_a_wrong_one_is_refused(tmp_path):
         load_existing(path, "tflite", 1)  # and calibrate never writes over such a file
 
 
+def _hostile(change):
+    net = deploy_form(compile_text(SE_NET))
+    data = _linear_profile(list(_convs(net))).to_json()
+    data["networks"] = {"n 1": {"seconds": 1e-3, "units": 9e-4, "layers": 3, "weights": 100}}
+    change(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d.update(meta="text"),
+        lambda d: d.update(entries=3),
+        lambda d: d.update(networks=[1, 2]),
+        lambda d: d["entries"][0]["unit"].pop("k"),
+        lambda d: d["entries"][0]["unit"].update(groups="2"),
+        lambda d: d["entries"][0]["unit"].update(op="warp"),
+        lambda d: d["entries"][0].update(macs=10**400),
+        lambda d: d["entries"][0].update(seconds=float("nan")),
+        lambda d: d["networks"]["n 1"].update(seconds=d["overhead_seconds"]),
+        lambda d: d.update(threads=True),
+    ],
+    ids=["meta", "entries", "networks", "field", "type", "op", "huge", "nan", "below-overhead", "bool"],
+)
+def test_a_hostile_profile_is_refused_not_a_crash(change):
+    with pytest.raises(ArchError, match="not a latency profile"):
+        profile_from_json(_hostile(change), "p.json")
+
+
+def test_json_the_parser_cannot_take_is_an_error_not_a_crash(tmp_path):
+    path = tmp_path / "p.json"
+    for text in ("[" * 100_000 + "]" * 100_000, '{"format": ' + "9" * 5000 + "}"):
+        path.write_text(text)
+        with pytest.raises(ArchError, match="cannot read latency profile|malformed JSON"):
+            read_profile(str(path))
+
+
+def test_the_calibrate_defaults_are_the_modules():
+    from archdsl.cli.main import _parser
+    from archdsl.runtimes.calibrate import CALLS, ROUNDS, WARMUP
+
+    args = _parser().parse_args(["calibrate", "x.arch", "-o", "p.json"])
+    assert (args.rounds, args.calls, args.warmup) == (ROUNDS, CALLS, WARMUP)
+
+
 @pytest.fixture(scope="module")
 def calibrated(tmp_path_factory):
     path = tmp_path_factory.mktemp("calibrate") / "profile.json"
@@ -145,6 +224,20 @@ def test_calibrate_measures_every_unit_and_network_and_goes_on_where_it_stopped(
     assert read_profile(str(path)) == profile
     again, measured_again = calibrate(nets, path, "tflite", 1, 1, 1, 0, grid=True)
     assert measured_again == 0 and again == profile
+    # an interrupted run: some units and a network missing; only those are measured again
+    partial = profile.to_json()
+    lost, partial["entries"] = partial["entries"][:3], partial["entries"][3:]
+    partial["networks"].pop(network_key(nets[0]))
+    path.write_text(json.dumps(partial))
+    resumed, measured_now = calibrate(nets, path, "tflite", 1, 1, 1, 0, grid=True)
+    assert measured_now == 3 and set(resumed.entries) == set(profile.entries)
+    kept = {key_of(e["unit"]) for e in partial["entries"]}
+    assert all(resumed.entries[k] == profile.entries[k] for k in kept)
+    assert set(resumed.networks) == set(profile.networks) and {key_of(e["unit"]) for e in lost} <= set(resumed.entries)
+    path.write_text(json.dumps(partial))
+    with pytest.raises(ArchError, match=r"measured with rounds 1 \(now 2\)"):
+        calibrate(nets, path, "tflite", 1, 2, 1, 0, grid=True)  # never mixed with other settings
+    assert json.loads(path.read_text()) == partial  # and left as it was
     for net in nets:
         total, times = Predictor(profile).network(net)
         assert all(t.source == "measured" or t.source == "folded" for t in times)

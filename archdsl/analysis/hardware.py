@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ArchError, Span, UsageError, did_you_mean
-from ..input_files import open_regular
+from ..input_files import read_text
 
 DTYPES = ("float32", "float16", "bfloat16", "int8")
 
@@ -59,14 +59,7 @@ _KEYS = {"name": str, "source": str, "dtype": str, "ridge": float, "peak_macs": 
 def load_profile(path: str) -> Hardware:
     """A user profile: name, source, dtype, and either peak_macs and bandwidth or ridge."""
 
-    def fail(problem: str) -> ArchError:
-        return ArchError(f"cannot read hardware profile {path!r}: {problem}")
-
-    try:
-        with open_regular(path, 64 * 1024, "a hardware profile may have", fail) as (f, _):
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise fail((exc.strerror or str(exc)).lower()) from None
+    text = read_text(path, 64 * 1024, "hardware profile")
 
     import tomllib  # only where a profile is read
 

@@ -6,10 +6,12 @@ TFLite converter applies inside it: a conv's BatchNorm folds into its weights an
 ReLU6 fuse into the conv op (hard-swish and the other activations run as an op of their own, timed
 with the conv), an SE's hard-sigmoid gate folds into its expand conv. Across layers the converter
 folds constant scales: a layer scale into the conv before it, a lone BatchNorm's scale forward
-(it runs as an ADD); nothing else fuses (a residual add stays an ADD), so a network's time is the interpreter's fixed cost per call plus
-the sum of its units' times. A unit measured in the profile is looked up; any other is fitted:
+(it runs as an ADD); nothing else fuses (a residual add stays an ADD). So a network's time is
+the interpreter's fixed cost per call plus its units' times, with terms fitted on networks
+measured whole (`Predictor`). A unit measured in the profile is looked up; any other is fitted:
 time = a + b x MACs + c x bytes (non-negative, relative least squares) over the measured units
-of its family (same op, kernel, stride, activation), widening the family when it has too few."""
+of its family (same op, kernel, stride, activation), proportional to bytes when the family has
+one or two, and widened (a prefix of the family) when it has none."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
 from ..errors import ArchError, Span
-from ..input_files import open_regular
+from ..input_files import read_text
 from ..ir.layers import (
     Activation,
     AttentionCore,
@@ -96,12 +98,16 @@ def key_of(unit: Unit) -> str:
     return json.dumps(unit, sort_keys=True, separators=(",", ":"))
 
 
+def is_depthwise(conv: Unit) -> bool:
+    return bool(conv["groups"] == conv["cin"] == conv["cout"] > 1)
+
+
 def family_of(unit: Unit) -> tuple[str, ...]:
     """What a fit pools over, most specific first (prefixes widen it): the op, then what changes
     the kernel's efficiency rather than its size."""
     op = unit["op"]
     if op == "conv":
-        shape = "depthwise" if unit["groups"] == unit["cin"] == unit["cout"] > 1 else (
+        shape = "depthwise" if is_depthwise(unit) else (
             "grouped" if unit["groups"] > 1 else ("pointwise" if unit["k"] == 1 else "full"))  # fmt: skip
         return (op, shape, f"k{unit['k']}s{unit['s']}", unit["act"])
     if op == "pool":
@@ -137,7 +143,8 @@ class NetworkTime:
 
     seconds: float
     units: float
-    layers: int
+    layers: int  # that run (not folded)
+    weights: int  # bytes
 
 
 @dataclass
@@ -155,49 +162,85 @@ class Profile:
                 "networks": {k: vars(n) for k, n in sorted(self.networks.items())}}  # fmt: skip
 
 
+# Every unit op's fields: what a profile's entry must carry (int unless named here).
+FIELDS: dict[str, tuple[str, ...]] = {
+    "conv": ("cin", "cout", "k", "s", "groups", "pad", "hw", "act"),
+    "se": ("c", "reduced", "hw", "act", "gate"),
+    "add": ("terms", "c", "hw"),
+    "norm": ("c", "hw"),
+    "act": ("act", "c", "hw"),
+    "concat": ("c", "hw"),
+    "shuffle": ("groups", "c", "hw"),
+    "upsample": ("c", "hw", "out_hw"),
+    "attention": ("heads", "kv_heads", "key_dim", "value_dim", "queries", "keys"),
+    "pool": ("mode", "global", "k", "s", "pad", "c", "hw"),
+    "fc": ("cin", "classes"),
+    "none": ("c", "hw"),
+}
+_TEXT, _LISTS = ("act", "gate", "mode"), ("pad", "hw", "out_hw")
+
+
+def _unit_ok(unit: Any) -> bool:
+    """A unit with exactly its op's fields, each of its type and in bounds."""
+    if not isinstance(unit, dict) or unit.get("op") not in FIELDS or set(unit) != {"op", *FIELDS[unit["op"]]}:
+        return False
+    for name in FIELDS[unit["op"]]:
+        value = unit[name]
+        if name in _TEXT:
+            ok = isinstance(value, str) and len(value) < 64
+        elif name in _LISTS:
+            ok = isinstance(value, list) and len(value) in (2, 4) and all(_count(v) for v in value)
+        elif name == "global":
+            ok = isinstance(value, bool)
+        else:
+            ok = _count(value)
+        if not ok:
+            return False
+    return True
+
+
 def profile_from_json(data: Any, source: str) -> Profile:
-    """A profile read back, every field checked: a wrong file is an error, never a wrong number."""
+    """A profile read back, every field checked: a wrong file is an error, never a wrong number
+    (nor a crash)."""
 
     def bad(what: str) -> ArchError:
         return ArchError(f"{source}: not a latency profile: {what}", hint="make one with archdsl calibrate")
 
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise bad(f'no "format": "{FORMAT}"')
-    runtime, threads, overhead = data.get("runtime"), data.get("threads"), data.get("overhead_seconds")
-    if not isinstance(runtime, str) or not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+    runtime, threads = data.get("runtime"), data.get("threads")
+    if not isinstance(runtime, str) or not _count(threads) or not threads:
         raise bad("runtime and threads missing or malformed")
-    if not _seconds(overhead):
+    if not _seconds(data.get("overhead_seconds")):
         raise bad("overhead_seconds missing or not a positive number")
+    overhead = float(data["overhead_seconds"])
+    listed, measured, meta = data.get("entries", []), data.get("networks", {}), data.get("meta", {})
+    if not isinstance(listed, list) or not isinstance(measured, dict) or not isinstance(meta, dict):
+        raise bad("entries (a list), networks and meta (objects) malformed")
     entries = {}
-    for i, e in enumerate(data.get("entries") or []):
-        ok = isinstance(e, dict) and isinstance(e.get("unit"), dict) and isinstance(e["unit"].get("op"), str)
-        if not ok or not _seconds(e.get("seconds")) or not all(_count(e.get(f)) for f in ("macs", "bytes")):
+    for i, e in enumerate(listed):
+        if not isinstance(e, dict) or not _unit_ok(e.get("unit")) or not _seconds(e.get("seconds")) or not all(
+                _count(e.get(f)) for f in ("macs", "bytes")):  # fmt: skip
             raise bad(f"entry {i + 1} is malformed")
         entries[key_of(e["unit"])] = Entry(e["unit"], float(e["seconds"]), e["macs"], e["bytes"])
     networks = {}
-    for name, n in (data.get("networks") or {}).items():
-        if not isinstance(n, dict) or not _seconds(n.get("seconds")) or not _seconds(n.get("units")) or not _count(
-                n.get("layers")):  # fmt: skip
+    for name, n in measured.items():
+        ok = isinstance(n, dict) and _seconds(n.get("seconds")) and _seconds(n.get("units"))
+        if not ok or not _count(n.get("layers")) or not _count(n.get("weights")) or n["seconds"] <= overhead:
             raise bad(f"network {name} is malformed")
-        networks[name] = NetworkTime(float(n["seconds"]), float(n["units"]), n["layers"])
-    meta = data.get("meta") or {}
-    return Profile(runtime, threads, float(overhead or 0), entries, {str(k): str(v) for k, v in meta.items()}, networks)
+        networks[name] = NetworkTime(float(n["seconds"]), float(n["units"]), n["layers"], n["weights"])
+    return Profile(runtime, int(threads), overhead, entries, {str(k): str(v) for k, v in meta.items()}, networks)
 
 
 def read_profile(path: str) -> Profile:
     """A profile file, read within bounds; malformed JSON is located (file:line:col)."""
 
-    def fail(problem: str) -> ArchError:
-        return ArchError(f"cannot read latency profile {path!r}: {problem}")
-
-    try:
-        with open_regular(path, MAX_PROFILE_BYTES, "a latency profile may have", fail) as (f, _):
-            text = f.read().decode("utf-8", errors="replace")
-    except OSError as exc:
-        raise fail((exc.strerror or str(exc)).lower()) from None
+    text = read_text(path, MAX_PROFILE_BYTES, "latency profile")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as e:
+    except (RecursionError, ValueError) as e:  # nesting too deep, an integer of thousands of digits
+        if not isinstance(e, json.JSONDecodeError):
+            raise ArchError(f"cannot read latency profile {path!r}: {str(e) or 'nested too deeply'}") from None
         line_end = len(text.split("\n")[e.lineno - 1]) + 1
         raise ArchError(f"malformed JSON: {e.msg}", Span(path, e.lineno, e.colno, e.lineno, max(line_end, e.colno + 1),
                         text), "make a profile with archdsl calibrate") from None  # fmt: skip
@@ -209,7 +252,7 @@ def _seconds(x: Any) -> bool:
 
 
 def _count(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+    return isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**63
 
 
 def nonnegative_fit(rows: Sequence[tuple[Sequence[float], float]]) -> tuple[float, ...]:
@@ -247,14 +290,20 @@ class LayerTime:
 
 class Predictor:
     """Layer times from the profile's units; a network's time the overhead plus scale x its units
-    plus a constant per layer, both fitted on the calibration networks measured whole (a unit timed
-    alone runs with its weights in cache; inside a network they come from memory)."""
+    plus a constant per layer plus a cost per weight byte, fitted on the calibration networks
+    measured whole (a unit timed alone runs with its weights in cache; inside a network, whose
+    weights outgrow the caches, they stream from memory)."""
 
     def __init__(self, profile: Profile):
         self.profile = profile
         self._fits: dict[tuple[str, ...], tuple[float, ...] | None] = {}
-        runs = [((n.units, float(n.layers)), n.seconds - profile.overhead) for n in profile.networks.values()]
-        self.scale, self.per_layer = nonnegative_fit(runs) if runs else (1.0, 0.0)
+        runs = [((n.units, float(n.layers), float(n.weights)), n.seconds - profile.overhead)
+                for n in profile.networks.values()]  # fmt: skip
+        self.scale, self.per_layer, self.per_weight_byte = 1.0, 0.0, 0.0
+        if len(runs) >= 4:  # more runs than the three coefficients
+            self.scale, self.per_layer, self.per_weight_byte = nonnegative_fit(runs)
+        elif runs:  # too few to tell the other terms from the scale: the scale alone
+            (self.scale,) = nonnegative_fit([((xs[0],), t) for xs, t in runs])
 
     def layer(self, layer: Layer) -> tuple[float, str]:
         unit = unit_of(layer)
@@ -277,7 +326,9 @@ class Predictor:
         time proportional to bytes (what the few there are say); None without any."""
         if family not in self._fits:
             pool = [e for e in self.profile.entries.values() if family_of(e.unit)[: len(family)] == family]
-            rows = [((1.0, float(e.macs), float(e.bytes)), max(e.seconds - self.profile.overhead, 1e-9)) for e in pool]
+            # a unit timed at the call's fixed cost or below says nothing about its size: left out
+            rows = [((1.0, float(e.macs), float(e.bytes)), e.seconds - self.profile.overhead) for e in pool
+                    if e.seconds > self.profile.overhead]  # fmt: skip
             if len(rows) >= 3:
                 self._fits[family] = nonnegative_fit(rows)
             else:
@@ -295,6 +346,9 @@ class Predictor:
         return times
 
     def network(self, net: Network) -> tuple[float, list[LayerTime]]:
-        """The network's time per call and each layer's share of it."""
-        times = [replace(t, seconds=self.scale * t.seconds + self.per_layer) for t in self.units(net)]
+        """The network's time per call and each layer's share of it (a folded layer has none)."""
+        weights = [layer_cost(layer).weight_bytes() for b in net.blocks() for layer in layers_of(b)]
+        times = [t if t.source == "folded" else replace(t, seconds=self.scale * t.seconds + self.per_layer
+                                                        + self.per_weight_byte * w)
+                 for t, w in zip(self.units(net), weights, strict=True)]  # fmt: skip
         return self.profile.overhead + sum(t.seconds for t in times), times

@@ -7,17 +7,9 @@ from typing import Any
 
 from ..ir.network import Network
 from .latency import LayerTime, Profile
-from .report import aligned
+from .report import aligned, block_seconds
 
 Prediction = tuple[float, list[LayerTime]]
-
-
-def block_times(predicted: Prediction) -> dict[str, float]:
-    """Each block's share of the time per call (the call's fixed overhead in none)."""
-    out: dict[str, float] = {}
-    for t in predicted[1]:
-        out[t.block] = out.get(t.block, 0.0) + t.seconds
-    return out
 
 
 def _header(net: Network, profile: Profile, form: str) -> str:
@@ -29,15 +21,16 @@ def _header(net: Network, profile: Profile, form: str) -> str:
 def report_text(net: Network, profile: Profile, predicted: Prediction, form: str, per_layer: bool = False) -> str:
     total, layers = predicted
     fitted = sum(t.source.startswith("fitted") for t in layers)
+    measured = sum(t.source == "measured" for t in layers)
     lines = [_header(net, profile, form),
-             f"total {total * 1e3:.3f} ms per call; {len(layers) - fitted} layer(s) measured, {fitted} fitted "
-             f"from similar units"]  # fmt: skip
+             f"total {total * 1e3:.3f} ms per call; {measured} layer(s) measured, {fitted} fitted from similar units, "
+             f"{len(layers) - measured - fitted} folded into others"]  # fmt: skip
     if per_layer:
         rows = [("layer", "ms", "share", "from")]
         rows += [(t.path, f"{t.seconds * 1e3:.3f}", f"{t.seconds / total:.1%}", t.source) for t in layers]
     else:
         rows = [("block", "ms", "share", "")]
-        rows += [(b, f"{s * 1e3:.3f}", f"{s / total:.1%}", "") for b, s in block_times(predicted).items()]
+        rows += [(b, f"{s * 1e3:.3f}", f"{s / total:.1%}", "") for b, s in block_seconds(predicted).items()]
     return "\n".join(lines + aligned(rows, indent="  ")) + "\n"
 
 
@@ -45,5 +38,5 @@ def report_json(net: Network, profile: Profile, predicted: Prediction, form: str
     total, layers = predicted
     return {"network": net.name, "source": net.source, "form": form, "runtime": profile.runtime,
             "threads": profile.threads, "seconds": total, "overhead_seconds": profile.overhead,
-            "blocks": block_times(predicted),
+            "blocks": block_seconds(predicted),
             "layers": [{"path": t.path, "block": t.block, "seconds": t.seconds, "from": t.source} for t in layers]}  # fmt: skip

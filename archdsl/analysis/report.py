@@ -56,7 +56,7 @@ def _numbers(c: Cost, dtype: str) -> dict[str, int]:
     }
 
 
-def _per_block(latency: Any) -> dict[str, float]:
+def block_seconds(latency: Any) -> dict[str, float]:
     """Predicted seconds per block, from `Predictor.network`'s (total, layer times)."""
     out: dict[str, float] = {}
     for t in latency[1]:
@@ -128,7 +128,7 @@ def cost_table(net: Network, dtype: str = "float32", latency: Any = None) -> str
                  _si(total.weight_bytes(dtype)) + "B", _si(total.activation_bytes(dtype)) + "B",
                  f"{total.macs / moved:.1f}"))  # fmt: skip
     if latency is not None:
-        ms = {path: f"{s * 1e3:.3f}" for path, s in _per_block(latency).items()}
+        ms = {path: f"{s * 1e3:.3f}" for path, s in block_seconds(latency).items()}
         rows[0] = (*rows[0], "pred. ms")
         for i in range(1, len(rows) - 1):
             rows[i] = (*rows[i], ms.get(rows[i][0].strip(), ""))

@@ -39,13 +39,16 @@ def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None, root: Pa
     from ..analysis.report import cost_json, cost_table
 
     net = compile_file(spec, network, root, deploy=deploy)
-    latency = None
+    latency, note = None, ""
     if profile is not None:
         from ..analysis.latency import Predictor, read_profile
 
-        latency = Predictor(read_profile(profile)).network(net)
+        prof = read_profile(profile)
+        latency = Predictor(prof).network(net)
+        form = "deploy" if deploy else "train (TFLite runs the deploy form: --deploy)"
+        note = f"pred. ms: predicted per call from {profile} ({prof.runtime}, {prof.threads} thread(s)), {form} form\n"
     out = json.dumps(cost_json(net, dtype, latency), indent=2) + "\n" if as_json else cost_table(net, dtype, latency)
-    sys.stdout.write(out)
+    sys.stdout.write(out + ("" if as_json else note))
     return 0
 
 
@@ -133,7 +136,7 @@ def bench_cmd(spec: str, runtimes: str, threads: int, rounds: int, warmup: int, 
         save_weights(init_weights(net, 0), weights)
         timings = bench(net, weights, chosen, threads, rounds, warmup, per_block, sys.stderr.isatty(), calls)
     if as_json:
-        sys.stdout.write(json.dumps(report_json(net, timings, threads, form), indent=2) + "\n")
+        sys.stdout.write(json.dumps(report_json(net, timings, threads, form, calls), indent=2) + "\n")
     else:
         sys.stdout.write(report_text(net, timings, threads, form))
     return 0

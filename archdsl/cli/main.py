@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     c = spec_command("bench", "measured batch-1 latency on real runtimes, taking turns in separate processes")
     c.add_argument("--runtime", default="torch", help="comma-separated: torch, torch-compile, tflite (default: torch)")
     c.add_argument("--threads", type=_count(1, 256), default=1, help="threads per runtime (default 1)")
-    c.add_argument("--rounds", type=_count(1, 100_000), default=30, help="timed calls per runtime (default 30)")
+    c.add_argument("--rounds", type=_count(1, 100_000), default=30, help="timed rounds per runtime (default 30)")
     c.add_argument("--warmup", type=_count(0, 100_000), default=5, help="untimed calls first (default 5)")
     c.add_argument("--calls", type=_count(1, 10_000), default=1,
                    help="back-to-back calls per round, their median the round's figure (default 1)")  # fmt: skip
@@ -88,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--rounds", type=_count(1, 10_000), default=7, help="interleaved rounds per unit (default 7)")
     c.add_argument("--calls", type=_count(1, 10_000), default=5, help="timed calls per unit per round (default 5)")
     c.add_argument("--warmup", type=_count(0, 10_000), default=3, help="untimed calls first (default 3)")
+    # (the defaults are runtimes/calibrate.py's ROUNDS, CALLS, WARMUP: a test holds them equal)
     c.add_argument("--no-grid", action="store_true", help="only the specs' own layers, no widened convs")
     c.add_argument("-o", "--output", required=True, help="the profile (JSON); an existing one is completed")
 

@@ -160,7 +160,7 @@ def report_text(net: Network, timings: list[Timing], threads: int, form: str) ->
     return "\n".join(lines) + "\n"
 
 
-def report_json(net: Network, timings: list[Timing], threads: int, form: str) -> dict[str, Any]:
-    return {"network": net.name, "source": net.source, "form": form, "threads": threads, "batch": 1,
+def report_json(net: Network, timings: list[Timing], threads: int, form: str, calls: int = 1) -> dict[str, Any]:
+    return {"network": net.name, "source": net.source, "form": form, "threads": threads, "batch": 1, "calls": calls,
             "runtimes": [{"runtime": t.runtime, "median_seconds": t.median, "min_seconds": min(t.seconds),
                           "iqr_seconds": list(t.iqr), "seconds": t.seconds, "blocks": t.blocks} for t in timings]}  # fmt: skip

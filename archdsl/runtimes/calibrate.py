@@ -19,7 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..analysis.latency import Entry, NetworkTime, Predictor, Profile, features, key_of, profile_from_json, unit_of
+from ..analysis.cost import network_cost
+from ..analysis.latency import Entry, NetworkTime, Predictor, Profile, features, key_of, read_profile, unit_of
 from ..analysis.layers import layers_of
 from ..atomic import write_atomic
 from ..errors import ArchError
@@ -28,6 +29,7 @@ from ..ir.network import Network
 from ..ir.nodes import ConvBnAct
 
 RUNTIMES = ("tflite",)
+ROUNDS, CALLS, WARMUP = 7, 5, 3  # the defaults: interleaved rounds per unit, timed calls per round, warm-up calls
 _BATCH = 24  # units measured together, in interleaved rounds; the profile is written after each batch
 _NONE: dict[str, Any] = {"op": "none", "c": 1, "hw": [1, 1]}  # the cost of a call that computes nothing
 
@@ -65,14 +67,11 @@ def units_to_measure(nets: list[Network], grid: bool = True) -> list[tuple[dict[
 
 
 def load_existing(path: Path, runtime: str, threads: int) -> Profile | None:
+    """The profile already at `path` (to complete), none if nothing is there; an error for a file
+    that is not a profile (calibrate never writes over it) or one measured otherwise."""
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArchError(f"{path}: exists and is not a latency profile ({e})",
-                        hint="give a new file, or the profile an earlier calibrate run wrote") from None  # fmt: skip
-    profile = profile_from_json(data, str(path))
+    profile = read_profile(str(path))
     if (profile.runtime, profile.threads) != (runtime, threads):
         raise ArchError(f"{path}: measured for {profile.runtime} with {profile.threads} thread(s), "
                         f"not {runtime} with {threads}", hint="give another output file")  # fmt: skip
@@ -88,12 +87,15 @@ def calibrate(nets: list[Network], output: Path, runtime: str, threads: int, rou
     if profile is not None and not todo and all(network_key(n) in profile.networks for n in nets):
         return profile, 0
     with _Worker(threads, warmup, rounds, calls) as worker:
+        meta = {"tensorflow": worker.version, "rounds": str(rounds), "calls": str(calls), "warmup": str(warmup)}
         if profile is None:
             (overhead,), _ = worker.measure([_NONE])
-            profile = Profile(runtime, threads, overhead, {}, {"tensorflow": worker.version})
-        elif profile.meta.get("tensorflow") != worker.version:
-            raise ArchError(f"{output}: measured with TensorFlow {profile.meta.get('tensorflow')}, "
-                            f"this is {worker.version}", hint="give another output file")  # fmt: skip
+            profile = Profile(runtime, threads, overhead, {}, meta)
+        elif profile.meta != meta:  # never mix measurements made otherwise
+            differ = ", ".join(
+                f"{k} {profile.meta.get(k)} (now {v})" for k, v in meta.items() if profile.meta.get(k) != v
+            )
+            raise ArchError(f"{output}: measured with {differ}", hint="give another output file")
         for start in range(0, len(todo), _BATCH):
             if progress:
                 print(f"\rcalibrate: units {start + 1}-{min(start + _BATCH, len(todo))} of {len(todo)}", end="",
@@ -105,14 +107,12 @@ def calibrate(nets: list[Network], output: Path, runtime: str, threads: int, rou
             save(profile, output)
         if progress:
             print(file=sys.stderr)
-    for i, net in enumerate(n for n in nets if network_key(n) not in profile.networks):
+    missing = [n for n in nets if network_key(n) not in profile.networks]
+    if missing:
         if progress:
-            print(f"\rcalibrate: network {i + 1}, {net.name}, whole", end="", file=sys.stderr, flush=True)
-        _measure_networks([net], profile, 2 * rounds, calls, warmup)
+            print(f"calibrate: the {len(missing)} network(s) whole", file=sys.stderr, flush=True)
+        record_networks(profile, missing, measure_networks(missing, threads, 3 * rounds, calls, warmup))
         save(profile, output)
-    if progress:
-        print(file=sys.stderr)
-    save(profile, output)
     return profile, len(todo)
 
 
@@ -127,20 +127,30 @@ def network_key(net: Network) -> str:
     return f"{net.name} {hashlib.sha256(units.encode()).hexdigest()[:12]}"
 
 
-def _measure_networks(nets: list[Network], profile: Profile, rounds: int, calls: int, warmup: int) -> None:
-    """The calibration networks measured whole, by `archdsl bench` (what a prediction is checked
-    against), beside the sum of their units."""
-    from .bench import bench
+def measure_networks(nets: list[Network], threads: int, rounds: int, calls: int, warmup: int) -> list[float]:
+    """Each network's seconds per call, measured whole on TFLite in one worker, in interleaved
+    rounds (a drift of the machine's speed hits every network alike)."""
+    from ..codegen.registry import get_backend
     from .weights import init_weights, save_weights
 
+    with tempfile.TemporaryDirectory(prefix="archdsl-calibrate-") as tmp, _Worker(threads, warmup, rounds, calls) as w:
+        requests = []
+        for i, net in enumerate(nets):
+            code, weights = Path(tmp) / f"{i}.py", Path(tmp) / f"{i}.safetensors"
+            code.write_text(get_backend("keras").emit(net))
+            save_weights(init_weights(net, 0), str(weights))
+            requests.append({"op": "network", "code": str(code), "weights": str(weights)})
+        return w.measure(requests)[0]
+
+
+def record_networks(profile: Profile, nets: list[Network], seconds: list[float]) -> None:
+    """Networks measured whole, beside the sum of their units, into the profile."""
     predictor = Predictor(profile)
-    with tempfile.TemporaryDirectory(prefix="archdsl-calibrate-") as tmp:
-        for net in nets:
-            weights = str(Path(tmp) / "weights.safetensors")
-            save_weights(init_weights(net, 0), weights)
-            (timing,) = bench(net, weights, [profile.runtime], profile.threads, rounds, warmup, False, calls=calls)
-            units = predictor.units(net)
-            profile.networks[network_key(net)] = NetworkTime(timing.median, sum(u.seconds for u in units), len(units))
+    for net, s in zip(nets, seconds, strict=True):
+        units = predictor.units(net)
+        unfolded = [u for u in units if u.source != "folded"]
+        weights = network_cost(net).weight_bytes()
+        profile.networks[network_key(net)] = NetworkTime(s, sum(u.seconds for u in units), len(unfolded), weights)
 
 
 class _Worker:

@@ -1,7 +1,7 @@
 """The runtime's side of `archdsl calibrate`, in a process of its own: reads a request line
 (threads, warm-up calls, rounds, timed calls per round) on stdin and answers with the runtime's
-version; then each line is a batch of latency units, answered with each unit's seconds per call
-on its own and the kernels the runtime runs for it.
+version; then each line is a batch of latency units (or whole networks), answered with each
+one's seconds per call and the kernels the runtime runs for it.
 
     python -m archdsl.runtimes.calibrate_worker < requests
 """
@@ -30,9 +30,10 @@ def measure(units: list[dict[str, Any]], threads: int, warmup: int, rounds: int,
     interpreters = []
     rng = np.random.default_rng(0)
     for unit in units:
+        model = _network(unit) if unit["op"] == "network" else unit_model(unit)
         with warnings.catch_warnings():  # tf.lite.Interpreter announces its move to ai_edge_litert
             warnings.simplefilter("ignore", UserWarning)
-            interpreter = tf.lite.Interpreter(model_content=convert(unit_model(unit)), num_threads=threads)
+            interpreter = tf.lite.Interpreter(model_content=convert(model), num_threads=threads)
         interpreter.allocate_tensors()
         for inp in interpreter.get_input_details():
             interpreter.set_tensor(inp["index"], rng.standard_normal(inp["shape"], dtype=np.float32))
@@ -50,6 +51,14 @@ def measure(units: list[dict[str, Any]], threads: int, warmup: int, rounds: int,
             times.append(statistics.median(calls_times))
     ops = [[op["op_name"] for op in i._get_ops_details() if op["op_name"] != "DELEGATE"] for i in interpreters]
     return {"seconds": [statistics.median(times) for times in medians], "ops": ops}
+
+
+def _network(unit: dict[str, Any]) -> Any:
+    """A whole network (`op` `network`): its generated Keras code and weights."""
+    from .runners import load_module
+
+    module = load_module(open(unit["code"]).read(), "archdsl_calibrate")  # noqa: SIM115 - read once
+    return module.load_weights(module.build_model(), unit["weights"])
 
 
 def main() -> None:

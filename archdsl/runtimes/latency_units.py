@@ -10,7 +10,7 @@ from typing import Any, Callable
 import keras
 from keras import layers, ops
 
-Unit = dict[str, Any]
+from ..analysis.latency import Unit, is_depthwise
 
 
 def _act(name: str) -> Callable[[Any], Any]:
@@ -35,7 +35,7 @@ def _pad(pad: list[int]) -> tuple[tuple[int, int], tuple[int, int]]:
 def _conv(u: Unit, x: Any) -> Any:
     if any(u["pad"]):
         x = layers.ZeroPadding2D(_pad(u["pad"]))(x)
-    if u["groups"] == u["cin"] == u["cout"] > 1:
+    if is_depthwise(u):
         x = layers.DepthwiseConv2D(u["k"], u["s"], padding="valid")(x)
     else:
         x = layers.Conv2D(u["cout"], u["k"], u["s"], padding="valid", groups=u["groups"])(x)
