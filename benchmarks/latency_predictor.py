@@ -34,7 +34,7 @@ from archdsl.compiler import compile_file  # noqa: E402
 from archdsl.runtimes.calibrate import CALLS, ROUNDS, WARMUP, calibrate, measure_networks, record_networks  # noqa: E402
 
 CALIBRATION = ["mnv1", "mnv3_small", "efficientnet_lite0", "mnv4_conv_s", "mobileone_s0", "ghostnet_100",
-               "shufflenet_v1_g3", "mnv4_hybrid_m_075"]  # fmt: skip
+               "shufflenet_v1_g3", "mnv4_hybrid_m_075", "efficientnet_lite4"]  # fmt: skip
 HELD_OUT = ["mnv2", "mnv3_large", "mnv4_conv_m", "mnv4_conv_l", "efficientnet_lite1", "efficientnet_lite2",
             "efficientnet_lite3", "mobileone_s1", "mobileone_s2", "shufflenet_v2_x1_0", "mnv4_hybrid_m",
             "mnv4_hybrid_l"]  # fmt: skip
