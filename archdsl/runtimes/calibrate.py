@@ -2,11 +2,12 @@
 that occur in a set of networks and a grid around them, into a profile `archdsl latency` and
 `archdsl cost --profile` predict from.
 
-The grid gives the fits what the networks alone lack: every conv again with half and one and a
-half times its channels, so a held-out network's widths fall inside the measured range. The
+The grid gives the fits what the networks alone lack: every plain and depthwise conv again with
+half and one and a half times its channels, so a held-out network's widths fall inside the measured range. The
 profile is the cache: it is written (atomically) after every few units, and a run given an
 existing profile measures only what it lacks, so an interrupted run goes on where it stopped. A
-profile measured for another runtime, thread count or runtime version is refused, never mixed."""
+profile measured for another runtime, thread count, runtime version, or rounds, calls and warm-up
+is refused, never mixed."""
 
 from __future__ import annotations
 
