@@ -17,7 +17,7 @@ from typing import Iterable
 class Span:
     """A source range; lines and columns are 1-based, `end_col` is exclusive. `notes` say where
     the definition holding the range was used (innermost first); they follow the span into the
-    IR, so an error found by a later pass shows them too."""
+    IR, so an error found by a later pass shows them too; `uses` are the places they name."""
 
     file: str
     line: int
@@ -26,14 +26,17 @@ class Span:
     end_col: int
     source: str = field(default="", repr=False, compare=False)
     notes: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    uses: tuple[Span, ...] = field(default=(), repr=False, compare=False)  # the notes' places, where they have one
 
     def line_text(self) -> str:
         lines = self.source.split("\n")  # as the lexer counts lines (not splitlines: \f, \u2028)
         return lines[self.line - 1].rstrip("\r") if 0 < self.line <= len(lines) else ""
 
-    def noted(self, note: str) -> Span:
-        """This span with one more (outer) note."""
-        return Span(self.file, self.line, self.col, self.end_line, self.end_col, self.source, (*self.notes, note))
+    def noted(self, note: str, used_at: Span) -> Span:
+        """This span with one more (outer) note, which names the place `used_at` (a template's or
+        family's use: where editors show what the definition gives there)."""
+        notes, uses = (*self.notes, note), (*self.uses, used_at)
+        return Span(self.file, self.line, self.col, self.end_line, self.end_col, self.source, notes, uses)
 
     def contains(self, other: Span) -> bool:
         return (
@@ -52,11 +55,14 @@ class ArchError(Exception):
         self.span = span
         self.hint = hint
         self.notes: list[str] = list(span.notes) if span is not None else []
+        self.uses: list[Span] = list(span.uses) if span is not None else []  # the places notes name
 
-    def add_note(self, note: str) -> None:
+    def add_note(self, note: str, used_at: Span | None = None) -> None:
         """Say where the definition holding the mistake was used (call innermost first)."""
         if note not in self.notes:
             self.notes.append(note)
+            if used_at is not None:
+                self.uses.append(used_at)
 
     def render(self) -> str:
         tail = ([f"  hint: {self.hint}"] if self.hint else []) + [f"  note: {n}" for n in self.notes]
@@ -93,11 +99,12 @@ def _order(e: ArchError) -> tuple[str, int, int]:
     return (e.span.file, e.span.line, e.span.col) if e.span else ("", 0, 0)
 
 
-def add_note(error: ArchError | ArchErrors, note: str, unless_in: Span | None = None) -> None:
-    """Add `note` to `error` (to each, for several), except to those located inside `unless_in`."""
+def add_note(error: ArchError | ArchErrors, note: str, used_at: Span) -> None:
+    """Add `note`, which names the use at `used_at` of a definition, to `error` (to each, for
+    several), except to those located inside that use."""
     for e in error.errors if isinstance(error, ArchErrors) else (error,):
-        if unless_in is None or e.span is None or not unless_in.contains(e.span):
-            e.add_note(note)
+        if e.span is None or not used_at.contains(e.span):
+            e.add_note(note, used_at)
 
 
 # ---- showing spec text safely -------------------------------------------------------------
@@ -146,6 +153,17 @@ def _source_and_caret(text: str, s: Span) -> list[str]:
     return ["  " + "".join(line), "  " + "".join(under) + "^" * max(1, caret)]
 
 
+class Suggestion(str):
+    """A hint that names the one word meant: editors offer to put `word` in the error's place."""
+
+    word: str
+
+    def __new__(cls, word: str) -> Suggestion:
+        hint = super().__new__(cls, f"did you mean '{word}'?")
+        hint.word = word
+        return hint
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A hint naming the closest valid choice, or listing the choices when none is close."""
     import difflib  # only on the error path
@@ -153,7 +171,7 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     options = sorted(set(choices))
     close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     if close:
-        return f"did you mean '{close[0]}'?"
+        return Suggestion(close[0])
     if options and len(options) <= 12:
         return "expected one of: " + ", ".join(options)
     return None

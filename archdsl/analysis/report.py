@@ -20,7 +20,7 @@ from ..ir.layers import (
 )
 from ..ir.network import Block, Network
 from .cost import Cost, block_cost, layer_cost, network_cost
-from .layers import block_output, layers_of
+from .layers import block_input, block_output, layers_of
 
 # Layers that are not IR nodes: their row's path suffix (after the block path) and kind.
 _DERIVED = {ResidualAdd: (".add", "add"), LayerScale: (".layer_scale", "layer_scale"), BranchSum: (".sum", "sum"),
@@ -99,7 +99,7 @@ def cost_json(net: Network, dtype: str = "float32", latency: Any = None) -> dict
     }
 
 
-def _si(n: float) -> str:
+def si(n: float) -> str:
     for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.2f}{unit}"
@@ -119,13 +119,13 @@ def cost_table(net: Network, dtype: str = "float32", latency: Any = None) -> str
             total += c
             moved = c.weight_bytes(dtype) + c.activation_bytes(dtype)
             rows.append((
-                "  " + block.path, getattr(block, "variant", block.kind), _out_shape(block), f"{c.params:,}",
-                f"{c.macs:,}", _si(c.weight_bytes(dtype)) + "B", _si(c.activation_bytes(dtype)) + "B",
+                "  " + block.path, getattr(block, "variant", block.kind), shape_text(block), f"{c.params:,}",
+                f"{c.macs:,}", si(c.weight_bytes(dtype)) + "B", si(c.activation_bytes(dtype)) + "B",
                 f"{c.macs / moved:.1f}" if moved else "-",
             ))  # fmt: skip
     moved = total.weight_bytes(dtype) + total.activation_bytes(dtype)
     rows.append(("total", "", "x".join(map(str, net.input_shape)) + " in", f"{total.params:,}", f"{total.macs:,}",
-                 _si(total.weight_bytes(dtype)) + "B", _si(total.activation_bytes(dtype)) + "B",
+                 si(total.weight_bytes(dtype)) + "B", si(total.activation_bytes(dtype)) + "B",
                  f"{total.macs / moved:.1f}"))  # fmt: skip
     if latency is not None:
         ms = {path: f"{s * 1e3:.3f}" for path, s in block_seconds(latency).items()}
@@ -156,8 +156,9 @@ def aligned(rows: Sequence[Sequence[str]], left: int = 1, indent: str = "") -> l
     ]
 
 
-def _out_shape(block: Block) -> str:
-    c, (h, w) = block_output(block)
-    if kind_of(block).flat_output:
+def shape_text(block: Block, side: str = "output") -> str:
+    """A block's output (or input) as CxHxW, or as its length where it is a vector."""
+    c, (h, w) = block_output(block) if side == "output" else block_input(block)
+    if side == "output" and kind_of(block).flat_output:
         return str(c)
     return f"{c}x{h}x{w}"

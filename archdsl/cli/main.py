@@ -130,6 +130,8 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="rewrite files in place")
     mode.add_argument("--diff", action="store_true", help="print the unified diff of each file that would change")
 
+    sub.add_parser("lsp", help="run the language server on standard input and output (for editors)")
+
     for name, help in (("check", "fail with a diff if generated/ is stale"), ("regen", "rewrite generated/")):
         c = sub.add_parser(name, help=help)
         c.add_argument("--root", default=".", help="project root holding specs/ and generated/")
@@ -274,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
             return commands.fmt_cmd(args.files, args.check, args.write, args.diff)
         if args.command == "check":
             return commands.check_cmd(args.root)
+        if args.command == "lsp":
+            from ..lsp.server import serve
+
+            return serve()
         return commands.regen_cmd(args.root)
     except UsageError as e:
         print(e.render(), file=sys.stderr)
@@ -326,7 +332,7 @@ def run() -> None:
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    except BrokenPipeError:
+    except (BrokenPipeError, ValueError):  # ValueError: closed already (the language server's exit)
         pass
     os._exit(code)
 

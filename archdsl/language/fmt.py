@@ -60,7 +60,7 @@ def item_text(item: Flag | KwArg | Literal) -> str:
     return text if isinstance(item.value, (Num, Shape)) else f"({text})"
 
 
-def _params(params: tuple[Param, ...]) -> str:
+def params_text(params: tuple[Param, ...]) -> str:
     return "(" + ", ".join(p.name + (f"={expr_text(p.default)}" if p.default is not None else "") for p in params) + ")"
 
 
@@ -140,7 +140,9 @@ class _Printer:
             self.emit(f"network {item.name} = {item.base}({args})", span.line, span.end_line, "")
             return
         keyword = "network" if isinstance(item, NetworkDef) else "block"
-        params = "" if item.params is None or (isinstance(item, BlockDef) and not item.params) else _params(item.params)
+        params = (
+            "" if item.params is None or (isinstance(item, BlockDef) and not item.params) else params_text(item.params)
+        )
         first = item.body[0].span.line if item.body else span.end_line
         self.emit(f"{keyword} {item.name}{params} {{", span.line, span.line, "", first > span.line)
         self.body(item.body, INDENT, span.end_line)

@@ -33,6 +33,7 @@ class Definitions:
     networks: dict[str, NetworkNode] = field(default_factory=dict)
     blocks: dict[str, BlockDef] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)  # main first, then imports in load order
+    modules: list[Module] = field(default_factory=list)  # their syntax trees, in the same order
     loaded: set[Path] = field(default_factory=set)
 
     @property
@@ -95,21 +96,38 @@ def _not_utf8(data: bytes, start: int, skipped: int, file: str) -> ArchError:
     return ArchError(f"spec {file!r} is not UTF-8 text (byte {skipped + start})", span, "save the file as UTF-8")
 
 
+class SpecFiles:
+    """Where the loader gets a file's text and syntax tree: the disk and the parser. The language
+    server gives its open buffers' unsaved text instead, and trees from its cache."""
+
+    def read(self, path: Path, imported: Import) -> str:
+        return read_spec(path, imported)
+
+    def parse(self, text: str, file: str) -> Module:
+        return parse(text, file)
+
+
+DISK = SpecFiles()
+
+
 def load_file(path: str | Path, root: Path | None = None) -> Definitions:
     return load_text(read_spec(path), str(path), root)
 
 
-def load_text(text: str, file: str, root: Path | None = None) -> Definitions:
+def load_text(text: str, file: str, root: Path | None = None, files: SpecFiles = DISK) -> Definitions:
     """Parse `text` (shown as `file`) and everything it imports."""
-    main = parse(text, file)
+    main = files.parse(text, file)
     base = Path(file).resolve().parent
-    defs = Definitions(main, sources=[main.source])  # without a byte-order mark
+    defs = Definitions(main, sources=[main.source], modules=[main])  # without a byte-order mark
     _index(defs, main)
-    _follow_imports(defs, main, base, root.resolve() if root else project_root(base), [Path(file).resolve()])
+    top = root.resolve() if root else project_root(base)
+    _follow_imports(defs, main, base, top, [Path(file).resolve()], files)
     return defs
 
 
-def _follow_imports(defs: Definitions, module: Module, base: Path, root: Path, chain: list[Path]) -> None:
+def _follow_imports(
+    defs: Definitions, module: Module, base: Path, root: Path, chain: list[Path], files: SpecFiles
+) -> None:
     for item in module.items:
         if not isinstance(item, Import):
             continue
@@ -143,12 +161,13 @@ def _follow_imports(defs: Definitions, module: Module, base: Path, root: Path, c
             raise ArchError(f"a spec may import at most {MAX_IMPORTED_FILES} files", item.span)
         if not os.path.lexists(target):
             raise ArchError(f"cannot import {item.path!r}: no such file", item.span)
-        text = read_spec(target, item)
-        sub = parse(text, display_path(target))
+        text = files.read(target, item)
+        sub = files.parse(text, display_path(target))
         defs.sources.append(text)
+        defs.modules.append(sub)
         defs.loaded.add(target)
         _index(defs, sub)
-        _follow_imports(defs, sub, target.parent, root, chain + [target])
+        _follow_imports(defs, sub, target.parent, root, chain + [target], files)
 
 
 def _index(defs: Definitions, module: Module) -> None:

@@ -72,9 +72,9 @@ def lower(defs: Definitions, name: str | None = None) -> NetworkSpec:
             lowering = _NetworkLowering(defs, _bind(family, node))
             spec = lowering.run(chosen, node.name_span, family.body, defs.source_hash)
         except (ArchError, ArchErrors) as e:
-            add_note(e, note, unless_in=node.span)
+            add_note(e, note, used_at=node.span)
             raise
-        return _noted_spec(spec, note)
+        return _noted_spec(spec, note, where)
     for p in node.params or ():
         if p.default is None:
             raise ArchError(f"parameter '{p.name}' has no default", p.span, "give it one, or instantiate the family")
@@ -82,12 +82,13 @@ def lower(defs: Definitions, name: str | None = None) -> NetworkSpec:
     return _NetworkLowering(defs, env).run(chosen, node.name_span, node.body, defs.source_hash)
 
 
-def _noted_spec(spec: NetworkSpec, note: str) -> NetworkSpec:
+def _noted_spec(spec: NetworkSpec, note: str, used_at: Span) -> NetworkSpec:
     """`spec` with every block and stage span carrying `note`, for the errors the passes find."""
 
     def stage(s: StageSpec) -> StageSpec:
-        blocks = tuple(noted(b, note) for b in s.blocks)
-        return s.model_copy(update={"blocks": blocks, "span": s.span.noted(note) if s.span is not None else None})
+        blocks = tuple(noted(b, note, used_at) for b in s.blocks)
+        span = s.span.noted(note, used_at) if s.span is not None else None
+        return s.model_copy(update={"blocks": blocks, "span": span})
 
     return spec.model_copy(
         update={"stem": stage(spec.stem), "head": stage(spec.head), "stages": tuple(map(stage, spec.stages))}

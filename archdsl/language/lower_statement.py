@@ -250,17 +250,17 @@ def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str
         rows = block_rows(inner)  # the template's own rows (blocks, nested template uses), expanded in place
         blocks = repeat_rows(rows, [row[0].repeat for row in rows])
     except (ArchError, ArchErrors) as e:
-        add_note(e, note, unless_in=stmt.span)
+        add_note(e, note, used_at=stmt.span)
         raise
     group = f"{stmt.span.line}:{stmt.span.col}"
-    return [noted(b, note, repeat=repeat, group=group) for b in blocks]
+    return [noted(b, note, stmt.span, repeat=repeat, group=group) for b in blocks]
 
 
-def noted(block: BlockSpec, note: str, **update: Any) -> BlockSpec:
+def noted(block: BlockSpec, note: str, used_at: Span, **update: Any) -> BlockSpec:
     """`block` (with `update`), its spans carrying one more note: errors the passes find in it
-    then say where the template or family that holds it was used."""
+    then say where the template or family that holds it was used (`used_at`)."""
     if block.span is not None:
-        update["span"] = block.span.noted(note)
+        update["span"] = block.span.noted(note, used_at)
     if block.option_spans:
-        update["option_spans"] = {key: span.noted(note) for key, span in block.option_spans.items()}
+        update["option_spans"] = {key: span.noted(note, used_at) for key, span in block.option_spans.items()}
     return block.model_copy(update=update)

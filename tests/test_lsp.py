@@ -1,0 +1,453 @@
+"""The language server, driven over stdio by a real LSP client (pytest-lsp): diagnostics,
+hover, completion, navigation, outline, formatting, quick fixes and inlay hints, each checked
+against what the compiler itself says of the same text; and the server surviving bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_lsp
+from lsprotocol import types as lsp
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+
+from archdsl.analysis.cost import block_cost
+from archdsl.analysis.report import si
+from archdsl.compiler import compile_file
+from archdsl.errors import ArchError, ArchErrors
+from archdsl.language.fmt import format_module
+from archdsl.language.syntax import parse
+from archdsl.language.vocabulary import FLAGS, KWARGS, WORDS
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+LIB = """\
+# A pair of inverted bottlenecks: the first may stride.
+# Widths in channels.
+block pair(c, s=1) {
+  ib k3 s=s e4 c=c
+  ib k3 e4 c=c
+}
+"""
+
+MAIN = """\
+import "lib.arch"
+
+network toy {
+  input 64x64x3
+  classes 10
+  stem conv k3 s2 c16
+  stage s0 {
+    ds k3 c24
+    pair c=32 s=2
+  }
+  stage s1 {
+    ib k5 s2 e6 c48 x2
+  }
+  head {
+    pool avg
+    classifier
+  }
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ws")
+    (root / "archdsl.toml").write_text("")  # marks the project root: imports stay below it
+    (root / "lib.arch").write_text(LIB)
+    (root / "main.arch").write_text(MAIN)
+    return root
+
+
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=[sys.executable, "-m", "archdsl", "lsp"]))
+async def client(lsp_client: LanguageClient):
+    await lsp_client.initialize_session(
+        lsp.InitializeParams(capabilities=client_capabilities("visual-studio-code"), root_uri=None)
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+def uri_of(path: Path) -> str:
+    return path.as_uri()
+
+
+VERSIONS: dict[str, int] = {}
+
+
+async def show(client: LanguageClient, path: Path, text: str) -> tuple[lsp.Diagnostic, ...]:
+    """Open (or change) `path`'s buffer to `text`; the diagnostics published for that version."""
+    uri = uri_of(path)
+    client.diagnostics.pop(uri, None)
+    if uri in VERSIONS:
+        VERSIONS[uri] += 1
+        change = lsp.TextDocumentContentChangeWholeDocument(text)
+        client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                lsp.VersionedTextDocumentIdentifier(version=VERSIONS[uri], uri=uri), [change]
+            )
+        )
+    else:
+        VERSIONS[uri] = 1
+        client.text_document_did_open(lsp.DidOpenTextDocumentParams(lsp.TextDocumentItem(uri, "archdsl", 1, text)))
+    return await published(client, uri)
+
+
+async def published(client: LanguageClient, uri: str) -> tuple[lsp.Diagnostic, ...]:
+    for _ in range(200):
+        if uri in client.diagnostics:
+            return client.diagnostics[uri]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no diagnostics for {uri}")
+
+
+def close(client: LanguageClient, path: Path) -> None:
+    VERSIONS.pop(uri_of(path), None)
+    client.text_document_did_close(lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(uri_of(path))))
+
+
+def compiler_errors(path: Path) -> list[ArchError]:
+    try:
+        compile_file(path)
+    except ArchErrors as e:
+        return list(e.errors)
+    except ArchError as e:
+        return [e]
+    return []
+
+
+async def hover(client: LanguageClient, path: Path, line: int, character: int) -> str | None:
+    result = await client.text_document_hover_async(
+        lsp.HoverParams(lsp.TextDocumentIdentifier(uri_of(path)), lsp.Position(line, character))
+    )
+    return None if result is None else result.contents.value  # type: ignore[union-attr]
+
+
+# ---- diagnostics ---------------------------------------------------------------------------
+
+
+async def test_diagnostics_are_the_compilers_errors_all_of_them(client: LanguageClient, workspace: Path):
+    path = workspace / "two_errors.arch"
+    text = MAIN.replace("ds k3 c24", "ds k3 c24 actt=relu").replace("ib k5 s2 e6 c48 x2", "ib k5 s2 e6 c48 x2 foo")
+    path.write_text(text)
+    shown = await show(client, path, text)
+    expected = compiler_errors(path)
+    assert len(expected) == 2 and len(shown) == 2
+    for d, e in zip(shown, expected, strict=True):
+        assert e.span is not None
+        assert (d.range.start.line, d.range.start.character) == (e.span.line - 1, e.span.col - 1)
+        assert (d.range.end.line, d.range.end.character) == (e.span.end_line - 1, e.span.end_col - 1)
+        assert d.message.splitlines()[0] == e.message
+        assert f"hint: {e.hint}" in d.message
+        assert d.source == "archdsl" and d.severity == lsp.DiagnosticSeverity.Error
+    # the range covers exactly the offending word
+    line = text.splitlines()[shown[0].range.start.line]
+    assert line[shown[0].range.start.character : shown[0].range.end.character] == "actt"
+    close(client, path)
+
+
+async def test_unsaved_buffer_and_fix_clears_diagnostics(client: LanguageClient, workspace: Path):
+    path = workspace / "main.arch"  # on disk the spec is fine; the buffer is not
+    broken = MAIN.replace("ds k3 c24", "dz k3 c24")
+    (d,) = await show(client, path, broken)
+    assert d.message.startswith("unknown block kind 'dz'") and d.range.start.line == 7
+    assert await show(client, path, MAIN) == ()
+    close(client, path)
+
+
+async def test_stale_results_never_overwrite_newer(client: LanguageClient, workspace: Path):
+    path = workspace / "typing.arch"
+    uri = uri_of(path)
+    await show(client, path, MAIN)
+    # a burst of edits, each breaking a different line; only the last one's error may show
+    for word in ("da", "db", "dc", "dd", "de"):
+        VERSIONS[uri] += 1
+        text = MAIN.replace("ds k3 c24", f"{word} k3 c24")
+        change = lsp.TextDocumentContentChangeWholeDocument(text)
+        client.diagnostics.pop(uri, None)
+        client.text_document_did_change(
+            lsp.DidChangeTextDocumentParams(
+                lsp.VersionedTextDocumentIdentifier(version=VERSIONS[uri], uri=uri), [change]
+            )
+        )
+    (d,) = await published(client, uri)
+    await asyncio.sleep(0.5)  # nothing older arrives after it
+    (last,) = client.diagnostics[uri]
+    assert d.message.startswith("unknown block kind 'de'") and last == d
+    close(client, path)
+
+
+async def test_error_in_an_imported_file_shows_at_the_import_and_in_that_file(client: LanguageClient, workspace: Path):
+    lib, main = workspace / "lib.arch", workspace / "main.arch"
+    broken_lib = LIB.replace("ib k3 e4 c=c\n}", "ib k3 e4 c=c\n")  # its closing brace lost
+    await show(client, lib, broken_lib)
+    shown = await show(client, main, MAIN)
+    (d,) = shown
+    assert d.range.start.line == 0  # the import line
+    assert "lib.arch:7:1: unexpected end of file" in d.message and "never closed" in d.message
+    lib_diagnostics = client.diagnostics[uri_of(lib)]
+    assert [x.range.start.line for x in lib_diagnostics] == [6]
+    # mended in its buffer: the importing buffer is analysed again, its diagnostic goes
+    client.diagnostics.pop(uri_of(main), None)
+    await show(client, lib, LIB)
+    assert await published(client, uri_of(main)) == ()
+    close(client, lib)
+    close(client, main)
+
+
+async def test_template_misuse_is_shown_at_the_use(client: LanguageClient, workspace: Path):
+    main = workspace / "main.arch"
+    text = MAIN.replace("pair c=32 s=2", "pair c=32 s=0")  # stride 0 inside the template's body
+    (d,) = await show(client, main, text)
+    assert d.range.start.line == 8  # the use, not the template's line in lib.arch
+    (error,) = compiler_errors_of_text(main, text)
+    assert error.message in d.message and "lib.arch" in d.message
+    close(client, main)
+
+
+def compiler_errors_of_text(path: Path, text: str) -> list[ArchError]:
+    saved = path.read_text()
+    path.write_text(text)
+    try:
+        return compiler_errors(path)
+    finally:
+        path.write_text(saved)
+
+
+# ---- hover -----------------------------------------------------------------------------------
+
+
+async def test_hover_on_a_block_line_shows_its_resolved_shape_and_cost(client: LanguageClient, workspace: Path):
+    main = workspace / "main.arch"
+    await show(client, main, MAIN)
+    net = compile_file(main)
+    ds = net.stages[0].blocks[0]
+    text = await hover(client, main, 7, 2)  # the indentation of `ds k3 c24`
+    c = block_cost(ds)
+    assert text is not None and "16x32x32 -> 24x32x32" in text
+    assert f"params **{c.params:,}**" in text and f"({c.macs:,})" in text
+    # `x2` gives two blocks: the line shows both, summed
+    pair = net.stages[1].blocks
+    text = await hover(client, main, 11, 6)
+    total = sum(block_cost(b).macs for b in pair)
+    assert text is not None and "(2 blocks)" in text and f"({total:,})" in text
+    # the head word adds what the kind is
+    text = await hover(client, main, 11, 4)
+    assert text is not None and WORDS["ib"][1].summary in text
+    close(client, main)
+
+
+async def test_hover_on_stage_network_template_and_option(client: LanguageClient, workspace: Path):
+    main = workspace / "main.arch"
+    await show(client, main, MAIN)
+    net = compile_file(main)
+    stage = await hover(client, main, 6, 3)  # `stage s0 {`
+    macs = sum(block_cost(b).macs for b in net.stages[0].blocks)
+    assert stage is not None and "(s0)" in stage and "3 blocks" in stage and f"({macs:,})" in stage
+    network = await hover(client, main, 2, 9)
+    total = sum(block_cost(b).macs for b in net.blocks())
+    assert network is not None and f"({total:,})" in network and "3x64x64 -> 10" in network
+    template = await hover(client, main, 8, 5)  # `pair` at its use
+    assert template is not None and "block pair(c, s=1)" in template
+    assert "A pair of inverted bottlenecks: the first may stride.\nWidths in channels." in template
+    option = await hover(client, main, 11, 13)  # `e6`
+    assert option == f"`e`: {KWARGS['e'].meaning} = 6"
+    flag = await hover(client, main, 8, 14)  # `s=2` of a template use: a parameter, no meaning of its own
+    assert flag is None or "stride" not in flag
+    close(client, main)
+
+
+async def test_hover_option_meanings_come_from_the_vocabulary(client: LanguageClient, workspace: Path):
+    path = workspace / "options.arch"
+    text = MAIN.replace("ds k3 c24", "conv k3 c24 dw bias act=relu6")
+    await show(client, path, text)
+    line = 7
+    row = text.splitlines()[line]
+    for word, expected in (("dw", FLAGS["dw"][1]), ("bias", FLAGS["bias"][1]), ("act=", KWARGS["act"].meaning)):
+        assert expected in (await hover(client, path, line, row.index(word) + 1) or "")
+    close(client, path)
+
+
+# ---- completion, navigation, outline, formatting, fixes, hints ----------------------------------
+
+
+async def complete_at(client: LanguageClient, path: Path, line: int, character: int) -> list[str]:
+    result = await client.text_document_completion_async(
+        lsp.CompletionParams(lsp.TextDocumentIdentifier(uri_of(path)), lsp.Position(line, character))
+    )
+    assert isinstance(result, lsp.CompletionList)
+    return [i.label for i in result.items]
+
+
+async def test_completion_at_chosen_cursors(client: LanguageClient, workspace: Path):
+    path = workspace / "main.arch"
+    text = MAIN.replace("    ds k3 c24\n", "    ds k3 c24\n    \n    ib \n    ib k3 act=\n")
+    await show(client, path, MAIN)  # the analysis that knows `pair`
+    await show(client, path, text)
+    kinds = await complete_at(client, path, 8, 4)
+    assert set(WORDS) <= set(kinds) and "pair" in kinds
+    options = await complete_at(client, path, 9, 7)
+    assert "e" in options and "se" in options and "skip" in options and "act=" in options
+    assert "branches=" not in options  # a mobileone option, not an inverted bottleneck's
+    values = await complete_at(client, path, 10, 14)
+    assert values[:3] == ["relu", "relu6", "hard_swish"]
+    top = await complete_at(client, path, 0, 0)
+    assert top == ["network", "block", "import"]
+    settings = await complete_at(client, path, 3, 2)
+    assert {"input", "classes", "width", "stage", "head"} <= set(settings)
+    close(client, path)
+
+
+async def test_definition_and_references(client: LanguageClient, workspace: Path):
+    main, lib = workspace / "main.arch", workspace / "lib.arch"
+    await show(client, main, MAIN)
+    target = await client.text_document_definition_async(
+        lsp.DefinitionParams(lsp.TextDocumentIdentifier(uri_of(main)), lsp.Position(8, 5))
+    )
+    assert isinstance(target, lsp.Location) and target.uri == uri_of(lib)
+    assert (target.range.start.line, target.range.start.character) == (2, 6)  # `pair` in `block pair(`
+    imported = await client.text_document_definition_async(
+        lsp.DefinitionParams(lsp.TextDocumentIdentifier(uri_of(main)), lsp.Position(0, 10))
+    )
+    assert isinstance(imported, lsp.Location) and imported.uri == uri_of(lib)
+    refs = await client.text_document_references_async(
+        lsp.ReferenceParams(
+            context=lsp.ReferenceContext(include_declaration=True),
+            text_document=lsp.TextDocumentIdentifier(uri_of(main)),
+            position=lsp.Position(8, 5),
+        )
+    )
+    assert sorted((r.uri, r.range.start.line) for r in refs) == sorted([(uri_of(lib), 2), (uri_of(main), 8)])
+    close(client, main)
+
+
+async def test_document_symbols_are_the_outline(client: LanguageClient, workspace: Path):
+    main = workspace / "main.arch"
+    await show(client, main, MAIN)
+    symbols = await client.text_document_document_symbol_async(
+        lsp.DocumentSymbolParams(lsp.TextDocumentIdentifier(uri_of(main)))
+    )
+    tree = [(s.name, [(c.name, [g.name for g in c.children or ()]) for c in s.children or ()]) for s in symbols]
+    assert tree == [
+        (
+            "toy",
+            [
+                ("stem conv k3 s2 c16", []),
+                ("stage s0", ["ds k3 c24", "pair c=32 s=2"]),
+                ("stage s1", ["ib k5 s2 e6 c48 x2"]),
+                ("head", ["pool avg", "classifier"]),
+            ],
+        )
+    ]
+    close(client, main)
+
+
+async def test_formatting_is_fmt_byte_for_byte(client: LanguageClient, workspace: Path):
+    path = workspace / "messy.arch"
+    messy = MAIN.replace("  stage s0 {\n", "  stage   s0{\n").replace(
+        "    ds k3 c24", "       ds   k3    c24  # a comment"
+    )
+    await show(client, path, messy)
+    edits = await client.text_document_formatting_async(
+        lsp.DocumentFormattingParams(lsp.TextDocumentIdentifier(uri_of(path)), lsp.FormattingOptions(2, True))
+    )
+    assert edits is not None and len(edits) == 1
+    (edit,) = edits
+    assert edit.range.start == lsp.Position(0, 0)
+    assert edit.new_text == format_module(parse(messy, "messy.arch")) != messy
+    await show(client, path, edit.new_text)
+    again = await client.text_document_formatting_async(
+        lsp.DocumentFormattingParams(lsp.TextDocumentIdentifier(uri_of(path)), lsp.FormattingOptions(2, True))
+    )
+    assert again is not None and len(again) == 0  # canonical already: no edit
+    close(client, path)
+
+
+async def test_quick_fix_applies_the_did_you_mean_hint(client: LanguageClient, workspace: Path):
+    path = workspace / "typo.arch"
+    (d,) = await show(client, path, MAIN.replace("classifier", "clasifier"))
+    actions = await client.text_document_code_action_async(
+        lsp.CodeActionParams(lsp.TextDocumentIdentifier(uri_of(path)), d.range, lsp.CodeActionContext([d]))
+    )
+    assert actions is not None
+    (action,) = actions
+    assert isinstance(action, lsp.CodeAction) and action.edit is not None and action.edit.changes is not None
+    (edit,) = action.edit.changes[uri_of(path)]
+    assert edit.new_text == "classifier" and edit.range == d.range
+    close(client, path)
+
+
+async def test_inlay_hints_give_each_block_line_its_output_and_macs(client: LanguageClient, workspace: Path):
+    main = workspace / "main.arch"
+    await show(client, main, MAIN)
+    hints = await client.text_document_inlay_hint_async(
+        lsp.InlayHintParams(
+            lsp.TextDocumentIdentifier(uri_of(main)), lsp.Range(lsp.Position(0, 0), lsp.Position(30, 0))
+        )
+    )
+    assert hints is not None
+    by_line = {h.position.line: h.label for h in hints}
+    net = compile_file(main)
+    ds = net.stages[0].blocks[0]
+    assert by_line[7] == f"-> 24x32x32 · {si(block_cost(ds).macs)} MACs"
+    assert set(by_line) == {5, 7, 8, 11, 14, 15}  # stem, blocks, the template use, the head's blocks
+    assert all(h.position.character == len(MAIN.splitlines()[h.position.line]) for h in hints)
+    close(client, main)
+
+
+# ---- bad input ---------------------------------------------------------------------------------
+
+DAMAGED = {
+    "truncated": MAIN[: len(MAIN) // 2],
+    "stray braces": MAIN.replace("stage s1 {", "stage s1 {{ }"),
+    "NUL bytes": MAIN.replace("ds k3", "ds\0 k3"),
+    "huge number": MAIN.replace("c24", "c" + "9" * 60),
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED))
+async def test_damaged_specs_give_diagnostics_and_the_server_keeps_serving(
+    client: LanguageClient, workspace: Path, damage: str
+):
+    path = workspace / f"damaged_{damage.replace(' ', '_')}.arch"
+    text = DAMAGED[damage]
+    path.write_text(text)
+    shown = await show(client, path, text)
+    if text:
+        expected = [e.message for e in compiler_errors(path)]
+        assert [d.message.splitlines()[0] for d in shown] == expected != []
+    else:  # a file with nothing in it yet: nothing wrong with it in an editor (the CLI: no network to compile)
+        assert shown == ()
+    await hover(client, path, 3, 500)  # a position past the end of a line: answered, not an error
+    close(client, path)
+    # still serving
+    main = workspace / "main.arch"
+    await show(client, main, MAIN)
+    assert "24x32x32" in (await hover(client, main, 7, 4) or "")
+    close(client, main)
+
+
+async def test_import_cycle_is_a_diagnostic(client: LanguageClient, workspace: Path):
+    a, b = workspace / "cycle_a.arch", workspace / "cycle_b.arch"
+    a.write_text('import "cycle_b.arch"\n')
+    b.write_text('import "cycle_a.arch"\n')
+    (d,) = await show(client, a, a.read_text())
+    assert "import cycle" in d.message
+    close(client, a)
+
+
+async def test_bad_requests_get_protocol_errors(client: LanguageClient, workspace: Path):
+    closed = workspace / "never_opened.arch"
+    assert await hover(client, closed, 0, 0) is None
+    with pytest.raises(Exception, match="(?i)method not found|not found"):
+        await client.protocol.send_request_async("archdsl/noSuchMethod", {})
+    main = workspace / "main.arch"
+    await show(client, main, MAIN)
+    assert await hover(client, main, 7, 10_000) is not None  # past the end of a block line: that line
+    assert await hover(client, main, 10_000, 0) is None
+    close(client, main)
