@@ -4,9 +4,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint regen check mutation figures clean
+.PHONY: setup editor-tools demo test lint regen check mutation figures clean
 
-setup: $(STAMP)
+setup: $(STAMP) editor-tools
+
+# Neovim, for the real-editor test of the language server (tests/test_lsp_neovim.py): a Debian
+# package, installed when missing (as root, or with sudo).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+editor-tools:
+	@command -v nvim >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq neovim >/dev/null; } \
+		|| echo "warning: could not install neovim: tests/test_lsp_neovim.py will be skipped"
 
 # torch==2.13.0 first: the CPU build from local disk, before anything can pull a CUDA build.
 $(STAMP): pyproject.toml

@@ -9,13 +9,16 @@ read the buffer's latest analysis (made now when the buffer moved on)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException, JsonRpcParseError
 from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
 from pygls.uris import from_fs_path, to_fs_path
 
 from .. import __version__
@@ -36,9 +39,29 @@ DEBOUNCE_S = 0.01  # after a change, before its analysis starts: a burst of keys
 logger = logging.getLogger(__name__)
 
 
+class _Protocol(LanguageServerProtocol):
+    """Answers a request whose parameters it cannot read with the protocol's error response
+    (pygls only logs it, and the client would wait for ever)."""
+
+    def structure_message(self, data: Any) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if isinstance(data, dict) and "method" in data and data.get("id") is not None:
+                self._send_response(data["id"], error=lsp.ResponseError(exc.code, exc.message))
+                return None  # handled: nothing to dispatch
+            raise
+
+    def handle_message(self, message: Any) -> None:
+        if message is not None:
+            super().handle_message(message)
+
+
 class ArchServer(LanguageServer):
     def __init__(self) -> None:
-        super().__init__("archdsl", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental)
+        super().__init__(
+            "archdsl", __version__, text_document_sync_kind=lsp.TextDocumentSyncKind.Incremental, protocol_cls=_Protocol
+        )
         self.files = EditorFiles()
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="archdsl-analysis")
         self.analyses: dict[str, Analysis] = {}  # uri -> its latest published analysis
@@ -119,6 +142,15 @@ class ArchServer(LanguageServer):
         self.defs.pop(uri, None)
         for path in self.found.pop(uri, {}):
             self._send(path)
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """A message that is not JSON gets JSON-RPC's parse error response (with no id: none can
+        be read); other errors are shown as pygls shows them."""
+        if isinstance(error, json.JSONDecodeError):
+            parse_error = lsp.ResponseError(JsonRpcParseError.CODE, f"Parse error: {error}")
+            self.protocol._send_response(None, error=parse_error)  # type: ignore[arg-type]  # JSON-RPC: id null
+        else:
+            super().report_server_error(error, source)
 
     def configure(self, options: Any) -> None:
         """`initializationOptions`: {"latencyProfile": path, "inlayHints": bool}."""
