@@ -187,17 +187,11 @@ def build() -> ArchServer:
     def initialize(ls: ArchServer, params: lsp.InitializeParams) -> None:
         ls.configure(params.initialization_options)
 
-    @on(lsp.TEXT_DOCUMENT_DID_OPEN)
-    def did_open(ls: ArchServer, params: lsp.DidOpenTextDocumentParams) -> None:
+    def changed(ls: ArchServer, params: Any) -> None:
         ls.schedule(params.text_document.uri)
 
-    @on(lsp.TEXT_DOCUMENT_DID_CHANGE)
-    def did_change(ls: ArchServer, params: lsp.DidChangeTextDocumentParams) -> None:
-        ls.schedule(params.text_document.uri)
-
-    @on(lsp.TEXT_DOCUMENT_DID_SAVE)
-    def did_save(ls: ArchServer, params: lsp.DidSaveTextDocumentParams) -> None:
-        ls.schedule(params.text_document.uri)
+    for method in (lsp.TEXT_DOCUMENT_DID_OPEN, lsp.TEXT_DOCUMENT_DID_CHANGE, lsp.TEXT_DOCUMENT_DID_SAVE):
+        on(method)(changed)
 
     @on(lsp.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: ArchServer, params: lsp.DidCloseTextDocumentParams) -> None:
