@@ -4,16 +4,33 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup editor-tools demo test lint regen check mutation figures clean
+.PHONY: setup editor-tools vsix grammar-snapshots demo test lint regen check mutation figures clean
 
 setup: $(STAMP) editor-tools
 
 # Neovim, for the real-editor test of the language server (tests/test_lsp_neovim.py): a Debian
-# package, installed when missing (as root, or with sudo).
+# package, installed when missing (as root, or with sudo). The VS Code extension's npm packages
+# (grammar tests, vsce, the LSP client), from its lockfile.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-editor-tools:
+VSCODE := editors/vscode
+editor-tools: $(VSCODE)/node_modules/.installed
 	@command -v nvim >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq neovim >/dev/null; } \
 		|| echo "warning: could not install neovim: tests/test_lsp_neovim.py will be skipped"
+
+$(VSCODE)/node_modules/.installed: $(VSCODE)/package-lock.json
+	cd $(VSCODE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The VS Code extension as a .vsix (editors/vscode/, docs/editors.md).
+vsix: editor-tools
+	mkdir -p build
+	cd $(VSCODE) && npx vsce package --allow-missing-repository -o ../../build/archdsl.vsix
+
+# Rewrite the TextMate grammar's snapshots of every spec (editors/vscode/test/snapshots/).
+grammar-snapshots: editor-tools
+	rm -rf build/grammar-snapshots && mkdir -p build/grammar-snapshots && cp specs/*.arch build/grammar-snapshots/
+	cd $(VSCODE) && npx vscode-tmgrammar-snap --updateSnapshot '../../build/grammar-snapshots/*.arch'
+	rm -f $(VSCODE)/test/snapshots/*.snap && cp build/grammar-snapshots/*.snap $(VSCODE)/test/snapshots/
 
 # torch==2.13.0 first: the CPU build from local disk, before anything can pull a CUDA build.
 $(STAMP): pyproject.toml
