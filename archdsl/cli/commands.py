@@ -32,6 +32,30 @@ def compile_cmd(spec: str, backend: str, output: str | None, network: str | None
     return 0
 
 
+def ir_cmd(spec: str, output: str | None, network: str | None, root: Path | None = None, deploy: bool = False) -> int:
+    """The resolved network as JSON: what cost models and backends read (`archdsl schema` says its form)."""
+    import json
+
+    out = check_output(output, _inputs(spec, root)) if output is not None else None
+    text = json.dumps(compile_file(spec, network, root, deploy=deploy).model_dump(mode="json"), indent=2) + "\n"
+    if out is not None:
+        write_atomic(out, text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def schema_cmd() -> int:
+    """The JSON Schema of `archdsl ir`'s output, from the pydantic IR itself."""
+    import json
+
+    from ..ir.network import Network
+
+    schema = Network.model_json_schema(mode="serialization")
+    sys.stdout.write(json.dumps({"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}, indent=2) + "\n")
+    return 0
+
+
 def cost_cmd(spec: str, as_json: bool, dtype: str, network: str | None, root: Path | None = None,
              deploy: bool = False, profile: str | None = None) -> int:  # fmt: skip
     import json

@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--backend", default="torch", type=_code_backend, help="torch, keras or coreml (default: torch)")
     c.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
 
+    c = spec_command("ir", "the resolved network (the IR that cost models and backends read) as JSON")
+    c.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
+    sub.add_parser("schema", help="the JSON Schema of `archdsl ir`'s output (from the pydantic IR)")
+
     c = spec_command("cost", "params, MACs and memory traffic per block")
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--dtype", default="float32", choices=("float32", "float16", "bfloat16", "int8"))
@@ -230,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             return commands.compile_cmd(
                 args.spec, args.backend, args.output, args.network, args.import_root, args.deploy
             )
+        if args.command == "ir":
+            return commands.ir_cmd(args.spec, args.output, args.network, args.import_root, args.deploy)
+        if args.command == "schema":
+            return commands.schema_cmd()
         if args.command == "cost":
             return commands.cost_cmd(args.spec, args.json, args.dtype, args.network, args.import_root, args.deploy,
                                      args.profile)  # fmt: skip
