@@ -19,6 +19,7 @@ from archdsl.language.lower import concrete_in
 ROOT = Path(__file__).resolve().parent.parent
 CONCRETE = sorted(p.name for p in (ROOT / "specs").glob("*.arch") if concrete_in(load_file(p)))  # not families
 
+
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> dict:
     assert main(list(argv)) == 0
     return json.loads(capsys.readouterr().out)

@@ -5,6 +5,7 @@ against what the compiler itself says of the same text; and the server surviving
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 
@@ -29,6 +30,18 @@ LIB = """\
 block pair(c, s=1) {
   ib k3 s=s e4 c=c
   ib k3 e4 c=c
+}
+
+network tiny(c=8) {
+  input 32x32x3
+  classes 10
+  stem conv k3 s2 c=c
+  stage s0 {
+    pair c=c
+  }
+  head {
+    classifier
+  }
 }
 """
 
@@ -156,6 +169,11 @@ async def test_unsaved_buffer_and_fix_clears_diagnostics(client: LanguageClient,
     (d,) = await show(client, path, broken)
     assert d.message.startswith("unknown block kind 'dz'") and d.range.start.line == 7
     assert await show(client, path, MAIN) == ()
+    # saving analyses the buffer again (and publishes, whatever the disk holds)
+    uri = uri_of(path)
+    client.diagnostics.pop(uri, None)
+    client.text_document_did_save(lsp.DidSaveTextDocumentParams(lsp.TextDocumentIdentifier(uri)))
+    assert await published(client, uri) == ()
     close(client, path)
 
 
@@ -183,14 +201,18 @@ async def test_stale_results_never_overwrite_newer(client: LanguageClient, works
 
 async def test_error_in_an_imported_file_shows_at_the_import_and_in_that_file(client: LanguageClient, workspace: Path):
     lib, main = workspace / "lib.arch", workspace / "main.arch"
-    broken_lib = LIB.replace("ib k3 e4 c=c\n}", "ib k3 e4 c=c\n")  # its closing brace lost
+    broken_lib = LIB.rstrip()[:-1]  # its last closing brace lost
+    with pytest.raises(ArchError) as caught:
+        parse(broken_lib, "lib.arch")
+    error = caught.value
+    assert error.span is not None
     await show(client, lib, broken_lib)
     shown = await show(client, main, MAIN)
     (d,) = shown
     assert d.range.start.line == 0  # the import line
-    assert "lib.arch:7:1: unexpected end of file" in d.message and "never closed" in d.message
+    assert f"lib.arch:{error.span.line}:{error.span.col}: {error.message}" in d.message and "never closed" in d.message
     lib_diagnostics = client.diagnostics[uri_of(lib)]
-    assert [x.range.start.line for x in lib_diagnostics] == [6]
+    assert [x.range.start.line for x in lib_diagnostics] == [error.span.line - 1]
     # mended in its buffer: the importing buffer is analysed again, its diagnostic goes
     client.diagnostics.pop(uri_of(main), None)
     await show(client, lib, LIB)
@@ -299,6 +321,14 @@ async def test_completion_at_chosen_cursors(client: LanguageClient, workspace: P
     assert top == ["network", "block", "import"]
     settings = await complete_at(client, path, 3, 2)
     assert {"input", "classes", "width", "stage", "head"} <= set(settings)
+    result = await client.text_document_completion_async(
+        lsp.CompletionParams(lsp.TextDocumentIdentifier(uri_of(path)), lsp.Position(3, 2))
+    )
+    assert isinstance(result, lsp.CompletionList)
+    (stage,) = [i for i in result.items if i.kind == lsp.CompletionItemKind.Snippet]
+    assert stage.label == "stage" and stage.insert_text == "stage ${1:s0} {\n  $0\n}"
+    await show(client, path, MAIN + "network mine = ")
+    assert await complete_at(client, path, len(MAIN.splitlines()), len("network mine = ")) == ["tiny"]
     close(client, path)
 
 
@@ -321,7 +351,9 @@ async def test_definition_and_references(client: LanguageClient, workspace: Path
             position=lsp.Position(8, 5),
         )
     )
-    assert sorted((r.uri, r.range.start.line) for r in refs) == sorted([(uri_of(lib), 2), (uri_of(main), 8)])
+    # its definition, its use in lib.arch's family, and the use here
+    expected = [(uri_of(lib), 2), (uri_of(lib), 12), (uri_of(main), 8)]
+    assert sorted((r.uri, r.range.start.line) for r in refs) == sorted(expected)
     close(client, main)
 
 
@@ -451,3 +483,49 @@ async def test_bad_requests_get_protocol_errors(client: LanguageClient, workspac
     assert await hover(client, main, 7, 10_000) is not None  # past the end of a block line: that line
     assert await hover(client, main, 10_000, 0) is None
     close(client, main)
+
+
+async def test_hover_shows_the_predicted_time_with_a_latency_profile(workspace: Path):
+    """A server started with a latency profile (`initializationOptions`): a block's hover adds its
+    predicted time, the one `archdsl latency` gives that block (deploy form)."""
+    from archdsl.analysis.latency import Entry, Predictor, Profile, features, key_of, unit_of
+    from archdsl.analysis.layers import network_layers
+    from archdsl.analysis.report import block_seconds
+    from archdsl.ir.deploy_form import deploy_form
+
+    main = workspace / "main.arch"
+    deployed = deploy_form(compile_file(main))
+    entries = {}
+    for layer in network_layers(deployed):
+        unit = unit_of(layer)
+        if unit is not None:
+            macs, moved = features(layer)
+            entries[key_of(unit)] = Entry(unit, 3e-4 + 2e-9 * macs + 1e-8 * moved, macs, moved)
+    profile = Profile("tflite", 1, 2e-6, entries, {"tensorflow": "x"})
+    path = workspace / "profile.json"
+    path.write_text(json.dumps(profile.to_json()))
+    expected = block_seconds(Predictor(profile).network(deployed))["stages.0.blocks.0"]
+
+    config = ClientServerConfig(server_command=[sys.executable, "-m", "archdsl", "lsp"])
+    client = await config.start()
+    try:
+        await client.initialize_session(
+            lsp.InitializeParams(
+                capabilities=client_capabilities("visual-studio-code"),
+                initialization_options={"latencyProfile": str(path), "inlayHints": False},
+            )
+        )
+        VERSIONS.pop(uri_of(main), None)
+        await show(client, main, MAIN)
+        text = await hover(client, main, 7, 4)
+        assert text is not None and f"predicted **{expected * 1e3:.3f} ms** (deploy form" in text
+        hints = await client.text_document_inlay_hint_async(
+            lsp.InlayHintParams(
+                lsp.TextDocumentIdentifier(uri_of(main)), lsp.Range(lsp.Position(0, 0), lsp.Position(30, 0))
+            )
+        )
+        assert not hints  # switched off
+        close(client, main)
+        await client.shutdown_session()
+    finally:
+        await client.stop()

@@ -9,6 +9,8 @@ from typing import Any, Callable
 
 from ..analysis.cost import Cost, block_cost
 from ..analysis.report import block_seconds, shape_text, si
+from ..errors import ArchError
+from ..ir.deploy_form import CannotMerge, deploy_form
 from ..ir.network import Block, Network, Stage
 from .analysis import Analysis
 
@@ -74,9 +76,13 @@ def figures(blocks: list[Block], network: Network, seconds: Seconds | None, shap
         f"weights {si(c.weight_bytes())}B · activations {si(c.activation_bytes())}B (float32)",
     ]
     if seconds is not None:
-        per_block = seconds(network)
-        predicted = sum(per_block.get(b.path, 0.0) for b in blocks)
-        lines.append(f"predicted **{predicted * 1e3:.3f} ms** (latency profile)")
+        try:
+            per_block = seconds(network)
+        except ArchError as e:  # a unit the profile cannot predict
+            lines.append(f"predicted: none ({e.message})")
+        else:
+            predicted = sum(per_block.get(b.path, 0.0) for b in blocks)
+            lines.append(f"predicted **{predicted * 1e3:.3f} ms** (deploy form, latency profile)")
     return lines
 
 
@@ -104,7 +110,9 @@ def _count(blocks: list[Block]) -> str:
 
 
 def predictor_seconds(predictor: Any) -> Seconds:
-    """Per-block predicted seconds from a latency `Predictor`, for the last few networks asked."""
+    """Per-block predicted seconds of a network's deploy form (as `archdsl latency` predicts by
+    default; the train form where branches cannot merge) from a latency `Predictor`, for the last
+    few networks asked."""
     cache: dict[int, tuple[Network, dict[str, float]]] = {}
 
     def seconds(net: Network) -> dict[str, float]:
@@ -112,7 +120,11 @@ def predictor_seconds(predictor: Any) -> Seconds:
         if hit is None or hit[0] is not net:
             if len(cache) >= 8:
                 cache.clear()
-            hit = (net, block_seconds(predictor.network(net)))
+            try:
+                deployed = deploy_form(net)
+            except CannotMerge:
+                deployed = net
+            hit = (net, block_seconds(predictor.network(deployed)))
             cache[id(net)] = hit
         return hit[1]
 
