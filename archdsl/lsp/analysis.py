@@ -16,7 +16,9 @@ from ..ir.pipeline import resolve
 from ..language.loader import Definitions, SpecFiles, display_path, load_text
 from ..language.lower import concrete_in, lower
 from ..language.syntax import Import, Module, NetworkDef
+from ..limits import MAX_SPEC_BYTES
 
+_TOO_BIG = f"has more than the {MAX_SPEC_BYTES:,} bytes a spec may have"
 _CACHED_TREES = 64  # syntax trees kept: far more files than an editing session has open
 
 
@@ -32,7 +34,11 @@ class EditorFiles(SpecFiles):
     def read(self, path: Path, imported: Import) -> str:
         self.importer[path] = span_path(imported.span)
         text = self.open_texts.get(path)
-        return text if text is not None else super().read(path, imported)
+        if text is None:
+            return super().read(path, imported)
+        if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+            raise ArchError(f"cannot import {imported.path!r}: {_TOO_BIG}", imported.span)
+        return text
 
     def parse(self, text: str, file: str) -> Module:
         key = (file, text)
@@ -61,6 +67,7 @@ class Analysis:
     errors: list[ArchError] = field(default_factory=list)
     networks: list[Network] = field(default_factory=list)  # each that resolves
     importer: dict[Path, Path] = field(default_factory=dict)  # imported file -> the file importing it
+    seen: dict[Path, str] = field(default_factory=dict)  # the open buffers' texts it was given
 
     def in_file(self, span: Span | None) -> bool:
         return span is not None and span_path(span) == self.path
@@ -73,9 +80,12 @@ def span_path(span: Span) -> Path:
 
 def analyse(path: Path, text: str, files: EditorFiles, open_texts: dict[Path, str]) -> Analysis:
     """`text` (the buffer of `path`) analysed, reading imports from `open_texts` before the disk."""
-    out = Analysis(path, display_path(path), text)
+    out = Analysis(path, display_path(path), text, seen=open_texts)
     files.open_texts, files.importer = open_texts, {}
     out.importer = files.importer
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:  # the disk's bound, for buffers too
+        out.errors = [ArchError(f"this buffer {_TOO_BIG}", Span(out.file, 1, 1, 1, 1, text[:1000]))]
+        return out
     try:
         out.module = files.parse(text, out.file)
         out.defs = load_text(text, out.file, files=files)

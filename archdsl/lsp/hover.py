@@ -26,7 +26,7 @@ def hover_text(a: Analysis, at: Position, seconds: Seconds | None = None) -> str
     if isinstance(item, Import):
         return f"imports `{(a.path.parent / item.path).resolve()}`"
     if stmt is not None and ctx.option is not None and stmt.body is None:
-        meaning = option_meaning(stmt.head, ctx.option)
+        meaning = option_meaning(_kind_word(stmt), ctx.option)
         if meaning is not None:
             return meaning
     if stmt is not None:
@@ -45,11 +45,14 @@ def hover_text(a: Analysis, at: Position, seconds: Seconds | None = None) -> str
 def _statement(a: Analysis, stmt: Stmt, at: Position, seconds: Seconds | None) -> str | None:
     place = (stmt.span.line, stmt.span.col)
     parts: list[str] = []
-    if within(stmt.head_span, at):
-        if a.defs is not None and stmt.head in a.defs.blocks:
-            parts.append(_definition(a, stmt.head) or "")
-        elif stmt.head in WORDS:
-            parts.append(f"**{stmt.head}**: {WORDS[stmt.head][1].summary}")
+    word, word_span = _kind_word(stmt), stmt.head_span
+    if word != stmt.head:  # `stem <kind> ...`: the kind is the first option
+        word_span = stmt.items[0].span
+    if within(word_span, at):
+        if a.defs is not None and word in a.defs.blocks:
+            parts.append(_definition(a, word) or "")
+        elif word in WORDS:
+            parts.append(f"**{word}**: {WORDS[word][1].summary}")
     occurrences = block_places(a).get(place, [])
     for o in occurrences[:_MAX_OCCURRENCES]:
         parts.append("  \n".join(occurrence_text(o, seconds)))
@@ -58,6 +61,13 @@ def _statement(a: Analysis, stmt: Stmt, at: Position, seconds: Seconds | None) -
     if stmt.body is not None:
         parts += ["  \n".join(stage_text(net, stage, seconds)) for net, stage in stage_places(a).get(place, [])]
     return "\n\n".join(p for p in parts if p) or None
+
+
+def _kind_word(stmt: Stmt) -> str:
+    """The word naming a block statement's kind or template: its head, but for a one-line
+    `stem conv ...`, the word after `stem`."""
+    first = stmt.items[0] if stmt.items else None
+    return first.word if stmt.head == "stem" and isinstance(first, Flag) else stmt.head
 
 
 def _definition(a: Analysis, name: str) -> str | None:

@@ -120,8 +120,8 @@ class ArchServer(LanguageServer):
         self.found[uri] = diagnostics(a, self.encoding)
         for path in before | set(self.found[uri]):
             self._send(path)
-        for other, analysis in list(self.analyses.items()):  # buffers that import this one
-            if other != uri and a.path in analysis.importer:
+        for other, analysis in list(self.analyses.items()):  # buffers that import this one as it was
+            if other != uri and a.path in analysis.importer and analysis.seen.get(a.path) != a.text:
                 self.schedule(other)
 
     def _send(self, path: Path) -> None:
