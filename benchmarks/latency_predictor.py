@@ -13,12 +13,17 @@ estimates, in one run: calibrate on some specs, predict the others, and measure 
 
 Goal (issue 11): median absolute error <= 10% and >= 90% of held-out specs within +-15%.
 
-    python benchmarks/latency_predictor.py [--threads 1] [--profile FILE] [--rounds 15]
+    python benchmarks/latency_predictor.py [--threads 1] [--profile FILE] [--rounds 15] [--save FILE]
+
+`--save FILE` writes every spec's measured seconds as JSON; `--measured FILE` reads them back
+instead of measuring (for working on the predictor between measured runs: the figures reported
+in the docs come from runs that measure).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -58,6 +63,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--profile", default=None, help="the calibration profile (kept; default: a temporary one)")
     parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds of the whole networks")
+    parser.add_argument("--save", type=Path, help="write the measured seconds of every spec here (JSON)")
+    parser.add_argument("--measured", type=Path, help="read measured seconds from a --save file, measuring nothing")
     args = parser.parse_args()
     nets = {s: compile_file(ROOT / "specs" / f"{s}.arch", deploy=True) for s in CALIBRATION + HELD_OUT}
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,9 +72,16 @@ def main() -> None:
         profile, measured_units = calibrate([nets[s] for s in CALIBRATION], path, "tflite", args.threads, ROUNDS,
                                             CALLS, WARMUP, progress=sys.stderr.isatty())  # fmt: skip
         print(f"calibration: {len(CALIBRATION)} specs, {len(profile.entries)} units ({measured_units} measured now)")
-        everything = [nets[s] for s in CALIBRATION + HELD_OUT]
-        seconds = dict(zip(CALIBRATION + HELD_OUT, measure_networks(everything, args.threads, args.rounds, CALLS,
-                                                                    WARMUP), strict=True))  # fmt: skip
+        if args.measured is not None:
+            seconds = json.loads(args.measured.read_text())["seconds"]
+        else:
+            everything = [nets[s] for s in CALIBRATION + HELD_OUT]
+            seconds = dict(zip(CALIBRATION + HELD_OUT, measure_networks(everything, args.threads, args.rounds, CALLS,
+                                                                        WARMUP), strict=True))  # fmt: skip
+        if args.save is not None:
+            args.save.write_text(
+                json.dumps({"threads": args.threads, "rounds": args.rounds, "seconds": seconds}, indent=1)
+            )
         record_networks(profile, [nets[s] for s in CALIBRATION], [seconds[s] for s in CALIBRATION])
         predictor = Predictor(profile)
         cal_seconds = [seconds[s] for s in CALIBRATION]

@@ -65,12 +65,23 @@ def test_nonnegative_fit_recovers_coefficients_and_never_goes_negative():
     assert nonnegative_fit([((1.0, x), t) for x, t in zip(xs, ts, strict=True)]) == pytest.approx(best)
 
 
+def _power_profile(layers, k=1e-7, b=0.6, m=0.3):
+    """Every layer measured at exactly k x bytes^b x MACs^m (plus the overhead)."""
+    entries = {}
+    for layer in layers:
+        macs, moved = features(layer)
+        entries[key_of(unit_of(layer))] = Entry(unit_of(layer), OVERHEAD + k * moved**b * macs**m, macs, moved)
+    return Profile("tflite", 1, OVERHEAD, entries, {"tensorflow": "x"})
+
+
 def test_a_measured_unit_is_looked_up_and_an_unmeasured_one_fitted_on_its_family():
     net = deploy_form(compile_text(SE_NET))
     conv = next(c for c in _convs(net) if c.kernel == 1 and c.groups == 1)
-    known = [conv.model_copy(update={"cin": cin, "cout": cout}) for cin, cout in [(8, 16), (16, 64), (32, 24), (64, 8)]]
-    new = conv.model_copy(update={"cin": 40, "cout": 48})
-    profile = _linear_profile(known)
+    sizes = [(8, 16), (16, 64), (32, 24), (64, 8), (24, 96)]
+    known = [conv.model_copy(update={"cin": cin, "cout": cout, "hw": (h, h)}) for (cin, cout), h
+             in zip(sizes, (14, 7, 28, 14, 7), strict=True)]  # fmt: skip
+    new = conv.model_copy(update={"cin": 40, "cout": 48, "hw": (10, 10)})
+    profile = _power_profile(known)
     predictor = Predictor(profile)
     seconds, source = predictor.layer(known[0])
     assert source == "measured" and seconds == pytest.approx(profile.entries[key_of(unit_of(known[0]))].seconds
@@ -78,7 +89,7 @@ def test_a_measured_unit_is_looked_up_and_an_unmeasured_one_fitted_on_its_family
     macs, moved = features(new)
     seconds, source = predictor.layer(new)
     assert source.startswith("fitted on conv pointwise")
-    assert seconds == pytest.approx(3e-6 + 2e-12 * macs + 1e-10 * moved, rel=1e-6)
+    assert seconds == pytest.approx(1e-7 * moved**0.6 * macs**0.3, rel=1e-6)  # the power law, recovered
 
 
 def test_a_family_of_one_or_two_units_scales_with_bytes_and_an_empty_one_widens():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 
@@ -280,6 +281,25 @@ def nonnegative_fit(rows: Sequence[tuple[Sequence[float], float]]) -> tuple[floa
     return best[1]
 
 
+def power_law(rows: Sequence[tuple[int, int, float]]) -> Callable[[int, int], float] | None:
+    """time = k x bytes^b x MACs^m fitted on rows (MACs, bytes, seconds) by least squares on the
+    logarithms (MACs left out where a row has none: adds, copies); None where the rows cannot
+    determine it (too few, or all of one size)."""
+    import numpy as np
+
+    with_macs = all(m > 0 for m, _, _ in rows)
+    x = np.array([[1.0, np.log(b)] + ([np.log(m)] if with_macs else []) for m, b, _ in rows])
+    if len(rows) <= x.shape[1] or np.linalg.matrix_rank(x) < x.shape[1]:
+        return None
+    c = np.linalg.lstsq(x, np.log([t for _, _, t in rows]), rcond=None)[0].tolist()
+
+    def seconds(macs: int, moved: int) -> float:
+        log = c[0] + c[1] * math.log(max(moved, 1)) + (c[2] * math.log(max(macs, 1)) if with_macs else 0.0)
+        return math.exp(log)
+
+    return seconds
+
+
 @dataclass(frozen=True)
 class LayerTime:
     path: str
@@ -296,7 +316,7 @@ class Predictor:
 
     def __init__(self, profile: Profile):
         self.profile = profile
-        self._fits: dict[tuple[str, ...], tuple[float, ...] | None] = {}
+        self._fits: dict[tuple[str, ...], Callable[[int, int], float] | None] = {}
         runs = [((n.units, float(n.layers), float(n.weights)), n.seconds - profile.overhead)
                 for n in profile.networks.values()]  # fmt: skip
         self.scale, self.per_layer, self.per_weight_byte = 1.0, 0.0, 0.0
@@ -316,24 +336,24 @@ class Predictor:
         for n in range(len(family), 0, -1):
             fit = self._fit(family[:n])
             if fit is not None:
-                macs, moved = features(layer)
-                return fit[0] + fit[1] * macs + fit[2] * moved, "fitted on " + " ".join(family[:n])
+                return fit(*features(layer)), "fitted on " + " ".join(family[:n])
         raise ArchError(f"the profile has no {unit['op']} unit to predict {layer_path(layer)} from",
                         hint="calibrate on specs that use this kind of layer")  # fmt: skip
 
-    def _fit(self, family: tuple[str, ...]) -> tuple[float, ...] | None:
-        """time = a + b x MACs + c x bytes over the family's measured units; with fewer than three,
-        time proportional to bytes (what the few there are say); None without any."""
+    def _fit(self, family: tuple[str, ...]) -> Callable[[int, int], float] | None:
+        """A unit's time from its MACs and bytes, fitted on the family's measured units: a power
+        law (time = k x bytes^b x MACs^m, least squares in log space, so neither too long nor too
+        short is favoured) with four units or more; with fewer, time proportional to bytes (what
+        the few there are say); None without any."""
         if family not in self._fits:
             pool = [e for e in self.profile.entries.values() if family_of(e.unit)[: len(family)] == family]
             # a unit timed at the call's fixed cost or below says nothing about its size: left out
-            rows = [((1.0, float(e.macs), float(e.bytes)), e.seconds - self.profile.overhead) for e in pool
-                    if e.seconds > self.profile.overhead]  # fmt: skip
-            if len(rows) >= 3:
-                self._fits[family] = nonnegative_fit(rows)
-            else:
-                few = [((xs[2],), t) for xs, t in rows if xs[2] > 0]
-                self._fits[family] = (0.0, 0.0, *nonnegative_fit(few)) if few else None
+            rows = [(e.macs, e.bytes, e.seconds - self.profile.overhead) for e in pool
+                    if e.seconds > self.profile.overhead and e.bytes > 0]  # fmt: skip
+            self._fits[family] = power_law(rows) if len(rows) >= 4 else None
+            if self._fits[family] is None and rows:
+                (per_byte,) = nonnegative_fit([((float(b),), t) for _, b, t in rows])
+                self._fits[family] = lambda macs, moved: per_byte * moved
         return self._fits[family]
 
     def units(self, net: Network) -> list[LayerTime]:
