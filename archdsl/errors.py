@@ -29,8 +29,7 @@ class Span:
     uses: tuple[Span, ...] = field(default=(), repr=False, compare=False)  # the notes' places, where they have one
 
     def line_text(self) -> str:
-        lines = self.source.split("\n")  # as the lexer counts lines (not splitlines: \f, \u2028)
-        return lines[self.line - 1].rstrip("\r") if 0 < self.line <= len(lines) else ""
+        return source_line(self.source, self.line)
 
     def noted(self, note: str, used_at: Span) -> Span:
         """This span with one more (outer) note, which names the place `used_at` (a template's or
@@ -44,6 +43,13 @@ class Span:
             and (self.line, self.col) <= (other.line, other.col)
             and (other.end_line, other.end_col) <= (self.end_line, self.end_col)
         )
+
+
+def source_line(text: str, number: int) -> str:
+    """Line `number` (1-based) of `text` without its line ending, "" past the end; lines end at
+    "\n" only, as the lexer counts them (not splitlines: a form feed or U+2028 ends none)."""
+    lines = text.split("\n")
+    return lines[number - 1].rstrip("\r") if 0 < number <= len(lines) else ""
 
 
 class ArchError(Exception):

@@ -176,6 +176,8 @@ CASES = [
          "the SE ratio belongs on blocks"),
     case("option-letter-without-value", stage_line("ib k3 c16 x"), "case.arch:7:15", "'x' needs a value",
          "write x<value> or x=<value>"),
+    case("keyword-option-without-value", head_line("pool avg; classifier dropout"), "case.arch:10:26",
+         "'dropout' needs a value", "write dropout=<value>"),
     case("expansion-out-of-range", stage_line("ib k3 e=1e308 c16"), "case.arch:7:13",
          "expansion ratio must be > 0 and <= 64"),
     case("zero-resolution", stage_line("").replace("classes 10", "resolution 0x0"), "case.arch:3:14",

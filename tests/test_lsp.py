@@ -40,6 +40,7 @@ network tiny(c=8) {
     pair c=c
   }
   head {
+    pool avg
     classifier
   }
 }
@@ -177,31 +178,43 @@ async def test_unsaved_buffer_and_fix_clears_diagnostics(client: LanguageClient,
     close(client, path)
 
 
+def record_publishes(client: LanguageClient) -> list[tuple[str, list[str]]]:
+    """Every publishDiagnostics from now on, in order: (uri, first lines of the messages)."""
+    history: list[tuple[str, list[str]]] = []
+    features = client.protocol.fm.features
+    original = features[lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS]
+
+    def recorded(params: lsp.PublishDiagnosticsParams) -> None:
+        history.append((params.uri, [d.message.splitlines()[0] for d in params.diagnostics]))
+        original(params)
+
+    features[lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS] = recorded
+    return history
+
+
 async def test_stale_results_never_overwrite_newer(client: LanguageClient, workspace: Path):
     path = workspace / "typing.arch"
     uri = uri_of(path)
     await show(client, path, MAIN)
-    # a burst of edits, each misspelling the kind differently: what shows at the end is the last
-    for word in ("da", "db", "dc", "dd", "de"):
-        VERSIONS[uri] += 1
-        text = MAIN.replace("ds k3 c24", f"{word} k3 c24")
-        change = lsp.TextDocumentContentChangeWholeDocument(text)
+    history = record_publishes(client)
+    # a version that takes long to analyse (some 1,500 blocks), replaced while its analysis runs
+    slow = MAIN.replace("ds k3 c24", "da k3 c24\n" + "    ib k3 e4 c24\n" * 1500)
+    for version, text in ((2, slow), (3, MAIN.replace("ds k3 c24", "db k3 c24"))):
+        VERSIONS[uri] = version
         client.text_document_did_change(
             lsp.DidChangeTextDocumentParams(
-                lsp.VersionedTextDocumentIdentifier(version=VERSIONS[uri], uri=uri), [change]
+                lsp.VersionedTextDocumentIdentifier(version=version, uri=uri),
+                [lsp.TextDocumentContentChangeWholeDocument(text)],
             )
         )
-
-    def latest() -> str:
-        shown = client.diagnostics.get(uri, ())
-        return shown[0].message if shown else ""
-
+        await asyncio.sleep(0.2)  # the slow one's analysis has started
     for _ in range(200):
-        if latest().startswith("unknown block kind 'de'"):
+        if history and history[-1] == (uri, ["unknown block kind 'db'"]):
             break
         await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)  # nothing older arrives after it
-    assert latest().startswith("unknown block kind 'de'") and len(client.diagnostics[uri]) == 1
+    await asyncio.sleep(0.3)
+    assert history[-1] == (uri, ["unknown block kind 'db'"])
+    assert all("'da'" not in " ".join(messages) for _, messages in history)  # the stale result never shown
     close(client, path)
 
 
@@ -284,8 +297,8 @@ async def test_hover_on_stage_network_template_and_option(client: LanguageClient
     assert "A pair of inverted bottlenecks: the first may stride.\nWidths in channels." in template
     option = await hover(client, main, 11, 13)  # `e6`
     assert option == f"`e`: {KWARGS['e'].meaning} = 6"
-    flag = await hover(client, main, 8, 14)  # `s=2` of a template use: a parameter, no meaning of its own
-    assert flag is None or "stride" not in flag
+    parameter = await hover(client, main, 8, 14)  # `s=2` of a template use: no option meaning; the use's figures
+    assert parameter is not None and "stages.0.blocks.1 … stages.0.blocks.2 (2 blocks)" in parameter
     close(client, main)
 
 
@@ -461,7 +474,8 @@ async def test_damaged_specs_give_diagnostics_and_the_server_keeps_serving(
         assert [d.message.splitlines()[0] for d in shown] == expected != []
     else:  # a file with nothing in it yet: nothing wrong with it in an editor (the CLI: no network to compile)
         assert shown == ()
-    await hover(client, path, 3, 500)  # a position past the end of a line: answered, not an error
+    row = text.split("\n")[3] if text.count("\n") >= 3 else ""
+    assert await hover(client, path, 3, 500) == await hover(client, path, 3, len(row))  # past the end: the end
     close(client, path)
     # still serving
     main = workspace / "main.arch"
@@ -495,12 +509,14 @@ async def test_a_buffer_over_the_spec_size_bound_is_refused_not_parsed(client: L
 
 async def test_bad_requests_get_protocol_errors(client: LanguageClient, workspace: Path):
     closed = workspace / "never_opened.arch"
-    assert await hover(client, closed, 0, 0) is None
+    with pytest.raises(Exception, match="is not open"):  # an error response, not a guess from the disk
+        await hover(client, closed, 0, 0)
     with pytest.raises(Exception, match="(?i)method not found|not found"):
         await client.protocol.send_request_async("archdsl/noSuchMethod", {})
     main = workspace / "main.arch"
     await show(client, main, MAIN)
-    assert await hover(client, main, 7, 10_000) is not None  # past the end of a block line: that line
+    end = len(MAIN.splitlines()[7])
+    assert await hover(client, main, 7, 10_000) == await hover(client, main, 7, end) != None  # noqa: E711  # the line's end
     assert await hover(client, main, 10_000, 0) is None
     close(client, main)
 
@@ -549,3 +565,132 @@ async def test_hover_shows_the_predicted_time_with_a_latency_profile(workspace: 
         await client.shutdown_session()
     finally:
         await client.stop()
+
+
+async def test_positions_count_utf16_units_and_crlf_lines(client: LanguageClient, workspace: Path):
+    """The import path's error range ends after an astral character (two UTF-16 units, one code
+    point); a CRLF file has its errors where an LF one has them."""
+    path = workspace / "astral.arch"
+    (d,) = await show(client, path, 'import "\U0001d6fc.arch"\n')
+    assert "no such file" in d.message
+    assert (d.range.start.character, d.range.end.character) == (7, 7 + len('"x.arch"') + 1)
+    close(client, path)
+    crlf = workspace / "crlf.arch"
+    lf_diagnostics = await show(client, crlf, MAIN.replace("ds k3", "dz k3"))
+    close(client, crlf)
+    crlf_diagnostics = await show(client, crlf, MAIN.replace("ds k3", "dz k3").replace("\n", "\r\n"))
+    assert [x.range for x in crlf_diagnostics] == [x.range for x in lf_diagnostics] != []
+    await show(client, crlf, MAIN.replace("\n", "\r\n"))
+    assert "16x32x32 -> 24x32x32" in (await hover(client, crlf, 7, 4) or "")
+    close(client, crlf)
+
+
+async def test_utf8_positions_when_the_client_asks_for_them(workspace: Path):
+    config = ClientServerConfig(server_command=[sys.executable, "-m", "archdsl", "lsp"])
+    client = await config.start()
+    try:
+        capabilities = client_capabilities("visual-studio-code")
+        capabilities.general = lsp.GeneralClientCapabilities(position_encodings=[lsp.PositionEncodingKind.Utf8])
+        result = await client.initialize_session(lsp.InitializeParams(capabilities=capabilities))
+        assert result.capabilities.position_encoding == lsp.PositionEncodingKind.Utf8
+        path = workspace / "astral8.arch"
+        VERSIONS.pop(uri_of(path), None)
+        (d,) = await show(client, path, 'import "\U0001d6fc.arch"\n')
+        assert (d.range.start.character, d.range.end.character) == (7, 7 + len('"x.arch"') + 3)  # 4 bytes
+        close(client, path)
+        await client.shutdown_session()
+    finally:
+        await client.stop()
+
+
+async def test_a_closed_buffer_is_cleared_and_reopens_fresh(client: LanguageClient, workspace: Path):
+    path = workspace / "reopen.arch"
+    await show(client, path, MAIN.replace("ds k3", "dz k3"))
+    client.diagnostics.pop(uri_of(path), None)
+    close(client, path)
+    assert await published(client, uri_of(path)) == ()  # closing clears what was shown
+    assert await show(client, path, MAIN) == ()  # reopened at version 1 with other text
+    close(client, path)
+
+
+async def test_a_file_name_that_needs_percent_encoding(client: LanguageClient, workspace: Path):
+    path = workspace / "my spec (v2).arch"
+    (d,) = await show(client, path, MAIN.replace("ds k3", "dz k3"))
+    assert d.message.startswith("unknown block kind 'dz'")
+    assert await show(client, path, MAIN) == ()
+    assert "24x32x32" in (await hover(client, path, 7, 4) or "")
+    close(client, path)
+
+
+async def test_imports_of_open_buffers_unsaved_new_and_through_a_symbolic_link(client: LanguageClient, workspace: Path):
+    real = workspace / "real"
+    real.mkdir()
+    linked = workspace / "linked"
+    linked.symlink_to(real, target_is_directory=True)
+    (real / "main.arch").write_text(MAIN.replace('"lib.arch"', '"fresh.arch"').replace("pair c=32", "trio c=32"))
+    fresh = linked / "fresh.arch"  # never saved: only the buffer has it
+    await show(client, fresh, LIB.replace("block pair", "block trio"))
+    main = linked / "main.arch"
+    assert await show(client, main, main.read_text()) == ()
+    target = await client.text_document_definition_async(
+        lsp.DefinitionParams(lsp.TextDocumentIdentifier(uri_of(main)), lsp.Position(8, 5))
+    )
+    assert isinstance(target, lsp.Location) and target.uri == uri_of(fresh)  # the buffer's own URI
+    # closing the unsaved buffer: the importer reads the disk again, where the file is missing
+    client.diagnostics.pop(uri_of(main), None)
+    close(client, fresh)
+    (d,) = await published(client, uri_of(main))
+    assert "no such file" in d.message
+    close(client, main)
+
+
+async def test_references_from_the_defining_file_find_uses_in_open_importers(client: LanguageClient, workspace: Path):
+    lib, main = workspace / "lib.arch", workspace / "main.arch"
+    await show(client, main, MAIN)
+    await show(client, lib, LIB)
+    refs = await client.text_document_references_async(
+        lsp.ReferenceParams(
+            context=lsp.ReferenceContext(include_declaration=False),
+            text_document=lsp.TextDocumentIdentifier(uri_of(lib)),
+            position=lsp.Position(2, 7),  # `pair` in its definition
+        )
+    )
+    assert sorted((r.uri, r.range.start.line) for r in refs) == sorted([(uri_of(lib), 12), (uri_of(main), 8)])
+    close(client, lib)
+    close(client, main)
+
+
+async def test_completion_in_a_stem_body_and_settings_changed_at_run_time(client: LanguageClient, workspace: Path):
+    path = workspace / "stem_body.arch"
+    text = MAIN.replace("  stem conv k3 s2 c16\n", "  stem {\n    \n  }\n")
+    await show(client, path, text)
+    assert set(WORDS) <= set(await complete_at(client, path, 6, 4))
+    await show(client, path, MAIN)
+    everywhere = lsp.Range(lsp.Position(0, 0), lsp.Position(30, 0))
+    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams({"archdsl": {"inlayHints": False}}))
+    hints = await client.text_document_inlay_hint_async(
+        lsp.InlayHintParams(lsp.TextDocumentIdentifier(uri_of(path)), everywhere)
+    )
+    assert not hints
+    client.workspace_did_change_configuration(lsp.DidChangeConfigurationParams({"archdsl": {"inlayHints": True}}))
+    hints = await client.text_document_inlay_hint_async(
+        lsp.InlayHintParams(lsp.TextDocumentIdentifier(uri_of(path)), everywhere)
+    )
+    assert hints
+    close(client, path)
+
+
+async def test_many_networks_are_analysed_up_to_a_bound(client: LanguageClient, workspace: Path):
+    path = workspace / "many.arch"
+    family = LIB.split("network tiny")[1]
+    text = (
+        LIB.split("network tiny")[0]
+        + "network tiny"
+        + family
+        + "".join(f"network n{i} = tiny(c={8 + i})\n" for i in range(70))
+    )
+    shown = await show(client, path, text)
+    notices = [d for d in shown if d.severity == lsp.DiagnosticSeverity.Information]
+    assert len(notices) == 70 + 1 - 64 and all("not analysed here" in d.message for d in notices)
+    assert [d for d in shown if d.severity == lsp.DiagnosticSeverity.Error] == []
+    close(client, path)

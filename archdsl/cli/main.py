@@ -285,8 +285,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "check":
             return commands.check_cmd(args.root)
         if args.command == "lsp":
-            from ..lsp.server import serve
-
+            try:
+                from ..lsp.server import serve
+            except ImportError as e:
+                raise UsageError(f"the language server needs {e.name}", None, "pip install 'archdsl[lsp]'") from None
             return serve()
         return commands.regen_cmd(args.root)
     except UsageError as e:

@@ -103,6 +103,9 @@ class SpecFiles:
     def read(self, path: Path, imported: Import) -> str:
         return read_spec(path, imported)
 
+    def exists(self, path: Path) -> bool:
+        return os.path.lexists(path)
+
     def parse(self, text: str, file: str) -> Module:
         return parse(text, file)
 
@@ -159,7 +162,7 @@ def _follow_imports(
             )
         if len(defs.loaded) >= MAX_IMPORTED_FILES:
             raise ArchError(f"a spec may import at most {MAX_IMPORTED_FILES} files", item.span)
-        if not os.path.lexists(target):
+        if not files.exists(target):
             raise ArchError(f"cannot import {item.path!r}: no such file", item.span)
         text = files.read(target, item)
         sub = files.parse(text, display_path(target))

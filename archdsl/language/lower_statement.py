@@ -99,6 +99,8 @@ def _option(item: Any, env: Env) -> Option:
     assert isinstance(item, Flag)
     if item.word in COMPACT:
         raise ArchError(f"'{item.word}' needs a value", item.span, f"write {item.word}<value> or {item.word}=<value>")
+    if item.word in KWARGS and item.word not in FLAGS:  # `dropout` alone: an option without its value
+        raise ArchError(f"'{item.word}' needs a value", item.span, f"write {item.word}=<value>")
     m = _COMPACT_RE.match(item.word)
     if item.word in FLAGS or not m:
         return Option(item.word, None, item.span, item.span)

@@ -16,10 +16,21 @@ from ..ir.pipeline import resolve
 from ..language.loader import Definitions, SpecFiles, display_path, load_text
 from ..language.lower import concrete_in, lower
 from ..language.syntax import Import, Module, NetworkDef
-from ..limits import MAX_SPEC_BYTES
+from ..limits import MAX_BLOCKS, MAX_SPEC_BYTES
 
 _TOO_BIG = f"has more than the {MAX_SPEC_BYTES:,} bytes a spec may have"
-_CACHED_TREES = 64  # syntax trees kept: far more files than an editing session has open
+_CACHED_TREES = 64  # files whose last syntax tree is kept: far more than an editing session has open
+MAX_RESOLVED_BLOCKS = MAX_BLOCKS  # per analysis, over all the networks of a buffer
+MAX_NETWORKS = 64  # networks (and default-complete families) analysed per buffer
+
+
+class NotAnalysed(ArchError):
+    """A network left out of a buffer's analysis by the bounds above: a notice, not an error."""
+
+
+def too_big(text: str) -> bool:
+    """Over the bound the disk's specs have (`read_spec`), which buffers keep too."""
+    return len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES
 
 
 class EditorFiles(SpecFiles):
@@ -29,29 +40,33 @@ class EditorFiles(SpecFiles):
     def __init__(self) -> None:
         self.open_texts: dict[Path, str] = {}  # set before each analysis
         self.importer: dict[Path, Path] = {}  # the last analysis's imported file -> the file importing it
-        self._trees: OrderedDict[tuple[str, str], Module | ArchError] = OrderedDict()
+        self._trees: OrderedDict[str, tuple[str, Module | ArchError]] = OrderedDict()  # file -> its last text
 
     def read(self, path: Path, imported: Import) -> str:
         self.importer[path] = span_path(imported.span)
         text = self.open_texts.get(path)
         if text is None:
             return super().read(path, imported)
-        if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:
+        if too_big(text):
             raise ArchError(f"cannot import {imported.path!r}: {_TOO_BIG}", imported.span)
         return text
 
+    def exists(self, path: Path) -> bool:
+        return path in self.open_texts or super().exists(path)
+
     def parse(self, text: str, file: str) -> Module:
-        key = (file, text)
-        tree = self._trees.get(key)
-        if tree is None:
+        """The tree of `text`, from the cache when it is the text `file` had last time."""
+        cached = self._trees.get(file)
+        if cached is None or cached[0] != text:
             try:
-                tree = super().parse(text, file)
+                cached = (text, super().parse(text, file))
             except ArchError as e:
-                tree = e
-            self._trees[key] = tree
+                cached = (text, e)
+            self._trees[file] = cached
             if len(self._trees) > _CACHED_TREES:
                 self._trees.popitem(last=False)
-        self._trees.move_to_end(key)
+        self._trees.move_to_end(file)
+        tree = cached[1]
         if isinstance(tree, ArchError):  # a fresh copy: later stages add notes to what they raise
             raise ArchError(tree.message, tree.span, tree.hint)
         return tree
@@ -83,21 +98,40 @@ def analyse(path: Path, text: str, files: EditorFiles, open_texts: dict[Path, st
     out = Analysis(path, display_path(path), text, seen=open_texts)
     files.open_texts, files.importer = open_texts, {}
     out.importer = files.importer
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_SPEC_BYTES:  # the disk's bound, for buffers too
+    if too_big(text):
         out.errors = [ArchError(f"this buffer {_TOO_BIG}", Span(out.file, 1, 1, 1, 1, text[:1000]))]
         return out
     try:
         out.module = files.parse(text, out.file)
         out.defs = load_text(text, out.file, files=files)
+        _resolve_networks(out)
     except (ArchError, ArchErrors) as e:
         out.errors = _each(e)
-        return out
-    for name in _networks(out.defs):
+    except Exception as e:  # a bug of ours: said where the user sees it, and the server goes on
+        out.errors.append(ArchError(f"internal error: {type(e).__name__}: {e}", Span(out.file, 1, 1, 1, 1, text),
+                                    "please report it, with this spec"))  # fmt: skip
+    return out
+
+
+def _resolve_networks(out: Analysis) -> None:
+    """Each network the buffer defines, as far as `MAX_RESOLVED_BLOCKS` blocks or `MAX_NETWORKS`
+    networks in all (the others are not analysed: a buffer stays quick however many it defines)."""
+    assert out.defs is not None
+    blocks = 0
+    for index, name in enumerate(_networks(out.defs)):
+        if blocks > MAX_RESOLVED_BLOCKS or index >= MAX_NETWORKS:
+            why = f"more than {MAX_RESOLVED_BLOCKS:,} blocks" if blocks > MAX_RESOLVED_BLOCKS else f"{MAX_NETWORKS}"
+            out.errors.append(NotAnalysed(f"network '{name}' not analysed here: the networks above it are {why}",
+                                          out.defs.networks[name].name_span,
+                                          "`archdsl compile --network` checks it (the editor analyses so much per file)"))  # fmt: skip
+            continue
         try:
-            out.networks.append(resolve(lower(out.defs, name), out.file))
+            net = resolve(lower(out.defs, name), out.file)
         except (ArchError, ArchErrors) as e:
             out.errors += [x for x in _each(e) if _key(x) not in {_key(y) for y in out.errors}]
-    return out
+        else:
+            out.networks.append(net)
+            blocks += len(net.blocks())
 
 
 def _networks(defs: Definitions) -> list[str]:

@@ -14,7 +14,7 @@ from lsprotocol import types as lsp
 
 from ..errors import ArchError, Span, Suggestion, escaped
 from ..language.syntax import Import
-from .analysis import Analysis, span_path
+from .analysis import Analysis, NotAnalysed, span_path
 from .positions import span_range
 
 SOURCE = "archdsl"
@@ -61,7 +61,7 @@ def _diagnostic(e: ArchError, where: lsp.Range, message: str, fix: bool = True) 
     return lsp.Diagnostic(
         range=where,
         message=escaped_lines(lines),
-        severity=lsp.DiagnosticSeverity.Error,
+        severity=lsp.DiagnosticSeverity.Information if isinstance(e, NotAnalysed) else lsp.DiagnosticSeverity.Error,
         source=SOURCE,
         data=data,
     )

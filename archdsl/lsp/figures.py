@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from ..analysis.cost import Cost, block_cost
 from ..analysis.report import block_seconds, shape_text, si
-from ..errors import ArchError
+from ..errors import ArchError, Span
 from ..ir.deploy_form import CannotMerge, deploy_form
 from ..ir.network import Block, Network, Stage
 from .analysis import Analysis
@@ -24,12 +24,19 @@ class Occurrence:
     network: Network
     blocks: list[Block]
 
-    @property
-    def cost(self) -> Cost:
-        return sum(map(block_cost, self.blocks), Cost())
 
-    def shapes(self) -> str:
-        return f"{shape_text(self.blocks[0], 'input')} -> {shape_text(self.blocks[-1])}"
+def total(blocks: list[Block] | tuple[Block, ...]) -> Cost:
+    return sum(map(block_cost, blocks), Cost())
+
+
+def _shapes(blocks: list[Block] | tuple[Block, ...]) -> str:
+    return f"{shape_text(blocks[0], 'input')} -> {shape_text(blocks[-1])}"
+
+
+def _places(a: Analysis, span: Span | None) -> set[Place]:
+    """Where in the buffer a resolved node was written: its own span, or the uses of the
+    template or family that holds it."""
+    return {(s.line, s.col) for s in (span, *span.uses) if a.in_file(s)} if span is not None else set()
 
 
 def block_places(a: Analysis) -> dict[Place, list[Occurrence]]:
@@ -39,10 +46,7 @@ def block_places(a: Analysis) -> dict[Place, list[Occurrence]]:
     for net in a.networks:
         blocks = net.blocks()
         for index, block in enumerate(blocks):
-            span = block.span
-            if span is None:
-                continue
-            for where in {(s.line, s.col) for s in (span, *span.uses) if a.in_file(s)}:
+            for where in _places(a, block.span):
                 runs = out.setdefault(where, [])
                 last = runs[-1] if runs else None
                 if last is not None and last.network is net and last.blocks[-1] is blocks[index - 1]:
@@ -56,11 +60,8 @@ def stage_places(a: Analysis) -> dict[Place, list[tuple[Network, Stage]]]:
     out: dict[Place, list[tuple[Network, Stage]]] = {}
     for net in a.networks:
         for stage in net.all_stages():
-            span = stage.span
-            if span is not None:
-                for s in (span, *span.uses):
-                    if a.in_file(s):
-                        out.setdefault((s.line, s.col), []).append((net, stage))
+            for where in _places(a, stage.span):
+                out.setdefault(where, []).append((net, stage))
     return out
 
 
@@ -69,7 +70,7 @@ Seconds = Callable[[Network], dict[str, float]]  # a network -> predicted second
 
 def figures(blocks: list[Block], network: Network, seconds: Seconds | None, shapes: str) -> list[str]:
     """Markdown lines: the shapes, the cost, and a predicted time where a profile is set."""
-    c = sum(map(block_cost, blocks), Cost())
+    c = total(blocks)
     lines = [
         f"`{shapes}` (CxHxW)",
         f"params **{c.params:,}** · MACs **{si(c.macs)}** ({c.macs:,}) · "
@@ -89,7 +90,7 @@ def figures(blocks: list[Block], network: Network, seconds: Seconds | None, shap
 def occurrence_text(o: Occurrence, seconds: Seconds | None) -> list[str]:
     first, last = o.blocks[0].path, o.blocks[-1].path
     where = first if first == last else f"{first} … {last} ({_count(o.blocks)})"
-    return [f"{o.network.name} · {where}", *figures(o.blocks, o.network, seconds, o.shapes())]
+    return [f"{o.network.name} · {where}", *figures(o.blocks, o.network, seconds, _shapes(o.blocks))]
 
 
 def network_text(net: Network, seconds: Seconds | None) -> list[str]:
@@ -101,8 +102,7 @@ def network_text(net: Network, seconds: Seconds | None) -> list[str]:
 def stage_text(net: Network, stage: Stage, seconds: Seconds | None) -> list[str]:
     blocks = list(stage.blocks)
     title = f"**{stage.path}**" + ("" if stage.name == stage.path else f" ({stage.name})")
-    shapes = f"{shape_text(blocks[0], 'input')} -> {shape_text(blocks[-1])}"
-    return [f"{title} of {net.name} · {_count(blocks)}", *figures(blocks, net, seconds, shapes)]
+    return [f"{title} of {net.name} · {_count(blocks)}", *figures(blocks, net, seconds, _shapes(blocks))]
 
 
 def _count(blocks: list[Block]) -> str:

@@ -9,7 +9,8 @@ from lsprotocol import types as lsp
 from ..analysis.report import shape_text, si
 from ..language.syntax import BlockDef, NetworkDef, Stmt
 from .analysis import Analysis
-from .figures import block_places
+from .figures import block_places, total
+from .locate import statements
 from .positions import span_range
 
 
@@ -23,7 +24,7 @@ def inlay_hints(a: Analysis, first_line: int, last_line: int, encoding: str) -> 
         runs = places.get((stmt.span.line, stmt.span.col))
         if not runs or not first_line <= stmt.span.end_line <= last_line:
             continue
-        macs = sum(o.cost.macs for o in runs)
+        macs = sum(total(o.blocks).macs for o in runs)
         shown = f"-> {shape_text(runs[0].blocks[-1])}" if len(runs) == 1 else f"{len(runs)} uses"
         end = span_range(stmt.span, encoding).end
         out.append(lsp.InlayHint(end, f"{shown} · {si(macs)} MACs", padding_left=True))
@@ -31,11 +32,6 @@ def inlay_hints(a: Analysis, first_line: int, last_line: int, encoding: str) -> 
 
 
 def _statements(a: Analysis) -> Iterator[Stmt]:
-    def walk(body: tuple[Stmt, ...]) -> Iterator[Stmt]:
-        for stmt in body:
-            yield stmt
-            yield from walk(stmt.body or ())
-
     for item in a.module.items if a.module else ():
         if isinstance(item, (NetworkDef, BlockDef)):
-            yield from walk(item.body)
+            yield from statements(item.body)

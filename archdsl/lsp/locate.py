@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from ..errors import Span
 from ..language.syntax import BlockDef, Comment, Flag, KwArg, Literal, Module, NetworkDef, NetworkInst, Stmt, TopItem
@@ -49,6 +50,13 @@ def context_at(module: Module, at: Position) -> Context:
     if ctx.stmt is not None:
         ctx.option = next((i for i in ctx.stmt.items if within(i.span, at)), None)
     return ctx
+
+
+def statements(body: tuple[Stmt, ...]) -> Iterator[Stmt]:
+    """Every statement of `body`, nested ones after the one holding them."""
+    for stmt in body:
+        yield stmt
+        yield from statements(stmt.body or ())
 
 
 def comment_above(module: Module, line: int) -> str:

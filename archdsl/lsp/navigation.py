@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import Span
-from ..language.syntax import BlockDef, Import, Module, NetworkDef, NetworkInst, Stmt
-from .analysis import Analysis
-from .locate import Position, context_at, within
+from ..language.syntax import BlockDef, Import, Module, NetworkDef, NetworkInst
+from .analysis import Analysis, span_path
+from .locate import Position, context_at, statements, within
 
 
 def name_at(a: Analysis, at: Position) -> str | Import | None:
@@ -39,12 +39,19 @@ def definition(a: Analysis, at: Position) -> Span | Path | None:
     return node.name_span if node is not None else None
 
 
-def references(a: Analysis, at: Position, declaration: bool) -> list[Span]:
-    """Every place the files this buffer sees name the template or family at `at`."""
+def references(a: Analysis, at: Position, declaration: bool, others: list[Analysis]) -> list[Span]:
+    """Every place that names the template or family at `at`: in the files this buffer sees, and
+    in the open buffers that see its definition (those importing its file)."""
     target = name_at(a, at)
     if not isinstance(target, str) or a.defs is None:
         return []
-    return [s for m in a.defs.modules for s in _mentions(m, target, declaration)]
+    node = a.defs.blocks.get(target) or a.defs.networks.get(target)
+    home = span_path(node.name_span) if node is not None else a.path
+    modules = {m.file: m for m in a.defs.modules}
+    for other in others:
+        if other.defs is not None and (other.path == home or home in other.importer):
+            modules.update({m.file: m for m in other.defs.modules})
+    return [s for m in modules.values() for s in _mentions(m, target, declaration)]
 
 
 def _mentions(module: Module, name: str, declaration: bool) -> Iterator[Span]:
@@ -54,11 +61,4 @@ def _mentions(module: Module, name: str, declaration: bool) -> Iterator[Span]:
         if isinstance(item, NetworkInst) and item.base == name:
             yield item.base_span
         if isinstance(item, (NetworkDef, BlockDef)):
-            yield from _uses(item.body, name)
-
-
-def _uses(body: tuple[Stmt, ...], name: str) -> Iterator[Span]:
-    for stmt in body:
-        if stmt.head == name:
-            yield stmt.head_span
-        yield from _uses(stmt.body or (), name)
+            yield from (stmt.head_span for stmt in statements(item.body) if stmt.head == name)

@@ -1,14 +1,13 @@
 """Spans (1-based lines, columns in code points) to LSP positions (0-based, columns in the code
 units the client and server agreed on: UTF-16 unless the client offers UTF-8 or UTF-32).
 
-Lines are split at "\\n" only, as the lexer counts them (a form feed or U+2028 inside a line
-does not start a new one)."""
+Lines are split at "\\n" only, as the lexer counts them (`errors.source_line`)."""
 
 from __future__ import annotations
 
 from lsprotocol import types as lsp
 
-from ..errors import Span
+from ..errors import Span, source_line
 
 
 def units(text: str, encoding: str) -> int:
@@ -31,15 +30,9 @@ def column(line: str, character: int, encoding: str) -> int:
     return len(line)
 
 
-def line_of(text: str, number: int) -> str:
-    """Line `number` (0-based) of `text`, without its line ending; "" past the end."""
-    lines = text.split("\n")
-    return lines[number].rstrip("\r") if 0 <= number < len(lines) else ""
-
-
 def span_range(span: Span, encoding: str) -> lsp.Range:
     def at(line: int, col: int) -> lsp.Position:
-        text = line_of(span.source, line - 1)
+        text = source_line(span.source, line)
         return lsp.Position(max(line - 1, 0), units(text[: max(col - 1, 0)], encoding))
 
     return lsp.Range(at(span.line, span.col), at(span.end_line, span.end_col))
@@ -47,7 +40,14 @@ def span_range(span: Span, encoding: str) -> lsp.Range:
 
 def cursor(text: str, position: lsp.Position, encoding: str) -> tuple[int, int]:
     """The 1-based line and column of the character at `position`, as spans count them."""
-    return position.line + 1, column(line_of(text, position.line), position.character, encoding) + 1
+    return position.line + 1, column(source_line(text, position.line + 1), position.character, encoding) + 1
+
+
+def text_before(text: str, at: tuple[int, int]) -> str:
+    """`text` up to the 1-based line and column `at` (what completion reads)."""
+    lines = text.split("\n")
+    line, col = at
+    return "\n".join([*lines[: line - 1], source_line(text, line)[: col - 1]])
 
 
 def whole(text: str, encoding: str) -> lsp.Range:
