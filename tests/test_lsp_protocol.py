@@ -40,7 +40,7 @@ def test_malformed_json_rpc_gets_error_responses_and_the_server_goes_on():
     finally:
         server.kill()
         server.wait()
-    assert answers[0]["error"]["code"] == -32700  # parse error
+    assert answers[0]["error"]["code"] == -32700 and answers[0]["id"] is None  # parse error: no id to answer
     assert (answers[1]["id"], answers[1]["error"]["code"]) == (2, -32602)  # invalid params
     assert answers[2]["id"] == 3 and "hoverProvider" in answers[2]["result"]["capabilities"]
     assert (answers[3]["id"], answers[3]["error"]["code"]) == (4, -32601)  # method not found

@@ -77,8 +77,8 @@ class ArchServer(LanguageServer):
         """A message that is not JSON (or not UTF-8) gets JSON-RPC's parse error response, with no
         id (none can be read); other errors are shown as pygls shows them."""
         if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
-            parse_error = lsp.ResponseError(JsonRpcParseError.CODE, f"Parse error: {error}")
-            self.protocol._send_response(None, error=parse_error)  # type: ignore[arg-type]  # JSON-RPC: id null
+            error_object = {"code": JsonRpcParseError.CODE, "message": f"Parse error: {error}"}
+            self.protocol._send_data({"jsonrpc": "2.0", "id": None, "error": error_object})  # JSON-RPC: id null
         else:
             super().report_server_error(error, source)
 
