@@ -120,10 +120,10 @@ def _resolve_networks(out: Analysis) -> None:
     blocks = 0
     for index, name in enumerate(_networks(out.defs)):
         if blocks > MAX_RESOLVED_BLOCKS or index >= MAX_NETWORKS:
-            why = f"more than {MAX_RESOLVED_BLOCKS:,} blocks" if blocks > MAX_RESOLVED_BLOCKS else f"{MAX_NETWORKS}"
-            out.errors.append(NotAnalysed(f"network '{name}' not analysed here: the networks above it are {why}",
-                                          out.defs.networks[name].name_span,
-                                          "`archdsl compile --network` checks it (the editor analyses so much per file)"))  # fmt: skip
+            why = (f"the networks above it have more than {MAX_RESOLVED_BLOCKS:,} blocks" if blocks > MAX_RESOLVED_BLOCKS
+                   else f"the editor analyses a buffer's first {MAX_NETWORKS} networks")  # fmt: skip
+            out.errors.append(NotAnalysed(f"network '{name}' not analysed here: {why}", out.defs.networks[name].name_span,
+                                          f"`archdsl compile --network {name}` checks it"))  # fmt: skip
             continue
         try:
             net = resolve(lower(out.defs, name), out.file)
