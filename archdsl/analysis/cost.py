@@ -74,14 +74,17 @@ def _se(layer: SqueezeExcite, params: int) -> Cost:
     return Cost(params, macs, ew, 2 * n)
 
 
-def _elementwise(ops: int, reads: int) -> Callable[..., Cost]:
-    """A layer of `ops` ops per element that reads `reads` tensors of its size and writes one."""
+@dataclass(frozen=True)
+class _Elementwise:
+    """A layer of `ops` ops per element that reads `reads` tensors of its size and writes one.
+    (A class, not a closure made at import: its arithmetic runs, and is tested, at each call.)"""
 
-    def cost(layer: LayerScale | ResidualAdd | InputNorm | Activation, params: int) -> Cost:
+    ops: int
+    reads: int
+
+    def __call__(self, layer: LayerScale | ResidualAdd | InputNorm | Activation, params: int) -> Cost:
         n = layer.channels * _area(layer.hw)
-        return Cost(params, 0, ops * n, (reads + 1) * n)
-
-    return cost
+        return Cost(params, 0, self.ops * n, (self.reads + 1) * n)
 
 
 def _branch_sum(layer: BranchSum, params: int) -> Cost:
@@ -121,10 +124,10 @@ def _linear(layer: Linear, params: int) -> Cost:
 COSTS: dict[type, Callable[..., Cost]] = {
     ConvBnAct: _conv,
     SqueezeExcite: _se,
-    LayerScale: _elementwise(1, 1),
-    ResidualAdd: _elementwise(1, 2),
-    InputNorm: _elementwise(2, 1),
-    Activation: _elementwise(1, 1),
+    LayerScale: _Elementwise(1, 1),
+    ResidualAdd: _Elementwise(1, 2),
+    InputNorm: _Elementwise(2, 1),
+    Activation: _Elementwise(1, 1),
     BranchSum: _branch_sum,
     AttentionCore: _attention,
     Concat: _moved,

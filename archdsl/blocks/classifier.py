@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 
 from ..errors import ArchError
@@ -48,12 +49,15 @@ def torch_call(block: Classifier, t: Any) -> Any:
                   ("dropout", repr(block.dropout) if block.dropout else None), comment=t.cost_note(layers(block)))  # fmt: skip
 
 
-def _timm(name: str) -> Any:
-    def names(block: Classifier, place: TimmPlace, state: Mapping[str, Any], out: dict[str, str]) -> None:
-        if place.part == "head":
-            out[f"{block.path}.fc"] = name
+@dataclass(frozen=True)
+class _HeadName:
+    """timm's name for the classifier's linear layer (a class, not a closure made at import)."""
 
-    return names
+    name: str
+
+    def __call__(self, block: Classifier, place: TimmPlace, state: Mapping[str, Any], out: dict[str, str]) -> None:
+        if place.part == "head":
+            out[f"{block.path}.fc"] = self.name
 
 
 KIND = BlockKind(
@@ -66,6 +70,6 @@ KIND = BlockKind(
     output=lambda b: (b.classes, (1, 1)),
     steps=steps,
     torch=TorchPiece("classifier.py.j2", ("Classifier",), torch_call),
-    timm={"efficientnet": _timm("classifier"), "byobnet": _timm("head.fc")},
+    timm={"efficientnet": _HeadName("classifier"), "byobnet": _HeadName("head.fc")},
     flat_output=True,
 )

@@ -11,7 +11,7 @@ from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
 from .build import Builder
 from .kind import BlockKind, TorchPiece, Word
-from .timm_names import efficientnet_names
+from .timm_names import StageNames
 
 if TYPE_CHECKING:
     from ..codegen.steps import Step
@@ -85,5 +85,5 @@ KIND = BlockKind(
     output=lambda b: (b.pw.cout, b.pw.out_hw),
     steps=steps,
     torch=TorchPiece("depthwise_separable.py.j2", ("DepthwiseSeparable",), torch_call, drop_path=True),
-    timm=efficientnet_names({"dw": ("conv_dw", "bn1"), "pw": ("conv_pw", "bn2")}),
+    timm={"efficientnet": StageNames({"dw": ("conv_dw", "bn1"), "pw": ("conv_pw", "bn2")})},
 )

@@ -10,7 +10,7 @@ from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
 from .build import Builder
 from .kind import BlockKind, TorchPiece, Word
-from .timm_names import efficientnet_names
+from .timm_names import StageNames
 from .uib import OPTIONS as UIB_OPTIONS
 
 if TYPE_CHECKING:
@@ -74,5 +74,5 @@ KIND = BlockKind(
     output=lambda b: (b.project.cout, b.project.out_hw),
     steps=steps,
     torch=TorchPiece("fused_ib.py.j2", ("FusedInvertedBottleneck",), torch_call, drop_path=True),
-    timm=efficientnet_names({"expand": ("conv_exp", "bn1"), "project": ("conv_pwl", "bn2")}),
+    timm={"efficientnet": StageNames({"expand": ("conv_exp", "bn1"), "project": ("conv_pwl", "bn2")})},
 )

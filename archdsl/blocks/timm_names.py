@@ -4,7 +4,8 @@ block kind picks its scheme here; the importer (`runtimes/importers/timm.py`) wa
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 from .kind import TimmPlace
 
@@ -23,13 +24,13 @@ def add_scheme(path: str, prefix: str, scheme: Scheme, out: dict[str, str]) -> N
     out[f"{path}.se.reduce"], out[f"{path}.se.expand"] = f"{prefix}.se.conv_reduce", f"{prefix}.se.conv_expand"
 
 
-def efficientnet_names(
-    scheme: Scheme,
-) -> dict[str, Callable[[Any, TimmPlace, Mapping[str, Any], dict[str, str]], None]]:
-    """The timm names of a stage block kind with one fixed scheme."""
+@dataclass(frozen=True)
+class StageNames:
+    """The timm names of a stage block kind with one fixed scheme (a class, not a closure made at
+    import: what it does runs at each call)."""
 
-    def names(block: Any, place: TimmPlace, state: Mapping[str, Any], out: dict[str, str]) -> None:
+    scheme: Scheme
+
+    def __call__(self, block: Any, place: TimmPlace, state: Mapping[str, Any], out: dict[str, str]) -> None:
         if place.part == "stage":
-            add_scheme(block.path, place.prefix, scheme, out)
-
-    return {"efficientnet": names}
+            add_scheme(block.path, place.prefix, self.scheme, out)
