@@ -140,3 +140,20 @@ def test_block_modules_stay_small():
     """One job per module: each kind's module within the layout's soft cap."""
     for path in (ROOT / "archdsl" / "blocks").glob("*.py"):
         assert len(path.read_text().splitlines()) <= 400, path.name
+
+
+@pytest.mark.parametrize(
+    ("kernels", "variant"),
+    [("3/5/0", "extra_dw"), ("0/3/0", "ib"), ("3/0/0", "convnext"), ("0/0/0", "ffn"), ("3/3/3", "uib")],
+)
+def test_a_generic_uib_is_named_by_the_depthwise_convs_it_has(kernels: str, variant: str):
+    """MobileNetV4's names for UIB's instantiations, from which of the start, middle and end
+    depthwise convs a `uib k<start>/<mid>/<end>` has (0: absent); the cost report shows them."""
+    from archdsl.analysis.report import cost_table
+    from conftest import small_net
+
+    net = compile_text(small_net(f"uib k{kernels} e4 c16"))
+    block = net.stages[0].blocks[-1]  # after the small net's own ib
+    assert block.variant == variant
+    row = next(line for line in cost_table(net).splitlines() if line.strip().startswith(block.path))
+    assert row.split()[1] == variant
