@@ -165,3 +165,35 @@ def test_weights_of_another_network_name_the_form_their_metadata_claims(small, d
     err = capsys.readouterr().err
     assert f"weights '{other}' fit neither form of n (its metadata says: the train form of 'mnv2'): missing " in err
     assert f"make weights for this spec with: archdsl init-weights {spec}{' --deploy' if deploy else ''} -o" in err
+
+
+def test_fold_weights_on_the_command_line(tmp_path, capsys):
+    """`archdsl fold-weights`: train-form weights folded into deploy-form ones that the deploy
+    code runs to the train code's outputs; deploy-form weights pass as they are; weights of
+    another spec are refused, naming what does not fit."""
+    spec = tmp_path / "n.arch"
+    spec.write_text(small_net("mobileone k3 c16 branches=2; ib k3 e4 c24 se0.25"))
+    train_file, deploy_file, again = (tmp_path / f"{n}.safetensors" for n in ("train", "deploy", "again"))
+    assert cli.main(["init-weights", str(spec), "--seed", "3", "-o", str(train_file)]) == 0
+    assert cli.main(["fold-weights", str(spec), str(train_file), "-o", str(deploy_file)]) == 0
+    assert "holds the train form of n: folded into the deploy form" in capsys.readouterr().err
+    from safetensors import safe_open
+
+    with safe_open(str(deploy_file), "np") as f:
+        assert json.loads(f.metadata()["archdsl"])["deploy"] == "True"
+    train, deploy = compile_file(spec), compile_file(spec, deploy=True)
+    x = np.random.default_rng(1).standard_normal((1, *train.input_shape), dtype=np.float32)
+    run = runner("torch")[0]
+    a = run(get_backend("torch").emit(train), train, str(train_file), x)
+    b = run(get_backend("torch").emit(deploy), deploy, str(deploy_file), x)
+    assert compare("train", a, "deploy", b, tolerance=1e-5).ok
+    assert cli.main(["fold-weights", str(spec), str(deploy_file), "-o", str(again)]) == 0
+    assert "holds the deploy form of n: used as they are" in capsys.readouterr().err
+    from safetensors.numpy import load_file
+
+    first, second = load_file(str(deploy_file)), load_file(str(again))
+    assert first.keys() == second.keys() and all((first[k] == second[k]).all() for k in first)
+    other = tmp_path / "other.arch"
+    other.write_text(small_net("ib k3 e4 c32"))
+    assert cli.main(["fold-weights", str(other), str(train_file), "-o", str(tmp_path / "x.safetensors")]) == 1
+    assert "fit neither form of n" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()

@@ -329,7 +329,7 @@ ALTERATIONS = [  # (check, text in the doc, what replaces it, the problem the ch
     (language_cli, "`archdsl cost SPEC [--json]", "`archdsl cost SPEC [--json] [--format F]",
      "`archdsl cost` synopsis has --format, which it does not take"),
     # the short form is checked too: `-o` without `--output`
-    (readme_cli, "[--backend torch\\|keras\\|coreml] [-o/--output FILE]` | generate", "[--backend torch\\|keras\\|coreml] [-o FILE]` | generate",
+    (readme_cli, "[--backend torch\\|keras\\|coreml] [-o/--output FILE] [--deploy]` | generate", "[--backend torch\\|keras\\|coreml] [-o FILE] [--deploy]` | generate",
      "`archdsl compile` synopsis lacks --output"),
     # a value of a fixed set, including those a value type announces (the code backends)
     (language_cli, "[--backend torch\\|keras\\|coreml]", "[--backend torch\\|keras]",

@@ -175,8 +175,9 @@ def _weights(spec: str, network: str | None, root: Path | None, deploy: bool, se
     net = compile_file(spec, network, root)
     if given is not None:
         weights, form = load_canonical(given, net, deploy, spec)
-        if deploy and form == "train":
-            print(f"note: {given} holds the train form of {net.name}: folded into the deploy form", file=sys.stderr)
+        if deploy:
+            done = "folded into the deploy form" if form == "train" else "used as they are"
+            print(f"note: {given} holds the {form} form of {net.name}: {done}", file=sys.stderr)
         return weights
     if timm is not None:
         from ..runtimes.importers.timm import import_timm, read_checkpoint
@@ -204,6 +205,17 @@ def init_weights_cmd(spec: str, seed: int, output: str, network: str | None, roo
                      deploy: bool = False) -> int:  # fmt: skip
     check_output(output, _inputs(spec, root))
     _save(_weights(spec, network, root, deploy, seed=seed), output, spec, network, root, deploy, seed=str(seed))
+    return 0
+
+
+def fold_weights_cmd(spec: str, weights: str, output: str, network: str | None, root: Path | None = None) -> int:
+    """Train-form weights (from either framework's `save_weights`, `init-weights` or
+    `import-weights`) folded into the deploy form: BatchNorm into each conv, MobileOne's branches
+    merged, in float64."""
+    check_output(output, [*_inputs(spec, root), weights])
+    folded = _weights(spec, network, root, True, given=weights)
+    _save(folded, output, spec, network, root, True, source=f"folded from {Path(weights).name}")
+    print(f"wrote {output}: {len(folded)} tensors (the deploy form)", file=sys.stderr)
     return 0
 
 

@@ -122,6 +122,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=_seed, default=0)
     c.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="CoreML compute precision")
 
+    c = sub.add_parser(
+        "fold-weights", help="fold train-form weights into the deploy form (BatchNorm, MobileOne branches)"
+    )
+    c.add_argument("spec", help="spec file (.arch)")
+    c.add_argument("weights", help="train-form canonical weights (safetensors)")
+    c.add_argument("-o", "--output", required=True, help="the deploy-form weights (written atomically)")
+    c.add_argument("--network", help="network to use when the file defines several")
+    c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
+
     c = spec_command("import-weights", "convert a reference checkpoint to canonical weights")
     c.add_argument("--from", dest="source", required=True, choices=("timm",), help="whose tensor names it uses")
     c.add_argument("checkpoint", help="safetensors state dict")
@@ -277,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
                                        args.network, args.import_root, args.deploy)  # fmt: skip
+        if args.command == "fold-weights":
+            return commands.fold_weights_cmd(args.spec, args.weights, args.output, args.network, args.import_root)
         if args.command == "import-weights":
             return commands.import_weights_cmd(args.spec, args.checkpoint, args.output, args.network, args.import_root,
                                                args.deploy)  # fmt: skip
