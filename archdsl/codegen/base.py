@@ -87,6 +87,7 @@ class Header:
     block_costs: dict[str, Cost]
     stage_costs: dict[str, Cost]
     stage_lines: list[str]
+    form: str  # "train" or "deploy"
 
     @classmethod
     def of(cls, net: Network) -> Header:
@@ -107,6 +108,7 @@ class Header:
             blocks,
             stages,
             lines,
+            net.form,
         )
 
 

@@ -39,7 +39,7 @@ def _fold(node: Node) -> Node:
 def deploy_form(net: Network) -> Network:
     folded = _fold(net)
     assert isinstance(folded, Network)
-    return folded
+    return folded.model_copy(update={"form": "deploy"})
 
 
 def _convs(node: Node):  # type: ignore[no-untyped-def]

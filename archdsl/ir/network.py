@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 
 from pydantic import Field
 
@@ -35,6 +35,7 @@ class Network(Node):
     stem: Stage
     stages: tuple[Stage, ...]
     head: Stage
+    form: Literal["train", "deploy"] = "train"  # deploy: BatchNorm folded, branches merged (`deploy_form`)
 
     def all_stages(self) -> tuple[Stage, ...]:
         return (self.stem, *self.stages, self.head)

@@ -243,37 +243,97 @@ def build_model() -> keras.Model:
     return keras.Model(inputs, x, name="mnv3_large")
 
 
-def load_weights(model: keras.Model, path: str) -> keras.Model:
-    """Load canonical archdsl weights (safetensors keyed by IR path, PyTorch layout), converting
-    layouts: conv OIHW -> HWIO, depthwise C1HW -> HWC1, linear (out, in) -> (in, out)."""
+# What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl
+# init-weights` writes it): a file from another spec, or the other form, is told apart by it.
+WEIGHTS_METADATA = {
+    "network": "mnv3_large",
+    "source_hash": "d7a6f685bf68d9a8",
+    "deploy": "False",
+}
+
+
+def _layouts(layer):
+    """A layer's weights as canonical (PyTorch-layout) tensors: (suffix, to canonical, from it)."""
     import numpy as np
+
+    if isinstance(layer, layers.DepthwiseConv2D):  # HWC1 <-> C1HW
+        kernel = [("weight", lambda w: np.transpose(w, (2, 3, 0, 1)), lambda t: np.transpose(t, (2, 3, 0, 1)))]
+    elif isinstance(layer, layers.Conv2D):  # HWIO <-> OIHW
+        kernel = [("weight", lambda w: np.transpose(w, (3, 2, 0, 1)), lambda t: np.transpose(t, (2, 3, 1, 0)))]
+    elif isinstance(layer, layers.Dense):  # (in, out) <-> (out, in)
+        kernel = [("weight", np.transpose, np.transpose)]
+    elif isinstance(layer, layers.BatchNormalization):
+        same = lambda t: t  # noqa: E731
+        return [(name, same, same) for name in ("weight", "bias", "running_mean", "running_var")]
+    elif layer.weights:  # a layer scale
+        return [("gamma", lambda t: t, lambda t: t)]
+    else:
+        return []
+    bias = [("bias", lambda t: t, lambda t: t)] if getattr(layer, "use_bias", False) else []
+    return kernel + bias
+
+
+def save_weights(model: keras.Model, path: str) -> None:
+    """Write the model's weights as canonical archdsl weights (safetensors keyed by IR path,
+    float32, PyTorch layout: conv HWIO -> OIHW, depthwise HWC1 -> C1HW, linear (in, out) -> (out,
+    in)), atomically; half-precision weights are saved as float32, with a warning."""
+    import json
+    import os
+    import tempfile
+    import warnings
+
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    state, widened = {}, []
+    for layer in model.layers:
+        for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
+            if value.dtype != np.float32:
+                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
+            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+    if widened:
+        warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=".weights-", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        save_file(state, temporary, metadata={"archdsl": json.dumps(WEIGHTS_METADATA, sort_keys=True)})
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def load_weights(model: keras.Model, path: str) -> keras.Model:
+    """Load canonical archdsl weights (safetensors keyed by IR path, PyTorch layout), from
+    either framework's `save_weights` or archdsl's commands, converting layouts. A file whose
+    metadata says it holds the other form is refused; one saved from another spec is named (an
+    error where its tensors do not fit, a warning where they do: the spec may only have been
+    edited)."""
+    import json
+    import warnings
+
+    from safetensors import safe_open
     from safetensors.numpy import load_file
 
+    with safe_open(path, "np") as f:
+        saved = json.loads((f.metadata() or {}).get("archdsl", "{}"))
+    if saved.get("deploy", WEIGHTS_METADATA["deploy"]) != WEIGHTS_METADATA["deploy"]:
+        form = "deploy" if saved["deploy"] == "True" else "train"
+        raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    used = set()
-
-    def take(key):
-        used.add(key)
-        return state[key]
-
+    origin = ""
+    if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
+        origin = f"{path} was saved from another spec ({saved.get('network')}, hash {saved['source_hash']})"
+    name = WEIGHTS_METADATA["network"]
+    wanted = {f"{layer.name}.{suffix}" for layer in model.layers for suffix, _, _ in _layouts(layer)}
+    missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
+    if missing or unexpected:
+        raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
+    if origin:
+        warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in model.layers:
-        name = layer.name
-        if isinstance(layer, layers.DepthwiseConv2D):
-            values = [np.transpose(take(f"{name}.weight"), (2, 3, 0, 1))]
-        elif isinstance(layer, layers.Conv2D):
-            values = [np.transpose(take(f"{name}.weight"), (2, 3, 1, 0))]
-        elif isinstance(layer, layers.Dense):
-            values = [np.transpose(take(f"{name}.weight"))]
-        elif isinstance(layer, layers.BatchNormalization):
-            values = [take(f"{name}.{t}") for t in ("weight", "bias", "running_mean", "running_var")]
-        elif layer.weights:  # a layer scale
-            values = [take(f"{name}.gamma")]
-        else:
-            continue
-        if getattr(layer, "use_bias", False):
-            values.append(take(f"{name}.bias"))
-        layer.set_weights(values)
-    unused = sorted(set(state) - used)
-    if unused:
-        raise KeyError(f"weights do not fit mnv3_large: unused {unused[:5]}")
+        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        if values:
+            layer.set_weights(values)
     return model

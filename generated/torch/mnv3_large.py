@@ -552,14 +552,74 @@ def build_model() -> Mnv3Large:
     return Mnv3Large()
 
 
+# What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl
+# init-weights` writes it): a file from another spec, or the other form, is told apart by it.
+WEIGHTS_METADATA = {
+    "network": "mnv3_large",
+    "source_hash": "d7a6f685bf68d9a8",
+    "deploy": "False",
+}
+
+
+def save_weights(model: nn.Module, path: str) -> None:
+    """Write the model's weights as canonical archdsl weights (safetensors keyed by IR path,
+    float32, PyTorch layout), atomically. What training leaves behind is undone: torch.compile's
+    `_orig_mod.` prefixes, channels_last and other non-contiguous tensors, half-precision
+    tensors (saved as float32, with a warning), BatchNorm's `num_batches_tracked`."""
+    import json
+    import os
+    import tempfile
+    import warnings
+
+    from safetensors.torch import save_file
+
+    state, widened = {}, []
+    for key, value in model.state_dict().items():
+        key = key.replace("_orig_mod.", "")
+        if key.endswith("num_batches_tracked"):
+            continue
+        if value.dtype != torch.float32:
+            widened.append(f"{key} ({value.dtype})")
+        state[key] = value.detach().to(device="cpu", dtype=torch.float32).contiguous()
+    if widened:
+        warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=".weights-", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        save_file(state, temporary, metadata={"archdsl": json.dumps(WEIGHTS_METADATA, sort_keys=True)})
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def load_weights(model: nn.Module, path: str) -> nn.Module:
-    """Load canonical archdsl weights (safetensors keyed by IR path, PyTorch layout)."""
+    """Load canonical archdsl weights (safetensors keyed by IR path, PyTorch layout), from
+    either framework's `save_weights` or archdsl's commands. A file whose metadata says it holds
+    the other form is refused; one saved from another spec is named (an error where its tensors
+    do not fit, a warning where they do: the spec may only have been edited)."""
+    import json
+    import warnings
+
+    from safetensors import safe_open
     from safetensors.torch import load_file
 
+    with safe_open(path, "pt") as f:
+        saved = json.loads((f.metadata() or {}).get("archdsl", "{}"))
+    if saved.get("deploy", WEIGHTS_METADATA["deploy"]) != WEIGHTS_METADATA["deploy"]:
+        form = "deploy" if saved["deploy"] == "True" else "train"
+        raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this module is the other form")
     state = load_file(path)
     expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
+    origin = ""
+    if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
+        origin = f"{path} was saved from another spec ({saved.get('network')}, hash {saved['source_hash']})"
+    name = WEIGHTS_METADATA["network"]
     if missing or unexpected:
-        raise KeyError(f"weights do not fit mnv3_large: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
+    if origin:
+        warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     model.load_state_dict(state, strict=False)
     return model
