@@ -120,3 +120,30 @@ def test_keras_and_torch_load_each_others_saved_weights(trained, tmp_path):
     assert all(np.array_equal(weights[key], reference[key]) for key in reference)  # layouts undone exactly
     back = module.load_weights(module.build_model(), str(keras_file)).eval()
     np.testing.assert_array_equal(_logits(back, x), _logits(model, x))
+
+
+def test_fine_tuning_for_other_classes_skips_the_classifier(trained, tmp_path):
+    """Weights trained for 10 classes load into the same backbone built for 5 with
+    `skip_classifier=True`: every other tensor is the file's, the classifier stays the model's."""
+    net, module, model = trained
+    path = tmp_path / "ten.safetensors"
+    module.save_weights(model, str(path))
+    five_net = compile_text(SPEC.replace("classes 10", "classes 5"), "five.arch")
+    five = import_code(get_backend("torch").emit(five_net), "five", tmp_path)
+    fresh = five.build_model()
+    own = {k: v.clone() for k, v in fresh.state_dict().items() if k.startswith(five.CLASSIFIER + ".")}
+    with pytest.raises(RuntimeError, match="size mismatch"):  # without it: the classifier does not fit
+        five.load_weights(five.build_model(), str(path))
+    with pytest.warns(UserWarning, match="saved from another spec"):
+        tuned = five.load_weights(fresh, str(path), skip_classifier=True)
+    state = tuned.state_dict()
+    from safetensors.numpy import load_file
+
+    saved = load_file(str(path))
+    assert own and all(torch.equal(state[k], v) for k, v in own.items())
+    assert all(np.array_equal(state[k].numpy(), saved[k]) for k in saved if not k.startswith(five.CLASSIFIER + "."))
+    keras_net = import_code(get_backend("keras").emit(five_net), "keras_five", tmp_path)
+    with pytest.warns(UserWarning, match="saved from another spec"):
+        k = keras_net.load_weights(keras_net.build_model(), str(path), skip_classifier=True)
+    (dense,) = [layer for layer in k.layers if layer.name == five.CLASSIFIER]
+    assert dense.get_weights()[0].shape == (five_net.head.blocks[-1].cin, 5)

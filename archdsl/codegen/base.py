@@ -88,6 +88,7 @@ class Header:
     stage_costs: dict[str, Cost]
     stage_lines: list[str]
     form: str  # "train" or "deploy"
+    classifier: str  # the classifier's linear layer (its weights are `<classifier>.weight`, `.bias`)
 
     @classmethod
     def of(cls, net: Network) -> Header:
@@ -109,6 +110,7 @@ class Header:
             stages,
             lines,
             net.form,
+            f"{net.head.blocks[-1].path}.fc",
         )
 
 

@@ -232,6 +232,7 @@ WEIGHTS_METADATA = {
     "source_hash": "d90e746bf95da02f",
     "deploy": "False",
 }
+CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
 
 
 def _layouts(layer):
@@ -286,12 +287,13 @@ def save_weights(model: keras.Model, path: str) -> None:
             os.remove(temporary)
 
 
-def load_weights(model: keras.Model, path: str) -> keras.Model:
+def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -> keras.Model:
     """Load canonical archdsl weights (safetensors keyed by IR path, PyTorch layout), from
     either framework's `save_weights` or archdsl's commands, converting layouts. A file whose
     metadata says it holds the other form is refused; one saved from another spec is named (an
     error where its tensors do not fit, a warning where they do: the spec may only have been
-    edited)."""
+    edited). `skip_classifier`: the model keeps its own classifier (fine-tuning for other
+    classes), the file's is not read."""
     import json
     import warnings
 
@@ -304,17 +306,20 @@ def load_weights(model: keras.Model, path: str) -> keras.Model:
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
+    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    if skip_classifier:
+        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
         origin = f"{path} was saved from another spec ({saved.get('network')}, hash {saved['source_hash']})"
     name = WEIGHTS_METADATA["network"]
-    wanted = {f"{layer.name}.{suffix}" for layer in model.layers for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
-    for layer in model.layers:
+    for layer in kept:
         values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)

@@ -830,6 +830,7 @@ WEIGHTS_METADATA = {
     "source_hash": "b93f72863db31159",
     "deploy": "False",
 }
+CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
 
 
 def save_weights(model: nn.Module, path: str) -> None:
@@ -865,11 +866,12 @@ def save_weights(model: nn.Module, path: str) -> None:
             os.remove(temporary)
 
 
-def load_weights(model: nn.Module, path: str) -> nn.Module:
+def load_weights(model: nn.Module, path: str, skip_classifier: bool = False) -> nn.Module:
     """Load canonical archdsl weights (safetensors keyed by IR path, PyTorch layout), from
     either framework's `save_weights` or archdsl's commands. A file whose metadata says it holds
     the other form is refused; one saved from another spec is named (an error where its tensors
-    do not fit, a warning where they do: the spec may only have been edited)."""
+    do not fit, a warning where they do: the spec may only have been edited). `skip_classifier`:
+    the model keeps its own classifier (fine-tuning for other classes), the file's is not read."""
     import json
     import warnings
 
@@ -883,6 +885,9 @@ def load_weights(model: nn.Module, path: str) -> nn.Module:
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this module is the other form")
     state = load_file(path)
     expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    if skip_classifier:
+        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
+        expected = {k for k in expected if not k.startswith(CLASSIFIER + ".")}
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     origin = ""
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
