@@ -7,6 +7,7 @@ commands; `load_weights` names a file from another spec or of the other form."""
 from __future__ import annotations
 
 import json
+import re
 import warnings
 
 import numpy as np
@@ -147,3 +148,45 @@ def test_fine_tuning_for_other_classes_skips_the_classifier(trained, tmp_path):
         k = keras_net.load_weights(keras_net.build_model(), str(path), skip_classifier=True)
     (dense,) = [layer for layer in k.layers if layer.name == five.CLASSIFIER]
     assert dense.get_weights()[0].shape == (five_net.head.blocks[-1].cin, 5)
+
+
+@pytest.mark.parametrize("spec", ["shufflenet_v1_g3", "shufflenet_v2_x1_0", "mnv4_hybrid_m", "mnv3_small"])
+def test_a_keras_model_saves_and_reloads_without_custom_objects(spec, tmp_path):
+    """The generated custom layers (attention, channel shuffle and slice, layer scale, constant
+    padding) and activations are registered with Keras' serialization: a `.keras` file loads
+    back with `keras.saving.load_model` alone, to the same outputs."""
+    keras = pytest.importorskip("keras")
+    from archdsl.compiler import compile_file
+    from conftest import SPECS
+
+    net = compile_file(SPECS / f"{spec}.arch", resolution=(64, 64))
+    module = import_code(get_backend("keras").emit(net), f"keras_{spec}", tmp_path)
+    save_weights(init_weights(net, 1), tmp_path / "w.safetensors")
+    model = module.load_weights(module.build_model(), str(tmp_path / "w.safetensors"))
+    x = np.random.default_rng(2).standard_normal((1, 64, 64, 3), dtype=np.float32)
+    model.save(tmp_path / "model.keras")
+    back = keras.saving.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(
+        np.asarray(back(x, training=False)), np.asarray(model(x, training=False)), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("framework", ["torch", "keras"])
+@pytest.mark.parametrize("damage", ["nan", "float16"])
+def test_load_weights_names_the_first_tensor_that_is_not_finite_float32(trained, tmp_path, framework, damage):
+    net, _, _ = trained
+    weights = init_weights(net, 3)
+    key = sorted(weights)[4]
+    if damage == "nan":
+        weights[key] = weights[key].copy()
+        weights[key].flat[0] = np.nan
+    else:
+        weights[key] = weights[key].astype(np.float16)
+    from safetensors.numpy import save_file
+
+    save_file(weights, str(tmp_path / "bad.safetensors"))
+    if framework == "keras":
+        pytest.importorskip("keras")
+    module = import_code(get_backend(framework).emit(net), f"{framework}_bad", tmp_path)
+    with pytest.raises(ValueError, match=f"bad.safetensors: tensor {re.escape(key)} is not finite float32"):
+        module.load_weights(module.build_model(), str(tmp_path / "bad.safetensors"))

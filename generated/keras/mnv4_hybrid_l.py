@@ -23,6 +23,7 @@ import keras
 from keras import layers, ops
 
 
+@keras.saving.register_keras_serializable(package="archdsl")
 def gelu(x):
     """Exact GELU (erf); keras.ops.gelu defaults to the tanh approximation."""
     return ops.gelu(x, approximate=False)
@@ -62,6 +63,7 @@ def conv_bn_act(
     return x
 
 
+@keras.saving.register_keras_serializable(package="archdsl")
 class AttentionCore(layers.Layer):
     """softmax(q k^T / sqrt(key_dim)) v on channels-last projections, channels split into heads
     head-major; keys and values have `kv_heads` heads (1: shared by every query head)."""
@@ -123,7 +125,12 @@ def mobile_attention(
         x = layers.UpSampling2D(query_stride, interpolation="bilinear", name=f"{name}.upsample")(x)
     return conv_bn_act(x, f"{name}.output", out, 1)
 
+    def get_config(self):
+        extra = {"heads": self.heads, "kv_heads": self.kv_heads, "key_dim": self.key_dim, "value_dim": self.value_dim}
+        return {**super().get_config(), **extra}
 
+
+@keras.saving.register_keras_serializable(package="archdsl")
 class LayerScale(layers.Layer):
     """Multiply each channel by a learned scale, starting at `init`."""
 
@@ -137,6 +144,9 @@ class LayerScale(layers.Layer):
 
     def call(self, x):
         return x * self.gamma
+
+    def get_config(self):
+        return {**super().get_config(), "init": self.init}
 
 
 def build_model() -> keras.Model:
@@ -573,6 +583,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     import json
     import warnings
 
+    import numpy as np
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -589,6 +600,9 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
         origin = f"{path} was saved from another spec ({saved.get('network')}, hash {saved['source_hash']})"
     name = WEIGHTS_METADATA["network"]
+    bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
     wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:

@@ -552,6 +552,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     import json
     import warnings
 
+    import numpy as np
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -568,6 +569,9 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
         origin = f"{path} was saved from another spec ({saved.get('network')}, hash {saved['source_hash']})"
     name = WEIGHTS_METADATA["network"]
+    bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
     wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:

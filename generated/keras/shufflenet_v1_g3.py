@@ -55,6 +55,7 @@ def conv_bn_act(
     return x
 
 
+@keras.saving.register_keras_serializable(package="archdsl")
 class ChannelShuffle(layers.Layer):
     """Interleave `groups` groups of channels: (groups, C / groups) -> (C / groups, groups), as
     ShuffleNet's channel shuffle does in NCHW."""
@@ -68,7 +69,11 @@ class ChannelShuffle(layers.Layer):
         x = ops.reshape(x, (-1, h, w, self.groups, c // self.groups))
         return ops.reshape(ops.transpose(x, (0, 1, 2, 4, 3)), (-1, h, w, c))
 
+    def get_config(self):
+        return {**super().get_config(), "groups": self.groups}
 
+
+@keras.saving.register_keras_serializable(package="archdsl")
 class PadConstant(layers.Layer):
     """Pad height and width with a constant (-inf before max pooling)."""
 
@@ -78,6 +83,9 @@ class PadConstant(layers.Layer):
 
     def call(self, x):
         return ops.pad(x, ((0, 0), *self.padding, (0, 0)), constant_values=self.value)
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding, "value": self.value}
 
 
 def build_model() -> keras.Model:
@@ -333,6 +341,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     import json
     import warnings
 
+    import numpy as np
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -349,6 +358,9 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
         origin = f"{path} was saved from another spec ({saved.get('network')}, hash {saved['source_hash']})"
     name = WEIGHTS_METADATA["network"]
+    bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
     wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:

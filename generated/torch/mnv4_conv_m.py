@@ -639,6 +639,9 @@ def load_weights(model: nn.Module, path: str, skip_classifier: bool = False) -> 
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
         origin = f"{path} was saved from another spec ({saved.get('network')}, hash {saved['source_hash']})"
     name = WEIGHTS_METADATA["network"]
+    bad = next((k for k, v in state.items() if v.dtype != torch.float32 or not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
