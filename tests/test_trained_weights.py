@@ -190,3 +190,34 @@ def test_load_weights_names_the_first_tensor_that_is_not_finite_float32(trained,
     module = import_code(get_backend(framework).emit(net), f"{framework}_bad", tmp_path)
     with pytest.raises(ValueError, match=f"bad.safetensors: tensor {re.escape(key)} is not finite float32"):
         module.load_weights(module.build_model(), str(tmp_path / "bad.safetensors"))
+
+
+DROP_PATH = small_net("ib k3 e4 c16 drop_path=0.5; ds k3 c16 drop_path=0.2")
+
+
+def test_keras_stochastic_depth_drops_whole_branches_while_training_only(tmp_path):
+    """The Keras code's DropPath, as PyTorch's drop_path: in inference the model is the PyTorch
+    model's function; in training each sample's branch is kept with probability 1 - rate and
+    scaled by 1 / (1 - rate)."""
+    keras = pytest.importorskip("keras")
+    net = compile_text(DROP_PATH, "dp.arch")
+    save_weights(init_weights(net, 5), tmp_path / "w.safetensors")
+    k_module = import_code(get_backend("keras").emit(net), "keras_dp", tmp_path)
+    t_module = import_code(get_backend("torch").emit(net), "torch_dp", tmp_path)
+    k = k_module.load_weights(k_module.build_model(), str(tmp_path / "w.safetensors"))
+    t = t_module.load_weights(t_module.build_model(), str(tmp_path / "w.safetensors")).eval()
+    x = _x(net)
+    np.testing.assert_allclose(
+        np.asarray(k(np.transpose(x, (0, 2, 3, 1)), training=False)), _logits(t, x), rtol=1e-4, atol=1e-5
+    )
+    drops = {layer.name: layer for layer in k.layers if type(layer).__name__ == "DropPath"}
+    assert sorted(drops) == ["stages.0.blocks.1.drop_path", "stages.0.blocks.2.drop_path"]
+    branch = np.ones((4000, 2, 2, 3), np.float32)
+    out = np.asarray(drops["stages.0.blocks.1.drop_path"](branch, training=True))
+    kept = out[:, 0, 0, 0] > 0
+    assert 0.45 < kept.mean() < 0.55 and np.all(out[kept] == 2.0) and np.all(out[~kept] == 0.0)
+    assert np.array_equal(np.asarray(drops["stages.0.blocks.1.drop_path"](branch, training=False)), branch)
+    k.save(tmp_path / "dp.keras")
+    assert [type(layer).__name__ for layer in keras.saving.load_model(tmp_path / "dp.keras").layers].count(
+        "DropPath"
+    ) == 2

@@ -118,7 +118,7 @@ def steps(block: MobileAttention) -> list[Step]:
         block.path, block.output.cout, block.heads, block.kv_heads, block.key_dim, block.value_dim, block.norm,
         block.key_down, block.query_pool.stride if block.query_pool is not None else None,
     )  # fmt: skip
-    return residual_steps([attention], block.path, block.residual, block.layer_scale)
+    return residual_steps([attention], block.path, block.residual, block.layer_scale, block.drop_path)
 
 
 def torch_call(block: MobileAttention, t: Any) -> Any:

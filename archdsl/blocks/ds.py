@@ -59,7 +59,7 @@ def layers(block: DepthwiseSeparable) -> Iterator[Layer]:
 def steps(block: DepthwiseSeparable) -> list[Step]:
     from ..codegen.steps import residual_steps
 
-    return residual_steps([*sequence(block)], block.path, block.residual)
+    return residual_steps([*sequence(block)], block.path, block.residual, drop_path=block.drop_path)
 
 
 def torch_call(block: DepthwiseSeparable, t: Any) -> Any:

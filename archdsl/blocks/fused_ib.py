@@ -56,7 +56,7 @@ def layers(block: FusedInvertedBottleneck) -> Iterator[Layer]:
 def steps(block: FusedInvertedBottleneck) -> list[Step]:
     from ..codegen.steps import residual_steps
 
-    return residual_steps([*sequence(block)], block.path, block.residual)
+    return residual_steps([*sequence(block)], block.path, block.residual, drop_path=block.drop_path)
 
 
 def torch_call(block: FusedInvertedBottleneck, t: Any) -> Any:

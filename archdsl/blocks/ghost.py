@@ -100,7 +100,7 @@ def steps(block: GhostBottleneck) -> list[Step]:
     out += [p for p in (block.dw, block.se) if p is not None]
     out += _module_steps(block.ghost2)
     out += [Branch(p, "shortcut", "shortcut") for p in (block.shortcut_dw, block.shortcut_pw) if p is not None]
-    return [*out, AddShortcut(f"{block.path}.add"), BlockOutput(block.path)]
+    return [*out, AddShortcut(f"{block.path}.add", block.drop_path), BlockOutput(block.path)]
 
 
 def torch_call(block: GhostBottleneck, t: Any) -> Any:

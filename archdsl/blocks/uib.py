@@ -103,7 +103,7 @@ def layers(block: UniversalInvertedBottleneck) -> Iterator[Layer]:
 def steps(block: UniversalInvertedBottleneck) -> list[Step]:
     from ..codegen.steps import residual_steps
 
-    return residual_steps([*sequence(block)], block.path, block.residual, block.layer_scale)
+    return residual_steps([*sequence(block)], block.path, block.residual, block.layer_scale, block.drop_path)
 
 
 def torch_call(block: UniversalInvertedBottleneck, t: Any) -> Any:

@@ -130,6 +130,13 @@ def _dense(step: Dense, problems: list[str]) -> list[Line]:
     return [*drop, _layer("layers.Dense", f"{step.path}.fc", str(step.classes))]
 
 
+def _add_shortcut(step: AddShortcut) -> list[Line]:
+    """input + branch; with stochastic depth, the branch through a DropPath layer first."""
+    name = step.path.removesuffix(".add") + ".drop_path"
+    drop = [_layer("DropPath", name, repr(step.drop_path))] if step.drop_path else []
+    return [*drop, _layer("layers.Add", step.path, inputs="[shortcut, x]")]
+
+
 # Every step type -> its lines (`problems` collects what Keras cannot express).
 EMIT: dict[type, Callable[[Any, list[str]], list[Line]]] = {
     KeepShortcut: lambda step, problems: [Line("x", "shortcut")],
@@ -137,7 +144,7 @@ EMIT: dict[type, Callable[[Any, list[str]], list[Line]]] = {
     SqueezeExcite: lambda step, problems: [se_line(step)],
     AttentionStep: lambda step, problems: [attention_line(step)],
     LayerScaleStep: lambda step, problems: [_layer("LayerScale", step.path, repr(step.init))],
-    AddShortcut: lambda step, problems: [_layer("layers.Add", step.path, inputs="[shortcut, x]")],
+    AddShortcut: lambda step, problems: _add_shortcut(step),
     Branch: _branch,
     SumBranches: lambda step, problems: [_layer("layers.Add", step.path, inputs=f"[{', '.join(step.sources)}]")],
     ActivationStep: lambda step, problems: [_layer("layers.Activation", step.path, ACT[step.act])],
@@ -192,6 +199,7 @@ def _uses(net: Network) -> dict:
         "attention": any(isinstance(s, AttentionStep) for s in all_steps),
         "slice": any(isinstance(s, SplitStep) or (isinstance(s, ConcatStep) and s.cut) for s in all_steps),
         "shuffle": any(isinstance(s, ShuffleStep) for s in all_steps),
+        "drop_path": any(isinstance(s, AddShortcut) and s.drop_path for s in all_steps),
     }
 
 

@@ -26,6 +26,7 @@ class LayerScaleStep:
 @dataclass(frozen=True)
 class AddShortcut:
     path: str  # named `<block>.add`
+    drop_path: float = 0.0  # stochastic depth of the branch added to the input (training only)
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,15 @@ Step = Union[
 STEP_TYPES: tuple[type, ...] = Step.__args__  # type: ignore[attr-defined]
 
 
-def residual_steps(body: list[Step], path: str, residual: bool, layer_scale: float | None = None) -> list[Step]:
-    """A sequential block's steps: [keep the input] body [layer scale] [+ input], its output."""
+def residual_steps(
+    body: list[Step], path: str, residual: bool, layer_scale: float | None = None, drop_path: float = 0.0
+) -> list[Step]:
+    """A sequential block's steps: [keep the input] body [layer scale] [+ input, the branch with
+    stochastic depth `drop_path`], its output."""
     out: list[Step] = [KeepShortcut()] if residual else []
     out += body
     if layer_scale is not None:
         out.append(LayerScaleStep(f"{path}.layer_scale", layer_scale))
     if residual:
-        out.append(AddShortcut(f"{path}.add"))
+        out.append(AddShortcut(f"{path}.add", drop_path))
     return [*out, BlockOutput(path)]
