@@ -9,6 +9,7 @@ import pytest
 
 from archdsl.analysis.cost import network_cost
 from archdsl.compiler import compile_file, compile_text
+from archdsl.errors import ArchError
 from archdsl.ir import nodes as ir
 from archdsl.ir.network import Network
 from archdsl.ir.nodes import NetworkSpec
@@ -186,6 +187,9 @@ def test_each_pass_does_its_work_once_and_leaves_its_input_alone():
         == ["relu", "hard_swish", "hard_swish"],
         # ceil(2 x 1.5) = 3 copies, only the first keeps stride 2; ceil(1 x 1.5) = 2
         "expand_repeats": lambda s: [b.stride for b in s.stages[0].blocks] == [2, 1, 1] and len(s.stages[1].blocks) == 2,
+        # no drop_path default: every block without its own rate gets 0, the classifier no dropout
+        "stochastic_depth": lambda s: {b.drop_path for st in (s.stem, *s.stages, s.head) for b in st.blocks} == {0.0}
+        and s.head.blocks[-1].dropout == 0.0,
         # 64x48 x 0.5; channels make_divisible(c x 0.5): 32 -> 16, 48 -> 24; `fixed` keeps 40
         "scale_width": lambda s: (s.input_hw, s.rho, s.stem.blocks[0].out, s.stages[0].blocks[0].out,
                                   s.stages[1].blocks[0].out) == ((32, 24), 1.0, 16, 24, 40),
@@ -450,3 +454,59 @@ def test_shufflenet_v1_units_follow_the_paper():
     assert (down.dw.groups, down.dw.stride, down.expand.groups, down.expand.cout) == (60, 2, 3, 216)  # 240 - 24
     assert down.shortcut.include_pad and (down.shortcut.kernel, down.shortcut.stride) == (3, 2)
     assert (keep.reduce.groups, keep.expand.cout, keep.shortcut) == (3, 240, None)
+
+
+SCHEDULED = """\
+network n {
+  input 32x32x3
+  classes 10
+  defaults {
+    drop_path 0.2 linear
+    dropout 0.3
+  }
+  stem conv k3 s2 c16
+  stage a {
+    ib k3 e4 c16 x2
+    ds k3 c16 drop_path=0.05
+  }
+  stage b {
+    ib k3 s2 e4 c24
+    ib k3 e4 c24 x2
+  }
+  head {
+    pool avg
+    classifier
+  }
+}
+"""
+
+
+def test_a_linear_drop_path_schedule_is_timms_and_a_block_option_overrides_it():
+    net = compile_text(SCHEDULED)
+    rates = [getattr(b, "drop_path", None) for s in net.stages for b in s.blocks]
+    n = len(rates)
+    expected = [0.2 * i / n for i in range(n)]
+    expected[2] = 0.05  # the ds block's own option
+    assert rates == pytest.approx(expected) and n == 6
+    assert net.head.blocks[-1].dropout == 0.3 and not hasattr(net.stem.blocks[0], "drop_path")
+    uniform = compile_text(
+        SCHEDULED.replace("drop_path 0.2 linear", "drop_path 0.1").replace("dropout 0.3", "dropout 0.1")
+    )
+    assert [b.drop_path for s in uniform.stages for b in s.blocks] == pytest.approx([0.1, 0.1, 0.05, 0.1, 0.1, 0.1])
+    from archdsl.codegen.registry import get_backend
+
+    rate = repr(expected[4])  # the fifth block: residual (stride 1), scheduled
+    assert f"drop_path={rate}" in get_backend("torch").emit(net)
+    assert f'DropPath({rate}, name="stages.1.blocks.1.drop_path")' in get_backend("keras").emit(net)
+    plain = compile_text(SCHEDULED.replace("    drop_path 0.2 linear\n", "").replace("    dropout 0.3\n", ""))
+    assert {b.drop_path for s in plain.stages for b in s.blocks} == {0.0, 0.05} and plain.head.blocks[-1].dropout == 0.0
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [("drop_path 0.2 cosine", "default 'drop_path' takes one value"), ("drop_path 1.5", "drop_path rate must be")],
+)
+def test_a_bad_drop_path_default_is_a_located_error(line: str, message: str):
+    with pytest.raises(ArchError) as caught:
+        compile_text(SCHEDULED.replace("drop_path 0.2 linear", line), "n.arch")
+    assert message in caught.value.message and caught.value.span is not None and caught.value.span.line == 5

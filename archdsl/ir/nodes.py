@@ -93,6 +93,9 @@ class Defaults(Node):
     se: SEDefaults = SEDefaults.model_construct()
     padding: Literal["symmetric", "same"] | None = None
     layer_scale: float | None = None
+    drop_path: float | None = None  # stochastic depth of every block with a residual
+    drop_path_linear: bool | None = None  # True: timm's schedule, rate x i / N over the N stage blocks
+    dropout: float | None = None  # the classifier's
 
 
 # ---- spec level ----------------------------------------------------------------------------
@@ -129,8 +132,8 @@ class BlockSpec(Node):
     skip: bool | None = None  # None: residual wherever shapes allow
     fixed: bool = False  # channels not scaled by the width multiplier
     layer_scale: float | None = None
-    drop_path: float = 0.0
-    dropout: float = 0.0
+    drop_path: float | None = None  # None: the defaults' (0 without any); set by the passes
+    dropout: float | None = None
     mode: Literal["avg", "max"] | None = None
     padding: Literal["symmetric", "same"] | None = None
     se_config: SEConfig | None = None

@@ -14,8 +14,14 @@ from .expand_repeats import expand_repeats
 from .network import Network
 from .nodes import NetworkSpec
 from .scale_width import scale_width
+from .stochastic_depth import stochastic_depth
 
-PIPELINE: tuple[Callable[[NetworkSpec], NetworkSpec], ...] = (apply_defaults, expand_repeats, scale_width)
+PIPELINE: tuple[Callable[[NetworkSpec], NetworkSpec], ...] = (
+    apply_defaults,
+    expand_repeats,
+    stochastic_depth,
+    scale_width,
+)
 
 
 def resolve(spec: NetworkSpec, source: str = "") -> Network:

@@ -326,8 +326,11 @@ def lower_defaults(body: tuple[Stmt, ...], env: Env) -> Defaults:
                 )
             out["se"] = _se_defaults(kw)
             continue
+        if stmt.head == "drop_path" and len(pos) == 2 and isinstance(pos[1], Flag) and pos[1].word == "linear":
+            out["drop_path_linear"], pos = True, pos[:1]  # `drop_path 0.2 linear`: timm's schedule
         if len(pos) != 1:
-            raise ArchError(f"default '{stmt.head}' takes one value", stmt.head_span)
+            hint = "drop_path <rate> [linear]" if stmt.head == "drop_path" else None
+            raise ArchError(f"default '{stmt.head}' takes one value", stmt.head_span, hint)
         value, span = item_value(pos[0], env), pos[0].span  # type: ignore[arg-type]
         if stmt.head == "act":
             out["act"] = as_symbol(value, span, "activation", ACTIVATIONS)
@@ -335,6 +338,8 @@ def lower_defaults(body: tuple[Stmt, ...], env: Env) -> Defaults:
             out["padding"] = as_symbol(value, span, "padding", ("symmetric", "same"))
         elif stmt.head == "layer_scale":
             out["layer_scale"] = as_float(value, span, "layer scale")
+        elif stmt.head in ("drop_path", "dropout"):
+            out[stmt.head] = as_float(value, span, f"{stmt.head} rate", 0.0, 1.0, low_open=False, high_open=True)
         else:
             out["use_norm"] = as_symbol(value, span, "norm", ("batchnorm", "none")) == "batchnorm"
             if not out["use_norm"] and kw:

@@ -73,4 +73,4 @@ FLAGS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 NETWORK_SETTINGS = ("input", "classes", "width", "depth", "rho", "resolution", "defaults", "stem", "stage", "head")
-DEFAULT_SETTINGS = ("act", "norm", "se", "padding", "layer_scale")
+DEFAULT_SETTINGS = ("act", "norm", "se", "padding", "layer_scale", "drop_path", "dropout")
