@@ -64,7 +64,8 @@ class ArchError(Exception):
         self.uses: list[Span] = list(span.uses) if span is not None else []  # the places notes name
 
     def add_note(self, note: str, used_at: Span | None = None) -> None:
-        """Say where the definition holding the mistake was used (call innermost first)."""
+        """Say where the definition holding the mistake was used (call innermost first).
+        (`used_at` is optional only as BaseException.add_note's override.)"""
         if note not in self.notes:
             self.notes.append(note)
             if used_at is not None:
