@@ -7,6 +7,7 @@ these tests are skipped and say so."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -22,7 +23,13 @@ from archdsl.language.vocabulary import COMPACT, FLAGS, NETWORK_SETTINGS, WORDS
 ROOT = Path(__file__).resolve().parent.parent
 VSCODE = ROOT / "editors" / "vscode"
 BIN = VSCODE / "node_modules" / ".bin"
-GRAMMAR = json.loads((VSCODE / "syntaxes" / "archdsl.tmLanguage.json").read_text())
+
+
+@functools.cache
+def textmate() -> dict:
+    """The TextMate grammar (read when a test asks: collecting this file needs no editors/ tree)."""
+    return json.loads((VSCODE / "syntaxes" / "archdsl.tmLanguage.json").read_text())
+
 
 needs_npm = pytest.mark.skipif(
     not (BIN / "vscode-tmgrammar-test").exists() or shutil.which("node") is None,
@@ -57,7 +64,7 @@ def test_grammar_snapshots_of_every_spec(tmp_path: Path):
 
 
 def _words(rule: str) -> set[str]:
-    match = re.search(r"\(([a-z_0-9|]+)\)", GRAMMAR["repository"][rule]["match"])
+    match = re.search(r"\(([a-z_0-9|]+)\)", textmate()["repository"][rule]["match"])
     assert match is not None
     return set(match.group(1).split("|"))
 
@@ -77,7 +84,7 @@ def test_manifest_declares_the_language_and_starts_the_server():
     (language,) = manifest["contributes"]["languages"]
     assert language["id"] == "archdsl" and language["extensions"] == [".arch"]
     (grammar,) = manifest["contributes"]["grammars"]
-    assert grammar["scopeName"] == GRAMMAR["scopeName"] and (VSCODE / grammar["path"]).exists()
+    assert grammar["scopeName"] == textmate()["scopeName"] and (VSCODE / grammar["path"]).exists()
     assert manifest["contributes"]["configuration"]["properties"]["archdsl.server.path"]["default"] == "archdsl"
     client = (VSCODE / manifest["main"]).read_text()
     assert 'args: ["lsp"]' in client and 'settings.get("server.path", "archdsl")' in client
