@@ -324,7 +324,7 @@ ALTERATIONS = [  # (check, text in the doc, what replaces it, the problem the ch
     (language_cli, "[--check\\|--write\\|--diff]` | canonical", "[--check\\|--write]` | canonical",
      "`archdsl fmt` synopsis lacks --diff"),
     (language_cli, "`archdsl --version`", "`archdsl`", "`archdsl` synopsis lacks --version"),
-    (language_cli, "[--tolerance T] [--network N]", "[--network N]", "`archdsl verify` synopsis lacks --tolerance"),
+    (language_cli, "[--tolerance T] [--train", "[--train", "`archdsl verify` synopsis lacks --tolerance"),
     # an option the command does not take (a stale synopsis)
     (language_cli, "`archdsl cost SPEC [--json]", "`archdsl cost SPEC [--json] [--format F]",
      "`archdsl cost` synopsis has --format, which it does not take"),

@@ -124,7 +124,7 @@ def test_random_networks_agree(text):
     "breakage, first_block",
     [
         # Keras' own BatchNormalization epsilon (1e-3) instead of the spec's 1e-5
-        (("    if eps is not None:\n        x = layers.BatchNormalization(epsilon=eps,", "    if eps is not None:\n        x = layers.BatchNormalization("), "stem.0"),
+        (("    if eps is not None:\n        x = BatchNorm(epsilon=eps,", "    if eps is not None:\n        x = BatchNorm("), "stem.0"),
         # TF 'same' padding instead of explicit symmetric zeros: differs at the first stride-2 conv
         (('        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)\n', "        pass\n"), "stem.0"),
         # hard_sigmoid with Keras 2's 0.2x + 0.5 cut-offs

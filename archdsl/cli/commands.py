@@ -229,19 +229,33 @@ def import_weights_cmd(spec: str, checkpoint: str, output: str, network: str | N
 
 
 def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, size: tuple[int, int] | None,
-               tolerance: float, network: str | None, root: Path | None = None, deploy: bool = False) -> int:  # fmt: skip
+               tolerance: float | None, network: str | None, root: Path | None = None, deploy: bool = False,
+               train: tuple[int, float, str] | None = None) -> int:  # fmt: skip
+    """Inference compared block by block, or (`train`: batch size, learning rate, dtype) one training step."""
+    from ..runtimes.runners import train_step
     from ..runtimes.verify import report_text, verify
+    from ..runtimes.verify_train import train_report_text, verify_train
     from ..runtimes.weights import save_weights
 
     if len(backends) < 2:
         raise ArchError("verify needs at least two backends", None, "e.g. --backends torch,keras")
+    if train is not None:
+        for name in backends:
+            train_step(name)  # refuses, with a hint, a backend that cannot train
     net = compile_file(spec, network, root, resolution=size, deploy=deploy)
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "weights.safetensors")
         save_weights(_weights(spec, network, root, deploy, seed=seed, given=weights), path)
-        reports = verify(net, backends, path, seed, tolerance)
-    sys.stdout.write(report_text(net, reports, tolerance, weights, seed))
-    return 0 if all(r.ok for r in reports) else 1
+        if train is None:
+            tolerance = tolerance or 1e-4
+            pairs = verify(net, backends, path, seed, tolerance)
+            sys.stdout.write(report_text(net, pairs, tolerance, weights, seed))
+            return 0 if all(r.ok for r in pairs) else 1
+        source = weights or f"random canonical weights (seed {seed})"
+        default = 1e-5 if train[2] == "float64" else 1e-3
+        steps = verify_train(net, backends, path, seed, tolerance or default, *train)
+        sys.stdout.write(train_report_text(net, steps, *train, source))
+    return 0 if all(r.ok for r in steps) else 1
 
 
 def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, precision: str,

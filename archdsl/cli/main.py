@@ -113,7 +113,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=_seed, default=0, help="seed of the random weights and input")
     c.add_argument("--weights", help="canonical weights to use instead of random ones")
     c.add_argument("--input", type=_hw, help="input size HxW instead of the spec's")
-    c.add_argument("--tolerance", type=_positive, default=1e-4, help="max |a-b| / max(1, max|ref|) (default 1e-4)")
+    c.add_argument(
+        "--tolerance",
+        type=_positive,
+        help="max |a-b| / max(1, max|ref|) (default 1e-4; --train 1e-5, with --float32 1e-3)",
+    )
+    c.add_argument("--train", action="store_true",
+                   help="compare one training step instead: loss, outputs, gradients, updated weights, BN statistics")  # fmt: skip
+    c.add_argument("--batch", type=_count(2, 256), default=4, help="--train: batch size (default 4)")
+    c.add_argument("--lr", type=_positive, default=0.1, help="--train: SGD learning rate (default 0.1)")
+    c.add_argument("--float32", action="store_true",
+                   help="--train in float32, as training runs (default float64: only semantics can differ)")  # fmt: skip
 
     c = spec_command("export", "write a deployable model: .tflite or .mlpackage")
     c.add_argument("--backend", required=True, choices=("tflite", "coreml"))
@@ -281,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.spec, args.seed, args.output, args.network, args.import_root, args.deploy
             )
         if args.command == "verify":
+            train = (args.batch, args.lr, "float32" if args.float32 else "float64") if args.train else None
             return commands.verify_cmd(args.spec, args.backends, args.seed, args.weights, args.input, args.tolerance,
-                                       args.network, args.import_root, args.deploy)  # fmt: skip
+                                       args.network, args.import_root, args.deploy, train)  # fmt: skip
         if args.command == "export":
             return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
                                        args.network, args.import_root, args.deploy)  # fmt: skip

@@ -95,7 +95,7 @@ def attention_line(a: AttentionStep) -> Line:
 
 
 def _batch_norm(n: InputNorm, source: str, target: str) -> list[Line]:
-    bn = _layer("layers.BatchNormalization", n.path, f"epsilon={n.norm.eps!r}", f"momentum={1 - n.norm.momentum!r}",
+    bn = _layer("BatchNorm", n.path, f"epsilon={n.norm.eps!r}", f"momentum={1 - n.norm.momentum!r}",
                 inputs=source)  # fmt: skip
     return [replace(bn, target=target)]
 

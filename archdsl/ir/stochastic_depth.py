@@ -7,7 +7,8 @@ The stem and head take no stochastic depth unless a block there asks for it."""
 from __future__ import annotations
 
 from .apply_defaults import merge
-from .nodes import BlockSpec, Defaults, NetworkSpec, StageSpec
+from .network import Network, Stage
+from .nodes import BlockNode, BlockSpec, Defaults, NetworkSpec, StageSpec
 from .stages import map_stages
 
 NAME = "stochastic_depth"
@@ -37,3 +38,18 @@ def stochastic_depth(spec: NetworkSpec) -> NetworkSpec:
         return stage.model_copy(update={"blocks": tuple(block(b, i) for i, b in enumerate(stage.blocks))})
 
     return map_stages(spec, NAME, stage_rates)
+
+
+def without_stochastic_layers(net: Network) -> Network:
+    """`net` with every drop-path rate and dropout at 0: a training step that draws no random
+    masks, so that two frameworks can be compared on it (`verify --train`)."""
+
+    def quiet(block: BlockNode) -> BlockNode:
+        update = {f: 0.0 for f in ("drop_path", "dropout") if getattr(block, f, 0.0)}
+        return block.model_copy(update=update) if update else block
+
+    def stage(s: Stage) -> Stage:
+        return s.model_copy(update={"blocks": tuple(quiet(b) for b in s.blocks)})
+
+    stages = {"stem": stage(net.stem), "stages": tuple(stage(s) for s in net.stages), "head": stage(net.head)}
+    return net.model_copy(update=stages)

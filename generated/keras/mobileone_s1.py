@@ -4,7 +4,7 @@ Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
 Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
-An inference graph: drop-path (stochastic depth, active only in training) is not part of it.
+Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 4,825,192 params, 830,062,080 MACs, 42,624,512 element-wise ops;
 19,300,768 weight bytes and 242,665,376 activation bytes in float32.
 
@@ -20,6 +20,27 @@ from __future__ import annotations
 
 import keras
 from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="archdsl")
+class BatchNorm(layers.BatchNormalization):
+    """Keras' BatchNormalization, trained as torch.nn.BatchNorm2d is: a training step normalises
+    with the batch's biased variance but updates the running variance with the unbiased one
+    (x n / (n - 1), n values per channel; Keras' own layer uses the biased one). Inference is
+    Keras' own."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable):
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        mean, variance = self._moments(x, mask)
+        n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
+        unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
+        keep = self.momentum
+        self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
+        self.moving_variance.assign(self.moving_variance * keep + unbiased * (1.0 - keep))
+        y = ops.batch_normalization(x, mean, variance, self.axis, self.beta, self.gamma, self.epsilon)
+        return ops.cast(y, self.compute_dtype)
 
 
 def conv_bn_act(
@@ -50,7 +71,7 @@ def conv_bn_act(
         )
         x = conv(x)
     if eps is not None:
-        x = layers.BatchNormalization(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
     if act is not None:
         x = layers.Activation(act, name=f"{name}.act")(x)
     return x
@@ -83,13 +104,13 @@ def build_model() -> keras.Model:
     # stages.0.blocks.2 mobileone: 96x56x56 -> 96x56x56 | 1,536 params, 3,010,560 MACs
     branch0 = conv_bn_act(x, "stages.0.blocks.2.conv_kxk.0", 96, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.0.blocks.2.conv_scale", 96, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.0.blocks.2.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.0.blocks.2.identity")(x)
     x = layers.Add(name="stages.0.blocks.2.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.0.blocks.2.act")(x)
     x = layers.Identity(name="stages.0.blocks.2")(x)
     # stages.0.blocks.3 mobileone: 96x56x56 -> 96x56x56 | 9,600 params, 28,901,376 MACs
     branch0 = conv_bn_act(x, "stages.0.blocks.3.conv_kxk.0", 96, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.0.blocks.3.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.0.blocks.3.identity")(x)
     x = layers.Add(name="stages.0.blocks.3.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.0.blocks.3.act")(x)
     x = layers.Identity(name="stages.0.blocks.3")(x)
@@ -108,91 +129,91 @@ def build_model() -> keras.Model:
     # stages.1.blocks.2 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.2.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.1.blocks.2.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.2.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.2.identity")(x)
     x = layers.Add(name="stages.1.blocks.2.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.1.blocks.2.act")(x)
     x = layers.Identity(name="stages.1.blocks.2")(x)
     # stages.1.blocks.3 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.3.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.3.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.3.identity")(x)
     x = layers.Add(name="stages.1.blocks.3.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.1.blocks.3.act")(x)
     x = layers.Identity(name="stages.1.blocks.3")(x)
     # stages.1.blocks.4 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.4.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.1.blocks.4.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.4.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.4.identity")(x)
     x = layers.Add(name="stages.1.blocks.4.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.1.blocks.4.act")(x)
     x = layers.Identity(name="stages.1.blocks.4")(x)
     # stages.1.blocks.5 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.5.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.5.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.5.identity")(x)
     x = layers.Add(name="stages.1.blocks.5.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.1.blocks.5.act")(x)
     x = layers.Identity(name="stages.1.blocks.5")(x)
     # stages.1.blocks.6 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.6.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.1.blocks.6.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.6.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.6.identity")(x)
     x = layers.Add(name="stages.1.blocks.6.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.1.blocks.6.act")(x)
     x = layers.Identity(name="stages.1.blocks.6")(x)
     # stages.1.blocks.7 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.7.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.7.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.7.identity")(x)
     x = layers.Add(name="stages.1.blocks.7.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.1.blocks.7.act")(x)
     x = layers.Identity(name="stages.1.blocks.7")(x)
     # stages.1.blocks.8 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.8.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.1.blocks.8.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.8.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.8.identity")(x)
     x = layers.Add(name="stages.1.blocks.8.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.1.blocks.8.act")(x)
     x = layers.Identity(name="stages.1.blocks.8")(x)
     # stages.1.blocks.9 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.9.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.9.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.9.identity")(x)
     x = layers.Add(name="stages.1.blocks.9.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.1.blocks.9.act")(x)
     x = layers.Identity(name="stages.1.blocks.9")(x)
     # stages.1.blocks.10 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.10.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.1.blocks.10.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.10.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.10.identity")(x)
     x = layers.Add(name="stages.1.blocks.10.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.1.blocks.10.act")(x)
     x = layers.Identity(name="stages.1.blocks.10")(x)
     # stages.1.blocks.11 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.11.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.11.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.11.identity")(x)
     x = layers.Add(name="stages.1.blocks.11.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.1.blocks.11.act")(x)
     x = layers.Identity(name="stages.1.blocks.11")(x)
     # stages.1.blocks.12 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.12.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.1.blocks.12.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.12.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.12.identity")(x)
     x = layers.Add(name="stages.1.blocks.12.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.1.blocks.12.act")(x)
     x = layers.Identity(name="stages.1.blocks.12")(x)
     # stages.1.blocks.13 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.13.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.13.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.13.identity")(x)
     x = layers.Add(name="stages.1.blocks.13.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.1.blocks.13.act")(x)
     x = layers.Identity(name="stages.1.blocks.13")(x)
     # stages.1.blocks.14 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.14.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.1.blocks.14.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.14.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.14.identity")(x)
     x = layers.Add(name="stages.1.blocks.14.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.1.blocks.14.act")(x)
     x = layers.Identity(name="stages.1.blocks.14")(x)
     # stages.1.blocks.15 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
     branch0 = conv_bn_act(x, "stages.1.blocks.15.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.15.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.15.identity")(x)
     x = layers.Add(name="stages.1.blocks.15.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.1.blocks.15.act")(x)
     x = layers.Identity(name="stages.1.blocks.15")(x)
@@ -211,117 +232,117 @@ def build_model() -> keras.Model:
     # stages.2.blocks.2 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.2.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.2.blocks.2.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.2.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.2.identity")(x)
     x = layers.Add(name="stages.2.blocks.2.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.2.blocks.2.act")(x)
     x = layers.Identity(name="stages.2.blocks.2")(x)
     # stages.2.blocks.3 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.3.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.3.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.3.identity")(x)
     x = layers.Add(name="stages.2.blocks.3.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.2.blocks.3.act")(x)
     x = layers.Identity(name="stages.2.blocks.3")(x)
     # stages.2.blocks.4 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.4.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.2.blocks.4.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.4.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.4.identity")(x)
     x = layers.Add(name="stages.2.blocks.4.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.2.blocks.4.act")(x)
     x = layers.Identity(name="stages.2.blocks.4")(x)
     # stages.2.blocks.5 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.5.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.5.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.5.identity")(x)
     x = layers.Add(name="stages.2.blocks.5.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.2.blocks.5.act")(x)
     x = layers.Identity(name="stages.2.blocks.5")(x)
     # stages.2.blocks.6 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.6.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.2.blocks.6.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.6.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.6.identity")(x)
     x = layers.Add(name="stages.2.blocks.6.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.2.blocks.6.act")(x)
     x = layers.Identity(name="stages.2.blocks.6")(x)
     # stages.2.blocks.7 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.7.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.7.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.7.identity")(x)
     x = layers.Add(name="stages.2.blocks.7.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.2.blocks.7.act")(x)
     x = layers.Identity(name="stages.2.blocks.7")(x)
     # stages.2.blocks.8 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.8.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.2.blocks.8.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.8.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.8.identity")(x)
     x = layers.Add(name="stages.2.blocks.8.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.2.blocks.8.act")(x)
     x = layers.Identity(name="stages.2.blocks.8")(x)
     # stages.2.blocks.9 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.9.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.9.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.9.identity")(x)
     x = layers.Add(name="stages.2.blocks.9.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.2.blocks.9.act")(x)
     x = layers.Identity(name="stages.2.blocks.9")(x)
     # stages.2.blocks.10 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.10.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.2.blocks.10.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.10.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.10.identity")(x)
     x = layers.Add(name="stages.2.blocks.10.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.2.blocks.10.act")(x)
     x = layers.Identity(name="stages.2.blocks.10")(x)
     # stages.2.blocks.11 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.11.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.11.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.11.identity")(x)
     x = layers.Add(name="stages.2.blocks.11.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.2.blocks.11.act")(x)
     x = layers.Identity(name="stages.2.blocks.11")(x)
     # stages.2.blocks.12 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.12.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.2.blocks.12.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.12.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.12.identity")(x)
     x = layers.Add(name="stages.2.blocks.12.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.2.blocks.12.act")(x)
     x = layers.Identity(name="stages.2.blocks.12")(x)
     # stages.2.blocks.13 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.13.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.13.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.13.identity")(x)
     x = layers.Add(name="stages.2.blocks.13.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.2.blocks.13.act")(x)
     x = layers.Identity(name="stages.2.blocks.13")(x)
     # stages.2.blocks.14 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.14.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.2.blocks.14.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.14.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.14.identity")(x)
     x = layers.Add(name="stages.2.blocks.14.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.2.blocks.14.act")(x)
     x = layers.Identity(name="stages.2.blocks.14")(x)
     # stages.2.blocks.15 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.15.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.15.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.15.identity")(x)
     x = layers.Add(name="stages.2.blocks.15.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.2.blocks.15.act")(x)
     x = layers.Identity(name="stages.2.blocks.15")(x)
     # stages.2.blocks.16 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.16.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.2.blocks.16.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.16.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.16.identity")(x)
     x = layers.Add(name="stages.2.blocks.16.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.2.blocks.16.act")(x)
     x = layers.Identity(name="stages.2.blocks.16")(x)
     # stages.2.blocks.17 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.17.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.17.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.17.identity")(x)
     x = layers.Add(name="stages.2.blocks.17.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.2.blocks.17.act")(x)
     x = layers.Identity(name="stages.2.blocks.17")(x)
     # stages.2.blocks.18 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.18.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
     branch1 = conv_bn_act(x, "stages.2.blocks.18.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.18.identity")(x)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.18.identity")(x)
     x = layers.Add(name="stages.2.blocks.18.sum")([branch0, branch1, branch2])
     x = layers.Activation(ops.relu, name="stages.2.blocks.18.act")(x)
     x = layers.Identity(name="stages.2.blocks.18")(x)
     # stages.2.blocks.19 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
     branch0 = conv_bn_act(x, "stages.2.blocks.19.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = layers.BatchNormalization(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.19.identity")(x)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.19.identity")(x)
     x = layers.Add(name="stages.2.blocks.19.sum")([branch0, branch1])
     x = layers.Activation(ops.relu, name="stages.2.blocks.19.act")(x)
     x = layers.Identity(name="stages.2.blocks.19")(x)

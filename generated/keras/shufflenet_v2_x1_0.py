@@ -4,7 +4,7 @@ Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
 Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
-An inference graph: drop-path (stochastic depth, active only in training) is not part of it.
+Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 2,278,604 params, 144,907,992 MACs, 6,115,984 element-wise ops;
 9,114,416 weight bytes and 30,760,672 activation bytes in float32.
 
@@ -20,6 +20,27 @@ from __future__ import annotations
 
 import keras
 from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="archdsl")
+class BatchNorm(layers.BatchNormalization):
+    """Keras' BatchNormalization, trained as torch.nn.BatchNorm2d is: a training step normalises
+    with the batch's biased variance but updates the running variance with the unbiased one
+    (x n / (n - 1), n values per channel; Keras' own layer uses the biased one). Inference is
+    Keras' own."""
+
+    def call(self, inputs, training=None, mask=None):
+        if not (training and self.trainable):
+            return super().call(inputs, training=training, mask=mask)
+        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        mean, variance = self._moments(x, mask)
+        n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
+        unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
+        keep = self.momentum
+        self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
+        self.moving_variance.assign(self.moving_variance * keep + unbiased * (1.0 - keep))
+        y = ops.batch_normalization(x, mean, variance, self.axis, self.beta, self.gamma, self.epsilon)
+        return ops.cast(y, self.compute_dtype)
 
 
 def conv_bn_act(
@@ -50,7 +71,7 @@ def conv_bn_act(
         )
         x = conv(x)
     if eps is not None:
-        x = layers.BatchNormalization(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
     if act is not None:
         x = layers.Activation(act, name=f"{name}.act")(x)
     return x

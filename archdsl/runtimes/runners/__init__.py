@@ -8,11 +8,12 @@ import importlib
 import logging
 import os
 import types
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
-from ...errors import ArchError, did_you_mean
+from ...errors import ArchError, UsageError, did_you_mean
 from ...ir.network import Network
 
 # runner name -> (module:function, the backend whose generated code it runs)
@@ -25,6 +26,18 @@ RUNNERS = {
 LOGITS_ONLY = frozenset({"tflite"})  # the converter fuses layers: block outputs are not kept
 
 Outputs = dict[str, np.ndarray]  # block path (or "logits") -> NCHW array
+TRAINABLE = ("torch", "keras")  # the runners with a `train_step`
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one training step (forward in train mode, cross-entropy, backward, plain SGD) gives:
+    tensors keyed by canonical name, in PyTorch layout."""
+
+    loss: float
+    outputs: Outputs  # each block's output in the training forward pass
+    gradients: dict[str, np.ndarray]  # of every trainable tensor
+    after: dict[str, np.ndarray]  # every weight and running statistic once the step is taken
 
 
 def runner(name: str) -> tuple[Callable[[str, Network, str, np.ndarray], Outputs], str]:
@@ -37,6 +50,15 @@ def runner(name: str) -> tuple[Callable[[str, Network, str, np.ndarray], Outputs
     # (off macOS) that its prediction proxies are missing: notices, not problems. Errors still show.
     logging.getLogger("coremltools").setLevel(logging.ERROR)
     return getattr(importlib.import_module(module), func), backend
+
+
+def train_step(name: str) -> Callable[..., StepResult]:
+    """Runner `name`'s `train_step(code, net, weights, x, labels, lr, dtype)`."""
+    if name not in TRAINABLE:
+        raise UsageError(f"backend '{name}' cannot train", None,
+                        f"verify --train compares {' and '.join(TRAINABLE)}; {name} runs inference only")  # fmt: skip
+    run, _ = runner(name)
+    return importlib.import_module(run.__module__).train_step  # type: ignore[no-any-return]
 
 
 def load_module(code: str, name: str) -> types.ModuleType:

@@ -1,17 +1,29 @@
-"""Run generated Keras code: a probe model exposes every block's output (the `Identity` layer
-named by the block's path); outputs come back NCHW to compare with PyTorch."""
+"""Run generated Keras code, for inference or one training step: a probe model exposes every
+block's output (the `Identity` layer named by the block's path); outputs come back NCHW, and
+weights and gradients in PyTorch layout, to compare with PyTorch."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from ...errors import ArchError
 from ...ir.network import Network
-from . import Outputs, block_paths, load_module
+from . import Outputs, StepResult, block_paths, load_module
 
 
 def build(code: str, net: Network, weights: str):  # type: ignore[no-untyped-def]
+    return _loaded(code, net, weights)[1]
+
+
+def _loaded(code: str, net: Network, weights: str):  # type: ignore[no-untyped-def]
     module = load_module(code, f"archdsl_keras_{net.name}")
-    return module.load_weights(module.build_model(), weights)
+    return module, module.load_weights(module.build_model(), weights)
+
+
+def _probe(model, net: Network):  # type: ignore[no-untyped-def]
+    import keras
+
+    return keras.Model(model.inputs, [model.get_layer(p).output for p in block_paths(net)])
 
 
 def to_nchw(y: np.ndarray) -> np.ndarray:
@@ -19,10 +31,60 @@ def to_nchw(y: np.ndarray) -> np.ndarray:
 
 
 def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
+
+    outs = _probe(build(code, net, weights), net)([np.transpose(x, (0, 2, 3, 1))], training=False)
+    return {p: to_nchw(np.asarray(y)) for p, y in zip(block_paths(net), outs, strict=True)}
+
+
+def train_step(code: str, net: Network, weights: str, x: np.ndarray, labels: np.ndarray, lr: float,
+               dtype: str) -> StepResult:  # fmt: skip
+    """A Keras training step as its trainers take one, in `dtype` (the model built under that
+    dtype policy): forward with training=True (BatchNorm updates its moving statistics), sparse
+    categorical cross-entropy on the logits, gradients from the backend (TensorFlow's
+    GradientTape, or torch autograd), keras.optimizers.SGD."""
     import keras
 
-    model = build(code, net, weights)
-    paths = block_paths(net)
-    probe = keras.Model(model.inputs, [model.get_layer(p).output for p in paths])
-    outs = probe([np.transpose(x, (0, 2, 3, 1))], training=False)
-    return {p: to_nchw(np.asarray(y)) for p, y in zip(paths, outs, strict=True)}
+    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        module, model = _loaded(code, net, weights)
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+    probe = _probe(model, net)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
+    outs, loss, grads = _gradients(probe, np.transpose(x, (0, 2, 3, 1)).astype(dtype), labels, loss_fn)
+    keras.optimizers.SGD(learning_rate=lr).apply_gradients(zip(grads, probe.trainable_variables, strict=True))
+    layouts = [(f"{layer.name}.{suffix}", to_canonical, v) for layer in model.layers
+               for (suffix, to_canonical, _), v in zip(module._layouts(layer), layer.weights, strict=True)]  # fmt: skip
+    numpy = keras.ops.convert_to_numpy
+    names = {id(v): (key, to_canonical) for key, to_canonical, v in layouts}
+    gradients = {}
+    for v, g in zip(probe.trainable_variables, grads, strict=True):
+        key, to_canonical = names[id(v)]
+        gradients[key] = np.ascontiguousarray(to_canonical(numpy(g)))
+    after = {key: np.ascontiguousarray(to_canonical(numpy(v))) for key, to_canonical, v in layouts}
+    outputs = {p: to_nchw(numpy(y)) for p, y in zip(block_paths(net), outs, strict=True)}
+    return StepResult(float(numpy(loss)), outputs, gradients, after)
+
+
+def _gradients(probe, x: np.ndarray, labels: np.ndarray, loss_fn):  # type: ignore[no-untyped-def]
+    """(outputs, loss, gradients of the trainable variables): the backend's own autodiff."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            outs = probe([x], training=True)
+            loss = loss_fn(labels, outs[-1])
+        return outs, loss, tape.gradient(loss, probe.trainable_variables)
+    if backend == "torch":
+        outs = probe([x], training=True)
+        loss = loss_fn(labels, outs[-1])
+        loss.backward()
+        return [y.detach() for y in outs], loss.detach(), [v.value.grad for v in probe.trainable_variables]
+    raise ArchError(f"verify --train cannot take gradients on the Keras backend '{backend}'", None,
+                    "set KERAS_BACKEND to tensorflow or torch")  # fmt: skip

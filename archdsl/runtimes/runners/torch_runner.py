@@ -1,18 +1,16 @@
-"""Run generated PyTorch code in eval mode, collecting each block's output with forward hooks."""
+"""Run generated PyTorch code: inference in eval mode, or one training step; each block's output
+is collected with forward hooks."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ...ir.network import Network
-from . import Outputs, block_paths, load_module
+from . import Outputs, StepResult, block_paths, load_module
 
 
-def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
-    import torch
-
-    module = load_module(code, f"archdsl_torch_{net.name}")
-    model = module.load_weights(module.build_model(), weights).eval()
+def _hooked(model, net: Network) -> tuple[Outputs, list]:  # type: ignore[no-untyped-def]
+    """Forward hooks that keep each block's output (detached), and their handles."""
     outputs: Outputs = {}
     handles = []
     for path in block_paths(net):
@@ -21,8 +19,37 @@ def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
             outputs[path] = output.detach().numpy().copy()
 
         handles.append(model.get_submodule(path).register_forward_hook(keep))
+    return outputs, handles
+
+
+def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
+    import torch
+
+    module = load_module(code, f"archdsl_torch_{net.name}")
+    model = module.load_weights(module.build_model(), weights).eval()
+    outputs, handles = _hooked(model, net)
     with torch.no_grad():
         model(torch.from_numpy(x))
     for h in handles:
         h.remove()
     return outputs
+
+
+def train_step(code: str, net: Network, weights: str, x: np.ndarray, labels: np.ndarray, lr: float,
+               dtype: str) -> StepResult:  # fmt: skip
+    """In `dtype`: model.train(), cross-entropy on `labels`, backward, one torch.optim.SGD step
+    (no momentum, no weight decay)."""
+    import torch
+
+    module = load_module(code, f"archdsl_torch_{net.name}")
+    model = module.load_weights(module.build_model(), weights).to(getattr(torch, dtype)).train()
+    outputs, handles = _hooked(model, net)
+    logits = model(torch.from_numpy(x.astype(dtype)))
+    loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels))
+    loss.backward()
+    for h in handles:
+        h.remove()
+    gradients = {k: p.grad.numpy().copy() for k, p in model.named_parameters() if p.grad is not None}
+    torch.optim.SGD(model.parameters(), lr=lr).step()
+    after = {k: v.numpy().copy() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    return StepResult(loss.item(), outputs, gradients, after)
