@@ -358,7 +358,7 @@ def test_keras_batchnorm_momentum_is_the_complement_of_pytorchs(tmp_path):
     save_weights(weights, tmp_path / "w.safetensors")
     module = load_module(get_backend("keras").emit(net), "momentum")
     model = module.load_weights(module.build_model(), str(tmp_path / "w.safetensors"))
-    norms = {layer.name: layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    norms = {module._path(layer): layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)}
     b0, b1 = "stages.0.blocks.0", "stages.0.blocks.1"
     assert sorted(norms) == sorted(["stem.0.bn", f"{b0}.conv_kxk.0.bn", f"{b0}.conv_scale.bn", f"{b0}.identity",
                                     f"{b1}.norm", f"{b1}.query_norm", f"{b1}.key_down.bn", f"{b1}.value_down.bn"])  # fmt: skip

@@ -126,7 +126,7 @@ def test_random_networks_agree(text):
         # Keras' own BatchNormalization epsilon (1e-3) instead of the spec's 1e-5
         (("    if eps is not None:\n        x = BatchNorm(epsilon=eps,", "    if eps is not None:\n        x = BatchNorm("), "stem.0"),
         # TF 'same' padding instead of explicit symmetric zeros: differs at the first stride-2 conv
-        (('        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)\n', "        pass\n"), "stem.0"),
+        (('        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)\n', "        pass\n"), "stem.0"),
         # hard_sigmoid with Keras 2's 0.2x + 0.5 cut-offs
         (("return ops.relu6(x + 3.0) / 6.0", "return ops.clip(0.2 * x + 0.5, 0.0, 1.0)"), "stages.0.blocks.0"),
     ],
@@ -215,7 +215,7 @@ def test_layer_scale_and_identity_se_build_with_the_spec_values():
 
     runner("keras")  # quiets TensorFlow
     model = load_module(get_backend("keras").emit(net), "ls").build_model()
-    gamma = model.get_layer("stages.0.blocks.0.layer_scale").get_weights()[0]
+    gamma = model.get_layer("stages-0-blocks-0-layer_scale").get_weights()[0]
     assert np.allclose(gamma, 1e-5)
     (report,) = verify(net, ["torch", "keras"], None, seed=0, tolerance=TOLERANCE)
     assert report.ok

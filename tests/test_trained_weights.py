@@ -146,7 +146,7 @@ def test_fine_tuning_for_other_classes_skips_the_classifier(trained, tmp_path):
     keras_net = import_code(get_backend("keras").emit(five_net), "keras_five", tmp_path)
     with pytest.warns(UserWarning, match="saved from another spec"):
         k = keras_net.load_weights(keras_net.build_model(), str(path), skip_classifier=True)
-    (dense,) = [layer for layer in k.layers if layer.name == five.CLASSIFIER]
+    (dense,) = [layer for layer in k.layers if keras_net._path(layer) == five.CLASSIFIER]
     assert dense.get_weights()[0].shape == (five_net.head.blocks[-1].cin, 5)
 
 
@@ -210,7 +210,7 @@ def test_keras_stochastic_depth_drops_whole_branches_while_training_only(tmp_pat
     np.testing.assert_allclose(
         np.asarray(k(np.transpose(x, (0, 2, 3, 1)), training=False)), _logits(t, x), rtol=1e-4, atol=1e-5
     )
-    drops = {layer.name: layer for layer in k.layers if type(layer).__name__ == "DropPath"}
+    drops = {k_module._path(layer): layer for layer in k.layers if type(layer).__name__ == "DropPath"}
     assert sorted(drops) == ["stages.0.blocks.1.drop_path", "stages.0.blocks.2.drop_path"]
     branch = np.ones((4000, 2, 2, 3), np.float32)
     out = np.asarray(drops["stages.0.blocks.1.drop_path"](branch, training=True))

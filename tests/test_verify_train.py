@@ -6,6 +6,7 @@ variance as Keras' own layer does, or one whose gradient is wrong, is caught and
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -156,3 +157,19 @@ def test_cli_reports_every_quantity_and_refuses_a_backend_that_cannot_train(tmp_
     assert "backend 'tflite' cannot train" in refused.stderr and "runs inference only" in refused.stderr
     too_small = _cli("verify", str(spec), "--train", "--batch", "1")
     assert too_small.returncode == 2 and "--batch" in too_small.stderr
+
+
+# Keras' torch backend: the same generated code, inference and a training step. Keras' type
+# promotion off TensorFlow computes some ops (the mean of average pooling) in float32 even on
+# float64 tensors, so agreement there is about 1e-6, within the default tolerance.
+@pytest.mark.parametrize("spec", ["mnv3_small", "mnv4_hybrid_m", "shufflenet_v1_g3", "mobileone_s0", "ghostnet_100"])
+def test_keras_on_its_torch_backend_agrees_in_inference_and_training(spec):
+    env = {**os.environ, "KERAS_BACKEND": "torch"}
+    path = f"specs/{spec}.arch"
+    for train in ([], ["--train"]):
+        done = subprocess.run([sys.executable, "-m", "archdsl", "verify", path, "--input", "64x64", *train],
+                              cwd=ROOT, capture_output=True, text=True, env=env)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+        assert done.stdout.endswith("the training step agrees in every backend\n" if train else "all backends agree\n")
+    probe = "import keras; print(keras.backend.backend())"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env).stdout == "torch\n"

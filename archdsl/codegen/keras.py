@@ -3,8 +3,9 @@
 Every numerical convention is stated in the generated code, never left to a Keras default:
 explicit `ZeroPadding2D` + `valid` convolutions (TF `same` pads differently at stride 2), the
 BatchNorm epsilon and momentum, the activation formulas, depthwise convs as `DepthwiseConv2D`
-and other grouped convs as `Conv2D(groups=g)`. Layer names are IR paths, so weights load by name; each
-block ends in an `Identity` named by the block's path, so its output can be compared.
+and other grouped convs as `Conv2D(groups=g)`. Layer names are IR paths (`-` for `.`: `layer_name`),
+so weights load by name; each block ends in an `Identity` named by the block's path, so its
+output can be compared.
 """
 
 from __future__ import annotations
@@ -51,14 +52,22 @@ ACT = {
 _DEFINED = ("hard_swish", "hard_sigmoid", "gelu", "gelu_tanh")
 
 
-def _layer(cls: str, name: str, *args: str, inputs: str = "x") -> Line:
-    """`x = <cls>(*args, name="<name>")(inputs)`."""
-    return Line(Call(cls, (*(("", a) for a in args), ("name", quoted(name))), trailing_comma=False, applied_to=inputs))
+def layer_name(path: str) -> str:
+    """A Keras layer's name: its IR path with `-` for `.` (Keras' torch backend registers each
+    variable as a torch parameter named by its layer, and torch takes no dots in those)."""
+    return path.replace(".", "-")
+
+
+def _layer(cls: str, path: str, *args: str, inputs: str = "x") -> Line:
+    """`x = <cls>(*args, name="<the layer name of path>")(inputs)`."""
+    name = ("name", quoted(layer_name(path)))
+    return Line(Call(cls, (*(("", a) for a in args), name), trailing_comma=False, applied_to=inputs))
 
 
 def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
     depthwise = c.groups == c.cin == c.cout and c.groups > 1
-    args: list[tuple[str, str | Call]] = [("", source), ("", quoted(c.path)), ("", str(c.cout)), ("", str(c.kernel))]
+    name = quoted(layer_name(c.path))
+    args: list[tuple[str, str | Call]] = [("", source), ("", name), ("", str(c.cout)), ("", str(c.kernel))]
     if c.stride != 1:
         args.append(("stride", str(c.stride)))
     if any(c.padding):
@@ -79,12 +88,13 @@ def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
 
 
 def se_line(se: SqueezeExcite) -> Line:
-    args = (("", "x"), ("", quoted(se.path)), ("", str(se.reduced)), ("act", ACT[se.act]), ("gate", ACT[se.gate]))
+    name = quoted(layer_name(se.path))
+    args = (("", "x"), ("", name), ("", str(se.reduced)), ("act", ACT[se.act]), ("gate", ACT[se.gate]))
     return Line(Call("squeeze_excite", args, trailing_comma=False))
 
 
 def attention_line(a: AttentionStep) -> Line:
-    args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(a.path)), ("out", str(a.out))]
+    args: list[tuple[str, str | Call]] = [("", "x"), ("", quoted(layer_name(a.path))), ("out", str(a.out))]
     args += attention_args(a)
     if a.norm is not None and a.norm.momentum != 0.1:
         args.append(("momentum", repr(a.norm.momentum)))

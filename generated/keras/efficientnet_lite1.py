@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (240, 240, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 5,416,680 params, 600,185,232 MACs, 30,079,536 element-wise ops;
 21,666,720 weight bytes and 86,925,088 activation bytes in float32.
@@ -35,7 +36,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -65,18 +66,18 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
@@ -87,21 +88,21 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 928 params, 12,441,600 MACs
     # stem.0 conv: 3x240x240 -> 32x120x120 | 928 params, 12,441,600 MACs
-    x = conv_bn_act(x, "stem.0", 32, 3, stride=2, padding=(0, 1, 0, 1), eps=0.001, act=ops.relu6)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 32, 3, stride=2, padding=(0, 1, 0, 1), eps=0.001, act=ops.relu6)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 1 block | 896 params, 11,520,000 MACs
     # stages.0.blocks.0 ds: 32x120x120 -> 16x120x120 | 896 params, 11,520,000 MACs
-    x = conv_bn_act(x, "stages.0.blocks.0.dw", 32, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.0.blocks.0.pw", 16, 1, eps=0.001)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0-dw", 32, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-0-blocks-0-pw", 16, 1, eps=0.001)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
 
     # stages.1 (s1): 3 blocks | 22,800 params, 92,620,800 MACs
     # stages.1.blocks.0 ib: 16x120x120 -> 24x60x60 | 5,136 params, 33,523,200 MACs
-    x = conv_bn_act(x, "stages.1.blocks.0.expand", 96, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-0-expand", 96, 1, eps=0.001, act=ops.relu6)
     x = conv_bn_act(
         x,
-        "stages.1.blocks.0.dw_mid",
+        "stages-1-blocks-0-dw_mid",
         96,
         3,
         stride=2,
@@ -110,29 +111,29 @@ def build_model() -> keras.Model:
         eps=0.001,
         act=ops.relu6,
     )
-    x = conv_bn_act(x, "stages.1.blocks.0.project", 24, 1, eps=0.001)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0-project", 24, 1, eps=0.001)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 ib: 24x60x60 -> 24x60x60 | 8,832 params, 29,548,800 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.1.expand", 144, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.1.dw_mid", 144, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.1.project", 24, 1, eps=0.001)
-    x = layers.Add(name="stages.1.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-expand", 144, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw_mid", 144, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-1-project", 24, 1, eps=0.001)
+    x = layers.Add(name="stages-1-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-1")(x)
     # stages.1.blocks.2 ib: 24x60x60 -> 24x60x60 | 8,832 params, 29,548,800 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.2.expand", 144, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.2.dw_mid", 144, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.2.project", 24, 1, eps=0.001)
-    x = layers.Add(name="stages.1.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.2")(x)
+    x = conv_bn_act(x, "stages-1-blocks-2-expand", 144, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-2-dw_mid", 144, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-2-project", 24, 1, eps=0.001)
+    x = layers.Add(name="stages-1-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-2")(x)
 
     # stages.2 (s2): 3 blocks | 65,952 params, 66,225,600 MACs
     # stages.2.blocks.0 ib: 24x60x60 -> 40x30x30 | 13,472 params, 20,865,600 MACs
-    x = conv_bn_act(x, "stages.2.blocks.0.expand", 144, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-0-expand", 144, 1, eps=0.001, act=ops.relu6)
     x = conv_bn_act(
         x,
-        "stages.2.blocks.0.dw_mid",
+        "stages-2-blocks-0-dw_mid",
         144,
         5,
         stride=2,
@@ -141,29 +142,29 @@ def build_model() -> keras.Model:
         eps=0.001,
         act=ops.relu6,
     )
-    x = conv_bn_act(x, "stages.2.blocks.0.project", 40, 1, eps=0.001)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = conv_bn_act(x, "stages-2-blocks-0-project", 40, 1, eps=0.001)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 ib: 40x30x30 -> 40x30x30 | 26,240 params, 22,680,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.1.expand", 240, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.1.dw_mid", 240, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.1.project", 40, 1, eps=0.001)
-    x = layers.Add(name="stages.2.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-expand", 240, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw_mid", 240, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-1-project", 40, 1, eps=0.001)
+    x = layers.Add(name="stages-2-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 ib: 40x30x30 -> 40x30x30 | 26,240 params, 22,680,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.2.expand", 240, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_mid", 240, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.2.project", 40, 1, eps=0.001)
-    x = layers.Add(name="stages.2.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-expand", 240, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_mid", 240, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-2-project", 40, 1, eps=0.001)
+    x = layers.Add(name="stages-2-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-2")(x)
 
     # stages.3 (s3): 4 blocks | 281,680 params, 68,202,000 MACs
     # stages.3.blocks.0 ib: 40x30x30 -> 80x15x15 | 32,080 params, 13,446,000 MACs
-    x = conv_bn_act(x, "stages.3.blocks.0.expand", 240, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-0-expand", 240, 1, eps=0.001, act=ops.relu6)
     x = conv_bn_act(
         x,
-        "stages.3.blocks.0.dw_mid",
+        "stages-3-blocks-0-dw_mid",
         240,
         3,
         stride=2,
@@ -172,64 +173,64 @@ def build_model() -> keras.Model:
         eps=0.001,
         act=ops.relu6,
     )
-    x = conv_bn_act(x, "stages.3.blocks.0.project", 80, 1, eps=0.001)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    x = conv_bn_act(x, "stages-3-blocks-0-project", 80, 1, eps=0.001)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
     # stages.3.blocks.1 ib: 80x15x15 -> 80x15x15 | 83,200 params, 18,252,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.1.expand", 480, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_mid", 480, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.1.project", 80, 1, eps=0.001)
-    x = layers.Add(name="stages.3.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.1")(x)
+    x = conv_bn_act(x, "stages-3-blocks-1-expand", 480, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_mid", 480, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-1-project", 80, 1, eps=0.001)
+    x = layers.Add(name="stages-3-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-1")(x)
     # stages.3.blocks.2 ib: 80x15x15 -> 80x15x15 | 83,200 params, 18,252,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.2.expand", 480, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.2.dw_mid", 480, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.2.project", 80, 1, eps=0.001)
-    x = layers.Add(name="stages.3.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.2")(x)
+    x = conv_bn_act(x, "stages-3-blocks-2-expand", 480, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw_mid", 480, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-2-project", 80, 1, eps=0.001)
+    x = layers.Add(name="stages-3-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-2")(x)
     # stages.3.blocks.3 ib: 80x15x15 -> 80x15x15 | 83,200 params, 18,252,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.3.expand", 480, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.3.dw_mid", 480, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.3.project", 80, 1, eps=0.001)
-    x = layers.Add(name="stages.3.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.3")(x)
+    x = conv_bn_act(x, "stages-3-blocks-3-expand", 480, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw_mid", 480, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-3-project", 80, 1, eps=0.001)
+    x = layers.Add(name="stages-3-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-3")(x)
 
     # stages.4 (s4): 4 blocks | 617,024 params, 136,382,400 MACs
     # stages.4.blocks.0 ib: 80x15x15 -> 112x15x15 | 106,304 params, 23,436,000 MACs
-    x = conv_bn_act(x, "stages.4.blocks.0.expand", 480, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.0.dw_mid", 480, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.0.project", 112, 1, eps=0.001)
-    x = layers.Identity(name="stages.4.blocks.0")(x)
+    x = conv_bn_act(x, "stages-4-blocks-0-expand", 480, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-0-dw_mid", 480, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-0-project", 112, 1, eps=0.001)
+    x = layers.Identity(name="stages-4-blocks-0")(x)
     # stages.4.blocks.1 ib: 112x15x15 -> 112x15x15 | 170,240 params, 37,648,800 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.1.expand", 672, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.1.dw_mid", 672, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.1.project", 112, 1, eps=0.001)
-    x = layers.Add(name="stages.4.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.1")(x)
+    x = conv_bn_act(x, "stages-4-blocks-1-expand", 672, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-1-dw_mid", 672, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-1-project", 112, 1, eps=0.001)
+    x = layers.Add(name="stages-4-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-1")(x)
     # stages.4.blocks.2 ib: 112x15x15 -> 112x15x15 | 170,240 params, 37,648,800 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.2.expand", 672, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.2.dw_mid", 672, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.2.project", 112, 1, eps=0.001)
-    x = layers.Add(name="stages.4.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.2")(x)
+    x = conv_bn_act(x, "stages-4-blocks-2-expand", 672, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-2-dw_mid", 672, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-2-project", 112, 1, eps=0.001)
+    x = layers.Add(name="stages-4-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-2")(x)
     # stages.4.blocks.3 ib: 112x15x15 -> 112x15x15 | 170,240 params, 37,648,800 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.3.expand", 672, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.3.dw_mid", 672, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.3.project", 112, 1, eps=0.001)
-    x = layers.Add(name="stages.4.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.3")(x)
+    x = conv_bn_act(x, "stages-4-blocks-3-expand", 672, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-3-dw_mid", 672, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-3-project", 112, 1, eps=0.001)
+    x = layers.Add(name="stages-4-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-3")(x)
 
     # stages.5 (s5): 5 blocks | 2,128,800 params, 146,886,144 MACs
     # stages.5.blocks.0 ib: 112x15x15 -> 192x8x8 | 224,160 params, 26,267,136 MACs
-    x = conv_bn_act(x, "stages.5.blocks.0.expand", 672, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-0-expand", 672, 1, eps=0.001, act=ops.relu6)
     x = conv_bn_act(
         x,
-        "stages.5.blocks.0.dw_mid",
+        "stages-5-blocks-0-dw_mid",
         672,
         5,
         stride=2,
@@ -238,56 +239,56 @@ def build_model() -> keras.Model:
         eps=0.001,
         act=ops.relu6,
     )
-    x = conv_bn_act(x, "stages.5.blocks.0.project", 192, 1, eps=0.001)
-    x = layers.Identity(name="stages.5.blocks.0")(x)
+    x = conv_bn_act(x, "stages-5-blocks-0-project", 192, 1, eps=0.001)
+    x = layers.Identity(name="stages-5-blocks-0")(x)
     # stages.5.blocks.1 ib: 192x8x8 -> 192x8x8 | 476,160 params, 30,154,752 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.1.expand", 1152, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.1.dw_mid", 1152, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.1.project", 192, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.1")(x)
+    x = conv_bn_act(x, "stages-5-blocks-1-expand", 1152, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-1-dw_mid", 1152, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-1-project", 192, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-1")(x)
     # stages.5.blocks.2 ib: 192x8x8 -> 192x8x8 | 476,160 params, 30,154,752 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.2.expand", 1152, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.2.dw_mid", 1152, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.2.project", 192, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.2")(x)
+    x = conv_bn_act(x, "stages-5-blocks-2-expand", 1152, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-2-dw_mid", 1152, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-2-project", 192, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-2")(x)
     # stages.5.blocks.3 ib: 192x8x8 -> 192x8x8 | 476,160 params, 30,154,752 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.3.expand", 1152, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.3.dw_mid", 1152, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.3.project", 192, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.3")(x)
+    x = conv_bn_act(x, "stages-5-blocks-3-expand", 1152, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-3-dw_mid", 1152, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-3-project", 192, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-3")(x)
     # stages.5.blocks.4 ib: 192x8x8 -> 192x8x8 | 476,160 params, 30,154,752 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.4.expand", 1152, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.4.dw_mid", 1152, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.4.project", 192, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.4")(x)
+    x = conv_bn_act(x, "stages-5-blocks-4-expand", 1152, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-4-dw_mid", 1152, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-4-project", 192, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-4")(x)
 
     # stages.6 (s6): 1 block | 605,440 params, 38,412,288 MACs
     # stages.6.blocks.0 ib: 192x8x8 -> 320x8x8 | 605,440 params, 38,412,288 MACs
-    x = conv_bn_act(x, "stages.6.blocks.0.expand", 1152, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.6.blocks.0.dw_mid", 1152, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.6.blocks.0.project", 320, 1, eps=0.001)
-    x = layers.Identity(name="stages.6.blocks.0")(x)
+    x = conv_bn_act(x, "stages-6-blocks-0-expand", 1152, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-6-blocks-0-dw_mid", 1152, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-6-blocks-0-project", 320, 1, eps=0.001)
+    x = layers.Identity(name="stages-6-blocks-0")(x)
 
     # head (head): 3 blocks | 1,693,160 params, 27,494,400 MACs
     # head.0 conv: 320x8x8 -> 1280x8x8 | 412,160 params, 26,214,400 MACs
-    x = conv_bn_act(x, "head.0", 1280, 1, eps=0.001, act=ops.relu6)
-    x = layers.Identity(name="head.0")(x)
+    x = conv_bn_act(x, "head-0", 1280, 1, eps=0.001, act=ops.relu6)
+    x = layers.Identity(name="head-0")(x)
     # head.1 pool: 1280x8x8 -> 1280x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.1.pool")(x)
-    x = layers.Identity(name="head.1")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-1-pool")(x)
+    x = layers.Identity(name="head-1")(x)
     # head.2 classifier: 1280 -> 1000 | 1,281,000 params, 1,280,000 MACs
-    x = layers.Flatten(name="head.2.flatten")(x)
-    x = layers.Dropout(0.2, name="head.2.dropout")(x)
-    x = layers.Dense(1000, name="head.2.fc")(x)
-    x = layers.Identity(name="head.2")(x)
+    x = layers.Flatten(name="head-2-flatten")(x)
+    x = layers.Dropout(0.2, name="head-2-dropout")(x)
+    x = layers.Dense(1000, name="head-2-fc")(x)
+    x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="efficientnet_lite1")
 
 
@@ -299,6 +300,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -338,8 +344,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -373,7 +379,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -383,14 +389,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (380, 380, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 13,006,568 params, 3,943,564,112 MACs, 135,615,568 element-wise ops;
 52,026,272 weight bytes and 394,748,000 activation bytes in float32.
@@ -35,7 +36,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -65,18 +66,18 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
@@ -87,21 +88,21 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 928 params, 31,190,400 MACs
     # stem.0 conv: 3x380x380 -> 32x190x190 | 928 params, 31,190,400 MACs
-    x = conv_bn_act(x, "stem.0", 32, 3, stride=2, padding=(0, 1, 0, 1), eps=0.001, act=ops.relu6)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 32, 3, stride=2, padding=(0, 1, 0, 1), eps=0.001, act=ops.relu6)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 1 block | 1,168 params, 38,121,600 MACs
     # stages.0.blocks.0 ds: 32x190x190 -> 24x190x190 | 1,168 params, 38,121,600 MACs
-    x = conv_bn_act(x, "stages.0.blocks.0.dw", 32, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.0.blocks.0.pw", 24, 1, eps=0.001)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0-dw", 32, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-0-blocks-0-pw", 24, 1, eps=0.001)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
 
     # stages.1 (s1): 4 blocks | 54,544 params, 557,528,400 MACs
     # stages.1.blocks.0 ib: 24x190x190 -> 32x95x95 | 10,000 params, 178,045,200 MACs
-    x = conv_bn_act(x, "stages.1.blocks.0.expand", 144, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-0-expand", 144, 1, eps=0.001, act=ops.relu6)
     x = conv_bn_act(
         x,
-        "stages.1.blocks.0.dw_mid",
+        "stages-1-blocks-0-dw_mid",
         144,
         3,
         stride=2,
@@ -110,36 +111,36 @@ def build_model() -> keras.Model:
         eps=0.001,
         act=ops.relu6,
     )
-    x = conv_bn_act(x, "stages.1.blocks.0.project", 32, 1, eps=0.001)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0-project", 32, 1, eps=0.001)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 ib: 32x95x95 -> 32x95x95 | 14,848 params, 126,494,400 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.1.expand", 192, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.1.dw_mid", 192, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.1.project", 32, 1, eps=0.001)
-    x = layers.Add(name="stages.1.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-expand", 192, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw_mid", 192, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-1-project", 32, 1, eps=0.001)
+    x = layers.Add(name="stages-1-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-1")(x)
     # stages.1.blocks.2 ib: 32x95x95 -> 32x95x95 | 14,848 params, 126,494,400 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.2.expand", 192, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.2.dw_mid", 192, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.2.project", 32, 1, eps=0.001)
-    x = layers.Add(name="stages.1.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.2")(x)
+    x = conv_bn_act(x, "stages-1-blocks-2-expand", 192, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-2-dw_mid", 192, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-2-project", 32, 1, eps=0.001)
+    x = layers.Add(name="stages-1-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-2")(x)
     # stages.1.blocks.3 ib: 32x95x95 -> 32x95x95 | 14,848 params, 126,494,400 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.3.expand", 192, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.3.dw_mid", 192, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.3.project", 32, 1, eps=0.001)
-    x = layers.Add(name="stages.1.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.3")(x)
+    x = conv_bn_act(x, "stages-1-blocks-3-expand", 192, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-3-dw_mid", 192, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-3-project", 32, 1, eps=0.001)
+    x = layers.Add(name="stages-1-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-3")(x)
 
     # stages.2 (s2): 4 blocks | 165,040 params, 409,454,592 MACs
     # stages.2.blocks.0 ib: 32x95x95 -> 56x48x48 | 22,576 params, 91,281,408 MACs
-    x = conv_bn_act(x, "stages.2.blocks.0.expand", 192, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-0-expand", 192, 1, eps=0.001, act=ops.relu6)
     x = conv_bn_act(
         x,
-        "stages.2.blocks.0.dw_mid",
+        "stages-2-blocks-0-dw_mid",
         192,
         5,
         stride=2,
@@ -148,36 +149,36 @@ def build_model() -> keras.Model:
         eps=0.001,
         act=ops.relu6,
     )
-    x = conv_bn_act(x, "stages.2.blocks.0.project", 56, 1, eps=0.001)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = conv_bn_act(x, "stages-2-blocks-0-project", 56, 1, eps=0.001)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 ib: 56x48x48 -> 56x48x48 | 47,488 params, 106,057,728 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.1.expand", 336, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.1.dw_mid", 336, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.1.project", 56, 1, eps=0.001)
-    x = layers.Add(name="stages.2.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-expand", 336, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw_mid", 336, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-1-project", 56, 1, eps=0.001)
+    x = layers.Add(name="stages-2-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 ib: 56x48x48 -> 56x48x48 | 47,488 params, 106,057,728 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.2.expand", 336, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_mid", 336, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.2.project", 56, 1, eps=0.001)
-    x = layers.Add(name="stages.2.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-expand", 336, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_mid", 336, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-2-project", 56, 1, eps=0.001)
+    x = layers.Add(name="stages-2-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-2")(x)
     # stages.2.blocks.3 ib: 56x48x48 -> 56x48x48 | 47,488 params, 106,057,728 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.3.expand", 336, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.3.dw_mid", 336, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.3.project", 56, 1, eps=0.001)
-    x = layers.Add(name="stages.2.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.3")(x)
+    x = conv_bn_act(x, "stages-2-blocks-3-expand", 336, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-3-dw_mid", 336, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-3-project", 56, 1, eps=0.001)
+    x = layers.Add(name="stages-2-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-3")(x)
 
     # stages.3 (s3): 6 blocks | 858,480 params, 517,708,800 MACs
     # stages.3.blocks.0 ib: 56x48x48 -> 112x24x24 | 61,040 params, 66,769,920 MACs
-    x = conv_bn_act(x, "stages.3.blocks.0.expand", 336, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-0-expand", 336, 1, eps=0.001, act=ops.relu6)
     x = conv_bn_act(
         x,
-        "stages.3.blocks.0.dw_mid",
+        "stages-3-blocks-0-dw_mid",
         336,
         3,
         stride=2,
@@ -186,92 +187,92 @@ def build_model() -> keras.Model:
         eps=0.001,
         act=ops.relu6,
     )
-    x = conv_bn_act(x, "stages.3.blocks.0.project", 112, 1, eps=0.001)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    x = conv_bn_act(x, "stages-3-blocks-0-project", 112, 1, eps=0.001)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
     # stages.3.blocks.1 ib: 112x24x24 -> 112x24x24 | 159,488 params, 90,187,776 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.1.expand", 672, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_mid", 672, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.1.project", 112, 1, eps=0.001)
-    x = layers.Add(name="stages.3.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.1")(x)
+    x = conv_bn_act(x, "stages-3-blocks-1-expand", 672, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_mid", 672, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-1-project", 112, 1, eps=0.001)
+    x = layers.Add(name="stages-3-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-1")(x)
     # stages.3.blocks.2 ib: 112x24x24 -> 112x24x24 | 159,488 params, 90,187,776 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.2.expand", 672, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.2.dw_mid", 672, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.2.project", 112, 1, eps=0.001)
-    x = layers.Add(name="stages.3.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.2")(x)
+    x = conv_bn_act(x, "stages-3-blocks-2-expand", 672, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw_mid", 672, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-2-project", 112, 1, eps=0.001)
+    x = layers.Add(name="stages-3-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-2")(x)
     # stages.3.blocks.3 ib: 112x24x24 -> 112x24x24 | 159,488 params, 90,187,776 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.3.expand", 672, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.3.dw_mid", 672, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.3.project", 112, 1, eps=0.001)
-    x = layers.Add(name="stages.3.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.3")(x)
+    x = conv_bn_act(x, "stages-3-blocks-3-expand", 672, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw_mid", 672, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-3-project", 112, 1, eps=0.001)
+    x = layers.Add(name="stages-3-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-3")(x)
     # stages.3.blocks.4 ib: 112x24x24 -> 112x24x24 | 159,488 params, 90,187,776 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.4.expand", 672, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.4.dw_mid", 672, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.4.project", 112, 1, eps=0.001)
-    x = layers.Add(name="stages.3.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.4")(x)
+    x = conv_bn_act(x, "stages-3-blocks-4-expand", 672, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-4-dw_mid", 672, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-4-project", 112, 1, eps=0.001)
+    x = layers.Add(name="stages-3-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-4")(x)
     # stages.3.blocks.5 ib: 112x24x24 -> 112x24x24 | 159,488 params, 90,187,776 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.5.expand", 672, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.5.dw_mid", 672, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.5.project", 112, 1, eps=0.001)
-    x = layers.Add(name="stages.3.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.5")(x)
+    x = conv_bn_act(x, "stages-3-blocks-5-expand", 672, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-5-dw_mid", 672, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-5-project", 112, 1, eps=0.001)
+    x = layers.Add(name="stages-3-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-5")(x)
 
     # stages.4 (s4): 6 blocks | 1,879,392 params, 1,068,816,384 MACs
     # stages.4.blocks.0 ib: 112x24x24 -> 160x24x24 | 202,592 params, 114,960,384 MACs
-    x = conv_bn_act(x, "stages.4.blocks.0.expand", 672, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.0.dw_mid", 672, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.0.project", 160, 1, eps=0.001)
-    x = layers.Identity(name="stages.4.blocks.0")(x)
+    x = conv_bn_act(x, "stages-4-blocks-0-expand", 672, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-0-dw_mid", 672, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-0-project", 160, 1, eps=0.001)
+    x = layers.Identity(name="stages-4-blocks-0")(x)
     # stages.4.blocks.1 ib: 160x24x24 -> 160x24x24 | 335,360 params, 190,771,200 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.1.expand", 960, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.1.dw_mid", 960, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.1.project", 160, 1, eps=0.001)
-    x = layers.Add(name="stages.4.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.1")(x)
+    x = conv_bn_act(x, "stages-4-blocks-1-expand", 960, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-1-dw_mid", 960, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-1-project", 160, 1, eps=0.001)
+    x = layers.Add(name="stages-4-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-1")(x)
     # stages.4.blocks.2 ib: 160x24x24 -> 160x24x24 | 335,360 params, 190,771,200 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.2.expand", 960, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.2.dw_mid", 960, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.2.project", 160, 1, eps=0.001)
-    x = layers.Add(name="stages.4.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.2")(x)
+    x = conv_bn_act(x, "stages-4-blocks-2-expand", 960, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-2-dw_mid", 960, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-2-project", 160, 1, eps=0.001)
+    x = layers.Add(name="stages-4-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-2")(x)
     # stages.4.blocks.3 ib: 160x24x24 -> 160x24x24 | 335,360 params, 190,771,200 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.3.expand", 960, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.3.dw_mid", 960, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.3.project", 160, 1, eps=0.001)
-    x = layers.Add(name="stages.4.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.3")(x)
+    x = conv_bn_act(x, "stages-4-blocks-3-expand", 960, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-3-dw_mid", 960, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-3-project", 160, 1, eps=0.001)
+    x = layers.Add(name="stages-4-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-3")(x)
     # stages.4.blocks.4 ib: 160x24x24 -> 160x24x24 | 335,360 params, 190,771,200 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.4.expand", 960, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.4.dw_mid", 960, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.4.project", 160, 1, eps=0.001)
-    x = layers.Add(name="stages.4.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.4")(x)
+    x = conv_bn_act(x, "stages-4-blocks-4-expand", 960, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-4-dw_mid", 960, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-4-project", 160, 1, eps=0.001)
+    x = layers.Add(name="stages-4-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-4")(x)
     # stages.4.blocks.5 ib: 160x24x24 -> 160x24x24 | 335,360 params, 190,771,200 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.5.expand", 960, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.5.dw_mid", 960, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.5.project", 160, 1, eps=0.001)
-    x = layers.Add(name="stages.4.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.5")(x)
+    x = conv_bn_act(x, "stages-4-blocks-5-expand", 960, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-5-dw_mid", 960, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-5-project", 160, 1, eps=0.001)
+    x = layers.Add(name="stages-4-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-5")(x)
 
     # stages.5 (s5): 8 blocks | 6,992,864 params, 1,065,567,744 MACs
     # stages.5.blocks.0 ib: 160x24x24 -> 272x12x12 | 443,104 params, 129,530,880 MACs
-    x = conv_bn_act(x, "stages.5.blocks.0.expand", 960, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-0-expand", 960, 1, eps=0.001, act=ops.relu6)
     x = conv_bn_act(
         x,
-        "stages.5.blocks.0.dw_mid",
+        "stages-5-blocks-0-dw_mid",
         960,
         5,
         stride=2,
@@ -280,77 +281,77 @@ def build_model() -> keras.Model:
         eps=0.001,
         act=ops.relu6,
     )
-    x = conv_bn_act(x, "stages.5.blocks.0.project", 272, 1, eps=0.001)
-    x = layers.Identity(name="stages.5.blocks.0")(x)
+    x = conv_bn_act(x, "stages-5-blocks-0-project", 272, 1, eps=0.001)
+    x = layers.Identity(name="stages-5-blocks-0")(x)
     # stages.5.blocks.1 ib: 272x12x12 -> 272x12x12 | 935,680 params, 133,719,552 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.1.expand", 1632, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.1.dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.1.project", 272, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.1")(x)
+    x = conv_bn_act(x, "stages-5-blocks-1-expand", 1632, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-1-dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-1-project", 272, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-1")(x)
     # stages.5.blocks.2 ib: 272x12x12 -> 272x12x12 | 935,680 params, 133,719,552 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.2.expand", 1632, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.2.dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.2.project", 272, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.2")(x)
+    x = conv_bn_act(x, "stages-5-blocks-2-expand", 1632, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-2-dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-2-project", 272, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-2")(x)
     # stages.5.blocks.3 ib: 272x12x12 -> 272x12x12 | 935,680 params, 133,719,552 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.3.expand", 1632, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.3.dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.3.project", 272, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.3")(x)
+    x = conv_bn_act(x, "stages-5-blocks-3-expand", 1632, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-3-dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-3-project", 272, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-3")(x)
     # stages.5.blocks.4 ib: 272x12x12 -> 272x12x12 | 935,680 params, 133,719,552 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.4.expand", 1632, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.4.dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.4.project", 272, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.4")(x)
+    x = conv_bn_act(x, "stages-5-blocks-4-expand", 1632, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-4-dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-4-project", 272, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-4")(x)
     # stages.5.blocks.5 ib: 272x12x12 -> 272x12x12 | 935,680 params, 133,719,552 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.5.expand", 1632, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.5.dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.5.project", 272, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.5")(x)
+    x = conv_bn_act(x, "stages-5-blocks-5-expand", 1632, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-5-dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-5-project", 272, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-5")(x)
     # stages.5.blocks.6 ib: 272x12x12 -> 272x12x12 | 935,680 params, 133,719,552 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.6.expand", 1632, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.6.dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.6.project", 272, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.6.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.6")(x)
+    x = conv_bn_act(x, "stages-5-blocks-6-expand", 1632, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-6-dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-6-project", 272, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-6-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-6")(x)
     # stages.5.blocks.7 ib: 272x12x12 -> 272x12x12 | 935,680 params, 133,719,552 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.7.expand", 1632, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.7.dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.5.blocks.7.project", 272, 1, eps=0.001)
-    x = layers.Add(name="stages.5.blocks.7.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.7")(x)
+    x = conv_bn_act(x, "stages-5-blocks-7-expand", 1632, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-7-dw_mid", 1632, 5, padding=2, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-5-blocks-7-project", 272, 1, eps=0.001)
+    x = layers.Add(name="stages-5-blocks-7-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-7")(x)
 
     # stages.6 (s6): 1 block | 1,197,152 params, 171,320,832 MACs
     # stages.6.blocks.0 ib: 272x12x12 -> 448x12x12 | 1,197,152 params, 171,320,832 MACs
-    x = conv_bn_act(x, "stages.6.blocks.0.expand", 1632, 1, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.6.blocks.0.dw_mid", 1632, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
-    x = conv_bn_act(x, "stages.6.blocks.0.project", 448, 1, eps=0.001)
-    x = layers.Identity(name="stages.6.blocks.0")(x)
+    x = conv_bn_act(x, "stages-6-blocks-0-expand", 1632, 1, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-6-blocks-0-dw_mid", 1632, 3, padding=1, depthwise=True, eps=0.001, act=ops.relu6)
+    x = conv_bn_act(x, "stages-6-blocks-0-project", 448, 1, eps=0.001)
+    x = layers.Identity(name="stages-6-blocks-0")(x)
 
     # head (head): 3 blocks | 1,857,000 params, 83,855,360 MACs
     # head.0 conv: 448x12x12 -> 1280x12x12 | 576,000 params, 82,575,360 MACs
-    x = conv_bn_act(x, "head.0", 1280, 1, eps=0.001, act=ops.relu6)
-    x = layers.Identity(name="head.0")(x)
+    x = conv_bn_act(x, "head-0", 1280, 1, eps=0.001, act=ops.relu6)
+    x = layers.Identity(name="head-0")(x)
     # head.1 pool: 1280x12x12 -> 1280x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.1.pool")(x)
-    x = layers.Identity(name="head.1")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-1-pool")(x)
+    x = layers.Identity(name="head-1")(x)
     # head.2 classifier: 1280 -> 1000 | 1,281,000 params, 1,280,000 MACs
-    x = layers.Flatten(name="head.2.flatten")(x)
-    x = layers.Dropout(0.2, name="head.2.dropout")(x)
-    x = layers.Dense(1000, name="head.2.fc")(x)
-    x = layers.Identity(name="head.2")(x)
+    x = layers.Flatten(name="head-2-flatten")(x)
+    x = layers.Dropout(0.2, name="head-2-dropout")(x)
+    x = layers.Dense(1000, name="head-2-fc")(x)
+    x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="efficientnet_lite4")
 
 
@@ -362,6 +363,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -401,8 +407,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -436,7 +442,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -446,14 +452,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

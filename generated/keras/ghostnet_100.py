@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 5,182,508 params, 141,150,512 MACs, 11,137,436 element-wise ops;
 20,730,032 weight bytes and 67,979,040 activation bytes in float32.
@@ -44,7 +45,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -74,29 +75,29 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
 def squeeze_excite(x, name: str, reduced: int, act, gate):
     """x * gate(expand(act(reduce(mean over H, W of x)))), with biased 1x1 convs."""
-    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}.squeeze")(x)
-    s = layers.Conv2D(reduced, 1, name=f"{name}.reduce")(s)
-    s = layers.Activation(act, name=f"{name}.act")(s)
-    s = layers.Conv2D(x.shape[-1], 1, name=f"{name}.expand")(s)
-    s = layers.Activation(gate, name=f"{name}.gate")(s)
-    return layers.Multiply(name=f"{name}.scale")([x, s])
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}-squeeze")(x)
+    s = layers.Conv2D(reduced, 1, name=f"{name}-reduce")(s)
+    s = layers.Activation(act, name=f"{name}-act")(s)
+    s = layers.Conv2D(x.shape[-1], 1, name=f"{name}-expand")(s)
+    s = layers.Activation(gate, name=f"{name}-gate")(s)
+    return layers.Multiply(name=f"{name}-scale")([x, s])
 
 
 def build_model() -> keras.Model:
@@ -106,16 +107,16 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 464 params, 5,419,008 MACs
     # stem.0 conv: 3x224x224 -> 16x112x112 | 464 params, 5,419,008 MACs
-    x = conv_bn_act(x, "stem.0", 16, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 16, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 1 block | 464 params, 5,017,600 MACs
     # stages.0.blocks.0 ghost: 16x112x112 -> 16x112x112 | 464 params, 5,017,600 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.0.blocks.0.ghost1.primary", 8, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-0-blocks-0-ghost1-primary", 8, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.0.blocks.0.ghost1.cheap",
+        "stages-0-blocks-0-ghost1-cheap",
         8,
         3,
         padding=1,
@@ -123,20 +124,20 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.0.blocks.0.ghost1.concat")([primary, cheap])
-    primary = conv_bn_act(x, "stages.0.blocks.0.ghost2.primary", 8, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.0.blocks.0.ghost2.cheap", 8, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.0.blocks.0.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.0.blocks.0.add")([shortcut, x])
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = layers.Concatenate(name="stages-0-blocks-0-ghost1-concat")([primary, cheap])
+    primary = conv_bn_act(x, "stages-0-blocks-0-ghost2-primary", 8, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-0-blocks-0-ghost2-cheap", 8, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-0-blocks-0-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-0-blocks-0-add")([shortcut, x])
+    x = layers.Identity(name="stages-0-blocks-0")(x)
 
     # stages.1 (s1): 1 block | 2,564 params, 12,681,984 MACs
     # stages.1.blocks.0 ghost: 16x112x112 -> 24x56x56 | 2,564 params, 12,681,984 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.1.blocks.0.ghost1.primary", 24, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-1-blocks-0-ghost1-primary", 24, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.1.blocks.0.ghost1.cheap",
+        "stages-1-blocks-0-ghost1-cheap",
         24,
         3,
         padding=1,
@@ -144,14 +145,14 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.1.blocks.0.ghost1.concat")([primary, cheap])
-    x = conv_bn_act(x, "stages.1.blocks.0.dw", 48, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    primary = conv_bn_act(x, "stages.1.blocks.0.ghost2.primary", 12, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.1.blocks.0.ghost2.cheap", 12, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.1.blocks.0.ghost2.concat")([primary, cheap])
+    x = layers.Concatenate(name="stages-1-blocks-0-ghost1-concat")([primary, cheap])
+    x = conv_bn_act(x, "stages-1-blocks-0-dw", 48, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    primary = conv_bn_act(x, "stages-1-blocks-0-ghost2-primary", 12, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-1-blocks-0-ghost2-cheap", 12, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-1-blocks-0-ghost2-concat")([primary, cheap])
     shortcut = conv_bn_act(
         shortcut,
-        "stages.1.blocks.0.shortcut_dw",
+        "stages-1-blocks-0-shortcut_dw",
         16,
         3,
         stride=2,
@@ -159,17 +160,17 @@ def build_model() -> keras.Model:
         depthwise=True,
         eps=1e-05,
     )
-    shortcut = conv_bn_act(shortcut, "stages.1.blocks.0.shortcut_pw", 24, 1, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.0.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    shortcut = conv_bn_act(shortcut, "stages-1-blocks-0-shortcut_pw", 24, 1, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-0-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-0")(x)
 
     # stages.2 (s2): 1 block | 2,352 params, 6,773,760 MACs
     # stages.2.blocks.0 ghost: 24x56x56 -> 24x56x56 | 2,352 params, 6,773,760 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.2.blocks.0.ghost1.primary", 36, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-2-blocks-0-ghost1-primary", 36, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.2.blocks.0.ghost1.cheap",
+        "stages-2-blocks-0-ghost1-cheap",
         36,
         3,
         padding=1,
@@ -177,20 +178,20 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.2.blocks.0.ghost1.concat")([primary, cheap])
-    primary = conv_bn_act(x, "stages.2.blocks.0.ghost2.primary", 12, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.2.blocks.0.ghost2.cheap", 12, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.2.blocks.0.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.2.blocks.0.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = layers.Concatenate(name="stages-2-blocks-0-ghost1-concat")([primary, cheap])
+    primary = conv_bn_act(x, "stages-2-blocks-0-ghost2-primary", 12, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-2-blocks-0-ghost2-cheap", 12, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-2-blocks-0-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-2-blocks-0-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-0")(x)
 
     # stages.3 (s3): 1 block | 9,636 params, 7,632,768 MACs
     # stages.3.blocks.0 ghost: 24x56x56 -> 40x28x28 | 9,636 params, 7,632,768 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.3.blocks.0.ghost1.primary", 36, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-3-blocks-0-ghost1-primary", 36, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.3.blocks.0.ghost1.cheap",
+        "stages-3-blocks-0-ghost1-cheap",
         36,
         3,
         padding=1,
@@ -198,15 +199,15 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.3.blocks.0.ghost1.concat")([primary, cheap])
-    x = conv_bn_act(x, "stages.3.blocks.0.dw", 72, 5, stride=2, padding=2, depthwise=True, eps=1e-05)
-    x = squeeze_excite(x, "stages.3.blocks.0.se", 20, act=ops.relu, gate=hard_sigmoid)
-    primary = conv_bn_act(x, "stages.3.blocks.0.ghost2.primary", 20, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.3.blocks.0.ghost2.cheap", 20, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.3.blocks.0.ghost2.concat")([primary, cheap])
+    x = layers.Concatenate(name="stages-3-blocks-0-ghost1-concat")([primary, cheap])
+    x = conv_bn_act(x, "stages-3-blocks-0-dw", 72, 5, stride=2, padding=2, depthwise=True, eps=1e-05)
+    x = squeeze_excite(x, "stages-3-blocks-0-se", 20, act=ops.relu, gate=hard_sigmoid)
+    primary = conv_bn_act(x, "stages-3-blocks-0-ghost2-primary", 20, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-3-blocks-0-ghost2-cheap", 20, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-3-blocks-0-ghost2-concat")([primary, cheap])
     shortcut = conv_bn_act(
         shortcut,
-        "stages.3.blocks.0.shortcut_dw",
+        "stages-3-blocks-0-shortcut_dw",
         24,
         5,
         stride=2,
@@ -214,17 +215,17 @@ def build_model() -> keras.Model:
         depthwise=True,
         eps=1e-05,
     )
-    shortcut = conv_bn_act(shortcut, "stages.3.blocks.0.shortcut_pw", 40, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.0.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    shortcut = conv_bn_act(shortcut, "stages-3-blocks-0-shortcut_pw", 40, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-0-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-0")(x)
 
     # stages.4 (s4): 1 block | 13,672 params, 4,335,360 MACs
     # stages.4.blocks.0 ghost: 40x28x28 -> 40x28x28 | 13,672 params, 4,335,360 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.4.blocks.0.ghost1.primary", 60, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-4-blocks-0-ghost1-primary", 60, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.4.blocks.0.ghost1.cheap",
+        "stages-4-blocks-0-ghost1-cheap",
         60,
         3,
         padding=1,
@@ -232,21 +233,21 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.4.blocks.0.ghost1.concat")([primary, cheap])
-    x = squeeze_excite(x, "stages.4.blocks.0.se", 32, act=ops.relu, gate=hard_sigmoid)
-    primary = conv_bn_act(x, "stages.4.blocks.0.ghost2.primary", 20, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.4.blocks.0.ghost2.cheap", 20, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.4.blocks.0.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.4.blocks.0.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.0")(x)
+    x = layers.Concatenate(name="stages-4-blocks-0-ghost1-concat")([primary, cheap])
+    x = squeeze_excite(x, "stages-4-blocks-0-se", 32, act=ops.relu, gate=hard_sigmoid)
+    primary = conv_bn_act(x, "stages-4-blocks-0-ghost2-primary", 20, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-4-blocks-0-ghost2-cheap", 20, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-4-blocks-0-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-4-blocks-0-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-0")(x)
 
     # stages.5 (s5): 1 block | 22,920 params, 7,683,200 MACs
     # stages.5.blocks.0 ghost: 40x28x28 -> 80x14x14 | 22,920 params, 7,683,200 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.5.blocks.0.ghost1.primary", 120, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-5-blocks-0-ghost1-primary", 120, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.5.blocks.0.ghost1.cheap",
+        "stages-5-blocks-0-ghost1-cheap",
         120,
         3,
         padding=1,
@@ -254,14 +255,14 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.5.blocks.0.ghost1.concat")([primary, cheap])
-    x = conv_bn_act(x, "stages.5.blocks.0.dw", 240, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    primary = conv_bn_act(x, "stages.5.blocks.0.ghost2.primary", 40, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.5.blocks.0.ghost2.cheap", 40, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.5.blocks.0.ghost2.concat")([primary, cheap])
+    x = layers.Concatenate(name="stages-5-blocks-0-ghost1-concat")([primary, cheap])
+    x = conv_bn_act(x, "stages-5-blocks-0-dw", 240, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    primary = conv_bn_act(x, "stages-5-blocks-0-ghost2-primary", 40, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-5-blocks-0-ghost2-cheap", 40, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-5-blocks-0-ghost2-concat")([primary, cheap])
     shortcut = conv_bn_act(
         shortcut,
-        "stages.5.blocks.0.shortcut_dw",
+        "stages-5-blocks-0-shortcut_dw",
         40,
         3,
         stride=2,
@@ -269,17 +270,17 @@ def build_model() -> keras.Model:
         depthwise=True,
         eps=1e-05,
     )
-    shortcut = conv_bn_act(shortcut, "stages.5.blocks.0.shortcut_pw", 80, 1, eps=1e-05)
-    x = layers.Add(name="stages.5.blocks.0.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.0")(x)
+    shortcut = conv_bn_act(shortcut, "stages-5-blocks-0-shortcut_pw", 80, 1, eps=1e-05)
+    x = layers.Add(name="stages-5-blocks-0-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-0")(x)
 
     # stages.6 (s6): 5 blocks | 533,476 params, 36,854,224 MACs
     # stages.6.blocks.0 ghost: 80x14x14 -> 80x14x14 | 17,820 params, 3,382,960 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.6.blocks.0.ghost1.primary", 100, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-6-blocks-0-ghost1-primary", 100, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.6.blocks.0.ghost1.cheap",
+        "stages-6-blocks-0-ghost1-cheap",
         100,
         3,
         padding=1,
@@ -287,18 +288,18 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.6.blocks.0.ghost1.concat")([primary, cheap])
-    primary = conv_bn_act(x, "stages.6.blocks.0.ghost2.primary", 40, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.6.blocks.0.ghost2.cheap", 40, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.6.blocks.0.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.6.blocks.0.add")([shortcut, x])
-    x = layers.Identity(name="stages.6.blocks.0")(x)
+    x = layers.Concatenate(name="stages-6-blocks-0-ghost1-concat")([primary, cheap])
+    primary = conv_bn_act(x, "stages-6-blocks-0-ghost2-primary", 40, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-6-blocks-0-ghost2-cheap", 40, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-6-blocks-0-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-6-blocks-0-add")([shortcut, x])
+    x = layers.Identity(name="stages-6-blocks-0")(x)
     # stages.6.blocks.1 ghost: 80x14x14 -> 80x14x14 | 16,436 params, 3,117,968 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.6.blocks.1.ghost1.primary", 92, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-6-blocks-1-ghost1-primary", 92, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.6.blocks.1.ghost1.cheap",
+        "stages-6-blocks-1-ghost1-cheap",
         92,
         3,
         padding=1,
@@ -306,18 +307,18 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.6.blocks.1.ghost1.concat")([primary, cheap])
-    primary = conv_bn_act(x, "stages.6.blocks.1.ghost2.primary", 40, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.6.blocks.1.ghost2.cheap", 40, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.6.blocks.1.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.6.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.6.blocks.1")(x)
+    x = layers.Concatenate(name="stages-6-blocks-1-ghost1-concat")([primary, cheap])
+    primary = conv_bn_act(x, "stages-6-blocks-1-ghost2-primary", 40, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-6-blocks-1-ghost2-cheap", 40, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-6-blocks-1-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-6-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-6-blocks-1")(x)
     # stages.6.blocks.2 ghost: 80x14x14 -> 80x14x14 | 16,436 params, 3,117,968 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.6.blocks.2.ghost1.primary", 92, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-6-blocks-2-ghost1-primary", 92, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.6.blocks.2.ghost1.cheap",
+        "stages-6-blocks-2-ghost1-cheap",
         92,
         3,
         padding=1,
@@ -325,18 +326,18 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.6.blocks.2.ghost1.concat")([primary, cheap])
-    primary = conv_bn_act(x, "stages.6.blocks.2.ghost2.primary", 40, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.6.blocks.2.ghost2.cheap", 40, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.6.blocks.2.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.6.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.6.blocks.2")(x)
+    x = layers.Concatenate(name="stages-6-blocks-2-ghost1-concat")([primary, cheap])
+    primary = conv_bn_act(x, "stages-6-blocks-2-ghost2-primary", 40, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-6-blocks-2-ghost2-cheap", 40, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-6-blocks-2-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-6-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-6-blocks-2")(x)
     # stages.6.blocks.3 ghost: 80x14x14 -> 112x14x14 | 175,792 params, 11,566,304 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.6.blocks.3.ghost1.primary", 240, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-6-blocks-3-ghost1-primary", 240, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.6.blocks.3.ghost1.cheap",
+        "stages-6-blocks-3-ghost1-cheap",
         240,
         3,
         padding=1,
@@ -344,21 +345,21 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.6.blocks.3.ghost1.concat")([primary, cheap])
-    x = squeeze_excite(x, "stages.6.blocks.3.se", 120, act=ops.relu, gate=hard_sigmoid)
-    primary = conv_bn_act(x, "stages.6.blocks.3.ghost2.primary", 56, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.6.blocks.3.ghost2.cheap", 56, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.6.blocks.3.ghost2.concat")([primary, cheap])
-    shortcut = conv_bn_act(shortcut, "stages.6.blocks.3.shortcut_dw", 80, 3, padding=1, depthwise=True, eps=1e-05)
-    shortcut = conv_bn_act(shortcut, "stages.6.blocks.3.shortcut_pw", 112, 1, eps=1e-05)
-    x = layers.Add(name="stages.6.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.6.blocks.3")(x)
+    x = layers.Concatenate(name="stages-6-blocks-3-ghost1-concat")([primary, cheap])
+    x = squeeze_excite(x, "stages-6-blocks-3-se", 120, act=ops.relu, gate=hard_sigmoid)
+    primary = conv_bn_act(x, "stages-6-blocks-3-ghost2-primary", 56, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-6-blocks-3-ghost2-cheap", 56, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-6-blocks-3-ghost2-concat")([primary, cheap])
+    shortcut = conv_bn_act(shortcut, "stages-6-blocks-3-shortcut_dw", 80, 3, padding=1, depthwise=True, eps=1e-05)
+    shortcut = conv_bn_act(shortcut, "stages-6-blocks-3-shortcut_pw", 112, 1, eps=1e-05)
+    x = layers.Add(name="stages-6-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-6-blocks-3")(x)
     # stages.6.blocks.4 ghost: 112x14x14 -> 112x14x14 | 306,992 params, 15,669,024 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.6.blocks.4.ghost1.primary", 336, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-6-blocks-4-ghost1-primary", 336, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.6.blocks.4.ghost1.cheap",
+        "stages-6-blocks-4-ghost1-cheap",
         336,
         3,
         padding=1,
@@ -366,21 +367,21 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.6.blocks.4.ghost1.concat")([primary, cheap])
-    x = squeeze_excite(x, "stages.6.blocks.4.se", 168, act=ops.relu, gate=hard_sigmoid)
-    primary = conv_bn_act(x, "stages.6.blocks.4.ghost2.primary", 56, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.6.blocks.4.ghost2.cheap", 56, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.6.blocks.4.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.6.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.6.blocks.4")(x)
+    x = layers.Concatenate(name="stages-6-blocks-4-ghost1-concat")([primary, cheap])
+    x = squeeze_excite(x, "stages-6-blocks-4-se", 168, act=ops.relu, gate=hard_sigmoid)
+    primary = conv_bn_act(x, "stages-6-blocks-4-ghost2-primary", 56, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-6-blocks-4-ghost2-cheap", 56, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-6-blocks-4-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-6-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-6-blocks-4")(x)
 
     # stages.7 (s7): 1 block | 362,840 params, 12,702,368 MACs
     # stages.7.blocks.0 ghost: 112x14x14 -> 160x7x7 | 362,840 params, 12,702,368 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.7.blocks.0.ghost1.primary", 336, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-7-blocks-0-ghost1-primary", 336, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.7.blocks.0.ghost1.cheap",
+        "stages-7-blocks-0-ghost1-cheap",
         336,
         3,
         padding=1,
@@ -388,15 +389,15 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.7.blocks.0.ghost1.concat")([primary, cheap])
-    x = conv_bn_act(x, "stages.7.blocks.0.dw", 672, 5, stride=2, padding=2, depthwise=True, eps=1e-05)
-    x = squeeze_excite(x, "stages.7.blocks.0.se", 168, act=ops.relu, gate=hard_sigmoid)
-    primary = conv_bn_act(x, "stages.7.blocks.0.ghost2.primary", 80, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.7.blocks.0.ghost2.cheap", 80, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.7.blocks.0.ghost2.concat")([primary, cheap])
+    x = layers.Concatenate(name="stages-7-blocks-0-ghost1-concat")([primary, cheap])
+    x = conv_bn_act(x, "stages-7-blocks-0-dw", 672, 5, stride=2, padding=2, depthwise=True, eps=1e-05)
+    x = squeeze_excite(x, "stages-7-blocks-0-se", 168, act=ops.relu, gate=hard_sigmoid)
+    primary = conv_bn_act(x, "stages-7-blocks-0-ghost2-primary", 80, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-7-blocks-0-ghost2-cheap", 80, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-7-blocks-0-ghost2-concat")([primary, cheap])
     shortcut = conv_bn_act(
         shortcut,
-        "stages.7.blocks.0.shortcut_dw",
+        "stages-7-blocks-0-shortcut_dw",
         112,
         5,
         stride=2,
@@ -404,17 +405,17 @@ def build_model() -> keras.Model:
         depthwise=True,
         eps=1e-05,
     )
-    shortcut = conv_bn_act(shortcut, "stages.7.blocks.0.shortcut_pw", 160, 1, eps=1e-05)
-    x = layers.Add(name="stages.7.blocks.0.add")([shortcut, x])
-    x = layers.Identity(name="stages.7.blocks.0")(x)
+    shortcut = conv_bn_act(shortcut, "stages-7-blocks-0-shortcut_pw", 160, 1, eps=1e-05)
+    x = layers.Add(name="stages-7-blocks-0-add")([shortcut, x])
+    x = layers.Identity(name="stages-7-blocks-0")(x)
 
     # stages.8 (s8): 4 blocks | 1,567,520 params, 32,015,040 MACs
     # stages.8.blocks.0 ghost: 160x7x7 -> 160x7x7 | 160,880 params, 7,773,360 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.8.blocks.0.ghost1.primary", 480, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-8-blocks-0-ghost1-primary", 480, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.8.blocks.0.ghost1.cheap",
+        "stages-8-blocks-0-ghost1-cheap",
         480,
         3,
         padding=1,
@@ -422,18 +423,18 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.8.blocks.0.ghost1.concat")([primary, cheap])
-    primary = conv_bn_act(x, "stages.8.blocks.0.ghost2.primary", 80, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.8.blocks.0.ghost2.cheap", 80, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.8.blocks.0.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.8.blocks.0.add")([shortcut, x])
-    x = layers.Identity(name="stages.8.blocks.0")(x)
+    x = layers.Concatenate(name="stages-8-blocks-0-ghost1-concat")([primary, cheap])
+    primary = conv_bn_act(x, "stages-8-blocks-0-ghost2-primary", 80, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-8-blocks-0-ghost2-cheap", 80, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-8-blocks-0-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-8-blocks-0-add")([shortcut, x])
+    x = layers.Identity(name="stages-8-blocks-0")(x)
     # stages.8.blocks.1 ghost: 160x7x7 -> 160x7x7 | 622,880 params, 8,234,160 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.8.blocks.1.ghost1.primary", 480, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-8-blocks-1-ghost1-primary", 480, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.8.blocks.1.ghost1.cheap",
+        "stages-8-blocks-1-ghost1-cheap",
         480,
         3,
         padding=1,
@@ -441,19 +442,19 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.8.blocks.1.ghost1.concat")([primary, cheap])
-    x = squeeze_excite(x, "stages.8.blocks.1.se", 240, act=ops.relu, gate=hard_sigmoid)
-    primary = conv_bn_act(x, "stages.8.blocks.1.ghost2.primary", 80, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.8.blocks.1.ghost2.cheap", 80, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.8.blocks.1.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.8.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.8.blocks.1")(x)
+    x = layers.Concatenate(name="stages-8-blocks-1-ghost1-concat")([primary, cheap])
+    x = squeeze_excite(x, "stages-8-blocks-1-se", 240, act=ops.relu, gate=hard_sigmoid)
+    primary = conv_bn_act(x, "stages-8-blocks-1-ghost2-primary", 80, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-8-blocks-1-ghost2-cheap", 80, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-8-blocks-1-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-8-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-8-blocks-1")(x)
     # stages.8.blocks.2 ghost: 160x7x7 -> 160x7x7 | 160,880 params, 7,773,360 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.8.blocks.2.ghost1.primary", 480, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-8-blocks-2-ghost1-primary", 480, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.8.blocks.2.ghost1.cheap",
+        "stages-8-blocks-2-ghost1-cheap",
         480,
         3,
         padding=1,
@@ -461,18 +462,18 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.8.blocks.2.ghost1.concat")([primary, cheap])
-    primary = conv_bn_act(x, "stages.8.blocks.2.ghost2.primary", 80, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.8.blocks.2.ghost2.cheap", 80, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.8.blocks.2.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.8.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.8.blocks.2")(x)
+    x = layers.Concatenate(name="stages-8-blocks-2-ghost1-concat")([primary, cheap])
+    primary = conv_bn_act(x, "stages-8-blocks-2-ghost2-primary", 80, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-8-blocks-2-ghost2-cheap", 80, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-8-blocks-2-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-8-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-8-blocks-2")(x)
     # stages.8.blocks.3 ghost: 160x7x7 -> 160x7x7 | 622,880 params, 8,234,160 MACs
     shortcut = x
-    primary = conv_bn_act(x, "stages.8.blocks.3.ghost1.primary", 480, 1, eps=1e-05, act=ops.relu)
+    primary = conv_bn_act(x, "stages-8-blocks-3-ghost1-primary", 480, 1, eps=1e-05, act=ops.relu)
     cheap = conv_bn_act(
         primary,
-        "stages.8.blocks.3.ghost1.cheap",
+        "stages-8-blocks-3-ghost1-cheap",
         480,
         3,
         padding=1,
@@ -480,31 +481,31 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=ops.relu,
     )
-    x = layers.Concatenate(name="stages.8.blocks.3.ghost1.concat")([primary, cheap])
-    x = squeeze_excite(x, "stages.8.blocks.3.se", 240, act=ops.relu, gate=hard_sigmoid)
-    primary = conv_bn_act(x, "stages.8.blocks.3.ghost2.primary", 80, 1, eps=1e-05)
-    cheap = conv_bn_act(primary, "stages.8.blocks.3.ghost2.cheap", 80, 3, padding=1, depthwise=True, eps=1e-05)
-    x = layers.Concatenate(name="stages.8.blocks.3.ghost2.concat")([primary, cheap])
-    x = layers.Add(name="stages.8.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.8.blocks.3")(x)
+    x = layers.Concatenate(name="stages-8-blocks-3-ghost1-concat")([primary, cheap])
+    x = squeeze_excite(x, "stages-8-blocks-3-se", 240, act=ops.relu, gate=hard_sigmoid)
+    primary = conv_bn_act(x, "stages-8-blocks-3-ghost2-primary", 80, 1, eps=1e-05)
+    cheap = conv_bn_act(primary, "stages-8-blocks-3-ghost2-cheap", 80, 3, padding=1, depthwise=True, eps=1e-05)
+    x = layers.Concatenate(name="stages-8-blocks-3-ghost2-concat")([primary, cheap])
+    x = layers.Add(name="stages-8-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-8-blocks-3")(x)
 
     # stages.9 (s9): 1 block | 155,520 params, 7,526,400 MACs
     # stages.9.blocks.0 conv: 160x7x7 -> 960x7x7 | 155,520 params, 7,526,400 MACs
-    x = conv_bn_act(x, "stages.9.blocks.0", 960, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stages.9.blocks.0")(x)
+    x = conv_bn_act(x, "stages-9-blocks-0", 960, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stages-9-blocks-0")(x)
 
     # head (head): 3 blocks | 2,511,080 params, 2,508,800 MACs
     # head.0 pool: 960x7x7 -> 960x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 conv: 960x1x1 -> 1280x1x1 | 1,230,080 params, 1,228,800 MACs
-    x = conv_bn_act(x, "head.1", 1280, 1, bias=True, act=ops.relu)
-    x = layers.Identity(name="head.1")(x)
+    x = conv_bn_act(x, "head-1", 1280, 1, bias=True, act=ops.relu)
+    x = layers.Identity(name="head-1")(x)
     # head.2 classifier: 1280 -> 1000 | 1,281,000 params, 1,280,000 MACs
-    x = layers.Flatten(name="head.2.flatten")(x)
-    x = layers.Dropout(0.2, name="head.2.dropout")(x)
-    x = layers.Dense(1000, name="head.2.fc")(x)
-    x = layers.Identity(name="head.2")(x)
+    x = layers.Flatten(name="head-2-flatten")(x)
+    x = layers.Dropout(0.2, name="head-2-dropout")(x)
+    x = layers.Dense(1000, name="head-2-fc")(x)
+    x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="ghostnet_100")
 
 
@@ -516,6 +517,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -555,8 +561,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -590,7 +596,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -600,14 +606,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

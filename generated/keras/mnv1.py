@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 4,231,976 params, 568,740,352 MACs, 15,178,240 element-wise ops;
 16,927,904 weight bytes and 40,955,808 activation bytes in float32.
@@ -33,7 +34,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -63,18 +64,18 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
@@ -85,79 +86,79 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 928 params, 10,838,016 MACs
     # stem.0 conv: 3x224x224 -> 32x112x112 | 928 params, 10,838,016 MACs
-    x = conv_bn_act(x, "stem.0", 32, 3, stride=2, padding=1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 32, 3, stride=2, padding=1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 1 block | 2,528 params, 29,302,784 MACs
     # stages.0.blocks.0 dsa: 32x112x112 -> 64x112x112 | 2,528 params, 29,302,784 MACs
-    x = conv_bn_act(x, "stages.0.blocks.0.dw", 32, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.0.blocks.0.pw", 64, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0-dw", 32, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-0-blocks-0-pw", 64, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
 
     # stages.1 (s1): 2 blocks | 27,200 params, 82,489,344 MACs
     # stages.1.blocks.0 dsa: 64x112x112 -> 128x56x56 | 9,152 params, 27,496,448 MACs
-    x = conv_bn_act(x, "stages.1.blocks.0.dw", 64, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.0.pw", 128, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw", 64, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-0-pw", 128, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 dsa: 128x56x56 -> 128x56x56 | 18,048 params, 54,992,896 MACs
-    x = conv_bn_act(x, "stages.1.blocks.1.dw", 128, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.1.blocks.1.pw", 128, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw", 128, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-1-blocks-1-pw", 128, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-1-blocks-1")(x)
 
     # stages.2 (s2): 2 blocks | 103,552 params, 79,779,840 MACs
     # stages.2.blocks.0 dsa: 128x56x56 -> 256x28x28 | 34,688 params, 26,593,280 MACs
-    x = conv_bn_act(x, "stages.2.blocks.0.dw", 128, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.0.pw", 256, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw", 128, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-0-pw", 256, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 dsa: 256x28x28 -> 256x28x28 | 68,864 params, 53,186,560 MACs
-    x = conv_bn_act(x, "stages.2.blocks.1.dw", 256, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.2.blocks.1.pw", 256, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw", 256, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-2-blocks-1-pw", 256, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-2-blocks-1")(x)
 
     # stages.3 (s3): 6 blocks | 1,478,912 params, 287,558,656 MACs
     # stages.3.blocks.0 dsa: 256x28x28 -> 512x14x14 | 134,912 params, 26,141,696 MACs
-    x = conv_bn_act(x, "stages.3.blocks.0.dw", 256, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.0.pw", 512, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    x = conv_bn_act(x, "stages-3-blocks-0-dw", 256, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-0-pw", 512, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
     # stages.3.blocks.1 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
-    x = conv_bn_act(x, "stages.3.blocks.1.dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.1.pw", 512, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.3.blocks.1")(x)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-1-pw", 512, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-3-blocks-1")(x)
     # stages.3.blocks.2 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
-    x = conv_bn_act(x, "stages.3.blocks.2.dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.2.pw", 512, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.3.blocks.2")(x)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-2-pw", 512, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-3-blocks-2")(x)
     # stages.3.blocks.3 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
-    x = conv_bn_act(x, "stages.3.blocks.3.dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.3.pw", 512, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.3.blocks.3")(x)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-3-pw", 512, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-3-blocks-3")(x)
     # stages.3.blocks.4 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
-    x = conv_bn_act(x, "stages.3.blocks.4.dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.4.pw", 512, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.3.blocks.4")(x)
+    x = conv_bn_act(x, "stages-3-blocks-4-dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-4-pw", 512, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-3-blocks-4")(x)
     # stages.3.blocks.5 dsa: 512x14x14 -> 512x14x14 | 268,800 params, 52,283,392 MACs
-    x = conv_bn_act(x, "stages.3.blocks.5.dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.3.blocks.5.pw", 512, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.3.blocks.5")(x)
+    x = conv_bn_act(x, "stages-3-blocks-5-dw", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-3-blocks-5-pw", 512, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-3-blocks-5")(x)
 
     # stages.4 (s4): 2 blocks | 1,593,856 params, 77,747,712 MACs
     # stages.4.blocks.0 dsa: 512x14x14 -> 1024x7x7 | 531,968 params, 25,915,904 MACs
-    x = conv_bn_act(x, "stages.4.blocks.0.dw", 512, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.0.pw", 1024, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.4.blocks.0")(x)
+    x = conv_bn_act(x, "stages-4-blocks-0-dw", 512, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-0-pw", 1024, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-4-blocks-0")(x)
     # stages.4.blocks.1 dsa: 1024x7x7 -> 1024x7x7 | 1,061,888 params, 51,831,808 MACs
-    x = conv_bn_act(x, "stages.4.blocks.1.dw", 1024, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
-    x = conv_bn_act(x, "stages.4.blocks.1.pw", 1024, 1, eps=1e-05, act=ops.relu6)
-    x = layers.Identity(name="stages.4.blocks.1")(x)
+    x = conv_bn_act(x, "stages-4-blocks-1-dw", 1024, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu6)
+    x = conv_bn_act(x, "stages-4-blocks-1-pw", 1024, 1, eps=1e-05, act=ops.relu6)
+    x = layers.Identity(name="stages-4-blocks-1")(x)
 
     # head (head): 2 blocks | 1,025,000 params, 1,024,000 MACs
     # head.0 pool: 1024x7x7 -> 1024x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 classifier: 1024 -> 1000 | 1,025,000 params, 1,024,000 MACs
-    x = layers.Flatten(name="head.1.flatten")(x)
-    x = layers.Dense(1000, name="head.1.fc")(x)
-    x = layers.Identity(name="head.1")(x)
+    x = layers.Flatten(name="head-1-flatten")(x)
+    x = layers.Dense(1000, name="head-1-fc")(x)
+    x = layers.Identity(name="head-1")(x)
     return keras.Model(inputs, x, name="mnv1")
 
 
@@ -169,6 +170,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.1.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -208,8 +214,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -243,7 +249,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -253,14 +259,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 5,483,032 params, 216,589,760 MACs, 14,295,544 element-wise ops;
 21,932,128 weight bytes and 45,682,080 activation bytes in float32.
@@ -47,7 +48,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -77,29 +78,29 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
 def squeeze_excite(x, name: str, reduced: int, act, gate):
     """x * gate(expand(act(reduce(mean over H, W of x)))), with biased 1x1 convs."""
-    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}.squeeze")(x)
-    s = layers.Conv2D(reduced, 1, name=f"{name}.reduce")(s)
-    s = layers.Activation(act, name=f"{name}.act")(s)
-    s = layers.Conv2D(x.shape[-1], 1, name=f"{name}.expand")(s)
-    s = layers.Activation(gate, name=f"{name}.gate")(s)
-    return layers.Multiply(name=f"{name}.scale")([x, s])
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}-squeeze")(x)
+    s = layers.Conv2D(reduced, 1, name=f"{name}-reduce")(s)
+    s = layers.Activation(act, name=f"{name}-act")(s)
+    s = layers.Conv2D(x.shape[-1], 1, name=f"{name}-expand")(s)
+    s = layers.Activation(gate, name=f"{name}-gate")(s)
+    return layers.Multiply(name=f"{name}-scale")([x, s])
 
 
 def build_model() -> keras.Model:
@@ -109,61 +110,61 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 464 params, 5,419,008 MACs
     # stem.0 conv: 3x224x224 -> 16x112x112 | 464 params, 5,419,008 MACs
-    x = conv_bn_act(x, "stem.0", 16, 3, stride=2, padding=1, eps=1e-05, act=hard_swish)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 16, 3, stride=2, padding=1, eps=1e-05, act=hard_swish)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 1 block | 464 params, 5,017,600 MACs
     # stages.0.blocks.0 ds: 16x112x112 -> 16x112x112 | 464 params, 5,017,600 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.0.blocks.0.dw", 16, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.0.blocks.0.pw", 16, 1, eps=1e-05)
-    x = layers.Add(name="stages.0.blocks.0.add")([shortcut, x])
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0-dw", 16, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-0-blocks-0-pw", 16, 1, eps=1e-05)
+    x = layers.Add(name="stages-0-blocks-0-add")([shortcut, x])
+    x = layers.Identity(name="stages-0-blocks-0")(x)
 
     # stages.1 (s1): 2 blocks | 7,880 params, 32,338,432 MACs
     # stages.1.blocks.0 ib: 16x112x112 -> 24x56x56 | 3,440 params, 19,468,288 MACs
-    x = conv_bn_act(x, "stages.1.blocks.0.expand", 64, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.dw_mid", 64, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.project", 24, 1, eps=1e-05)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0-expand", 64, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw_mid", 64, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-project", 24, 1, eps=1e-05)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 ib: 24x56x56 -> 24x56x56 | 4,440 params, 12,870,144 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.1.expand", 72, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.dw_mid", 72, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.project", 24, 1, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-expand", 72, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw_mid", 72, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-project", 24, 1, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-1")(x)
 
     # stages.2 (s2): 3 blocks | 52,312 params, 28,863,744 MACs
     # stages.2.blocks.0 ib: 24x56x56 -> 40x28x28 | 10,328 params, 9,091,584 MACs
-    x = conv_bn_act(x, "stages.2.blocks.0.expand", 72, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.dw_mid", 72, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = squeeze_excite(x, "stages.2.blocks.0.se", 24, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.2.blocks.0.project", 40, 1, eps=1e-05)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = conv_bn_act(x, "stages-2-blocks-0-expand", 72, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw_mid", 72, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = squeeze_excite(x, "stages-2-blocks-0-se", 24, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-2-blocks-0-project", 40, 1, eps=1e-05)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 ib: 40x28x28 -> 40x28x28 | 20,992 params, 9,886,080 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.1.expand", 120, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.1.dw_mid", 120, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = squeeze_excite(x, "stages.2.blocks.1.se", 32, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.2.blocks.1.project", 40, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-expand", 120, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw_mid", 120, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = squeeze_excite(x, "stages-2-blocks-1-se", 32, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-2-blocks-1-project", 40, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 ib: 40x28x28 -> 40x28x28 | 20,992 params, 9,886,080 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.2.expand", 120, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_mid", 120, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = squeeze_excite(x, "stages.2.blocks.2.se", 32, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.2.blocks.2.project", 40, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-expand", 120, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_mid", 120, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = squeeze_excite(x, "stages-2-blocks-2-se", 32, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-2-blocks-2-project", 40, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-2")(x)
 
     # stages.3 (s3): 4 blocks | 130,824 params, 30,527,392 MACs
     # stages.3.blocks.0 ib: 40x28x28 -> 80x14x14 | 32,080 params, 11,712,960 MACs
-    x = conv_bn_act(x, "stages.3.blocks.0.expand", 240, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-3-blocks-0-expand", 240, 1, eps=1e-05, act=hard_swish)
     x = conv_bn_act(
         x,
-        "stages.3.blocks.0.dw_mid",
+        "stages-3-blocks-0-dw_mid",
         240,
         3,
         stride=2,
@@ -172,52 +173,52 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=hard_swish,
     )
-    x = conv_bn_act(x, "stages.3.blocks.0.project", 80, 1, eps=1e-05)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    x = conv_bn_act(x, "stages-3-blocks-0-project", 80, 1, eps=1e-05)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
     # stages.3.blocks.1 ib: 80x14x14 -> 80x14x14 | 34,760 params, 6,624,800 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.1.expand", 200, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_mid", 200, 3, padding=1, depthwise=True, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.3.blocks.1.project", 80, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.1")(x)
+    x = conv_bn_act(x, "stages-3-blocks-1-expand", 200, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_mid", 200, 3, padding=1, depthwise=True, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-3-blocks-1-project", 80, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-1")(x)
     # stages.3.blocks.2 ib: 80x14x14 -> 80x14x14 | 31,992 params, 6,094,816 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.2.expand", 184, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.3.blocks.2.dw_mid", 184, 3, padding=1, depthwise=True, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.3.blocks.2.project", 80, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.2")(x)
+    x = conv_bn_act(x, "stages-3-blocks-2-expand", 184, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw_mid", 184, 3, padding=1, depthwise=True, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-3-blocks-2-project", 80, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-2")(x)
     # stages.3.blocks.3 ib: 80x14x14 -> 80x14x14 | 31,992 params, 6,094,816 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.3.expand", 184, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.3.blocks.3.dw_mid", 184, 3, padding=1, depthwise=True, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.3.blocks.3.project", 80, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.3")(x)
+    x = conv_bn_act(x, "stages-3-blocks-3-expand", 184, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw_mid", 184, 3, padding=1, depthwise=True, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-3-blocks-3-project", 80, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-3")(x)
 
     # stages.4 (s4): 2 blocks | 600,544 params, 49,939,968 MACs
     # stages.4.blocks.0 ib: 80x14x14 -> 112x14x14 | 214,424 params, 19,025,280 MACs
-    x = conv_bn_act(x, "stages.4.blocks.0.expand", 480, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.4.blocks.0.dw_mid", 480, 3, padding=1, depthwise=True, eps=1e-05, act=hard_swish)
-    x = squeeze_excite(x, "stages.4.blocks.0.se", 120, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.4.blocks.0.project", 112, 1, eps=1e-05)
-    x = layers.Identity(name="stages.4.blocks.0")(x)
+    x = conv_bn_act(x, "stages-4-blocks-0-expand", 480, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-4-blocks-0-dw_mid", 480, 3, padding=1, depthwise=True, eps=1e-05, act=hard_swish)
+    x = squeeze_excite(x, "stages-4-blocks-0-se", 120, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-4-blocks-0-project", 112, 1, eps=1e-05)
+    x = layers.Identity(name="stages-4-blocks-0")(x)
     # stages.4.blocks.1 ib: 112x14x14 -> 112x14x14 | 386,120 params, 30,914,688 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.1.expand", 672, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.4.blocks.1.dw_mid", 672, 3, padding=1, depthwise=True, eps=1e-05, act=hard_swish)
-    x = squeeze_excite(x, "stages.4.blocks.1.se", 168, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.4.blocks.1.project", 112, 1, eps=1e-05)
-    x = layers.Add(name="stages.4.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.1")(x)
+    x = conv_bn_act(x, "stages-4-blocks-1-expand", 672, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-4-blocks-1-dw_mid", 672, 3, padding=1, depthwise=True, eps=1e-05, act=hard_swish)
+    x = squeeze_excite(x, "stages-4-blocks-1-se", 168, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-4-blocks-1-project", 112, 1, eps=1e-05)
+    x = layers.Add(name="stages-4-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-1")(x)
 
     # stages.5 (s5): 3 blocks | 2,023,944 params, 54,448,416 MACs
     # stages.5.blocks.0 ib: 112x14x14 -> 160x7x7 | 429,224 params, 21,069,216 MACs
-    x = conv_bn_act(x, "stages.5.blocks.0.expand", 672, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-5-blocks-0-expand", 672, 1, eps=1e-05, act=hard_swish)
     x = conv_bn_act(
         x,
-        "stages.5.blocks.0.dw_mid",
+        "stages-5-blocks-0-dw_mid",
         672,
         5,
         stride=2,
@@ -226,43 +227,43 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=hard_swish,
     )
-    x = squeeze_excite(x, "stages.5.blocks.0.se", 168, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.5.blocks.0.project", 160, 1, eps=1e-05)
-    x = layers.Identity(name="stages.5.blocks.0")(x)
+    x = squeeze_excite(x, "stages-5-blocks-0-se", 168, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-5-blocks-0-project", 160, 1, eps=1e-05)
+    x = layers.Identity(name="stages-5-blocks-0")(x)
     # stages.5.blocks.1 ib: 160x7x7 -> 160x7x7 | 797,360 params, 16,689,600 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.1.expand", 960, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.5.blocks.1.dw_mid", 960, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
-    x = squeeze_excite(x, "stages.5.blocks.1.se", 240, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.5.blocks.1.project", 160, 1, eps=1e-05)
-    x = layers.Add(name="stages.5.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.1")(x)
+    x = conv_bn_act(x, "stages-5-blocks-1-expand", 960, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-5-blocks-1-dw_mid", 960, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
+    x = squeeze_excite(x, "stages-5-blocks-1-se", 240, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-5-blocks-1-project", 160, 1, eps=1e-05)
+    x = layers.Add(name="stages-5-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-1")(x)
     # stages.5.blocks.2 ib: 160x7x7 -> 160x7x7 | 797,360 params, 16,689,600 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.5.blocks.2.expand", 960, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.5.blocks.2.dw_mid", 960, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
-    x = squeeze_excite(x, "stages.5.blocks.2.se", 240, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.5.blocks.2.project", 160, 1, eps=1e-05)
-    x = layers.Add(name="stages.5.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.5.blocks.2")(x)
+    x = conv_bn_act(x, "stages-5-blocks-2-expand", 960, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-5-blocks-2-dw_mid", 960, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
+    x = squeeze_excite(x, "stages-5-blocks-2-se", 240, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-5-blocks-2-project", 160, 1, eps=1e-05)
+    x = layers.Add(name="stages-5-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-5-blocks-2")(x)
 
     # stages.6 (s6): 1 block | 155,520 params, 7,526,400 MACs
     # stages.6.blocks.0 conv: 160x7x7 -> 960x7x7 | 155,520 params, 7,526,400 MACs
-    x = conv_bn_act(x, "stages.6.blocks.0", 960, 1, eps=1e-05, act=hard_swish)
-    x = layers.Identity(name="stages.6.blocks.0")(x)
+    x = conv_bn_act(x, "stages-6-blocks-0", 960, 1, eps=1e-05, act=hard_swish)
+    x = layers.Identity(name="stages-6-blocks-0")(x)
 
     # head (head): 3 blocks | 2,511,080 params, 2,508,800 MACs
     # head.0 pool: 960x7x7 -> 960x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 conv: 960x1x1 -> 1280x1x1 | 1,230,080 params, 1,228,800 MACs
-    x = conv_bn_act(x, "head.1", 1280, 1, bias=True, act=hard_swish)
-    x = layers.Identity(name="head.1")(x)
+    x = conv_bn_act(x, "head-1", 1280, 1, bias=True, act=hard_swish)
+    x = layers.Identity(name="head-1")(x)
     # head.2 classifier: 1280 -> 1000 | 1,281,000 params, 1,280,000 MACs
-    x = layers.Flatten(name="head.2.flatten")(x)
-    x = layers.Dropout(0.2, name="head.2.dropout")(x)
-    x = layers.Dense(1000, name="head.2.fc")(x)
-    x = layers.Identity(name="head.2")(x)
+    x = layers.Flatten(name="head-2-flatten")(x)
+    x = layers.Dropout(0.2, name="head-2-dropout")(x)
+    x = layers.Dense(1000, name="head-2-fc")(x)
+    x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="mnv3_large")
 
 
@@ -274,6 +275,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -313,8 +319,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -348,7 +354,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -358,14 +364,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

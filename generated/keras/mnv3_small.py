@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 2,542,856 params, 56,510,400 MACs, 4,750,248 element-wise ops;
 10,171,424 weight bytes and 14,843,808 activation bytes in float32.
@@ -46,7 +47,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -76,29 +77,29 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
 def squeeze_excite(x, name: str, reduced: int, act, gate):
     """x * gate(expand(act(reduce(mean over H, W of x)))), with biased 1x1 convs."""
-    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}.squeeze")(x)
-    s = layers.Conv2D(reduced, 1, name=f"{name}.reduce")(s)
-    s = layers.Activation(act, name=f"{name}.act")(s)
-    s = layers.Conv2D(x.shape[-1], 1, name=f"{name}.expand")(s)
-    s = layers.Activation(gate, name=f"{name}.gate")(s)
-    return layers.Multiply(name=f"{name}.scale")([x, s])
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}-squeeze")(x)
+    s = layers.Conv2D(reduced, 1, name=f"{name}-reduce")(s)
+    s = layers.Activation(act, name=f"{name}-act")(s)
+    s = layers.Conv2D(x.shape[-1], 1, name=f"{name}-expand")(s)
+    s = layers.Activation(gate, name=f"{name}-gate")(s)
+    return layers.Multiply(name=f"{name}-scale")([x, s])
 
 
 def build_model() -> keras.Model:
@@ -108,36 +109,36 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 464 params, 5,419,008 MACs
     # stem.0 conv: 3x224x224 -> 16x112x112 | 464 params, 5,419,008 MACs
-    x = conv_bn_act(x, "stem.0", 16, 3, stride=2, padding=1, eps=1e-05, act=hard_swish)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 16, 3, stride=2, padding=1, eps=1e-05, act=hard_swish)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 1 block | 744 params, 1,254,656 MACs
     # stages.0.blocks.0 ds: 16x112x112 -> 16x56x56 | 744 params, 1,254,656 MACs
-    x = conv_bn_act(x, "stages.0.blocks.0.dw", 16, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = squeeze_excite(x, "stages.0.blocks.0.se", 8, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.0.blocks.0.pw", 16, 1, eps=1e-05)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0-dw", 16, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = squeeze_excite(x, "stages-0-blocks-0-se", 8, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-0-blocks-0-pw", 16, 1, eps=1e-05)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
 
     # stages.1 (s1): 2 blocks | 9,280 params, 9,408,000 MACs
     # stages.1.blocks.0 ib: 16x56x56 -> 24x28x28 | 3,864 params, 5,475,456 MACs
-    x = conv_bn_act(x, "stages.1.blocks.0.expand", 72, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.dw_mid", 72, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.project", 24, 1, eps=1e-05)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0-expand", 72, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw_mid", 72, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-project", 24, 1, eps=1e-05)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 ib: 24x28x28 -> 24x28x28 | 5,416 params, 3,932,544 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.1.expand", 88, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.dw_mid", 88, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.project", 24, 1, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-expand", 88, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw_mid", 88, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-project", 24, 1, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-1")(x)
 
     # stages.2 (s2): 3 blocks | 128,264 params, 12,973,824 MACs
     # stages.2.blocks.0 ib: 24x28x28 -> 40x14x14 | 13,736 params, 3,033,984 MACs
-    x = conv_bn_act(x, "stages.2.blocks.0.expand", 96, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-2-blocks-0-expand", 96, 1, eps=1e-05, act=hard_swish)
     x = conv_bn_act(
         x,
-        "stages.2.blocks.0.dw_mid",
+        "stages-2-blocks-0-dw_mid",
         96,
         5,
         stride=2,
@@ -146,48 +147,48 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=hard_swish,
     )
-    x = squeeze_excite(x, "stages.2.blocks.0.se", 24, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.2.blocks.0.project", 40, 1, eps=1e-05)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = squeeze_excite(x, "stages-2-blocks-0-se", 24, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-2-blocks-0-project", 40, 1, eps=1e-05)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 ib: 40x14x14 -> 40x14x14 | 57,264 params, 4,969,920 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.1.expand", 240, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.2.blocks.1.dw_mid", 240, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
-    x = squeeze_excite(x, "stages.2.blocks.1.se", 64, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.2.blocks.1.project", 40, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-expand", 240, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw_mid", 240, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
+    x = squeeze_excite(x, "stages-2-blocks-1-se", 64, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-2-blocks-1-project", 40, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 ib: 40x14x14 -> 40x14x14 | 57,264 params, 4,969,920 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.2.expand", 240, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_mid", 240, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
-    x = squeeze_excite(x, "stages.2.blocks.2.se", 64, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.2.blocks.2.project", 40, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-expand", 240, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_mid", 240, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
+    x = squeeze_excite(x, "stages-2-blocks-2-se", 64, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-2-blocks-2-project", 40, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-2")(x)
 
     # stages.3 (s3): 2 blocks | 51,768 params, 6,092,064 MACs
     # stages.3.blocks.0 ib: 40x14x14 -> 48x14x14 | 21,968 params, 2,665,440 MACs
-    x = conv_bn_act(x, "stages.3.blocks.0.expand", 120, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.3.blocks.0.dw_mid", 120, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
-    x = squeeze_excite(x, "stages.3.blocks.0.se", 32, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.3.blocks.0.project", 48, 1, eps=1e-05)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    x = conv_bn_act(x, "stages-3-blocks-0-expand", 120, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-3-blocks-0-dw_mid", 120, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
+    x = squeeze_excite(x, "stages-3-blocks-0-se", 32, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-3-blocks-0-project", 48, 1, eps=1e-05)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
     # stages.3.blocks.1 ib: 48x14x14 -> 48x14x14 | 29,800 params, 3,426,624 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.1.expand", 144, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_mid", 144, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
-    x = squeeze_excite(x, "stages.3.blocks.1.se", 40, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.3.blocks.1.project", 48, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.1")(x)
+    x = conv_bn_act(x, "stages-3-blocks-1-expand", 144, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_mid", 144, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
+    x = squeeze_excite(x, "stages-3-blocks-1-se", 40, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-3-blocks-1-project", 48, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-1")(x)
 
     # stages.4 (s4): 3 blocks | 680,040 params, 17,039,520 MACs
     # stages.4.blocks.0 ib: 48x14x14 -> 96x7x7 | 91,848 params, 4,458,528 MACs
-    x = conv_bn_act(x, "stages.4.blocks.0.expand", 288, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-4-blocks-0-expand", 288, 1, eps=1e-05, act=hard_swish)
     x = conv_bn_act(
         x,
-        "stages.4.blocks.0.dw_mid",
+        "stages-4-blocks-0-dw_mid",
         288,
         5,
         stride=2,
@@ -196,43 +197,43 @@ def build_model() -> keras.Model:
         eps=1e-05,
         act=hard_swish,
     )
-    x = squeeze_excite(x, "stages.4.blocks.0.se", 72, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.4.blocks.0.project", 96, 1, eps=1e-05)
-    x = layers.Identity(name="stages.4.blocks.0")(x)
+    x = squeeze_excite(x, "stages-4-blocks-0-se", 72, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-4-blocks-0-project", 96, 1, eps=1e-05)
+    x = layers.Identity(name="stages-4-blocks-0")(x)
     # stages.4.blocks.1 ib: 96x7x7 -> 96x7x7 | 294,096 params, 6,290,496 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.1.expand", 576, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.4.blocks.1.dw_mid", 576, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
-    x = squeeze_excite(x, "stages.4.blocks.1.se", 144, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.4.blocks.1.project", 96, 1, eps=1e-05)
-    x = layers.Add(name="stages.4.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.1")(x)
+    x = conv_bn_act(x, "stages-4-blocks-1-expand", 576, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-4-blocks-1-dw_mid", 576, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
+    x = squeeze_excite(x, "stages-4-blocks-1-se", 144, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-4-blocks-1-project", 96, 1, eps=1e-05)
+    x = layers.Add(name="stages-4-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-1")(x)
     # stages.4.blocks.2 ib: 96x7x7 -> 96x7x7 | 294,096 params, 6,290,496 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.4.blocks.2.expand", 576, 1, eps=1e-05, act=hard_swish)
-    x = conv_bn_act(x, "stages.4.blocks.2.dw_mid", 576, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
-    x = squeeze_excite(x, "stages.4.blocks.2.se", 144, act=ops.relu, gate=hard_sigmoid)
-    x = conv_bn_act(x, "stages.4.blocks.2.project", 96, 1, eps=1e-05)
-    x = layers.Add(name="stages.4.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.4.blocks.2")(x)
+    x = conv_bn_act(x, "stages-4-blocks-2-expand", 576, 1, eps=1e-05, act=hard_swish)
+    x = conv_bn_act(x, "stages-4-blocks-2-dw_mid", 576, 5, padding=2, depthwise=True, eps=1e-05, act=hard_swish)
+    x = squeeze_excite(x, "stages-4-blocks-2-se", 144, act=ops.relu, gate=hard_sigmoid)
+    x = conv_bn_act(x, "stages-4-blocks-2-project", 96, 1, eps=1e-05)
+    x = layers.Add(name="stages-4-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-4-blocks-2")(x)
 
     # stages.5 (s5): 1 block | 56,448 params, 2,709,504 MACs
     # stages.5.blocks.0 conv: 96x7x7 -> 576x7x7 | 56,448 params, 2,709,504 MACs
-    x = conv_bn_act(x, "stages.5.blocks.0", 576, 1, eps=1e-05, act=hard_swish)
-    x = layers.Identity(name="stages.5.blocks.0")(x)
+    x = conv_bn_act(x, "stages-5-blocks-0", 576, 1, eps=1e-05, act=hard_swish)
+    x = layers.Identity(name="stages-5-blocks-0")(x)
 
     # head (head): 3 blocks | 1,615,848 params, 1,613,824 MACs
     # head.0 pool: 576x7x7 -> 576x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 conv: 576x1x1 -> 1024x1x1 | 590,848 params, 589,824 MACs
-    x = conv_bn_act(x, "head.1", 1024, 1, bias=True, act=hard_swish)
-    x = layers.Identity(name="head.1")(x)
+    x = conv_bn_act(x, "head-1", 1024, 1, bias=True, act=hard_swish)
+    x = layers.Identity(name="head-1")(x)
     # head.2 classifier: 1024 -> 1000 | 1,025,000 params, 1,024,000 MACs
-    x = layers.Flatten(name="head.2.flatten")(x)
-    x = layers.Dropout(0.2, name="head.2.dropout")(x)
-    x = layers.Dense(1000, name="head.2.fc")(x)
-    x = layers.Identity(name="head.2")(x)
+    x = layers.Flatten(name="head-2-flatten")(x)
+    x = layers.Dropout(0.2, name="head-2-dropout")(x)
+    x = layers.Dense(1000, name="head-2-fc")(x)
+    x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="mnv3_small")
 
 
@@ -244,6 +245,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -283,8 +289,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -318,7 +324,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -328,14 +334,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (384, 384, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 32,590,864 params, 6,376,220,672 MACs, 78,229,248 element-wise ops;
 130,363,456 weight bytes and 246,789,536 activation bytes in float32.
@@ -33,7 +34,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -63,18 +64,18 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
@@ -85,232 +86,232 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 696 params, 23,887,872 MACs
     # stem.0 conv: 3x384x384 -> 24x192x192 | 696 params, 23,887,872 MACs
-    x = conv_bn_act(x, "stem.0", 24, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 24, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 1 block | 25,632 params, 233,570,304 MACs
     # stages.0.blocks.0 fused_ib: 24x192x192 -> 48x96x96 | 25,632 params, 233,570,304 MACs
-    x = conv_bn_act(x, "stages.0.blocks.0.expand", 96, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.0.blocks.0.project", 48, 1, eps=1e-05)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0-expand", 96, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-0-blocks-0-project", 48, 1, eps=1e-05)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
 
     # stages.1 (s1): 2 blocks | 113,904 params, 322,265,088 MACs
     # stages.1.blocks.0 extra_dw: 48x96x96 -> 96x48x48 | 33,936 params, 142,442,496 MACs
-    x = conv_bn_act(x, "stages.1.blocks.0.dw_start", 48, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.0.expand", 192, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.dw_mid", 192, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.project", 96, 1, eps=1e-05)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw_start", 48, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-0-expand", 192, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw_mid", 192, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-project", 96, 1, eps=1e-05)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 extra_dw: 96x48x48 -> 96x48x48 | 79,968 params, 179,822,592 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.1.dw_start", 96, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.1.expand", 384, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.dw_mid", 384, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.project", 96, 1, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw_start", 96, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-1-expand", 384, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw_mid", 384, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-project", 96, 1, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-1")(x)
 
     # stages.2 (s2): 11 blocks | 3,216,288 params, 1,895,325,696 MACs
     # stages.2.blocks.0 extra_dw: 96x48x48 -> 192x24x24 | 123,168 params, 134,922,240 MACs
-    x = conv_bn_act(x, "stages.2.blocks.0.dw_start", 96, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.0.expand", 384, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.dw_mid", 384, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.project", 192, 1, eps=1e-05)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw_start", 96, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-0-expand", 384, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw_mid", 384, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-project", 192, 1, eps=1e-05)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 extra_dw: 192x24x24 -> 192x24x24 | 307,392 params, 174,845,952 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.1.dw_start", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.1.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.1.dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.1.project", 192, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw_start", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-1-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-1-project", 192, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 extra_dw: 192x24x24 -> 192x24x24 | 307,392 params, 174,845,952 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_start", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.2.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.2.project", 192, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_start", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-2-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-2-project", 192, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-2")(x)
     # stages.2.blocks.3 extra_dw: 192x24x24 -> 192x24x24 | 307,392 params, 174,845,952 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.3.dw_start", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.3.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.3.dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.3.project", 192, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.3")(x)
+    x = conv_bn_act(x, "stages-2-blocks-3-dw_start", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-3-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-3-dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-3-project", 192, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-3")(x)
     # stages.2.blocks.4 extra_dw: 192x24x24 -> 192x24x24 | 319,680 params, 181,923,840 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.4.dw_start", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.4.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.4.dw_mid", 768, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.4.project", 192, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.4")(x)
+    x = conv_bn_act(x, "stages-2-blocks-4-dw_start", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-4-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-4-dw_mid", 768, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-4-project", 192, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-4")(x)
     # stages.2.blocks.5 extra_dw: 192x24x24 -> 192x24x24 | 310,464 params, 176,615,424 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.5.dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.5.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.5.dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.5.project", 192, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.5")(x)
+    x = conv_bn_act(x, "stages-2-blocks-5-dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-5-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-5-dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-5-project", 192, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-5")(x)
     # stages.2.blocks.6 extra_dw: 192x24x24 -> 192x24x24 | 310,464 params, 176,615,424 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.6.dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.6.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.6.dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.6.project", 192, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.6.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.6")(x)
+    x = conv_bn_act(x, "stages-2-blocks-6-dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-6-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-6-dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-6-project", 192, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-6-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-6")(x)
     # stages.2.blocks.7 extra_dw: 192x24x24 -> 192x24x24 | 310,464 params, 176,615,424 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.7.dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.7.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.7.dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.7.project", 192, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.7.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.7")(x)
+    x = conv_bn_act(x, "stages-2-blocks-7-dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-7-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-7-dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-7-project", 192, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-7-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-7")(x)
     # stages.2.blocks.8 extra_dw: 192x24x24 -> 192x24x24 | 310,464 params, 176,615,424 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.8.dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.8.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.8.dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.8.project", 192, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.8.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.8")(x)
+    x = conv_bn_act(x, "stages-2-blocks-8-dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-8-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-8-dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-8-project", 192, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-8-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-8")(x)
     # stages.2.blocks.9 extra_dw: 192x24x24 -> 192x24x24 | 310,464 params, 176,615,424 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.9.dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.9.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.9.dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.9.project", 192, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.9.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.9")(x)
+    x = conv_bn_act(x, "stages-2-blocks-9-dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-9-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-9-dw_mid", 768, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-9-project", 192, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-9-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-9")(x)
     # stages.2.blocks.10 convnext: 192x24x24 -> 192x24x24 | 298,944 params, 170,864,640 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.10.dw_start", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.10.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.10.project", 192, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.10.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.10")(x)
+    x = conv_bn_act(x, "stages-2-blocks-10-dw_start", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-10-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-10-project", 192, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-10-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-10")(x)
 
     # stages.3 (s3): 13 blocks | 26,228,544 params, 3,827,884,032 MACs
     # stages.3.blocks.0 extra_dw: 192x24x24 -> 512x12x12 | 569,152 params, 147,087,360 MACs
-    x = conv_bn_act(x, "stages.3.blocks.0.dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.0.expand", 768, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.0.dw_mid", 768, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.0.project", 512, 1, eps=1e-05)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    x = conv_bn_act(x, "stages-3-blocks-0-dw_start", 192, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-0-expand", 768, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-0-dw_mid", 768, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-0-project", 512, 1, eps=1e-05)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
     # stages.3.blocks.1 extra_dw: 512x12x12 -> 512x12x12 | 2,171,392 params, 311,205,888 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.1.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_mid", 2048, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.1.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.1")(x)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-1-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_mid", 2048, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-1-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-1")(x)
     # stages.3.blocks.2 extra_dw: 512x12x12 -> 512x12x12 | 2,171,392 params, 311,205,888 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.2.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.2.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.2.dw_mid", 2048, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.2.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.2")(x)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-2-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw_mid", 2048, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-2-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-2")(x)
     # stages.3.blocks.3 extra_dw: 512x12x12 -> 512x12x12 | 2,171,392 params, 311,205,888 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.3.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.3.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.3.dw_mid", 2048, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.3.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.3")(x)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-3-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw_mid", 2048, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-3-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-3")(x)
     # stages.3.blocks.4 convnext: 512x12x12 -> 512x12x12 | 2,116,096 params, 303,833,088 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.4.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.4.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.4.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.4")(x)
+    x = conv_bn_act(x, "stages-3-blocks-4-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-4-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-4-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-4")(x)
     # stages.3.blocks.5 extra_dw: 512x12x12 -> 512x12x12 | 2,138,624 params, 306,487,296 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.5.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.5.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.5.dw_mid", 2048, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.5.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.5")(x)
+    x = conv_bn_act(x, "stages-3-blocks-5-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-5-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-5-dw_mid", 2048, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-5-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-5")(x)
     # stages.3.blocks.6 convnext: 512x12x12 -> 512x12x12 | 2,116,096 params, 303,833,088 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.6.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.6.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.6.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.6.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.6")(x)
+    x = conv_bn_act(x, "stages-3-blocks-6-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-6-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-6-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-6-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-6")(x)
     # stages.3.blocks.7 convnext: 512x12x12 -> 512x12x12 | 2,116,096 params, 303,833,088 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.7.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.7.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.7.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.7.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.7")(x)
+    x = conv_bn_act(x, "stages-3-blocks-7-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-7-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-7-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-7-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-7")(x)
     # stages.3.blocks.8 extra_dw: 512x12x12 -> 512x12x12 | 2,138,624 params, 306,487,296 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.8.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.8.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.8.dw_mid", 2048, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.8.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.8.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.8")(x)
+    x = conv_bn_act(x, "stages-3-blocks-8-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-8-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-8-dw_mid", 2048, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-8-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-8-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-8")(x)
     # stages.3.blocks.9 extra_dw: 512x12x12 -> 512x12x12 | 2,171,392 params, 311,205,888 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.9.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.9.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.9.dw_mid", 2048, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.9.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.9.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.9")(x)
+    x = conv_bn_act(x, "stages-3-blocks-9-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-9-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-9-dw_mid", 2048, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-9-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-9-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-9")(x)
     # stages.3.blocks.10 convnext: 512x12x12 -> 512x12x12 | 2,116,096 params, 303,833,088 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.10.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.10.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.10.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.10.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.10")(x)
+    x = conv_bn_act(x, "stages-3-blocks-10-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-10-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-10-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-10-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-10")(x)
     # stages.3.blocks.11 convnext: 512x12x12 -> 512x12x12 | 2,116,096 params, 303,833,088 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.11.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.11.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.11.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.11.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.11")(x)
+    x = conv_bn_act(x, "stages-3-blocks-11-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-11-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-11-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-11-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-11")(x)
     # stages.3.blocks.12 convnext: 512x12x12 -> 512x12x12 | 2,116,096 params, 303,833,088 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.12.dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.12.expand", 2048, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.12.project", 512, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.12.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.12")(x)
+    x = conv_bn_act(x, "stages-3-blocks-12-dw_start", 512, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-12-expand", 2048, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-12-project", 512, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-12-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-12")(x)
 
     # stages.4 (s4): 1 block | 493,440 params, 70,778,880 MACs
     # stages.4.blocks.0 conv: 512x12x12 -> 960x12x12 | 493,440 params, 70,778,880 MACs
-    x = conv_bn_act(x, "stages.4.blocks.0", 960, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stages.4.blocks.0")(x)
+    x = conv_bn_act(x, "stages-4-blocks-0", 960, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stages-4-blocks-0")(x)
 
     # head (head): 3 blocks | 2,512,360 params, 2,508,800 MACs
     # head.0 pool: 960x12x12 -> 960x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 conv: 960x1x1 -> 1280x1x1 | 1,231,360 params, 1,228,800 MACs
-    x = conv_bn_act(x, "head.1", 1280, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="head.1")(x)
+    x = conv_bn_act(x, "head-1", 1280, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="head-1")(x)
     # head.2 classifier: 1280 -> 1000 | 1,281,000 params, 1,280,000 MACs
-    x = layers.Flatten(name="head.2.flatten")(x)
-    x = layers.Dense(1000, name="head.2.fc")(x)
-    x = layers.Identity(name="head.2")(x)
+    x = layers.Flatten(name="head-2-flatten")(x)
+    x = layers.Dense(1000, name="head-2-fc")(x)
+    x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="mnv4_conv_l")
 
 
@@ -322,6 +323,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -361,8 +367,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -396,7 +402,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -406,14 +412,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

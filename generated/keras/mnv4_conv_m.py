@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (256, 256, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 9,715,512 params, 1,080,244,224 MACs, 21,700,352 element-wise ops;
 38,862,048 weight bytes and 67,818,912 activation bytes in float32.
@@ -33,7 +34,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -63,18 +64,18 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
@@ -85,187 +86,187 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 928 params, 14,155,776 MACs
     # stem.0 conv: 3x256x256 -> 32x128x128 | 928 params, 14,155,776 MACs
-    x = conv_bn_act(x, "stem.0", 32, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 32, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 1 block | 43,360 params, 176,160,768 MACs
     # stages.0.blocks.0 fused_ib: 32x128x128 -> 48x64x64 | 43,360 params, 176,160,768 MACs
-    x = conv_bn_act(x, "stages.0.blocks.0.expand", 128, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.0.blocks.0.project", 48, 1, eps=1e-05)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0-expand", 128, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-0-blocks-0-project", 48, 1, eps=1e-05)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
 
     # stages.1 (s1): 2 blocks | 59,552 params, 88,588,288 MACs
     # stages.1.blocks.0 extra_dw: 48x64x64 -> 80x32x32 | 30,832 params, 60,162,048 MACs
-    x = conv_bn_act(x, "stages.1.blocks.0.dw_start", 48, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.0.expand", 192, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.dw_mid", 192, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.project", 80, 1, eps=1e-05)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw_start", 48, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-0-expand", 192, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw_mid", 192, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-project", 80, 1, eps=1e-05)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 extra_dw: 80x32x32 -> 80x32x32 | 28,720 params, 28,426,240 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.1.dw_start", 80, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.1.expand", 160, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.dw_mid", 160, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.project", 80, 1, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw_start", 80, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-1-expand", 160, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw_mid", 160, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-project", 80, 1, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-1")(x)
 
     # stages.2 (s2): 8 blocks | 1,521,040 params, 414,310,400 MACs
     # stages.2.blocks.0 extra_dw: 80x32x32 -> 160x16x16 | 130,320 params, 62,791,680 MACs
-    x = conv_bn_act(x, "stages.2.blocks.0.dw_start", 80, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.0.expand", 480, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.dw_mid", 480, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.project", 160, 1, eps=1e-05)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw_start", 80, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-0-expand", 480, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw_mid", 480, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-project", 160, 1, eps=1e-05)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 extra_dw: 160x16x16 -> 160x16x16 | 215,200 params, 54,272,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.1.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.1.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.1.dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.1.project", 160, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-1-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-1-project", 160, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 extra_dw: 160x16x16 -> 160x16x16 | 215,200 params, 54,272,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.2.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.2.project", 160, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-2-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-2-project", 160, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-2")(x)
     # stages.2.blocks.3 extra_dw: 160x16x16 -> 160x16x16 | 225,440 params, 56,893,440 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.3.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.3.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.3.dw_mid", 640, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.3.project", 160, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.3")(x)
+    x = conv_bn_act(x, "stages-2-blocks-3-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-3-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-3-dw_mid", 640, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-3-project", 160, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-3")(x)
     # stages.2.blocks.4 extra_dw: 160x16x16 -> 160x16x16 | 215,200 params, 54,272,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.4.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.4.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.4.dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.4.project", 160, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.4")(x)
+    x = conv_bn_act(x, "stages-2-blocks-4-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-4-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-4-dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-4-project", 160, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-4")(x)
     # stages.2.blocks.5 convnext: 160x16x16 -> 160x16x16 | 208,160 params, 52,797,440 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.5.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.5.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.5.project", 160, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.5")(x)
+    x = conv_bn_act(x, "stages-2-blocks-5-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-5-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-5-project", 160, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-5")(x)
     # stages.2.blocks.6 ffn: 160x16x16 -> 160x16x16 | 103,360 params, 26,214,400 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.6.expand", 320, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.6.project", 160, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.6.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.6")(x)
+    x = conv_bn_act(x, "stages-2-blocks-6-expand", 320, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-6-project", 160, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-6-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-6")(x)
     # stages.2.blocks.7 convnext: 160x16x16 -> 160x16x16 | 208,160 params, 52,797,440 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.7.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.7.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.7.project", 160, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.7.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.7")(x)
+    x = conv_bn_act(x, "stages-2-blocks-7-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-7-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-7-project", 160, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-7-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-7")(x)
 
     # stages.3 (s3): 11 blocks | 5,330,592 params, 368,791,552 MACs
     # stages.3.blocks.0 extra_dw: 160x16x16 -> 256x8x8 | 432,032 params, 57,610,240 MACs
-    x = conv_bn_act(x, "stages.3.blocks.0.dw_start", 160, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.0.expand", 960, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.0.dw_mid", 960, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.0.project", 256, 1, eps=1e-05)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    x = conv_bn_act(x, "stages-3-blocks-0-dw_start", 160, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-0-expand", 960, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-0-dw_mid", 960, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-0-project", 256, 1, eps=1e-05)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
     # stages.3.blocks.1 extra_dw: 256x8x8 -> 256x8x8 | 561,408 params, 35,602,432 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.1.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.1.project", 256, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.1")(x)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-1-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-1-project", 256, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-1")(x)
     # stages.3.blocks.2 extra_dw: 256x8x8 -> 256x8x8 | 557,312 params, 35,340,288 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.2.dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.2.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.2.dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.2.project", 256, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.2")(x)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-2-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-2-project", 256, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-2")(x)
     # stages.3.blocks.3 extra_dw: 256x8x8 -> 256x8x8 | 557,312 params, 35,340,288 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.3.dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.3.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.3.dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.3.project", 256, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.3")(x)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-3-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-3-project", 256, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-3")(x)
     # stages.3.blocks.4 ffn: 256x8x8 -> 256x8x8 | 526,848 params, 33,554,432 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.4.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.4.project", 256, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.4")(x)
+    x = conv_bn_act(x, "stages-3-blocks-4-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-4-project", 256, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-4")(x)
     # stages.3.blocks.5 convnext: 256x8x8 -> 256x8x8 | 529,664 params, 33,701,888 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.5.dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.5.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.5.project", 256, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.5")(x)
+    x = conv_bn_act(x, "stages-3-blocks-5-dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-5-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-5-project", 256, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-5")(x)
     # stages.3.blocks.6 extra_dw: 256x8x8 -> 256x8x8 | 280,320 params, 17,743,872 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.6.dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.6.expand", 512, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.6.dw_mid", 512, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.6.project", 256, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.6.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.6")(x)
+    x = conv_bn_act(x, "stages-3-blocks-6-dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-6-expand", 512, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-6-dw_mid", 512, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-6-project", 256, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-6-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-6")(x)
     # stages.3.blocks.7 extra_dw: 256x8x8 -> 256x8x8 | 561,408 params, 35,602,432 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.7.dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.7.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.7.dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.7.project", 256, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.7.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.7")(x)
+    x = conv_bn_act(x, "stages-3-blocks-7-dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-7-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-7-dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-7-project", 256, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-7-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-7")(x)
     # stages.3.blocks.8 ffn: 256x8x8 -> 256x8x8 | 526,848 params, 33,554,432 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.8.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.8.project", 256, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.8.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.8")(x)
+    x = conv_bn_act(x, "stages-3-blocks-8-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-8-project", 256, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-8-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-8")(x)
     # stages.3.blocks.9 ffn: 256x8x8 -> 256x8x8 | 526,848 params, 33,554,432 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.9.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.9.project", 256, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.9.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.9")(x)
+    x = conv_bn_act(x, "stages-3-blocks-9-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-9-project", 256, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-9-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-9")(x)
     # stages.3.blocks.10 convnext: 256x8x8 -> 256x8x8 | 270,592 params, 17,186,816 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.10.dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.10.expand", 512, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.10.project", 256, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.10.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.10")(x)
+    x = conv_bn_act(x, "stages-3-blocks-10-dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-10-expand", 512, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-10-project", 256, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-10-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-10")(x)
 
     # stages.4 (s4): 1 block | 247,680 params, 15,728,640 MACs
     # stages.4.blocks.0 conv: 256x8x8 -> 960x8x8 | 247,680 params, 15,728,640 MACs
-    x = conv_bn_act(x, "stages.4.blocks.0", 960, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stages.4.blocks.0")(x)
+    x = conv_bn_act(x, "stages-4-blocks-0", 960, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stages-4-blocks-0")(x)
 
     # head (head): 3 blocks | 2,512,360 params, 2,508,800 MACs
     # head.0 pool: 960x8x8 -> 960x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 conv: 960x1x1 -> 1280x1x1 | 1,231,360 params, 1,228,800 MACs
-    x = conv_bn_act(x, "head.1", 1280, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="head.1")(x)
+    x = conv_bn_act(x, "head-1", 1280, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="head-1")(x)
     # head.2 classifier: 1280 -> 1000 | 1,281,000 params, 1,280,000 MACs
-    x = layers.Flatten(name="head.2.flatten")(x)
-    x = layers.Dense(1000, name="head.2.fc")(x)
-    x = layers.Identity(name="head.2")(x)
+    x = layers.Flatten(name="head-2-flatten")(x)
+    x = layers.Dense(1000, name="head-2-fc")(x)
+    x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="mnv4_conv_m")
 
 
@@ -277,6 +278,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -316,8 +322,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -351,7 +357,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -361,14 +367,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 3,774,024 params, 186,005,568 MACs, 5,821,120 element-wise ops;
 15,096,096 weight bytes and 17,834,400 activation bytes in float32.
@@ -33,7 +34,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -63,18 +64,18 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
@@ -85,128 +86,128 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 928 params, 10,838,016 MACs
     # stem.0 conv: 3x224x224 -> 32x112x112 | 928 params, 10,838,016 MACs
-    x = conv_bn_act(x, "stem.0", 32, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 32, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 2 blocks | 10,368 params, 32,112,640 MACs
     # stages.0.blocks.0 conv: 32x112x112 -> 32x56x56 | 9,280 params, 28,901,376 MACs
-    x = conv_bn_act(x, "stages.0.blocks.0", 32, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0", 32, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
     # stages.0.blocks.1 conv: 32x56x56 -> 32x56x56 | 1,088 params, 3,211,264 MACs
-    x = conv_bn_act(x, "stages.0.blocks.1", 32, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stages.0.blocks.1")(x)
+    x = conv_bn_act(x, "stages-0-blocks-1", 32, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stages-0-blocks-1")(x)
 
     # stages.1 (s1): 2 blocks | 34,112 params, 26,492,928 MACs
     # stages.1.blocks.0 conv: 32x56x56 -> 96x28x28 | 27,840 params, 21,676,032 MACs
-    x = conv_bn_act(x, "stages.1.blocks.0", 96, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0", 96, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 conv: 96x28x28 -> 64x28x28 | 6,272 params, 4,816,896 MACs
-    x = conv_bn_act(x, "stages.1.blocks.1", 64, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1", 64, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stages-1-blocks-1")(x)
 
     # stages.2 (s2): 6 blocks | 272,160 params, 60,317,824 MACs
     # stages.2.blocks.0 extra_dw: 64x28x28 -> 96x14x14 | 38,208 params, 15,441,664 MACs
-    x = conv_bn_act(x, "stages.2.blocks.0.dw_start", 64, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.0.expand", 192, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.dw_mid", 192, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.project", 96, 1, eps=1e-05)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw_start", 64, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-0-expand", 192, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw_mid", 192, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-project", 96, 1, eps=1e-05)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 ib: 96x14x14 -> 96x14x14 | 39,552 params, 7,564,032 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.1.expand", 192, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.1.dw_mid", 192, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.1.project", 96, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-expand", 192, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw_mid", 192, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-1-project", 96, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 ib: 96x14x14 -> 96x14x14 | 39,552 params, 7,564,032 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.2.expand", 192, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_mid", 192, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.2.project", 96, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-expand", 192, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_mid", 192, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-2-project", 96, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-2")(x)
     # stages.2.blocks.3 ib: 96x14x14 -> 96x14x14 | 39,552 params, 7,564,032 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.3.expand", 192, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.3.dw_mid", 192, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.3.project", 96, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.3")(x)
+    x = conv_bn_act(x, "stages-2-blocks-3-expand", 192, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-3-dw_mid", 192, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-3-project", 96, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-3")(x)
     # stages.2.blocks.4 ib: 96x14x14 -> 96x14x14 | 39,552 params, 7,564,032 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.4.expand", 192, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.4.dw_mid", 192, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.4.project", 96, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.4")(x)
+    x = conv_bn_act(x, "stages-2-blocks-4-expand", 192, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-4-dw_mid", 192, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-4-project", 96, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-4")(x)
     # stages.2.blocks.5 convnext: 96x14x14 -> 96x14x14 | 75,744 params, 14,620,032 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.5.dw_start", 96, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.5.expand", 384, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.5.project", 96, 1, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.5")(x)
+    x = conv_bn_act(x, "stages-2-blocks-5-dw_start", 96, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-5-expand", 384, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-5-project", 96, 1, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-5")(x)
 
     # stages.3 (s3): 6 blocks | 819,296 params, 47,714,240 MACs
     # stages.3.blocks.0 extra_dw: 96x14x14 -> 128x7x7 | 137,824 params, 14,874,048 MACs
-    x = conv_bn_act(x, "stages.3.blocks.0.dw_start", 96, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.0.expand", 576, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.0.dw_mid", 576, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.0.project", 128, 1, eps=1e-05)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    x = conv_bn_act(x, "stages-3-blocks-0-dw_start", 96, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-0-expand", 576, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-0-dw_mid", 576, 3, stride=2, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-0-project", 128, 1, eps=1e-05)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
     # stages.3.blocks.1 extra_dw: 128x7x7 -> 128x7x7 | 149,632 params, 7,206,528 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_start", 128, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.1.expand", 512, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_mid", 512, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.1.project", 128, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.1")(x)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_start", 128, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-1-expand", 512, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_mid", 512, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-1-project", 128, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-1")(x)
     # stages.3.blocks.2 ib: 128x7x7 -> 128x7x7 | 146,176 params, 7,049,728 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.2.expand", 512, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.2.dw_mid", 512, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.2.project", 128, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.2")(x)
+    x = conv_bn_act(x, "stages-3-blocks-2-expand", 512, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw_mid", 512, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-2-project", 128, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-2")(x)
     # stages.3.blocks.3 ib: 128x7x7 -> 128x7x7 | 109,696 params, 5,287,296 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.3.expand", 384, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.3.dw_mid", 384, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.3.project", 128, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.3")(x)
+    x = conv_bn_act(x, "stages-3-blocks-3-expand", 384, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw_mid", 384, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-3-project", 128, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-3")(x)
     # stages.3.blocks.4 ib: 128x7x7 -> 128x7x7 | 137,984 params, 6,648,320 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.4.expand", 512, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.4.dw_mid", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.4.project", 128, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.4")(x)
+    x = conv_bn_act(x, "stages-3-blocks-4-expand", 512, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-4-dw_mid", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-4-project", 128, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-4")(x)
     # stages.3.blocks.5 ib: 128x7x7 -> 128x7x7 | 137,984 params, 6,648,320 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.5.expand", 512, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.5.dw_mid", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.5.project", 128, 1, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.5")(x)
+    x = conv_bn_act(x, "stages-3-blocks-5-expand", 512, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-5-dw_mid", 512, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-5-project", 128, 1, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-5")(x)
 
     # stages.4 (s4): 1 block | 124,800 params, 6,021,120 MACs
     # stages.4.blocks.0 conv: 128x7x7 -> 960x7x7 | 124,800 params, 6,021,120 MACs
-    x = conv_bn_act(x, "stages.4.blocks.0", 960, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stages.4.blocks.0")(x)
+    x = conv_bn_act(x, "stages-4-blocks-0", 960, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stages-4-blocks-0")(x)
 
     # head (head): 3 blocks | 2,512,360 params, 2,508,800 MACs
     # head.0 pool: 960x7x7 -> 960x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 conv: 960x1x1 -> 1280x1x1 | 1,231,360 params, 1,228,800 MACs
-    x = conv_bn_act(x, "head.1", 1280, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="head.1")(x)
+    x = conv_bn_act(x, "head-1", 1280, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="head-1")(x)
     # head.2 classifier: 1280 -> 1000 | 1,281,000 params, 1,280,000 MACs
-    x = layers.Flatten(name="head.2.flatten")(x)
-    x = layers.Dense(1000, name="head.2.fc")(x)
-    x = layers.Identity(name="head.2")(x)
+    x = layers.Flatten(name="head-2-flatten")(x)
+    x = layers.Dense(1000, name="head-2-fc")(x)
+    x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="mnv4_conv_s")
 
 
@@ -218,6 +219,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -257,8 +263,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -292,7 +298,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -302,14 +308,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

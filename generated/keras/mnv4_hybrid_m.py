@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (256, 256, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 11,074,648 params, 1,271,183,360 MACs, 24,960,768 element-wise ops;
 44,298,592 weight bytes and 93,181,344 activation bytes in float32.
@@ -33,7 +34,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -63,18 +64,18 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
@@ -120,25 +121,25 @@ def mobile_attention(
     pool + BN (the result upsampled back, bilinear with half-pixel centres); no projection has
     a bias."""
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.norm")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-norm")(x)
     q = x
     if query_stride > 1:
-        q = layers.AveragePooling2D(query_stride, name=f"{name}.query_pool")(q)
+        q = layers.AveragePooling2D(query_stride, name=f"{name}-query_pool")(q)
         if eps is not None:
-            q = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.query_norm")(q)
-    q = conv_bn_act(q, f"{name}.query", heads * key_dim, 1)
+            q = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-query_norm")(q)
+    q = conv_bn_act(q, f"{name}-query", heads * key_dim, 1)
     k = v = x
     if kv_stride > 1:
         eps_down = None if kv_bias else eps
         down = dict(stride=kv_stride, padding=kv_padding, depthwise=True, bias=kv_bias, eps=eps_down, momentum=momentum)
-        k = conv_bn_act(x, f"{name}.key_down", x.shape[-1], kv_kernel, **down)
-        v = conv_bn_act(x, f"{name}.value_down", x.shape[-1], kv_kernel, **down)
-    k = conv_bn_act(k, f"{name}.key", kv_heads * key_dim, 1)
-    v = conv_bn_act(v, f"{name}.value", kv_heads * value_dim, 1)
-    x = AttentionCore(heads, kv_heads, key_dim, value_dim, name=f"{name}.attention")([q, k, v])
+        k = conv_bn_act(x, f"{name}-key_down", x.shape[-1], kv_kernel, **down)
+        v = conv_bn_act(x, f"{name}-value_down", x.shape[-1], kv_kernel, **down)
+    k = conv_bn_act(k, f"{name}-key", kv_heads * key_dim, 1)
+    v = conv_bn_act(v, f"{name}-value", kv_heads * value_dim, 1)
+    x = AttentionCore(heads, kv_heads, key_dim, value_dim, name=f"{name}-attention")([q, k, v])
     if query_stride > 1:
-        x = layers.UpSampling2D(query_stride, interpolation="bilinear", name=f"{name}.upsample")(x)
-    return conv_bn_act(x, f"{name}.output", out, 1)
+        x = layers.UpSampling2D(query_stride, interpolation="bilinear", name=f"{name}-upsample")(x)
+    return conv_bn_act(x, f"{name}-output", out, 1)
 
     def get_config(self):
         extra = {"heads": self.heads, "kv_heads": self.kv_heads, "key_dim": self.key_dim, "value_dim": self.value_dim}
@@ -171,71 +172,71 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 928 params, 14,155,776 MACs
     # stem.0 conv: 3x256x256 -> 32x128x128 | 928 params, 14,155,776 MACs
-    x = conv_bn_act(x, "stem.0", 32, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 32, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 1 block | 43,360 params, 176,160,768 MACs
     # stages.0.blocks.0 fused_ib: 32x128x128 -> 48x64x64 | 43,360 params, 176,160,768 MACs
-    x = conv_bn_act(x, "stages.0.blocks.0.expand", 128, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.0.blocks.0.project", 48, 1, eps=1e-05)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0-expand", 128, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-0-blocks-0-project", 48, 1, eps=1e-05)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
 
     # stages.1 (s1): 2 blocks | 59,712 params, 88,588,288 MACs
     # stages.1.blocks.0 extra_dw: 48x64x64 -> 80x32x32 | 30,912 params, 60,162,048 MACs
-    x = conv_bn_act(x, "stages.1.blocks.0.dw_start", 48, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.0.expand", 192, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.dw_mid", 192, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.project", 80, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.1.blocks.0.layer_scale")(x)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw_start", 48, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-0-expand", 192, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw_mid", 192, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-project", 80, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-1-blocks-0-layer_scale")(x)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 extra_dw: 80x32x32 -> 80x32x32 | 28,800 params, 28,426,240 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.1.dw_start", 80, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.1.expand", 160, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.dw_mid", 160, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.project", 80, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.1.blocks.1.layer_scale")(x)
-    x = layers.Add(name="stages.1.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw_start", 80, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-1-expand", 160, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw_mid", 160, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-project", 80, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-1-blocks-1-layer_scale")(x)
+    x = layers.Add(name="stages-1-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-1-blocks-1")(x)
 
     # stages.2 (s2): 12 blocks | 1,947,920 params, 537,731,072 MACs
     # stages.2.blocks.0 extra_dw: 80x32x32 -> 160x16x16 | 130,480 params, 62,791,680 MACs
-    x = conv_bn_act(x, "stages.2.blocks.0.dw_start", 80, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.0.expand", 480, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.dw_mid", 480, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.project", 160, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.2.blocks.0.layer_scale")(x)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw_start", 80, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-0-expand", 480, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw_mid", 480, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-project", 160, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-2-blocks-0-layer_scale")(x)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 ffn: 160x16x16 -> 160x16x16 | 103,520 params, 26,214,400 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.1.expand", 320, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.1.project", 160, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.2.blocks.1.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-expand", 320, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-1-project", 160, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-2-blocks-1-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 extra_dw: 160x16x16 -> 160x16x16 | 215,360 params, 54,272,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.2.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.2.dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.2.project", 160, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.2.blocks.2.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-2-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-2-project", 160, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-2-blocks-2-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-2")(x)
     # stages.2.blocks.3 extra_dw: 160x16x16 -> 160x16x16 | 225,600 params, 56,893,440 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.3.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.3.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.3.dw_mid", 640, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.3.project", 160, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.2.blocks.3.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.3")(x)
+    x = conv_bn_act(x, "stages-2-blocks-3-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-3-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-3-dw_mid", 640, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-3-project", 160, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-2-blocks-3-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-3")(x)
     # stages.2.blocks.4 mqa: 160x16x16 -> 160x16x16 | 106,400 params, 30,855,168 MACs
     shortcut = x
     x = mobile_attention(
         x,
-        "stages.2.blocks.4",
+        "stages-2-blocks-4",
         out=160,
         heads=4,
         key_dim=64,
@@ -245,23 +246,23 @@ def build_model() -> keras.Model:
         kv_kernel=3,
         kv_padding=1,
     )
-    x = LayerScale(1e-05, name="stages.2.blocks.4.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.4")(x)
+    x = LayerScale(1e-05, name="stages-2-blocks-4-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-4")(x)
     # stages.2.blocks.5 extra_dw: 160x16x16 -> 160x16x16 | 215,360 params, 54,272,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.5.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.5.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.5.dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.5.project", 160, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.2.blocks.5.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.5")(x)
+    x = conv_bn_act(x, "stages-2-blocks-5-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-5-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-5-dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-5-project", 160, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-2-blocks-5-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-5")(x)
     # stages.2.blocks.6 mqa: 160x16x16 -> 160x16x16 | 106,400 params, 30,855,168 MACs
     shortcut = x
     x = mobile_attention(
         x,
-        "stages.2.blocks.6",
+        "stages-2-blocks-6",
         out=160,
         heads=4,
         key_dim=64,
@@ -271,22 +272,22 @@ def build_model() -> keras.Model:
         kv_kernel=3,
         kv_padding=1,
     )
-    x = LayerScale(1e-05, name="stages.2.blocks.6.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.6.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.6")(x)
+    x = LayerScale(1e-05, name="stages-2-blocks-6-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-6-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-6")(x)
     # stages.2.blocks.7 convnext: 160x16x16 -> 160x16x16 | 208,320 params, 52,797,440 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.7.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.7.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.7.project", 160, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.2.blocks.7.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.7.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.7")(x)
+    x = conv_bn_act(x, "stages-2-blocks-7-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-7-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-7-project", 160, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-2-blocks-7-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-7-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-7")(x)
     # stages.2.blocks.8 mqa: 160x16x16 -> 160x16x16 | 106,400 params, 30,855,168 MACs
     shortcut = x
     x = mobile_attention(
         x,
-        "stages.2.blocks.8",
+        "stages-2-blocks-8",
         out=160,
         heads=4,
         key_dim=64,
@@ -296,23 +297,23 @@ def build_model() -> keras.Model:
         kv_kernel=3,
         kv_padding=1,
     )
-    x = LayerScale(1e-05, name="stages.2.blocks.8.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.8.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.8")(x)
+    x = LayerScale(1e-05, name="stages-2-blocks-8-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-8-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-8")(x)
     # stages.2.blocks.9 extra_dw: 160x16x16 -> 160x16x16 | 215,360 params, 54,272,000 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.9.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.9.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.9.dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.9.project", 160, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.2.blocks.9.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.9.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.9")(x)
+    x = conv_bn_act(x, "stages-2-blocks-9-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-9-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-9-dw_mid", 640, 3, padding=1, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-9-project", 160, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-2-blocks-9-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-9-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-9")(x)
     # stages.2.blocks.10 mqa: 160x16x16 -> 160x16x16 | 106,400 params, 30,855,168 MACs
     shortcut = x
     x = mobile_attention(
         x,
-        "stages.2.blocks.10",
+        "stages-2-blocks-10",
         out=160,
         heads=4,
         key_dim=64,
@@ -322,157 +323,157 @@ def build_model() -> keras.Model:
         kv_kernel=3,
         kv_padding=1,
     )
-    x = LayerScale(1e-05, name="stages.2.blocks.10.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.10.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.10")(x)
+    x = LayerScale(1e-05, name="stages-2-blocks-10-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-10-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-10")(x)
     # stages.2.blocks.11 convnext: 160x16x16 -> 160x16x16 | 208,320 params, 52,797,440 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.11.dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.11.expand", 640, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.11.project", 160, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.2.blocks.11.layer_scale")(x)
-    x = layers.Add(name="stages.2.blocks.11.add")([shortcut, x])
-    x = layers.Identity(name="stages.2.blocks.11")(x)
+    x = conv_bn_act(x, "stages-2-blocks-11-dw_start", 160, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-11-expand", 640, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-11-project", 160, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-2-blocks-11-layer_scale")(x)
+    x = layers.Add(name="stages-2-blocks-11-add")([shortcut, x])
+    x = layers.Identity(name="stages-2-blocks-11")(x)
 
     # stages.3 (s3): 16 blocks | 6,262,688 params, 436,310,016 MACs
     # stages.3.blocks.0 extra_dw: 160x16x16 -> 256x8x8 | 432,288 params, 57,610,240 MACs
-    x = conv_bn_act(x, "stages.3.blocks.0.dw_start", 160, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.0.expand", 960, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.0.dw_mid", 960, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.0.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.0.layer_scale")(x)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    x = conv_bn_act(x, "stages-3-blocks-0-dw_start", 160, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-0-expand", 960, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-0-dw_mid", 960, 5, stride=2, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-0-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-0-layer_scale")(x)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
     # stages.3.blocks.1 extra_dw: 256x8x8 -> 256x8x8 | 561,664 params, 35,602,432 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.1.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.1.dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.1.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.1.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.1.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.1")(x)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-1-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-1-dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-1-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-1-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-1-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-1")(x)
     # stages.3.blocks.2 extra_dw: 256x8x8 -> 256x8x8 | 557,568 params, 35,340,288 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.2.dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.2.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.2.dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.2.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.2.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.2.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.2")(x)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-2-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-2-dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-2-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-2-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-2-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-2")(x)
     # stages.3.blocks.3 extra_dw: 256x8x8 -> 256x8x8 | 557,568 params, 35,340,288 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.3.dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.3.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.3.dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.3.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.3.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.3.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.3")(x)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-3-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-3-dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-3-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-3-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-3-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-3")(x)
     # stages.3.blocks.4 ffn: 256x8x8 -> 256x8x8 | 263,936 params, 16,777,216 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.4.expand", 512, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.4.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.4.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.4.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.4")(x)
+    x = conv_bn_act(x, "stages-3-blocks-4-expand", 512, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-4-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-4-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-4-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-4")(x)
     # stages.3.blocks.5 extra_dw: 256x8x8 -> 256x8x8 | 280,576 params, 17,743,872 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.5.dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.5.expand", 512, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.5.dw_mid", 512, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.5.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.5.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.5.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.5")(x)
+    x = conv_bn_act(x, "stages-3-blocks-5-dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-5-expand", 512, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-5-dw_mid", 512, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-5-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-5-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-5-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-5")(x)
     # stages.3.blocks.6 ffn: 256x8x8 -> 256x8x8 | 263,936 params, 16,777,216 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.6.expand", 512, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.6.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.6.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.6.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.6")(x)
+    x = conv_bn_act(x, "stages-3-blocks-6-expand", 512, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-6-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-6-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-6-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-6")(x)
     # stages.3.blocks.7 ffn: 256x8x8 -> 256x8x8 | 527,104 params, 33,554,432 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.7.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.7.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.7.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.7.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.7")(x)
+    x = conv_bn_act(x, "stages-3-blocks-7-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-7-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-7-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-7-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-7")(x)
     # stages.3.blocks.8 mqa: 256x8x8 -> 256x8x8 | 164,608 params, 12,582,912 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.8", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.8.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.8.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.8")(x)
+    x = mobile_attention(x, "stages-3-blocks-8", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-8-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-8-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-8")(x)
     # stages.3.blocks.9 convnext: 256x8x8 -> 256x8x8 | 529,920 params, 33,701,888 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.9.dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.9.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.9.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.9.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.9.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.9")(x)
+    x = conv_bn_act(x, "stages-3-blocks-9-dw_start", 256, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-9-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-9-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-9-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-9-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-9")(x)
     # stages.3.blocks.10 mqa: 256x8x8 -> 256x8x8 | 164,608 params, 12,582,912 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.10", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.10.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.10.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.10")(x)
+    x = mobile_attention(x, "stages-3-blocks-10", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-10-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-10-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-10")(x)
     # stages.3.blocks.11 extra_dw: 256x8x8 -> 256x8x8 | 561,664 params, 35,602,432 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.11.dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.11.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.11.dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.11.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.11.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.11.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.11")(x)
+    x = conv_bn_act(x, "stages-3-blocks-11-dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-11-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-11-dw_mid", 1024, 5, padding=2, depthwise=True, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-11-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-11-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-11-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-11")(x)
     # stages.3.blocks.12 mqa: 256x8x8 -> 256x8x8 | 164,608 params, 12,582,912 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.12", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.12.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.12.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.12")(x)
+    x = mobile_attention(x, "stages-3-blocks-12", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-12-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-12-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-12")(x)
     # stages.3.blocks.13 convnext: 256x8x8 -> 256x8x8 | 534,016 params, 33,964,032 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.13.dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.13.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.13.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.13.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.13.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.13")(x)
+    x = conv_bn_act(x, "stages-3-blocks-13-dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-13-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-13-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-13-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-13-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-13")(x)
     # stages.3.blocks.14 mqa: 256x8x8 -> 256x8x8 | 164,608 params, 12,582,912 MACs
     shortcut = x
-    x = mobile_attention(x, "stages.3.blocks.14", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.14.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.14.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.14")(x)
+    x = mobile_attention(x, "stages-3-blocks-14", out=256, heads=4, key_dim=64, value_dim=64, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-14-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-14-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-14")(x)
     # stages.3.blocks.15 convnext: 256x8x8 -> 256x8x8 | 534,016 params, 33,964,032 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.3.blocks.15.dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.3.blocks.15.expand", 1024, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.3.blocks.15.project", 256, 1, eps=1e-05)
-    x = LayerScale(1e-05, name="stages.3.blocks.15.layer_scale")(x)
-    x = layers.Add(name="stages.3.blocks.15.add")([shortcut, x])
-    x = layers.Identity(name="stages.3.blocks.15")(x)
+    x = conv_bn_act(x, "stages-3-blocks-15-dw_start", 256, 5, padding=2, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-3-blocks-15-expand", 1024, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-3-blocks-15-project", 256, 1, eps=1e-05)
+    x = LayerScale(1e-05, name="stages-3-blocks-15-layer_scale")(x)
+    x = layers.Add(name="stages-3-blocks-15-add")([shortcut, x])
+    x = layers.Identity(name="stages-3-blocks-15")(x)
 
     # stages.4 (s4): 1 block | 247,680 params, 15,728,640 MACs
     # stages.4.blocks.0 conv: 256x8x8 -> 960x8x8 | 247,680 params, 15,728,640 MACs
-    x = conv_bn_act(x, "stages.4.blocks.0", 960, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stages.4.blocks.0")(x)
+    x = conv_bn_act(x, "stages-4-blocks-0", 960, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stages-4-blocks-0")(x)
 
     # head (head): 3 blocks | 2,512,360 params, 2,508,800 MACs
     # head.0 pool: 960x8x8 -> 960x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 conv: 960x1x1 -> 1280x1x1 | 1,231,360 params, 1,228,800 MACs
-    x = conv_bn_act(x, "head.1", 1280, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="head.1")(x)
+    x = conv_bn_act(x, "head-1", 1280, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="head-1")(x)
     # head.2 classifier: 1280 -> 1000 | 1,281,000 params, 1,280,000 MACs
-    x = layers.Flatten(name="head.2.flatten")(x)
-    x = layers.Dense(1000, name="head.2.fc")(x)
-    x = layers.Identity(name="head.2")(x)
+    x = layers.Flatten(name="head-2-flatten")(x)
+    x = layers.Dense(1000, name="head-2-fc")(x)
+    x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="mnv4_hybrid_m")
 
 
@@ -484,6 +485,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -523,8 +529,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -558,7 +564,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -568,14 +574,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 4,825,192 params, 830,062,080 MACs, 42,624,512 element-wise ops;
 19,300,768 weight bytes and 242,665,376 activation bytes in float32.
@@ -32,7 +33,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -62,18 +63,18 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
@@ -84,289 +85,289 @@ def build_model() -> keras.Model:
 
     # stem (stem): 1 block | 2,176 params, 24,084,480 MACs
     # stem.0 mobileone: 3x224x224 -> 64x112x112 | 2,176 params, 24,084,480 MACs
-    branch0 = conv_bn_act(x, "stem.0.conv_kxk.0", 64, 3, stride=2, padding=1, eps=1e-05)
-    branch1 = conv_bn_act(x, "stem.0.conv_scale", 64, 1, stride=2, eps=1e-05)
-    x = layers.Add(name="stem.0.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stem.0.act")(x)
-    x = layers.Identity(name="stem.0")(x)
+    branch0 = conv_bn_act(x, "stem-0-conv_kxk-0", 64, 3, stride=2, padding=1, eps=1e-05)
+    branch1 = conv_bn_act(x, "stem-0-conv_scale", 64, 1, stride=2, eps=1e-05)
+    x = layers.Add(name="stem-0-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stem-0-act")(x)
+    x = layers.Identity(name="stem-0")(x)
 
     # stages.0 (s0): 4 blocks | 18,368 params, 53,186,560 MACs
     # stages.0.blocks.0 mobileone: 64x112x112 -> 64x56x56 | 896 params, 2,007,040 MACs
-    branch0 = conv_bn_act(x, "stages.0.blocks.0.conv_kxk.0", 64, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.0.blocks.0.conv_scale", 64, 1, stride=2, depthwise=True, eps=1e-05)
-    x = layers.Add(name="stages.0.blocks.0.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.0.blocks.0.act")(x)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    branch0 = conv_bn_act(x, "stages-0-blocks-0-conv_kxk-0", 64, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-0-blocks-0-conv_scale", 64, 1, stride=2, depthwise=True, eps=1e-05)
+    x = layers.Add(name="stages-0-blocks-0-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-0-blocks-0-act")(x)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
     # stages.0.blocks.1 mobileone: 64x56x56 -> 96x56x56 | 6,336 params, 19,267,584 MACs
-    x = conv_bn_act(x, "stages.0.blocks.1.conv_kxk.0", 96, 1, eps=1e-05)
-    x = layers.Activation(ops.relu, name="stages.0.blocks.1.act")(x)
-    x = layers.Identity(name="stages.0.blocks.1")(x)
+    x = conv_bn_act(x, "stages-0-blocks-1-conv_kxk-0", 96, 1, eps=1e-05)
+    x = layers.Activation(ops.relu, name="stages-0-blocks-1-act")(x)
+    x = layers.Identity(name="stages-0-blocks-1")(x)
     # stages.0.blocks.2 mobileone: 96x56x56 -> 96x56x56 | 1,536 params, 3,010,560 MACs
-    branch0 = conv_bn_act(x, "stages.0.blocks.2.conv_kxk.0", 96, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.0.blocks.2.conv_scale", 96, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.0.blocks.2.identity")(x)
-    x = layers.Add(name="stages.0.blocks.2.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.0.blocks.2.act")(x)
-    x = layers.Identity(name="stages.0.blocks.2")(x)
+    branch0 = conv_bn_act(x, "stages-0-blocks-2-conv_kxk-0", 96, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-0-blocks-2-conv_scale", 96, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-0-blocks-2-identity")(x)
+    x = layers.Add(name="stages-0-blocks-2-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-0-blocks-2-act")(x)
+    x = layers.Identity(name="stages-0-blocks-2")(x)
     # stages.0.blocks.3 mobileone: 96x56x56 -> 96x56x56 | 9,600 params, 28,901,376 MACs
-    branch0 = conv_bn_act(x, "stages.0.blocks.3.conv_kxk.0", 96, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.0.blocks.3.identity")(x)
-    x = layers.Add(name="stages.0.blocks.3.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.0.blocks.3.act")(x)
-    x = layers.Identity(name="stages.0.blocks.3")(x)
+    branch0 = conv_bn_act(x, "stages-0-blocks-3-conv_kxk-0", 96, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-0-blocks-3-identity")(x)
+    x = layers.Add(name="stages-0-blocks-3-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-0-blocks-3-act")(x)
+    x = layers.Identity(name="stages-0-blocks-3")(x)
 
     # stages.1 (s1): 16 blocks | 305,088 params, 228,049,920 MACs
     # stages.1.blocks.0 mobileone: 96x56x56 -> 96x28x28 | 1,344 params, 752,640 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.0.conv_kxk.0", 96, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.1.blocks.0.conv_scale", 96, 1, stride=2, depthwise=True, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.0.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.0.act")(x)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-0-conv_kxk-0", 96, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-1-blocks-0-conv_scale", 96, 1, stride=2, depthwise=True, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-0-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-0-act")(x)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 mobileone: 96x28x28 -> 192x28x28 | 18,816 params, 14,450,688 MACs
-    x = conv_bn_act(x, "stages.1.blocks.1.conv_kxk.0", 192, 1, eps=1e-05)
-    x = layers.Activation(ops.relu, name="stages.1.blocks.1.act")(x)
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-conv_kxk-0", 192, 1, eps=1e-05)
+    x = layers.Activation(ops.relu, name="stages-1-blocks-1-act")(x)
+    x = layers.Identity(name="stages-1-blocks-1")(x)
     # stages.1.blocks.2 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.2.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.1.blocks.2.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.2.identity")(x)
-    x = layers.Add(name="stages.1.blocks.2.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.2.act")(x)
-    x = layers.Identity(name="stages.1.blocks.2")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-2-conv_kxk-0", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-1-blocks-2-conv_scale", 192, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-2-identity")(x)
+    x = layers.Add(name="stages-1-blocks-2-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-2-act")(x)
+    x = layers.Identity(name="stages-1-blocks-2")(x)
     # stages.1.blocks.3 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.3.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.3.identity")(x)
-    x = layers.Add(name="stages.1.blocks.3.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.3.act")(x)
-    x = layers.Identity(name="stages.1.blocks.3")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-3-conv_kxk-0", 192, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-3-identity")(x)
+    x = layers.Add(name="stages-1-blocks-3-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-3-act")(x)
+    x = layers.Identity(name="stages-1-blocks-3")(x)
     # stages.1.blocks.4 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.4.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.1.blocks.4.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.4.identity")(x)
-    x = layers.Add(name="stages.1.blocks.4.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.4.act")(x)
-    x = layers.Identity(name="stages.1.blocks.4")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-4-conv_kxk-0", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-1-blocks-4-conv_scale", 192, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-4-identity")(x)
+    x = layers.Add(name="stages-1-blocks-4-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-4-act")(x)
+    x = layers.Identity(name="stages-1-blocks-4")(x)
     # stages.1.blocks.5 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.5.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.5.identity")(x)
-    x = layers.Add(name="stages.1.blocks.5.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.5.act")(x)
-    x = layers.Identity(name="stages.1.blocks.5")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-5-conv_kxk-0", 192, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-5-identity")(x)
+    x = layers.Add(name="stages-1-blocks-5-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-5-act")(x)
+    x = layers.Identity(name="stages-1-blocks-5")(x)
     # stages.1.blocks.6 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.6.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.1.blocks.6.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.6.identity")(x)
-    x = layers.Add(name="stages.1.blocks.6.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.6.act")(x)
-    x = layers.Identity(name="stages.1.blocks.6")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-6-conv_kxk-0", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-1-blocks-6-conv_scale", 192, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-6-identity")(x)
+    x = layers.Add(name="stages-1-blocks-6-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-6-act")(x)
+    x = layers.Identity(name="stages-1-blocks-6")(x)
     # stages.1.blocks.7 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.7.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.7.identity")(x)
-    x = layers.Add(name="stages.1.blocks.7.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.7.act")(x)
-    x = layers.Identity(name="stages.1.blocks.7")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-7-conv_kxk-0", 192, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-7-identity")(x)
+    x = layers.Add(name="stages-1-blocks-7-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-7-act")(x)
+    x = layers.Identity(name="stages-1-blocks-7")(x)
     # stages.1.blocks.8 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.8.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.1.blocks.8.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.8.identity")(x)
-    x = layers.Add(name="stages.1.blocks.8.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.8.act")(x)
-    x = layers.Identity(name="stages.1.blocks.8")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-8-conv_kxk-0", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-1-blocks-8-conv_scale", 192, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-8-identity")(x)
+    x = layers.Add(name="stages-1-blocks-8-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-8-act")(x)
+    x = layers.Identity(name="stages-1-blocks-8")(x)
     # stages.1.blocks.9 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.9.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.9.identity")(x)
-    x = layers.Add(name="stages.1.blocks.9.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.9.act")(x)
-    x = layers.Identity(name="stages.1.blocks.9")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-9-conv_kxk-0", 192, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-9-identity")(x)
+    x = layers.Add(name="stages-1-blocks-9-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-9-act")(x)
+    x = layers.Identity(name="stages-1-blocks-9")(x)
     # stages.1.blocks.10 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.10.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.1.blocks.10.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.10.identity")(x)
-    x = layers.Add(name="stages.1.blocks.10.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.10.act")(x)
-    x = layers.Identity(name="stages.1.blocks.10")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-10-conv_kxk-0", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-1-blocks-10-conv_scale", 192, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-10-identity")(x)
+    x = layers.Add(name="stages-1-blocks-10-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-10-act")(x)
+    x = layers.Identity(name="stages-1-blocks-10")(x)
     # stages.1.blocks.11 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.11.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.11.identity")(x)
-    x = layers.Add(name="stages.1.blocks.11.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.11.act")(x)
-    x = layers.Identity(name="stages.1.blocks.11")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-11-conv_kxk-0", 192, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-11-identity")(x)
+    x = layers.Add(name="stages-1-blocks-11-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-11-act")(x)
+    x = layers.Identity(name="stages-1-blocks-11")(x)
     # stages.1.blocks.12 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.12.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.1.blocks.12.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.12.identity")(x)
-    x = layers.Add(name="stages.1.blocks.12.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.12.act")(x)
-    x = layers.Identity(name="stages.1.blocks.12")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-12-conv_kxk-0", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-1-blocks-12-conv_scale", 192, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-12-identity")(x)
+    x = layers.Add(name="stages-1-blocks-12-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-12-act")(x)
+    x = layers.Identity(name="stages-1-blocks-12")(x)
     # stages.1.blocks.13 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.13.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.13.identity")(x)
-    x = layers.Add(name="stages.1.blocks.13.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.13.act")(x)
-    x = layers.Identity(name="stages.1.blocks.13")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-13-conv_kxk-0", 192, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-13-identity")(x)
+    x = layers.Add(name="stages-1-blocks-13-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-13-act")(x)
+    x = layers.Identity(name="stages-1-blocks-13")(x)
     # stages.1.blocks.14 mobileone: 192x28x28 -> 192x28x28 | 3,072 params, 1,505,280 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.14.conv_kxk.0", 192, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.1.blocks.14.conv_scale", 192, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.14.identity")(x)
-    x = layers.Add(name="stages.1.blocks.14.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.14.act")(x)
-    x = layers.Identity(name="stages.1.blocks.14")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-14-conv_kxk-0", 192, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-1-blocks-14-conv_scale", 192, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-14-identity")(x)
+    x = layers.Add(name="stages-1-blocks-14-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-14-act")(x)
+    x = layers.Identity(name="stages-1-blocks-14")(x)
     # stages.1.blocks.15 mobileone: 192x28x28 -> 192x28x28 | 37,632 params, 28,901,376 MACs
-    branch0 = conv_bn_act(x, "stages.1.blocks.15.conv_kxk.0", 192, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.1.blocks.15.identity")(x)
-    x = layers.Add(name="stages.1.blocks.15.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.15.act")(x)
-    x = layers.Identity(name="stages.1.blocks.15")(x)
+    branch0 = conv_bn_act(x, "stages-1-blocks-15-conv_kxk-0", 192, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-1-blocks-15-identity")(x)
+    x = layers.Add(name="stages-1-blocks-15-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-15-act")(x)
+    x = layers.Identity(name="stages-1-blocks-15")(x)
 
     # stages.2 (s2): 20 blocks | 2,553,472 params, 491,097,600 MACs
     # stages.2.blocks.0 mobileone: 192x28x28 -> 192x14x14 | 2,688 params, 376,320 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.0.conv_kxk.0", 192, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.2.blocks.0.conv_scale", 192, 1, stride=2, depthwise=True, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.0.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.0.act")(x)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-0-conv_kxk-0", 192, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-2-blocks-0-conv_scale", 192, 1, stride=2, depthwise=True, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-0-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-0-act")(x)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 mobileone: 192x14x14 -> 512x14x14 | 99,328 params, 19,267,584 MACs
-    x = conv_bn_act(x, "stages.2.blocks.1.conv_kxk.0", 512, 1, eps=1e-05)
-    x = layers.Activation(ops.relu, name="stages.2.blocks.1.act")(x)
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-conv_kxk-0", 512, 1, eps=1e-05)
+    x = layers.Activation(ops.relu, name="stages-2-blocks-1-act")(x)
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.2.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.2.blocks.2.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.2.identity")(x)
-    x = layers.Add(name="stages.2.blocks.2.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.2.act")(x)
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-2-conv_kxk-0", 512, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-2-blocks-2-conv_scale", 512, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-2-identity")(x)
+    x = layers.Add(name="stages-2-blocks-2-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-2-act")(x)
+    x = layers.Identity(name="stages-2-blocks-2")(x)
     # stages.2.blocks.3 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.3.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.3.identity")(x)
-    x = layers.Add(name="stages.2.blocks.3.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.3.act")(x)
-    x = layers.Identity(name="stages.2.blocks.3")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-3-conv_kxk-0", 512, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-3-identity")(x)
+    x = layers.Add(name="stages-2-blocks-3-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-3-act")(x)
+    x = layers.Identity(name="stages-2-blocks-3")(x)
     # stages.2.blocks.4 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.4.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.2.blocks.4.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.4.identity")(x)
-    x = layers.Add(name="stages.2.blocks.4.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.4.act")(x)
-    x = layers.Identity(name="stages.2.blocks.4")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-4-conv_kxk-0", 512, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-2-blocks-4-conv_scale", 512, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-4-identity")(x)
+    x = layers.Add(name="stages-2-blocks-4-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-4-act")(x)
+    x = layers.Identity(name="stages-2-blocks-4")(x)
     # stages.2.blocks.5 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.5.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.5.identity")(x)
-    x = layers.Add(name="stages.2.blocks.5.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.5.act")(x)
-    x = layers.Identity(name="stages.2.blocks.5")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-5-conv_kxk-0", 512, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-5-identity")(x)
+    x = layers.Add(name="stages-2-blocks-5-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-5-act")(x)
+    x = layers.Identity(name="stages-2-blocks-5")(x)
     # stages.2.blocks.6 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.6.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.2.blocks.6.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.6.identity")(x)
-    x = layers.Add(name="stages.2.blocks.6.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.6.act")(x)
-    x = layers.Identity(name="stages.2.blocks.6")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-6-conv_kxk-0", 512, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-2-blocks-6-conv_scale", 512, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-6-identity")(x)
+    x = layers.Add(name="stages-2-blocks-6-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-6-act")(x)
+    x = layers.Identity(name="stages-2-blocks-6")(x)
     # stages.2.blocks.7 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.7.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.7.identity")(x)
-    x = layers.Add(name="stages.2.blocks.7.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.7.act")(x)
-    x = layers.Identity(name="stages.2.blocks.7")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-7-conv_kxk-0", 512, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-7-identity")(x)
+    x = layers.Add(name="stages-2-blocks-7-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-7-act")(x)
+    x = layers.Identity(name="stages-2-blocks-7")(x)
     # stages.2.blocks.8 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.8.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.2.blocks.8.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.8.identity")(x)
-    x = layers.Add(name="stages.2.blocks.8.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.8.act")(x)
-    x = layers.Identity(name="stages.2.blocks.8")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-8-conv_kxk-0", 512, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-2-blocks-8-conv_scale", 512, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-8-identity")(x)
+    x = layers.Add(name="stages-2-blocks-8-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-8-act")(x)
+    x = layers.Identity(name="stages-2-blocks-8")(x)
     # stages.2.blocks.9 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.9.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.9.identity")(x)
-    x = layers.Add(name="stages.2.blocks.9.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.9.act")(x)
-    x = layers.Identity(name="stages.2.blocks.9")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-9-conv_kxk-0", 512, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-9-identity")(x)
+    x = layers.Add(name="stages-2-blocks-9-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-9-act")(x)
+    x = layers.Identity(name="stages-2-blocks-9")(x)
     # stages.2.blocks.10 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.10.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.2.blocks.10.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.10.identity")(x)
-    x = layers.Add(name="stages.2.blocks.10.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.10.act")(x)
-    x = layers.Identity(name="stages.2.blocks.10")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-10-conv_kxk-0", 512, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-2-blocks-10-conv_scale", 512, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-10-identity")(x)
+    x = layers.Add(name="stages-2-blocks-10-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-10-act")(x)
+    x = layers.Identity(name="stages-2-blocks-10")(x)
     # stages.2.blocks.11 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.11.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.11.identity")(x)
-    x = layers.Add(name="stages.2.blocks.11.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.11.act")(x)
-    x = layers.Identity(name="stages.2.blocks.11")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-11-conv_kxk-0", 512, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-11-identity")(x)
+    x = layers.Add(name="stages-2-blocks-11-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-11-act")(x)
+    x = layers.Identity(name="stages-2-blocks-11")(x)
     # stages.2.blocks.12 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.12.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.2.blocks.12.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.12.identity")(x)
-    x = layers.Add(name="stages.2.blocks.12.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.12.act")(x)
-    x = layers.Identity(name="stages.2.blocks.12")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-12-conv_kxk-0", 512, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-2-blocks-12-conv_scale", 512, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-12-identity")(x)
+    x = layers.Add(name="stages-2-blocks-12-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-12-act")(x)
+    x = layers.Identity(name="stages-2-blocks-12")(x)
     # stages.2.blocks.13 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.13.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.13.identity")(x)
-    x = layers.Add(name="stages.2.blocks.13.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.13.act")(x)
-    x = layers.Identity(name="stages.2.blocks.13")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-13-conv_kxk-0", 512, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-13-identity")(x)
+    x = layers.Add(name="stages-2-blocks-13-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-13-act")(x)
+    x = layers.Identity(name="stages-2-blocks-13")(x)
     # stages.2.blocks.14 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.14.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.2.blocks.14.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.14.identity")(x)
-    x = layers.Add(name="stages.2.blocks.14.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.14.act")(x)
-    x = layers.Identity(name="stages.2.blocks.14")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-14-conv_kxk-0", 512, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-2-blocks-14-conv_scale", 512, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-14-identity")(x)
+    x = layers.Add(name="stages-2-blocks-14-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-14-act")(x)
+    x = layers.Identity(name="stages-2-blocks-14")(x)
     # stages.2.blocks.15 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.15.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.15.identity")(x)
-    x = layers.Add(name="stages.2.blocks.15.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.15.act")(x)
-    x = layers.Identity(name="stages.2.blocks.15")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-15-conv_kxk-0", 512, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-15-identity")(x)
+    x = layers.Add(name="stages-2-blocks-15-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-15-act")(x)
+    x = layers.Identity(name="stages-2-blocks-15")(x)
     # stages.2.blocks.16 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.16.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.2.blocks.16.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.16.identity")(x)
-    x = layers.Add(name="stages.2.blocks.16.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.16.act")(x)
-    x = layers.Identity(name="stages.2.blocks.16")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-16-conv_kxk-0", 512, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-2-blocks-16-conv_scale", 512, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-16-identity")(x)
+    x = layers.Add(name="stages-2-blocks-16-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-16-act")(x)
+    x = layers.Identity(name="stages-2-blocks-16")(x)
     # stages.2.blocks.17 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.17.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.17.identity")(x)
-    x = layers.Add(name="stages.2.blocks.17.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.17.act")(x)
-    x = layers.Identity(name="stages.2.blocks.17")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-17-conv_kxk-0", 512, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-17-identity")(x)
+    x = layers.Add(name="stages-2-blocks-17-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-17-act")(x)
+    x = layers.Identity(name="stages-2-blocks-17")(x)
     # stages.2.blocks.18 mobileone: 512x14x14 -> 512x14x14 | 8,192 params, 1,003,520 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.18.conv_kxk.0", 512, 3, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.2.blocks.18.conv_scale", 512, 1, depthwise=True, eps=1e-05)
-    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.18.identity")(x)
-    x = layers.Add(name="stages.2.blocks.18.sum")([branch0, branch1, branch2])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.18.act")(x)
-    x = layers.Identity(name="stages.2.blocks.18")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-18-conv_kxk-0", 512, 3, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-2-blocks-18-conv_scale", 512, 1, depthwise=True, eps=1e-05)
+    branch2 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-18-identity")(x)
+    x = layers.Add(name="stages-2-blocks-18-sum")([branch0, branch1, branch2])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-18-act")(x)
+    x = layers.Identity(name="stages-2-blocks-18")(x)
     # stages.2.blocks.19 mobileone: 512x14x14 -> 512x14x14 | 264,192 params, 51,380,224 MACs
-    branch0 = conv_bn_act(x, "stages.2.blocks.19.conv_kxk.0", 512, 1, eps=1e-05)
-    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages.2.blocks.19.identity")(x)
-    x = layers.Add(name="stages.2.blocks.19.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.19.act")(x)
-    x = layers.Identity(name="stages.2.blocks.19")(x)
+    branch0 = conv_bn_act(x, "stages-2-blocks-19-conv_kxk-0", 512, 1, eps=1e-05)
+    branch1 = BatchNorm(epsilon=1e-05, momentum=0.9, name="stages-2-blocks-19-identity")(x)
+    x = layers.Add(name="stages-2-blocks-19-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-19-act")(x)
+    x = layers.Identity(name="stages-2-blocks-19")(x)
 
     # stages.3 (s3): 2 blocks | 665,088 params, 32,363,520 MACs
     # stages.3.blocks.0 mobileone: 512x14x14 -> 512x7x7 | 7,168 params, 250,880 MACs
-    branch0 = conv_bn_act(x, "stages.3.blocks.0.conv_kxk.0", 512, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    branch1 = conv_bn_act(x, "stages.3.blocks.0.conv_scale", 512, 1, stride=2, depthwise=True, eps=1e-05)
-    x = layers.Add(name="stages.3.blocks.0.sum")([branch0, branch1])
-    x = layers.Activation(ops.relu, name="stages.3.blocks.0.act")(x)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    branch0 = conv_bn_act(x, "stages-3-blocks-0-conv_kxk-0", 512, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    branch1 = conv_bn_act(x, "stages-3-blocks-0-conv_scale", 512, 1, stride=2, depthwise=True, eps=1e-05)
+    x = layers.Add(name="stages-3-blocks-0-sum")([branch0, branch1])
+    x = layers.Activation(ops.relu, name="stages-3-blocks-0-act")(x)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
     # stages.3.blocks.1 mobileone: 512x7x7 -> 1280x7x7 | 657,920 params, 32,112,640 MACs
-    x = conv_bn_act(x, "stages.3.blocks.1.conv_kxk.0", 1280, 1, eps=1e-05)
-    x = layers.Activation(ops.relu, name="stages.3.blocks.1.act")(x)
-    x = layers.Identity(name="stages.3.blocks.1")(x)
+    x = conv_bn_act(x, "stages-3-blocks-1-conv_kxk-0", 1280, 1, eps=1e-05)
+    x = layers.Activation(ops.relu, name="stages-3-blocks-1-act")(x)
+    x = layers.Identity(name="stages-3-blocks-1")(x)
 
     # head (head): 2 blocks | 1,281,000 params, 1,280,000 MACs
     # head.0 pool: 1280x7x7 -> 1280x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 classifier: 1280 -> 1000 | 1,281,000 params, 1,280,000 MACs
-    x = layers.Flatten(name="head.1.flatten")(x)
-    x = layers.Dense(1000, name="head.1.fc")(x)
-    x = layers.Identity(name="head.1")(x)
+    x = layers.Flatten(name="head-1-flatten")(x)
+    x = layers.Dense(1000, name="head-1-fc")(x)
+    x = layers.Identity(name="head-1")(x)
     return keras.Model(inputs, x, name="mobileone_s1")
 
 
@@ -378,6 +379,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.1.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -417,8 +423,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -452,7 +458,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -462,14 +468,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 1,865,728 params, 137,460,672 MACs, 11,555,376 element-wise ops;
 7,462,912 weight bytes and 65,265,568 activation bytes in float32.
@@ -31,7 +32,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -61,18 +62,18 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
@@ -116,177 +117,177 @@ def build_model() -> keras.Model:
 
     # stem (stem): 2 blocks | 696 params, 8,128,512 MACs
     # stem.0 conv: 3x224x224 -> 24x112x112 | 696 params, 8,128,512 MACs
-    x = conv_bn_act(x, "stem.0", 24, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 24, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stem-0")(x)
     # stem.1 pool: 24x112x112 -> 24x56x56 | 0 params, 0 MACs
-    x = PadConstant(((1, 1), (1, 1)), value=float("-inf"), name="stem.1.pad")(x)
-    x = layers.MaxPooling2D(3, 2, name="stem.1.pool")(x)
-    x = layers.Identity(name="stem.1")(x)
+    x = PadConstant(((1, 1), (1, 1)), value=float("-inf"), name="stem-1-pad")(x)
+    x = layers.MaxPooling2D(3, 2, name="stem-1-pool")(x)
+    x = layers.Identity(name="stem-1")(x)
 
     # stages.0 (s2): 4 blocks | 39,552 params, 32,175,360 MACs
     # stages.0.blocks.0 shuffle_v1: 24x56x56 -> 240x28x28 | 6,972 params, 8,326,080 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.0.blocks.0.reduce", 60, 1, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.0.blocks.0.shuffle")(x)
-    x = conv_bn_act(x, "stages.0.blocks.0.dw", 60, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.0.blocks.0.expand", 216, 1, groups=3, eps=1e-05)
-    shortcut = PadConstant(((1, 1), (1, 1)), value=0.0, name="stages.0.blocks.0.shortcut.pad")(shortcut)
-    shortcut = layers.AveragePooling2D(3, 2, name="stages.0.blocks.0.shortcut.pool")(shortcut)
-    x = layers.Concatenate(name="stages.0.blocks.0.concat")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.0.blocks.0.act")(x)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0-reduce", 60, 1, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-0-blocks-0-shuffle")(x)
+    x = conv_bn_act(x, "stages-0-blocks-0-dw", 60, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-0-blocks-0-expand", 216, 1, groups=3, eps=1e-05)
+    shortcut = PadConstant(((1, 1), (1, 1)), value=0.0, name="stages-0-blocks-0-shortcut-pad")(shortcut)
+    shortcut = layers.AveragePooling2D(3, 2, name="stages-0-blocks-0-shortcut-pool")(shortcut)
+    x = layers.Concatenate(name="stages-0-blocks-0-concat")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-0-blocks-0-act")(x)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
     # stages.0.blocks.1 shuffle_v1: 240x28x28 -> 240x28x28 | 10,860 params, 7,949,760 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.0.blocks.1.reduce", 60, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.0.blocks.1.shuffle")(x)
-    x = conv_bn_act(x, "stages.0.blocks.1.dw", 60, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.0.blocks.1.expand", 240, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.0.blocks.1.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.0.blocks.1.act")(x)
-    x = layers.Identity(name="stages.0.blocks.1")(x)
+    x = conv_bn_act(x, "stages-0-blocks-1-reduce", 60, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-0-blocks-1-shuffle")(x)
+    x = conv_bn_act(x, "stages-0-blocks-1-dw", 60, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-0-blocks-1-expand", 240, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-0-blocks-1-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-0-blocks-1-act")(x)
+    x = layers.Identity(name="stages-0-blocks-1")(x)
     # stages.0.blocks.2 shuffle_v1: 240x28x28 -> 240x28x28 | 10,860 params, 7,949,760 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.0.blocks.2.reduce", 60, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.0.blocks.2.shuffle")(x)
-    x = conv_bn_act(x, "stages.0.blocks.2.dw", 60, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.0.blocks.2.expand", 240, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.0.blocks.2.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.0.blocks.2.act")(x)
-    x = layers.Identity(name="stages.0.blocks.2")(x)
+    x = conv_bn_act(x, "stages-0-blocks-2-reduce", 60, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-0-blocks-2-shuffle")(x)
+    x = conv_bn_act(x, "stages-0-blocks-2-dw", 60, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-0-blocks-2-expand", 240, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-0-blocks-2-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-0-blocks-2-act")(x)
+    x = layers.Identity(name="stages-0-blocks-2")(x)
     # stages.0.blocks.3 shuffle_v1: 240x28x28 -> 240x28x28 | 10,860 params, 7,949,760 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.0.blocks.3.reduce", 60, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.0.blocks.3.shuffle")(x)
-    x = conv_bn_act(x, "stages.0.blocks.3.dw", 60, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.0.blocks.3.expand", 240, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.0.blocks.3.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.0.blocks.3.act")(x)
-    x = layers.Identity(name="stages.0.blocks.3")(x)
+    x = conv_bn_act(x, "stages-0-blocks-3-reduce", 60, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-0-blocks-3-shuffle")(x)
+    x = conv_bn_act(x, "stages-0-blocks-3-dw", 60, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-0-blocks-3-expand", 240, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-0-blocks-3-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-0-blocks-3-act")(x)
+    x = layers.Identity(name="stages-0-blocks-3")(x)
 
     # stages.1 (s3): 8 blocks | 307,680 params, 63,786,240 MACs
     # stages.1.blocks.0 shuffle_v1: 240x28x28 -> 480x14x14 | 21,240 params, 9,619,680 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.0.reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.1.blocks.0.shuffle")(x)
-    x = conv_bn_act(x, "stages.1.blocks.0.dw", 120, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.0.expand", 240, 1, groups=3, eps=1e-05)
-    shortcut = PadConstant(((1, 1), (1, 1)), value=0.0, name="stages.1.blocks.0.shortcut.pad")(shortcut)
-    shortcut = layers.AveragePooling2D(3, 2, name="stages.1.blocks.0.shortcut.pool")(shortcut)
-    x = layers.Concatenate(name="stages.1.blocks.0.concat")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.0.act")(x)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0-reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-1-blocks-0-shuffle")(x)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw", 120, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-0-expand", 240, 1, groups=3, eps=1e-05)
+    shortcut = PadConstant(((1, 1), (1, 1)), value=0.0, name="stages-1-blocks-0-shortcut-pad")(shortcut)
+    shortcut = layers.AveragePooling2D(3, 2, name="stages-1-blocks-0-shortcut-pool")(shortcut)
+    x = layers.Concatenate(name="stages-1-blocks-0-concat")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-0-act")(x)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.1.reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.1.blocks.1.shuffle")(x)
-    x = conv_bn_act(x, "stages.1.blocks.1.dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.1.expand", 480, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.1.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.1.act")(x)
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-1-blocks-1-shuffle")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-1-expand", 480, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-1-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-1-act")(x)
+    x = layers.Identity(name="stages-1-blocks-1")(x)
     # stages.1.blocks.2 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.2.reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.1.blocks.2.shuffle")(x)
-    x = conv_bn_act(x, "stages.1.blocks.2.dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.2.expand", 480, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.2.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.2.act")(x)
-    x = layers.Identity(name="stages.1.blocks.2")(x)
+    x = conv_bn_act(x, "stages-1-blocks-2-reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-1-blocks-2-shuffle")(x)
+    x = conv_bn_act(x, "stages-1-blocks-2-dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-2-expand", 480, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-2-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-2-act")(x)
+    x = layers.Identity(name="stages-1-blocks-2")(x)
     # stages.1.blocks.3 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.3.reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.1.blocks.3.shuffle")(x)
-    x = conv_bn_act(x, "stages.1.blocks.3.dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.3.expand", 480, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.3.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.3.act")(x)
-    x = layers.Identity(name="stages.1.blocks.3")(x)
+    x = conv_bn_act(x, "stages-1-blocks-3-reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-1-blocks-3-shuffle")(x)
+    x = conv_bn_act(x, "stages-1-blocks-3-dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-3-expand", 480, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-3-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-3-act")(x)
+    x = layers.Identity(name="stages-1-blocks-3")(x)
     # stages.1.blocks.4 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.4.reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.1.blocks.4.shuffle")(x)
-    x = conv_bn_act(x, "stages.1.blocks.4.dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.4.expand", 480, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.4.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.4.act")(x)
-    x = layers.Identity(name="stages.1.blocks.4")(x)
+    x = conv_bn_act(x, "stages-1-blocks-4-reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-1-blocks-4-shuffle")(x)
+    x = conv_bn_act(x, "stages-1-blocks-4-dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-4-expand", 480, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-4-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-4-act")(x)
+    x = layers.Identity(name="stages-1-blocks-4")(x)
     # stages.1.blocks.5 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.5.reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.1.blocks.5.shuffle")(x)
-    x = conv_bn_act(x, "stages.1.blocks.5.dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.5.expand", 480, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.5.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.5.act")(x)
-    x = layers.Identity(name="stages.1.blocks.5")(x)
+    x = conv_bn_act(x, "stages-1-blocks-5-reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-1-blocks-5-shuffle")(x)
+    x = conv_bn_act(x, "stages-1-blocks-5-dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-5-expand", 480, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-5-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-5-act")(x)
+    x = layers.Identity(name="stages-1-blocks-5")(x)
     # stages.1.blocks.6 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.6.reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.1.blocks.6.shuffle")(x)
-    x = conv_bn_act(x, "stages.1.blocks.6.dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.6.expand", 480, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.6.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.6.act")(x)
-    x = layers.Identity(name="stages.1.blocks.6")(x)
+    x = conv_bn_act(x, "stages-1-blocks-6-reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-1-blocks-6-shuffle")(x)
+    x = conv_bn_act(x, "stages-1-blocks-6-dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-6-expand", 480, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-6-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-6-act")(x)
+    x = layers.Identity(name="stages-1-blocks-6")(x)
     # stages.1.blocks.7 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.1.blocks.7.reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.1.blocks.7.shuffle")(x)
-    x = conv_bn_act(x, "stages.1.blocks.7.dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.7.expand", 480, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.1.blocks.7.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.1.blocks.7.act")(x)
-    x = layers.Identity(name="stages.1.blocks.7")(x)
+    x = conv_bn_act(x, "stages-1-blocks-7-reduce", 120, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-1-blocks-7-shuffle")(x)
+    x = conv_bn_act(x, "stages-1-blocks-7-dw", 120, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-7-expand", 480, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-1-blocks-7-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-1-blocks-7-act")(x)
+    x = layers.Identity(name="stages-1-blocks-7")(x)
 
     # stages.2 (s4): 4 blocks | 556,800 params, 32,410,560 MACs
     # stages.2.blocks.0 shuffle_v1: 480x14x14 -> 960x7x7 | 80,880 params, 9,513,840 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.0.reduce", 240, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.2.blocks.0.shuffle")(x)
-    x = conv_bn_act(x, "stages.2.blocks.0.dw", 240, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.0.expand", 480, 1, groups=3, eps=1e-05)
-    shortcut = PadConstant(((1, 1), (1, 1)), value=0.0, name="stages.2.blocks.0.shortcut.pad")(shortcut)
-    shortcut = layers.AveragePooling2D(3, 2, name="stages.2.blocks.0.shortcut.pool")(shortcut)
-    x = layers.Concatenate(name="stages.2.blocks.0.concat")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.0.act")(x)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    x = conv_bn_act(x, "stages-2-blocks-0-reduce", 240, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-2-blocks-0-shuffle")(x)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw", 240, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-0-expand", 480, 1, groups=3, eps=1e-05)
+    shortcut = PadConstant(((1, 1), (1, 1)), value=0.0, name="stages-2-blocks-0-shortcut-pad")(shortcut)
+    shortcut = layers.AveragePooling2D(3, 2, name="stages-2-blocks-0-shortcut-pool")(shortcut)
+    x = layers.Concatenate(name="stages-2-blocks-0-concat")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-0-act")(x)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 shuffle_v1: 960x7x7 -> 960x7x7 | 158,640 params, 7,632,240 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.1.reduce", 240, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.2.blocks.1.shuffle")(x)
-    x = conv_bn_act(x, "stages.2.blocks.1.dw", 240, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.1.expand", 960, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.1.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.1.act")(x)
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-reduce", 240, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-2-blocks-1-shuffle")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw", 240, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-1-expand", 960, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-1-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-1-act")(x)
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 shuffle_v1: 960x7x7 -> 960x7x7 | 158,640 params, 7,632,240 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.2.reduce", 240, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.2.blocks.2.shuffle")(x)
-    x = conv_bn_act(x, "stages.2.blocks.2.dw", 240, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.2.expand", 960, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.2.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.2.act")(x)
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-reduce", 240, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-2-blocks-2-shuffle")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw", 240, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-2-expand", 960, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-2-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-2-act")(x)
+    x = layers.Identity(name="stages-2-blocks-2")(x)
     # stages.2.blocks.3 shuffle_v1: 960x7x7 -> 960x7x7 | 158,640 params, 7,632,240 MACs
     shortcut = x
-    x = conv_bn_act(x, "stages.2.blocks.3.reduce", 240, 1, groups=3, eps=1e-05, act=ops.relu)
-    x = ChannelShuffle(3, name="stages.2.blocks.3.shuffle")(x)
-    x = conv_bn_act(x, "stages.2.blocks.3.dw", 240, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.3.expand", 960, 1, groups=3, eps=1e-05)
-    x = layers.Add(name="stages.2.blocks.3.add")([shortcut, x])
-    x = layers.Activation(ops.relu, name="stages.2.blocks.3.act")(x)
-    x = layers.Identity(name="stages.2.blocks.3")(x)
+    x = conv_bn_act(x, "stages-2-blocks-3-reduce", 240, 1, groups=3, eps=1e-05, act=ops.relu)
+    x = ChannelShuffle(3, name="stages-2-blocks-3-shuffle")(x)
+    x = conv_bn_act(x, "stages-2-blocks-3-dw", 240, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-3-expand", 960, 1, groups=3, eps=1e-05)
+    x = layers.Add(name="stages-2-blocks-3-add")([shortcut, x])
+    x = layers.Activation(ops.relu, name="stages-2-blocks-3-act")(x)
+    x = layers.Identity(name="stages-2-blocks-3")(x)
 
     # head (head): 2 blocks | 961,000 params, 960,000 MACs
     # head.0 pool: 960x7x7 -> 960x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 classifier: 960 -> 1000 | 961,000 params, 960,000 MACs
-    x = layers.Flatten(name="head.1.flatten")(x)
-    x = layers.Dense(1000, name="head.1.fc")(x)
-    x = layers.Identity(name="head.1")(x)
+    x = layers.Flatten(name="head-1-flatten")(x)
+    x = layers.Dense(1000, name="head-1-fc")(x)
+    x = layers.Identity(name="head-1")(x)
     return keras.Model(inputs, x, name="shufflenet_v1_g3")
 
 
@@ -298,6 +299,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.1.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -337,8 +343,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -372,7 +378,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -382,14 +388,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

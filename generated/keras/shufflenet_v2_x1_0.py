@@ -3,7 +3,8 @@
 Do not edit by hand; `archdsl regen` rewrites this file from the spec.
 
 Keras 3 functional model, channels-last: input (224, 224, 3) (height, width, channels), 1000 classes.
-Layer names are archdsl IR paths; `load_weights` reads canonical archdsl weights (PyTorch layout).
+Layer names are archdsl IR paths with `-` for `.` (Keras' torch backend takes no dots in them);
+`load_weights` reads canonical archdsl weights (PyTorch layout), keyed by IR path.
 Trained, it behaves as the PyTorch code does: BatchNorm's running-variance update, drop-path (stochastic depth) only in training.
 Totals: 2,278,604 params, 144,907,992 MACs, 6,115,984 element-wise ops;
 9,114,416 weight bytes and 30,760,672 activation bytes in float32.
@@ -32,7 +33,7 @@ class BatchNorm(layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
-        x = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))  # half precision: widened
+        x = ops.cast(inputs, self.moving_mean.dtype)  # the statistics' dtype: half precision is widened
         mean, variance = self._moments(x, mask)
         n = ops.cast(ops.size(x) // x.shape[-1], x.dtype)
         unbiased = variance * n / ops.maximum(n - 1.0, 1.0)
@@ -62,18 +63,18 @@ def conv_bn_act(
     no BN when `eps` is None."""
     top, bottom, left, right = padding if isinstance(padding, tuple) else (padding,) * 4
     if top or bottom or left or right:
-        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}.pad")(x)
+        x = layers.ZeroPadding2D(((top, bottom), (left, right)), name=f"{name}-pad")(x)
     if depthwise:
-        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}.conv")(x)
+        x = layers.DepthwiseConv2D(kernel, stride, padding="valid", use_bias=bias, name=f"{name}-conv")(x)
     else:
         conv = layers.Conv2D(
-            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}.conv"
+            filters, kernel, stride, padding="valid", groups=groups, use_bias=bias, name=f"{name}-conv"
         )
         x = conv(x)
     if eps is not None:
-        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}.bn")(x)
+        x = BatchNorm(epsilon=eps, momentum=1.0 - momentum, name=f"{name}-bn")(x)
     if act is not None:
-        x = layers.Activation(act, name=f"{name}.act")(x)
+        x = layers.Activation(act, name=f"{name}-act")(x)
     return x
 
 
@@ -132,176 +133,176 @@ def build_model() -> keras.Model:
 
     # stem (stem): 2 blocks | 696 params, 8,128,512 MACs
     # stem.0 conv: 3x224x224 -> 24x112x112 | 696 params, 8,128,512 MACs
-    x = conv_bn_act(x, "stem.0", 24, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stem.0")(x)
+    x = conv_bn_act(x, "stem-0", 24, 3, stride=2, padding=1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stem-0")(x)
     # stem.1 pool: 24x112x112 -> 24x56x56 | 0 params, 0 MACs
-    x = PadConstant(((1, 1), (1, 1)), value=float("-inf"), name="stem.1.pad")(x)
-    x = layers.MaxPooling2D(3, 2, name="stem.1.pool")(x)
-    x = layers.Identity(name="stem.1")(x)
+    x = PadConstant(((1, 1), (1, 1)), value=float("-inf"), name="stem-1-pad")(x)
+    x = layers.MaxPooling2D(3, 2, name="stem-1-pool")(x)
+    x = layers.Identity(name="stem-1")(x)
 
     # stages.0 (s2): 4 blocks | 30,192 params, 25,724,608 MACs
     # stages.0.blocks.0 shuffle_v2: 24x56x56 -> 116x28x28 | 7,398 params, 8,672,608 MACs
-    kept = conv_bn_act(x, "stages.0.blocks.0.down_dw", 24, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    kept = conv_bn_act(kept, "stages.0.blocks.0.down_pw", 58, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.0.blocks.0.pw1", 58, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.0.blocks.0.dw", 58, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.0.blocks.0.pw2", 58, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.0.blocks.0.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.0.blocks.0.shuffle")(x)
-    x = layers.Identity(name="stages.0.blocks.0")(x)
+    kept = conv_bn_act(x, "stages-0-blocks-0-down_dw", 24, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    kept = conv_bn_act(kept, "stages-0-blocks-0-down_pw", 58, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-0-blocks-0-pw1", 58, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-0-blocks-0-dw", 58, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-0-blocks-0-pw2", 58, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-0-blocks-0-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-0-blocks-0-shuffle")(x)
+    x = layers.Identity(name="stages-0-blocks-0")(x)
     # stages.0.blocks.1 shuffle_v2: 116x28x28 -> 116x28x28 | 7,598 params, 5,684,000 MACs
-    kept = ChannelSlice(0, 58, name="stages.0.blocks.1.split.kept")(x)
-    x = ChannelSlice(58, 116, name="stages.0.blocks.1.split.rest")(x)
-    x = conv_bn_act(x, "stages.0.blocks.1.pw1", 58, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.0.blocks.1.dw", 58, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.0.blocks.1.pw2", 58, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.0.blocks.1.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.0.blocks.1.shuffle")(x)
-    x = layers.Identity(name="stages.0.blocks.1")(x)
+    kept = ChannelSlice(0, 58, name="stages-0-blocks-1-split-kept")(x)
+    x = ChannelSlice(58, 116, name="stages-0-blocks-1-split-rest")(x)
+    x = conv_bn_act(x, "stages-0-blocks-1-pw1", 58, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-0-blocks-1-dw", 58, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-0-blocks-1-pw2", 58, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-0-blocks-1-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-0-blocks-1-shuffle")(x)
+    x = layers.Identity(name="stages-0-blocks-1")(x)
     # stages.0.blocks.2 shuffle_v2: 116x28x28 -> 116x28x28 | 7,598 params, 5,684,000 MACs
-    kept = ChannelSlice(0, 58, name="stages.0.blocks.2.split.kept")(x)
-    x = ChannelSlice(58, 116, name="stages.0.blocks.2.split.rest")(x)
-    x = conv_bn_act(x, "stages.0.blocks.2.pw1", 58, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.0.blocks.2.dw", 58, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.0.blocks.2.pw2", 58, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.0.blocks.2.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.0.blocks.2.shuffle")(x)
-    x = layers.Identity(name="stages.0.blocks.2")(x)
+    kept = ChannelSlice(0, 58, name="stages-0-blocks-2-split-kept")(x)
+    x = ChannelSlice(58, 116, name="stages-0-blocks-2-split-rest")(x)
+    x = conv_bn_act(x, "stages-0-blocks-2-pw1", 58, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-0-blocks-2-dw", 58, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-0-blocks-2-pw2", 58, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-0-blocks-2-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-0-blocks-2-shuffle")(x)
+    x = layers.Identity(name="stages-0-blocks-2")(x)
     # stages.0.blocks.3 shuffle_v2: 116x28x28 -> 116x28x28 | 7,598 params, 5,684,000 MACs
-    kept = ChannelSlice(0, 58, name="stages.0.blocks.3.split.kept")(x)
-    x = ChannelSlice(58, 116, name="stages.0.blocks.3.split.rest")(x)
-    x = conv_bn_act(x, "stages.0.blocks.3.pw1", 58, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.0.blocks.3.dw", 58, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.0.blocks.3.pw2", 58, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.0.blocks.3.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.0.blocks.3.shuffle")(x)
-    x = layers.Identity(name="stages.0.blocks.3")(x)
+    kept = ChannelSlice(0, 58, name="stages-0-blocks-3-split-kept")(x)
+    x = ChannelSlice(58, 116, name="stages-0-blocks-3-split-rest")(x)
+    x = conv_bn_act(x, "stages-0-blocks-3-pw1", 58, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-0-blocks-3-dw", 58, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-0-blocks-3-pw2", 58, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-0-blocks-3-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-0-blocks-3-shuffle")(x)
+    x = layers.Identity(name="stages-0-blocks-3")(x)
 
     # stages.1 (s3): 8 blocks | 244,180 params, 54,589,136 MACs
     # stages.1.blocks.0 shuffle_v2: 116x28x28 -> 232x14x14 | 43,616 params, 16,233,504 MACs
-    kept = conv_bn_act(x, "stages.1.blocks.0.down_dw", 116, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    kept = conv_bn_act(kept, "stages.1.blocks.0.down_pw", 116, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.pw1", 116, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.0.dw", 116, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.0.pw2", 116, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.1.blocks.0.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.1.blocks.0.shuffle")(x)
-    x = layers.Identity(name="stages.1.blocks.0")(x)
+    kept = conv_bn_act(x, "stages-1-blocks-0-down_dw", 116, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    kept = conv_bn_act(kept, "stages-1-blocks-0-down_pw", 116, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-pw1", 116, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-0-dw", 116, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-0-pw2", 116, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-1-blocks-0-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-1-blocks-0-shuffle")(x)
+    x = layers.Identity(name="stages-1-blocks-0")(x)
     # stages.1.blocks.1 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
-    kept = ChannelSlice(0, 116, name="stages.1.blocks.1.split.kept")(x)
-    x = ChannelSlice(116, 232, name="stages.1.blocks.1.split.rest")(x)
-    x = conv_bn_act(x, "stages.1.blocks.1.pw1", 116, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.1.dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.1.pw2", 116, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.1.blocks.1.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.1.blocks.1.shuffle")(x)
-    x = layers.Identity(name="stages.1.blocks.1")(x)
+    kept = ChannelSlice(0, 116, name="stages-1-blocks-1-split-kept")(x)
+    x = ChannelSlice(116, 232, name="stages-1-blocks-1-split-rest")(x)
+    x = conv_bn_act(x, "stages-1-blocks-1-pw1", 116, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-1-dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-1-pw2", 116, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-1-blocks-1-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-1-blocks-1-shuffle")(x)
+    x = layers.Identity(name="stages-1-blocks-1")(x)
     # stages.1.blocks.2 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
-    kept = ChannelSlice(0, 116, name="stages.1.blocks.2.split.kept")(x)
-    x = ChannelSlice(116, 232, name="stages.1.blocks.2.split.rest")(x)
-    x = conv_bn_act(x, "stages.1.blocks.2.pw1", 116, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.2.dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.2.pw2", 116, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.1.blocks.2.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.1.blocks.2.shuffle")(x)
-    x = layers.Identity(name="stages.1.blocks.2")(x)
+    kept = ChannelSlice(0, 116, name="stages-1-blocks-2-split-kept")(x)
+    x = ChannelSlice(116, 232, name="stages-1-blocks-2-split-rest")(x)
+    x = conv_bn_act(x, "stages-1-blocks-2-pw1", 116, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-2-dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-2-pw2", 116, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-1-blocks-2-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-1-blocks-2-shuffle")(x)
+    x = layers.Identity(name="stages-1-blocks-2")(x)
     # stages.1.blocks.3 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
-    kept = ChannelSlice(0, 116, name="stages.1.blocks.3.split.kept")(x)
-    x = ChannelSlice(116, 232, name="stages.1.blocks.3.split.rest")(x)
-    x = conv_bn_act(x, "stages.1.blocks.3.pw1", 116, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.3.dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.3.pw2", 116, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.1.blocks.3.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.1.blocks.3.shuffle")(x)
-    x = layers.Identity(name="stages.1.blocks.3")(x)
+    kept = ChannelSlice(0, 116, name="stages-1-blocks-3-split-kept")(x)
+    x = ChannelSlice(116, 232, name="stages-1-blocks-3-split-rest")(x)
+    x = conv_bn_act(x, "stages-1-blocks-3-pw1", 116, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-3-dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-3-pw2", 116, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-1-blocks-3-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-1-blocks-3-shuffle")(x)
+    x = layers.Identity(name="stages-1-blocks-3")(x)
     # stages.1.blocks.4 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
-    kept = ChannelSlice(0, 116, name="stages.1.blocks.4.split.kept")(x)
-    x = ChannelSlice(116, 232, name="stages.1.blocks.4.split.rest")(x)
-    x = conv_bn_act(x, "stages.1.blocks.4.pw1", 116, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.4.dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.4.pw2", 116, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.1.blocks.4.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.1.blocks.4.shuffle")(x)
-    x = layers.Identity(name="stages.1.blocks.4")(x)
+    kept = ChannelSlice(0, 116, name="stages-1-blocks-4-split-kept")(x)
+    x = ChannelSlice(116, 232, name="stages-1-blocks-4-split-rest")(x)
+    x = conv_bn_act(x, "stages-1-blocks-4-pw1", 116, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-4-dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-4-pw2", 116, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-1-blocks-4-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-1-blocks-4-shuffle")(x)
+    x = layers.Identity(name="stages-1-blocks-4")(x)
     # stages.1.blocks.5 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
-    kept = ChannelSlice(0, 116, name="stages.1.blocks.5.split.kept")(x)
-    x = ChannelSlice(116, 232, name="stages.1.blocks.5.split.rest")(x)
-    x = conv_bn_act(x, "stages.1.blocks.5.pw1", 116, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.5.dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.5.pw2", 116, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.1.blocks.5.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.1.blocks.5.shuffle")(x)
-    x = layers.Identity(name="stages.1.blocks.5")(x)
+    kept = ChannelSlice(0, 116, name="stages-1-blocks-5-split-kept")(x)
+    x = ChannelSlice(116, 232, name="stages-1-blocks-5-split-rest")(x)
+    x = conv_bn_act(x, "stages-1-blocks-5-pw1", 116, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-5-dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-5-pw2", 116, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-1-blocks-5-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-1-blocks-5-shuffle")(x)
+    x = layers.Identity(name="stages-1-blocks-5")(x)
     # stages.1.blocks.6 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
-    kept = ChannelSlice(0, 116, name="stages.1.blocks.6.split.kept")(x)
-    x = ChannelSlice(116, 232, name="stages.1.blocks.6.split.rest")(x)
-    x = conv_bn_act(x, "stages.1.blocks.6.pw1", 116, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.6.dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.6.pw2", 116, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.1.blocks.6.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.1.blocks.6.shuffle")(x)
-    x = layers.Identity(name="stages.1.blocks.6")(x)
+    kept = ChannelSlice(0, 116, name="stages-1-blocks-6-split-kept")(x)
+    x = ChannelSlice(116, 232, name="stages-1-blocks-6-split-rest")(x)
+    x = conv_bn_act(x, "stages-1-blocks-6-pw1", 116, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-6-dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-6-pw2", 116, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-1-blocks-6-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-1-blocks-6-shuffle")(x)
+    x = layers.Identity(name="stages-1-blocks-6")(x)
     # stages.1.blocks.7 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
-    kept = ChannelSlice(0, 116, name="stages.1.blocks.7.split.kept")(x)
-    x = ChannelSlice(116, 232, name="stages.1.blocks.7.split.rest")(x)
-    x = conv_bn_act(x, "stages.1.blocks.7.pw1", 116, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.1.blocks.7.dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.1.blocks.7.pw2", 116, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.1.blocks.7.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.1.blocks.7.shuffle")(x)
-    x = layers.Identity(name="stages.1.blocks.7")(x)
+    kept = ChannelSlice(0, 116, name="stages-1-blocks-7-split-kept")(x)
+    x = ChannelSlice(116, 232, name="stages-1-blocks-7-split-rest")(x)
+    x = conv_bn_act(x, "stages-1-blocks-7-pw1", 116, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-1-blocks-7-dw", 116, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-1-blocks-7-pw2", 116, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-1-blocks-7-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-1-blocks-7-shuffle")(x)
+    x = layers.Identity(name="stages-1-blocks-7")(x)
 
     # stages.2 (s4): 4 blocks | 501,352 params, 32,160,072 MACs
     # stages.2.blocks.0 shuffle_v2: 232x14x14 -> 464x7x7 | 167,968 params, 16,028,880 MACs
-    kept = conv_bn_act(x, "stages.2.blocks.0.down_dw", 232, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    kept = conv_bn_act(kept, "stages.2.blocks.0.down_pw", 232, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.pw1", 232, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.0.dw", 232, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.0.pw2", 232, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.2.blocks.0.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.2.blocks.0.shuffle")(x)
-    x = layers.Identity(name="stages.2.blocks.0")(x)
+    kept = conv_bn_act(x, "stages-2-blocks-0-down_dw", 232, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    kept = conv_bn_act(kept, "stages-2-blocks-0-down_pw", 232, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-pw1", 232, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-0-dw", 232, 3, stride=2, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-0-pw2", 232, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-2-blocks-0-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-2-blocks-0-shuffle")(x)
+    x = layers.Identity(name="stages-2-blocks-0")(x)
     # stages.2.blocks.1 shuffle_v2: 464x7x7 -> 464x7x7 | 111,128 params, 5,377,064 MACs
-    kept = ChannelSlice(0, 232, name="stages.2.blocks.1.split.kept")(x)
-    x = ChannelSlice(232, 464, name="stages.2.blocks.1.split.rest")(x)
-    x = conv_bn_act(x, "stages.2.blocks.1.pw1", 232, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.1.dw", 232, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.1.pw2", 232, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.2.blocks.1.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.2.blocks.1.shuffle")(x)
-    x = layers.Identity(name="stages.2.blocks.1")(x)
+    kept = ChannelSlice(0, 232, name="stages-2-blocks-1-split-kept")(x)
+    x = ChannelSlice(232, 464, name="stages-2-blocks-1-split-rest")(x)
+    x = conv_bn_act(x, "stages-2-blocks-1-pw1", 232, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-1-dw", 232, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-1-pw2", 232, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-2-blocks-1-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-2-blocks-1-shuffle")(x)
+    x = layers.Identity(name="stages-2-blocks-1")(x)
     # stages.2.blocks.2 shuffle_v2: 464x7x7 -> 464x7x7 | 111,128 params, 5,377,064 MACs
-    kept = ChannelSlice(0, 232, name="stages.2.blocks.2.split.kept")(x)
-    x = ChannelSlice(232, 464, name="stages.2.blocks.2.split.rest")(x)
-    x = conv_bn_act(x, "stages.2.blocks.2.pw1", 232, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.2.dw", 232, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.2.pw2", 232, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.2.blocks.2.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.2.blocks.2.shuffle")(x)
-    x = layers.Identity(name="stages.2.blocks.2")(x)
+    kept = ChannelSlice(0, 232, name="stages-2-blocks-2-split-kept")(x)
+    x = ChannelSlice(232, 464, name="stages-2-blocks-2-split-rest")(x)
+    x = conv_bn_act(x, "stages-2-blocks-2-pw1", 232, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-2-dw", 232, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-2-pw2", 232, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-2-blocks-2-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-2-blocks-2-shuffle")(x)
+    x = layers.Identity(name="stages-2-blocks-2")(x)
     # stages.2.blocks.3 shuffle_v2: 464x7x7 -> 464x7x7 | 111,128 params, 5,377,064 MACs
-    kept = ChannelSlice(0, 232, name="stages.2.blocks.3.split.kept")(x)
-    x = ChannelSlice(232, 464, name="stages.2.blocks.3.split.rest")(x)
-    x = conv_bn_act(x, "stages.2.blocks.3.pw1", 232, 1, eps=1e-05, act=ops.relu)
-    x = conv_bn_act(x, "stages.2.blocks.3.dw", 232, 3, padding=1, depthwise=True, eps=1e-05)
-    x = conv_bn_act(x, "stages.2.blocks.3.pw2", 232, 1, eps=1e-05, act=ops.relu)
-    x = layers.Concatenate(name="stages.2.blocks.3.concat")([kept, x])
-    x = ChannelShuffle(2, name="stages.2.blocks.3.shuffle")(x)
-    x = layers.Identity(name="stages.2.blocks.3")(x)
+    kept = ChannelSlice(0, 232, name="stages-2-blocks-3-split-kept")(x)
+    x = ChannelSlice(232, 464, name="stages-2-blocks-3-split-rest")(x)
+    x = conv_bn_act(x, "stages-2-blocks-3-pw1", 232, 1, eps=1e-05, act=ops.relu)
+    x = conv_bn_act(x, "stages-2-blocks-3-dw", 232, 3, padding=1, depthwise=True, eps=1e-05)
+    x = conv_bn_act(x, "stages-2-blocks-3-pw2", 232, 1, eps=1e-05, act=ops.relu)
+    x = layers.Concatenate(name="stages-2-blocks-3-concat")([kept, x])
+    x = ChannelShuffle(2, name="stages-2-blocks-3-shuffle")(x)
+    x = layers.Identity(name="stages-2-blocks-3")(x)
 
     # stages.3 (s5): 1 block | 477,184 params, 23,281,664 MACs
     # stages.3.blocks.0 conv: 464x7x7 -> 1024x7x7 | 477,184 params, 23,281,664 MACs
-    x = conv_bn_act(x, "stages.3.blocks.0", 1024, 1, eps=1e-05, act=ops.relu)
-    x = layers.Identity(name="stages.3.blocks.0")(x)
+    x = conv_bn_act(x, "stages-3-blocks-0", 1024, 1, eps=1e-05, act=ops.relu)
+    x = layers.Identity(name="stages-3-blocks-0")(x)
 
     # head (head): 2 blocks | 1,025,000 params, 1,024,000 MACs
     # head.0 pool: 1024x7x7 -> 1024x1x1 | 0 params, 0 MACs
-    x = layers.GlobalAveragePooling2D(keepdims=True, name="head.0.pool")(x)
-    x = layers.Identity(name="head.0")(x)
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
+    x = layers.Identity(name="head-0")(x)
     # head.1 classifier: 1024 -> 1000 | 1,025,000 params, 1,024,000 MACs
-    x = layers.Flatten(name="head.1.flatten")(x)
-    x = layers.Dense(1000, name="head.1.fc")(x)
-    x = layers.Identity(name="head.1")(x)
+    x = layers.Flatten(name="head-1-flatten")(x)
+    x = layers.Dense(1000, name="head-1-fc")(x)
+    x = layers.Identity(name="head-1")(x)
     return keras.Model(inputs, x, name="shufflenet_v2_x1_0")
 
 
@@ -313,6 +314,11 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.1.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+
+
+def _path(layer) -> str:
+    """The IR path a layer is named by."""
+    return layer.name.replace("-", ".")
 
 
 def _layouts(layer):
@@ -352,8 +358,8 @@ def save_weights(model: keras.Model, path: str) -> None:
     for layer in model.layers:
         for (suffix, to_canonical, _), value in zip(_layouts(layer), layer.get_weights(), strict=True):
             if value.dtype != np.float32:
-                widened.append(f"{layer.name}.{suffix} ({value.dtype})")
-            state[f"{layer.name}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
+                widened.append(f"{_path(layer)}.{suffix} ({value.dtype})")
+            state[f"{_path(layer)}.{suffix}"] = np.ascontiguousarray(to_canonical(value), dtype=np.float32)
     if widened:
         warnings.warn(f"saved as float32: {len(widened)} tensor(s), e.g. {widened[0]}", stacklevel=2)
     folder = os.path.dirname(os.path.abspath(path))
@@ -387,7 +393,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
-    kept = [layer for layer in model.layers if not (skip_classifier and layer.name == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""
@@ -397,14 +403,14 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     bad = next((k for k, v in state.items() if v.dtype != np.float32 or not np.isfinite(v).all()), None)
     if bad is not None:
         raise ValueError(f"{path}: tensor {bad} is not finite float32 ({state[bad].dtype}): canonical weights are")
-    wanted = {f"{layer.name}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
+    wanted = {f"{_path(layer)}.{suffix}" for layer in kept for suffix, _, _ in _layouts(layer)}
     missing, unexpected = sorted(wanted - state.keys()), sorted(state.keys() - wanted)
     if missing or unexpected:
         raise KeyError(f"weights do not fit {name}: missing {missing[:5]}, unexpected {unexpected[:5]}. {origin}")
     if origin:
         warnings.warn(f"{origin}; its tensors fit {name}", stacklevel=2)
     for layer in kept:
-        values = [from_canonical(state[f"{layer.name}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
+        values = [from_canonical(state[f"{_path(layer)}.{suffix}"]) for suffix, _, from_canonical in _layouts(layer)]
         if values:
             layer.set_weights(values)
     return model

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...codegen.keras import layer_name
 from ...errors import ArchError
 from ...ir.network import Network
 from . import Outputs, StepResult, block_paths, load_module
@@ -23,7 +24,7 @@ def _loaded(code: str, net: Network, weights: str):  # type: ignore[no-untyped-d
 def _probe(model, net: Network):  # type: ignore[no-untyped-def]
     import keras
 
-    return keras.Model(model.inputs, [model.get_layer(p).output for p in block_paths(net)])
+    return keras.Model(model.inputs, [model.get_layer(layer_name(p)).output for p in block_paths(net)])
 
 
 def to_nchw(y: np.ndarray) -> np.ndarray:
@@ -31,9 +32,10 @@ def to_nchw(y: np.ndarray) -> np.ndarray:
 
 
 def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
+    import keras
 
     outs = _probe(build(code, net, weights), net)([np.transpose(x, (0, 2, 3, 1))], training=False)
-    return {p: to_nchw(np.asarray(y)) for p, y in zip(block_paths(net), outs, strict=True)}
+    return {p: to_nchw(keras.ops.convert_to_numpy(y)) for p, y in zip(block_paths(net), outs, strict=True)}
 
 
 def train_step(code: str, net: Network, weights: str, x: np.ndarray, labels: np.ndarray, lr: float,
@@ -45,18 +47,18 @@ def train_step(code: str, net: Network, weights: str, x: np.ndarray, labels: np.
     import keras
 
     policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
-    keras.config.set_floatx(dtype)
+    keras.config.set_floatx(dtype)  # for the whole step: Keras' type promotion follows floatx
     keras.config.set_dtype_policy(dtype)
     try:
         module, model = _loaded(code, net, weights)
+        probe = _probe(model, net)
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
+        outs, loss, grads = _gradients(probe, np.transpose(x, (0, 2, 3, 1)).astype(dtype), labels, loss_fn)
+        keras.optimizers.SGD(learning_rate=lr).apply_gradients(zip(grads, probe.trainable_variables, strict=True))
     finally:
         keras.config.set_floatx(floatx)
         keras.config.set_dtype_policy(policy)
-    probe = _probe(model, net)
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
-    outs, loss, grads = _gradients(probe, np.transpose(x, (0, 2, 3, 1)).astype(dtype), labels, loss_fn)
-    keras.optimizers.SGD(learning_rate=lr).apply_gradients(zip(grads, probe.trainable_variables, strict=True))
-    layouts = [(f"{layer.name}.{suffix}", to_canonical, v) for layer in model.layers
+    layouts = [(f"{module._path(layer)}.{suffix}", to_canonical, v) for layer in model.layers
                for (suffix, to_canonical, _), v in zip(module._layouts(layer), layer.weights, strict=True)]  # fmt: skip
     numpy = keras.ops.convert_to_numpy
     names = {id(v): (key, to_canonical) for key, to_canonical, v in layouts}
