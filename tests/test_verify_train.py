@@ -15,6 +15,7 @@ import pytest
 
 from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file, compile_text
+from archdsl.ir.deploy_form import deploy_form
 from archdsl.ir.stochastic_depth import without_stochastic_layers
 from archdsl.runtimes.runners import train_step
 from archdsl.runtimes.verify_train import batch, compare_steps, compare_tensors, gradient_errors, verify_train
@@ -109,6 +110,17 @@ def test_dropout_and_drop_path_are_off_for_the_check_and_nothing_else_changes():
     assert not any(getattr(b, f, 0.0) for b in quiet.blocks() for f in ("drop_path", "dropout"))
     strip = {"drop_path", "dropout"}
     assert [b.model_dump(exclude=strip) for b in quiet.blocks()] == [b.model_dump(exclude=strip) for b in net.blocks()]
+
+
+def test_the_deploy_form_agrees_and_has_no_statistics_to_compare(tmp_path):
+    net = deploy_form(compile_text(SPEC, "n.arch"))
+    weights = str(tmp_path / "w.safetensors")
+    save_weights(init_weights(net, 0), weights)
+    [report] = verify_train(net, ["torch", "keras"], weights, 0, 1e-5, 4, 0.1)
+    found = {q.name: q for q in report.quantities}
+    assert report.ok and found["running stats"].count == 0 and found["gradients"].count > 0
+    empty = compare_tensors("gradients", {}, {}, ["stem.0"], 1e-5)
+    assert not empty.ok and empty.unmatched == ("nothing to compare",)
 
 
 def test_stochastic_layers_of_a_spec_do_not_stop_it_agreeing(tmp_path):
