@@ -40,7 +40,11 @@ def test_imported_checkpoint_reproduces_the_reference_logits(spec, backend, tmp_
     net = compile_file(SPECS / f"{spec}.arch")
     data = np.load(io)
     run, source = runner(backend)
-    outputs = run(get_backend(source).emit(net), net, str(weights), data["input"].astype(np.float32))
+    # PyTorch and Keras in float64: the random-init hybrid's saturated attention makes its float32
+    # logits depend on the CPU's summation order (13% apart on one Xeon, 1e-5 on another), while
+    # float64 reproduces timm's within 2.1e-5 everywhere. CoreML's evaluator stays float32.
+    precision = {"dtype": "float64"} if backend in ("torch", "keras") else {}
+    outputs = run(get_backend(source).emit(net), net, str(weights), data["input"].astype(np.float32), **precision)
     logits = outputs[net.head.blocks[-1].path]
     ref = data["logits"]
     assert np.max(np.abs(logits - ref)) / max(1.0, np.max(np.abs(ref))) <= 1e-4

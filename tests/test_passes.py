@@ -497,7 +497,7 @@ def test_a_linear_drop_path_schedule_is_timms_and_a_block_option_overrides_it():
 
     rate = repr(expected[4])  # the fifth block: residual (stride 1), scheduled
     assert f"drop_path={rate}" in get_backend("torch").emit(net)
-    assert f'DropPath({rate}, name="stages.1.blocks.1.drop_path")' in get_backend("keras").emit(net)
+    assert f'DropPath({rate}, name="stages-1-blocks-1-drop_path")' in get_backend("keras").emit(net)
     plain = compile_text(SCHEDULED.replace("    drop_path 0.2 linear\n", "").replace("    dropout 0.3\n", ""))
     assert {b.drop_path for s in plain.stages for b in s.blocks} == {0.0, 0.05} and plain.head.blocks[-1].dropout == 0.0
 

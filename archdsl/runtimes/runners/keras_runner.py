@@ -4,6 +4,8 @@ weights and gradients in PyTorch layout, to compare with PyTorch."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from ...codegen.keras import layer_name
@@ -31,11 +33,27 @@ def to_nchw(y: np.ndarray) -> np.ndarray:
     return np.transpose(y, (0, 3, 1, 2)) if y.ndim == 4 else y
 
 
-def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
+@contextmanager
+def _floats(dtype: str):  # type: ignore[no-untyped-def]
+    """Keras' float type and dtype policy set to `dtype` (for building and running a model)."""
     import keras
 
-    outs = _probe(build(code, net, weights), net)([np.transpose(x, (0, 2, 3, 1))], training=False)
-    return {p: to_nchw(keras.ops.convert_to_numpy(y)) for p, y in zip(block_paths(net), outs, strict=True)}
+    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
+    keras.config.set_floatx(dtype)  # Keras' type promotion follows floatx too
+    keras.config.set_dtype_policy(dtype)
+    try:
+        yield
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+
+
+def run(code: str, net: Network, weights: str, x: np.ndarray, dtype: str = "float32") -> Outputs:
+    import keras
+
+    with _floats(dtype):
+        outs = _probe(build(code, net, weights), net)([np.transpose(x, (0, 2, 3, 1)).astype(dtype)], training=False)
+        return {p: to_nchw(keras.ops.convert_to_numpy(y)) for p, y in zip(block_paths(net), outs, strict=True)}
 
 
 def train_step(code: str, net: Network, weights: str, x: np.ndarray, labels: np.ndarray, lr: float,
@@ -46,18 +64,12 @@ def train_step(code: str, net: Network, weights: str, x: np.ndarray, labels: np.
     GradientTape, or torch autograd), keras.optimizers.SGD."""
     import keras
 
-    policy, floatx = keras.config.dtype_policy(), keras.config.floatx()
-    keras.config.set_floatx(dtype)  # for the whole step: Keras' type promotion follows floatx
-    keras.config.set_dtype_policy(dtype)
-    try:
+    with _floats(dtype):
         module, model = _loaded(code, net, weights)
         probe = _probe(model, net)
         loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
         outs, loss, grads = _gradients(probe, np.transpose(x, (0, 2, 3, 1)).astype(dtype), labels, loss_fn)
         keras.optimizers.SGD(learning_rate=lr).apply_gradients(zip(grads, probe.trainable_variables, strict=True))
-    finally:
-        keras.config.set_floatx(floatx)
-        keras.config.set_dtype_policy(policy)
     layouts = [(f"{module._path(layer)}.{suffix}", to_canonical, v) for layer in model.layers
                for (suffix, to_canonical, _), v in zip(module._layouts(layer), layer.weights, strict=True)]  # fmt: skip
     numpy = keras.ops.convert_to_numpy

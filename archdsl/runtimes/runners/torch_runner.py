@@ -22,14 +22,14 @@ def _hooked(model, net: Network) -> tuple[Outputs, list]:  # type: ignore[no-unt
     return outputs, handles
 
 
-def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
+def run(code: str, net: Network, weights: str, x: np.ndarray, dtype: str = "float32") -> Outputs:
     import torch
 
     module = load_module(code, f"archdsl_torch_{net.name}")
-    model = module.load_weights(module.build_model(), weights).eval()
+    model = module.load_weights(module.build_model(), weights).eval().to(getattr(torch, dtype))
     outputs, handles = _hooked(model, net)
     with torch.no_grad():
-        model(torch.from_numpy(x))
+        model(torch.from_numpy(x.astype(dtype)))
     for h in handles:
         h.remove()
     return outputs
