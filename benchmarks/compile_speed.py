@@ -3,7 +3,9 @@
 Both are whole processes timed by wall clock, interleaved round by round so machine load hits
 both alike; the medians are compared. Two floors are printed: importing lark, pydantic and jinja2
 (`import pydantic` alone is lazy), and the same with pydantic's BaseModel actually loaded, which
-any pydantic IR needs. Goal: compile / import torch <= 0.15.
+any pydantic IR needs. Goal: compile / import torch <= 0.15. Then one compile under
+`python -X importtime`: its import time by package (self times, which add up to the whole) and
+archdsl's slowest modules to import.
 
     python benchmarks/compile_speed.py [--spec specs/mnv4_conv_l.arch] [--rounds 15]
 """
@@ -11,6 +13,7 @@ any pydantic IR needs. Goal: compile / import torch <= 0.15.
 from __future__ import annotations
 
 import argparse
+import collections
 import compileall
 import statistics
 import subprocess
@@ -25,6 +28,29 @@ def _time(cmd: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
     return time.perf_counter() - start
+
+
+def import_breakdown(cmd: list[str], modules: int = 8) -> str:
+    """Import time of one run of `cmd` by top-level package, and its slowest archdsl modules."""
+    run = subprocess.run([cmd[0], "-X", "importtime", *cmd[1:]], cwd=ROOT, capture_output=True, text=True, check=True)
+    by_package: collections.Counter[str] = collections.Counter()
+    own: list[tuple[int, str]] = []
+    for line in run.stderr.splitlines():
+        if not line.startswith("import time:") or "self [us]" in line:
+            continue
+        self_us, _, name = (part.strip() for part in line.removeprefix("import time:").split("|"))
+        by_package[name.split(".")[0]] += int(self_us)
+        if name.startswith("archdsl"):
+            own.append((int(self_us), name))
+    total = sum(by_package.values())
+    lines = [f"import time of one compile (python -X importtime): {total / 1000:.1f} ms, by package (self times):"]
+    for package, us in by_package.most_common(10):
+        lines.append(f"  {package:<22} {us / 1000:7.1f} ms  {us / total:6.1%}")
+    rest = total - sum(us for _, us in by_package.most_common(10))
+    lines.append(f"  {'(the rest)':<22} {rest / 1000:7.1f} ms  {rest / total:6.1%}")
+    lines.append(f"archdsl's {modules} slowest modules to import (self):")
+    lines += [f"  {name:<40} {us / 1000:6.1f} ms" for us, name in sorted(own, reverse=True)[:modules]]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -53,6 +79,7 @@ def main() -> None:
     print(f"ratio compile / import torch: {med['compile'] / med['import torch']:.3f} (goal <= 0.15)")
     for floor in ("floor", "floor+BaseModel"):
         print(f"ratio {floor} / import torch: {med[floor] / med['import torch']:.3f}")
+    print(import_breakdown(commands["compile"]))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from archdsl.analysis.cost import network_cost
 from archdsl.analysis.layers import network_tensors
@@ -19,7 +20,7 @@ from archdsl.ir.deploy_form import deploy_form, deploy_weights
 from archdsl.runtimes.runners import runner
 from archdsl.runtimes.verify import compare
 from archdsl.runtimes.weights import init_weights, save_weights
-from conftest import CONCRETE_SPECS, SPECS, small_net
+from conftest import CONCRETE_SPECS, SPECS, import_code, small_net
 
 
 @pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
@@ -197,3 +198,21 @@ def test_fold_weights_on_the_command_line(tmp_path, capsys):
     other.write_text(small_net("ib k3 e4 c32"))
     assert cli.main(["fold-weights", str(other), str(train_file), "-o", str(tmp_path / "x.safetensors")]) == 1
     assert "fit neither form of n" in capsys.readouterr().err and not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+def test_deploy_code_holds_no_norm_and_merged_mobileones_are_plain_convs(path, tmp_path):
+    deploy = deploy_form(compile_file(path))
+    code = get_backend("torch").emit(deploy)
+    for leftover in ("ConvBnAct", "MobileOneBlock", "self.bn"):
+        assert leftover not in code, leftover  # no conv norm branch left to test at run time
+    pre_norms = sum(getattr(b, "norm", None) is not None for b in deploy.blocks())  # attention's, on its input
+    assert code.count("nn.BatchNorm2d(") == pre_norms and (pre_norms > 0) == ("hybrid" in path.stem)
+    model = import_code(code, f"{path.stem}_deploy", tmp_path).build_model()
+    for block in deploy.blocks():
+        if block.kind == "mobileone":  # one module: its conv, [SE], [act], no wrapper around it
+            module = model.get_submodule(block.path)
+            assert type(module).__name__ == "ConvAct"
+            children = {name for name, _ in module.named_children()}
+            assert children == {"conv", "act"} | ({"se"} if block.se is not None else set()), block.path
+            assert type(module.conv) is torch.nn.Conv2d and module.conv.bias is not None

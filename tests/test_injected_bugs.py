@@ -224,9 +224,9 @@ def test_mobileone_folding_with_groups_matches_a_torch_reference(groups):
     train = train + bn(F.conv2d(x, w[f"{p}.conv_scale.conv.weight"], groups=g), f"{p}.conv_scale.bn")
     train = torch.relu(train + bn(x, f"{p}.identity"))
     folded = deploy_weights(net, {k: v.numpy().astype(np.float32) for k, v in w.items()})
-    weight, bias = (torch.from_numpy(folded[f"{p}.conv_kxk.0.conv.{t}"].astype(np.float64)) for t in ("weight", "bias"))
-    assert set(folded) >= {f"{p}.conv_kxk.0.conv.weight", f"{p}.conv_kxk.0.conv.bias"}
-    assert not any(k.startswith((f"{p}.identity", f"{p}.conv_scale", f"{p}.conv_kxk.1")) for k in folded)
+    weight, bias = (torch.from_numpy(folded[f"{p}.conv.{t}"].astype(np.float64)) for t in ("weight", "bias"))
+    assert set(folded) >= {f"{p}.conv.weight", f"{p}.conv.bias"}  # the merged conv is at the block's path
+    assert not any(k.startswith((f"{p}.identity", f"{p}.conv_scale", f"{p}.conv_kxk")) for k in folded)
     deploy = torch.relu(F.conv2d(x, weight, bias, padding=1, groups=g))
     np.testing.assert_allclose(deploy.numpy(), train.numpy(), rtol=0, atol=1e-5)
 

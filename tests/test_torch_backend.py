@@ -15,7 +15,7 @@ from archdsl.analysis.layers import network_tensors
 from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file
 from archdsl.runtimes.weights import init_weights, save_weights
-from conftest import CONCRETE_SPECS, FIXTURES, SPECS
+from conftest import CONCRETE_SPECS, FIXTURES, SPECS, import_code
 
 
 @pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
@@ -136,3 +136,28 @@ def test_spec_hash_ignores_line_endings(tmp_path):
     crlf = tmp_path / "mnv1.arch"
     crlf.write_bytes((SPECS / "mnv1.arch").read_bytes().replace(b"\n", b"\r\n"))
     assert compile_file(crlf).source_hash == compile_file(SPECS / "mnv1.arch").source_hash
+
+
+@pytest.mark.parametrize("deploy", [False, True], ids=["train", "deploy"])
+def test_channels_last_build_computes_the_same_and_saves_canonical_weights(deploy, torch_module, tmp_path):
+    net, module = torch_module(SPECS / "mnv3_small.arch")  # SE, hard-swish, depthwise
+    if deploy:
+        from archdsl.ir.deploy_form import deploy_form, deploy_weights
+
+        weights = deploy_weights(net, init_weights(net, 0))
+        net = deploy_form(net)
+        module = import_code(get_backend("torch").emit(net), "deploy_net", tmp_path)
+    else:
+        weights = init_weights(net, 0)
+    save_weights(weights, tmp_path / "w.safetensors")
+    plain = module.load_weights(module.build_model(), str(tmp_path / "w.safetensors")).eval()
+    fast = module.load_weights(module.build_model(channels_last=True), str(tmp_path / "w.safetensors")).eval()
+    convs = [m for m in fast.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size != (1, 1)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert not all(m.weight.is_contiguous() for m in convs)  # really NHWC, not only by its flag
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 3, 224, 224), dtype=np.float32))
+    with torch.inference_mode():
+        assert torch.allclose(fast(x), plain(x), rtol=1e-4, atol=1e-5)  # an NCHW input is taken as it is
+    module.save_weights(fast, str(tmp_path / "again.safetensors"))  # written canonical: contiguous, same values
+    again = module.load_weights(module.build_model(), str(tmp_path / "again.safetensors"))
+    assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), plain.state_dict().values(), strict=True))

@@ -161,5 +161,9 @@ def test_block_call_of_a_mobileone_block():
     names = [k for k, _ in call.args]
     assert names == ["", "", "conv_scale", "identity", "act"]  # two k x k branches, no SE
     merged = deploy_form(net).stages[0].blocks[1]
-    call = block_call(merged)  # one conv that applies the act itself: no act argument, not even nn.Identity()
-    assert [k for k, _ in call.args] == [""] and "act=nn.ReLU(inplace=True)" in call.args[0][1].flat
+    call = block_call(merged, deploy=True)  # a plain conv with a bias that applies the act itself
+    assert call.name == "ConvAct" and call.flat == "ConvAct(16, 16, kernel=3, padding=1, act=nn.ReLU(inplace=True))"
+    with_se = deploy_form(compile_text(small_net("mobileone k3 c16 se=0.25"))).stages[0].blocks[1]
+    call = block_call(with_se, deploy=True)  # conv -> SE -> act
+    assert call.name == "ConvAct" and [k for k, _ in call.args][-2:] == ["se", "act"]
+    assert call.args[-2][1].name == "SqueezeExcite" and call.args[-1][1] == "nn.ReLU(inplace=True)"

@@ -1,10 +1,12 @@
 """`mobileone`: MobileOne's block (Vasu et al., 2023), train form and deploy form. Its deploy
-form merges every branch into one conv (node here, weights in float64), so the deploy form
-loads into the same backends; `archdsl/ir/deploy_form.py` folds every other BatchNorm."""
+form merges every branch into one conv at the block's own path (node here, weights in float64),
+a plain conv (+ SE) (+ act) in every backend; `archdsl/ir/deploy_form.py` folds every other
+BatchNorm."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 
 from ..ir.geometry import FeatureMap
@@ -26,7 +28,7 @@ class MobileOneBlock(BlockNode):
 
     kind: Literal["mobileone"] = "mobileone"
     path: str
-    branches: tuple[ConvBnAct, ...]  # `<path>.conv_kxk.<i>`; the deploy form's one is `<path>.reparam`
+    branches: tuple[ConvBnAct, ...]  # `<path>.conv_kxk.<i>`; the deploy form's one is at `<path>`
     scale: ConvBnAct | None  # `<path>.conv_scale`
     identity: Norm | None  # BatchNorm of the input, `<path>.identity`
     se: SqueezeExcite | None
@@ -35,6 +37,12 @@ class MobileOneBlock(BlockNode):
     @property
     def first(self) -> ConvBnAct:
         return self.branches[0]
+
+    @property
+    def merged(self) -> bool:
+        """The deploy form: one conv with a bias at the block's own path, no other branch (a
+        train-form block may have one branch too, at `<path>.conv_kxk.0`)."""
+        return self.first.path == self.path
 
 
 OPTIONS = frozenset({"k", "s", "c", "g", "dw", "x", "branches", "se", "act", "norm", "eps", "noskip", "fixed"})
@@ -97,8 +105,11 @@ def steps(block: MobileOneBlock) -> list[Step]:
 
 
 def torch_call(block: MobileOneBlock, t: Any) -> Any:
-    identity = t.batch_norm(block.first.cin, block.identity) if block.identity is not None else None
     act = t.act(block.act) if block.act != "identity" else None
+    if block.merged:  # a plain conv: the deploy form's ConvAct, the SE and act its own
+        conv = t.conv(block.first)
+        return conv if block.se is None else replace(conv, args=(*conv.args, ("se", t.se(block.se)), ("act", act)))
+    identity = t.batch_norm(block.first.cin, block.identity) if block.identity is not None else None
     return t.call("MobileOneBlock", *(("", t.conv(c)) for c in block.branches), ("conv_scale", t.conv(block.scale)),
                   ("identity", identity), ("se", t.se(block.se)), ("act", act))  # fmt: skip
 
@@ -114,10 +125,11 @@ def _check_mergeable(block: MobileOneBlock) -> None:
 
 
 def deploy(block: MobileOneBlock) -> MobileOneBlock:
-    """One k x k conv with a bias, keeping the first branch's path."""
+    """One k x k conv with a bias, at the block's own path."""
     _check_mergeable(block)
     act_inside = block.se is None  # without an SE between the sum and the act, the conv applies it
-    merged = block.first.model_copy(update={"norm": None, "bias": True, "act": block.act if act_inside else "identity"})
+    merged = block.first.model_copy(update={"path": block.path, "norm": None, "bias": True,
+                                            "act": block.act if act_inside else "identity"})  # fmt: skip
     return block.model_copy(update={"branches": (merged,), "scale": None, "identity": None,
                                     "act": "identity" if act_inside else block.act})  # fmt: skip
 
@@ -131,7 +143,7 @@ def deploy_weights(block: MobileOneBlock, out: dict[str, np.ndarray]) -> None:
 
     first = block.first
     k, c = first.kernel, first.path
-    weight, bias = out[f"{c}.conv.weight"], out.get(f"{c}.conv.bias", np.zeros(first.cout))  # no bias: no BN
+    weight, bias = out.pop(f"{c}.conv.weight"), out.pop(f"{c}.conv.bias", np.zeros(first.cout))  # no bias: no BN
     for branch in block.branches[1:]:
         weight = weight + out.pop(f"{branch.path}.conv.weight")
         bias = bias + out.pop(f"{branch.path}.conv.bias", 0.0)
@@ -146,7 +158,7 @@ def deploy_weights(block: MobileOneBlock, out: dict[str, np.ndarray]) -> None:
         identity = np.zeros_like(weight)
         identity[channels, channels % per_group, k // 2, k // 2] = g
         weight, bias = weight + identity, bias + shift
-    out[f"{c}.conv.weight"], out[f"{c}.conv.bias"] = weight, bias
+    out[f"{block.path}.conv.weight"], out[f"{block.path}.conv.bias"] = weight, bias
 
 
 def init_weights(block: MobileOneBlock, weights: dict[str, Any]) -> None:

@@ -8,10 +8,9 @@ pools, activations and norms are spelled here once. Generated code imports only 
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..analysis.cost import Cost, layer_cost
-from ..analysis.layers import layers_of
 from ..blocks import KINDS, kind_of
 from ..ir.layers import Layer
 from ..ir.network import Block, Network, Stage
@@ -31,13 +30,7 @@ ACT = {
     "identity": "nn.Identity()",
 }
 
-# Classes of the layers blocks are made of: layer type -> its piece (conv and pool are kinds too).
-_LAYER_PIECES: dict[type, str] = {ConvBnAct: "conv_bn_act.py.j2", SqueezeExcite: "squeeze_excite.py.j2",
-                                  Pool: "pool.py.j2"}  # fmt: skip
-_HELPERS = {"layer_scale": "layer_scale.py.j2"}
-# Defined first, as the classes most blocks are built of; then each kind's, in the registry's order.
-_FIRST = ("conv_bn_act.py.j2", "squeeze_excite.py.j2", "layer_scale.py.j2")
-_OWN_CLASSES = ("LayerScale", "SqueezeExcite", "Stage", "Any")  # besides the block kinds' classes
+_OWN_CLASSES = ("LayerScale", "Stage", "Any")  # besides the pieces' classes
 
 
 def _padding(pad: tuple[int, int, int, int]) -> str:
@@ -46,6 +39,9 @@ def _padding(pad: tuple[int, int, int, int]) -> str:
 
 class TorchEmitter:
     """The constructor calls of PyTorch layers, for block kinds to compose."""
+
+    def __init__(self, deploy: bool = False) -> None:
+        self.deploy = deploy  # the deploy form's convs are ConvAct: no BatchNorm left to test for
 
     def conv(self, c: ConvBnAct | None) -> Call | None:
         if c is None:
@@ -57,19 +53,24 @@ class TorchEmitter:
             args.append(("padding", _padding(c.padding)))
         if c.groups != 1:
             args.append(("groups", str(c.groups)))
-        if c.bias:
-            args.append(("bias", "True"))
-        if c.norm is None:
-            args.append(("norm", "False"))
+        if self.deploy:
+            assert c.norm is None, f"{c.path}: the deploy form folds every BatchNorm"
+            if not c.bias:
+                args.append(("bias", "False"))
         else:
-            args.append(("eps", repr(c.norm.eps)))
-            if c.norm.momentum != 0.1:
-                args.append(("momentum", repr(c.norm.momentum)))
+            if c.bias:
+                args.append(("bias", "True"))
+            if c.norm is None:
+                args.append(("norm", "False"))
+            else:
+                args.append(("eps", repr(c.norm.eps)))
+                if c.norm.momentum != 0.1:
+                    args.append(("momentum", repr(c.norm.momentum)))
         if c.act != "identity":
             args.append(("act", ACT[c.act]))
         if c.residual:
             args.append(("residual", "True"))
-        return Call("ConvBnAct", tuple(args), self.cost_note([c]))
+        return Call("ConvAct" if self.deploy else "ConvBnAct", tuple(args), self.cost_note([c]))
 
     def se(self, se: SqueezeExcite | None) -> Call | None:
         if se is None:
@@ -107,23 +108,52 @@ class TorchEmitter:
         return Call(name, tuple((k, v) for k, v in args if v is not None), comment)
 
 
-def block_call(block: Block) -> Call:
-    return kind_of(block).torch.call(block, TorchEmitter())
+def block_call(block: Block, deploy: bool = False) -> Call:
+    return kind_of(block).torch.call(block, TorchEmitter(deploy))
 
 
-def _class_templates(net: Network) -> list[str]:
-    """The class pieces a file needs, each once."""
-    used: set[str] = set()
+def _nested(call: Call) -> Iterator[Call]:
+    """A constructor call and those nested in it."""
+    yield call
+    for _, value in call.args:
+        if isinstance(value, Call):
+            yield from _nested(value)
+
+
+# The class pieces: class name -> its template (conv and pool are kinds too, their layers too).
+_PIECES: dict[str, str] = {"ConvBnAct": "conv_bn_act.py.j2", "ConvAct": "conv_act.py.j2",
+                           "SqueezeExcite": "squeeze_excite.py.j2",
+                           **{c: k.torch.template for k in KINDS.values() for c in k.torch.classes}}  # fmt: skip
+_HELPERS = {"layer_scale": "layer_scale.py.j2"}
+# Defined first, as the classes most blocks are built of; then each kind's, in the registry's order.
+_FIRST = ("conv_bn_act.py.j2", "conv_act.py.j2", "squeeze_excite.py.j2", "layer_scale.py.j2")
+
+
+def _conv_act_features(calls: Iterable[Call]) -> dict[str, bool]:
+    """What the deploy form's ConvAct must do for this network: its class does no more."""
+    convs = [c for call in calls for c in _nested(call) if c.name == "ConvAct"]
+    keywords = [dict(c.args) for c in convs]
+    return {
+        "pad": any(str(k.get("padding", "")).startswith("(") for k in keywords),
+        "se": any("se" in k for k in keywords),
+        "optional_act": any("act" not in k for k in keywords),
+        "residual": any("residual" in k for k in keywords),
+    }
+
+
+def _class_templates(calls: Iterable[Call], net: Network) -> list[str]:
+    """The class pieces a file needs, each once: those its calls build and their helpers."""
+    used = {_PIECES[name] for call in calls for name in (c.name for c in _nested(call)) if name in _PIECES}
     for b in net.blocks():
         piece = kind_of(b).torch
-        used |= {piece.template, *(_HELPERS[h] for h in piece.helpers)}
-        used |= {_LAYER_PIECES[type(layer)] for layer in layers_of(b) if type(layer) in _LAYER_PIECES}
+        if piece.template in used:
+            used |= {_HELPERS[h] for h in piece.helpers}
     order = [*_FIRST, *(k.torch.template for k in KINDS.values())]
     return [tpl for tpl in dict.fromkeys(order) if tpl in used]
 
 
 # The generated file's own class names, which the network's class must not take.
-_RESERVED = frozenset({*_OWN_CLASSES, *(name for k in KINDS.values() for name in k.torch.classes)})
+_RESERVED = frozenset({*_OWN_CLASSES, *_PIECES})
 
 
 class TorchBackend(Backend):
@@ -133,10 +163,11 @@ class TorchBackend(Backend):
     def emit(self, net: Network) -> str:
         header = Header.of(net)
 
+        calls = {b.path: block_call(b, deploy=net.form == "deploy") for b in net.blocks()}
+
         def stage_ctx(stage: Stage) -> dict:
-            blocks = [
-                {"comment": block_comment(b, header.block_costs[b.path]), "call": block_call(b)} for b in stage.blocks
-            ]
+            blocks = [{"comment": block_comment(b, header.block_costs[b.path]), "call": calls[b.path]}
+                      for b in stage.blocks]  # fmt: skip
             return {"comment": stage_comment(stage, header.stage_costs[stage.path]), "blocks": blocks}
 
         pieces = [kind_of(b).torch for b in net.blocks()]
@@ -144,7 +175,9 @@ class TorchBackend(Backend):
         return template.render(
             header=header,
             net_class=class_name(net.name, _RESERVED),
-            class_templates=_class_templates(net),
+            class_templates=_class_templates(calls.values(), net),
+            conv_act=_conv_act_features(calls.values()),
+            conv_class="ConvAct" if net.form == "deploy" else "ConvBnAct",
             uses_drop_path=any(p.drop_path for p in pieces),
             uses_shuffle=any(p.shuffle for p in pieces),
             stem=stage_ctx(net.stem),

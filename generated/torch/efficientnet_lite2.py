@@ -556,9 +556,12 @@ class EfficientnetLite2(nn.Module):
         return self.head(x)
 
 
-def build_model() -> EfficientnetLite2:
-    """A new efficientnet_lite2 with PyTorch's default initialisation."""
-    return EfficientnetLite2()
+def build_model(channels_last: bool = False) -> EfficientnetLite2:
+    """A new efficientnet_lite2 with PyTorch's default initialisation. `channels_last` stores
+    the weights in NHWC order, in which oneDNN's CPU convolutions run faster (the input may stay
+    NCHW: the first conv converts it); `benchmarks/latency.py` measures what it gains."""
+    model = EfficientnetLite2()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 # What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl

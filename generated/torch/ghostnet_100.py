@@ -690,9 +690,12 @@ class Ghostnet100(nn.Module):
         return self.head(x)
 
 
-def build_model() -> Ghostnet100:
-    """A new ghostnet_100 with PyTorch's default initialisation."""
-    return Ghostnet100()
+def build_model(channels_last: bool = False) -> Ghostnet100:
+    """A new ghostnet_100 with PyTorch's default initialisation. `channels_last` stores
+    the weights in NHWC order, in which oneDNN's CPU convolutions run faster (the input may stay
+    NCHW: the first conv converts it); `benchmarks/latency.py` measures what it gains."""
+    model = Ghostnet100()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 # What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl

@@ -547,9 +547,12 @@ class Mnv3Large(nn.Module):
         return self.head(x)
 
 
-def build_model() -> Mnv3Large:
-    """A new mnv3_large with PyTorch's default initialisation."""
-    return Mnv3Large()
+def build_model(channels_last: bool = False) -> Mnv3Large:
+    """A new mnv3_large with PyTorch's default initialisation. `channels_last` stores
+    the weights in NHWC order, in which oneDNN's CPU convolutions run faster (the input may stay
+    NCHW: the first conv converts it); `benchmarks/latency.py` measures what it gains."""
+    model = Mnv3Large()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 # What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl

@@ -564,9 +564,12 @@ class Mnv4ConvM(nn.Module):
         return self.head(x)
 
 
-def build_model() -> Mnv4ConvM:
-    """A new mnv4_conv_m with PyTorch's default initialisation."""
-    return Mnv4ConvM()
+def build_model(channels_last: bool = False) -> Mnv4ConvM:
+    """A new mnv4_conv_m with PyTorch's default initialisation. `channels_last` stores
+    the weights in NHWC order, in which oneDNN's CPU convolutions run faster (the input may stay
+    NCHW: the first conv converts it); `benchmarks/latency.py` measures what it gains."""
+    model = Mnv4ConvM()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 # What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl

@@ -818,9 +818,12 @@ class Mnv4HybridM(nn.Module):
         return self.head(x)
 
 
-def build_model() -> Mnv4HybridM:
-    """A new mnv4_hybrid_m with PyTorch's default initialisation."""
-    return Mnv4HybridM()
+def build_model(channels_last: bool = False) -> Mnv4HybridM:
+    """A new mnv4_hybrid_m with PyTorch's default initialisation. `channels_last` stores
+    the weights in NHWC order, in which oneDNN's CPU convolutions run faster (the input may stay
+    NCHW: the first conv converts it); `benchmarks/latency.py` measures what it gains."""
+    model = Mnv4HybridM()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 # What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl

@@ -80,7 +80,7 @@ class SqueezeExcite(nn.Module):
 
 class MobileOneBlock(nn.Module):
     """The sum of k x k conv + BN branches, [a 1x1 conv + BN scale branch] and [a BatchNorm of
-    the input] -> [SE] -> [act]. The deploy form has one branch: a conv with a bias."""
+    the input] -> [SE] -> [act]. The deploy form merges them into one ConvAct."""
 
     def __init__(
         self,
@@ -576,9 +576,12 @@ class MobileoneS4(nn.Module):
         return self.head(x)
 
 
-def build_model() -> MobileoneS4:
-    """A new mobileone_s4 with PyTorch's default initialisation."""
-    return MobileoneS4()
+def build_model(channels_last: bool = False) -> MobileoneS4:
+    """A new mobileone_s4 with PyTorch's default initialisation. `channels_last` stores
+    the weights in NHWC order, in which oneDNN's CPU convolutions run faster (the input may stay
+    NCHW: the first conv converts it); `benchmarks/latency.py` measures what it gains."""
+    model = MobileoneS4()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 # What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl

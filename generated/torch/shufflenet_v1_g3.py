@@ -383,9 +383,12 @@ class ShufflenetV1G3(nn.Module):
         return self.head(x)
 
 
-def build_model() -> ShufflenetV1G3:
-    """A new shufflenet_v1_g3 with PyTorch's default initialisation."""
-    return ShufflenetV1G3()
+def build_model(channels_last: bool = False) -> ShufflenetV1G3:
+    """A new shufflenet_v1_g3 with PyTorch's default initialisation. `channels_last` stores
+    the weights in NHWC order, in which oneDNN's CPU convolutions run faster (the input may stay
+    NCHW: the first conv converts it); `benchmarks/latency.py` measures what it gains."""
+    model = ShufflenetV1G3()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 # What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl

@@ -363,9 +363,12 @@ class ShufflenetV2X10(nn.Module):
         return self.head(x)
 
 
-def build_model() -> ShufflenetV2X10:
-    """A new shufflenet_v2_x1_0 with PyTorch's default initialisation."""
-    return ShufflenetV2X10()
+def build_model(channels_last: bool = False) -> ShufflenetV2X10:
+    """A new shufflenet_v2_x1_0 with PyTorch's default initialisation. `channels_last` stores
+    the weights in NHWC order, in which oneDNN's CPU convolutions run faster (the input may stay
+    NCHW: the first conv converts it); `benchmarks/latency.py` measures what it gains."""
+    model = ShufflenetV2X10()
+    return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
 # What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl
