@@ -4,7 +4,7 @@ run (round-robin in a rotating order, so machine load and caches hit all alike),
 - `train`: the train form, eager; `train+cl`: the same built with `build_model(channels_last=True)`;
 - `deploy`: the `--deploy` form (BatchNorm folded, MobileOne branches merged), eager;
   `deploy+cl`: the same in channels_last;
-- `compiled`: `torch.compile` of the deploy form, set for inference (`COMPILE_OPTIONS`);
+- `compiled`: `torch.compile` of the deploy form, set for inference (`COMPILE_CONFIG`);
 - `hand` (MobileOne specs): a hand-written deploy network of the same shape, written here in
   the style of timm's reparameterized MobileOne: one conv and its ReLU per block, stages in
   `nn.Sequential`.
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch._inductor.config
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,9 +45,10 @@ from archdsl.ir.network import Network  # noqa: E402
 from archdsl.runtimes.weights import init_weights, save_weights  # noqa: E402
 
 Weights = dict[str, np.ndarray]
-# Inductor for inference: weights frozen into constants (folded, prepacked for oneDNN), the
-# graph called from C++, GEMM kernels autotuned. Each gains a few % here over plain compile.
-COMPILE_OPTIONS = {"freezing": True, "cpp_wrapper": True, "max_autotune": True}
+# Inductor for inference: weights frozen into constants (prepacked for oneDNN, each conv fused
+# with its activation), the graph called from C++, GEMM kernels autotuned. Set in the global
+# config: `torch.compile(options={"freezing": True})` compiles without freezing (torch 2.13).
+COMPILE_CONFIG = {"freezing": True, "cpp_wrapper": True, "max_autotune": True}
 
 
 class HandBlock(nn.Module):
@@ -115,7 +117,7 @@ def _forms(spec: str, tmp: Path) -> dict[str, nn.Module]:
         "deploy": _load(deploy, folded, tmp, f"{spec}_deploy"),
         "deploy+cl": _load(deploy, folded, tmp, f"{spec}_deploy_cl", channels_last=True),
     }
-    forms["compiled"] = torch.compile(forms["deploy"], fullgraph=True, options=COMPILE_OPTIONS)
+    forms["compiled"] = torch.compile(forms["deploy"], fullgraph=True)
     if spec.startswith("mobileone"):
         forms["hand"] = _hand_mobileone(deploy, folded)
     return forms
@@ -134,6 +136,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    for key, value in COMPILE_CONFIG.items():
+        setattr(torch._inductor.config, key, value)
     print(f"torch {torch.__version__}, {args.threads} threads, batch 1, medians of {args.rounds} rounds (ms)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp, torch.inference_mode():

@@ -4,6 +4,8 @@ the train form's function, block by block, for every spec; `cost` reports both f
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -216,3 +218,14 @@ def test_deploy_code_holds_no_norm_and_merged_mobileones_are_plain_convs(path, t
             children = {name for name, _ in module.named_children()}
             assert children == {"conv", "act"} | ({"se"} if block.se is not None else set()), block.path
             assert type(module.conv) is torch.nn.Conv2d and module.conv.bias is not None
+
+
+def test_deploy_code_is_formatted_and_defines_every_name_it_uses(tmp_path):
+    # generated/ holds the train form only (make test runs ruff over it); the deploy form's
+    # ConvAct is laid out per network, so every spec's deploy code is checked here the same way
+    for path in CONCRETE_SPECS:
+        (tmp_path / f"{path.stem}.py").write_text(get_backend("torch").emit(deploy_form(compile_file(path))))
+    for check in (["format", "--check"], ["check", "--select", "F"]):
+        run = subprocess.run([sys.executable, "-m", "ruff", *check, "--no-cache", "--line-length", "120", str(tmp_path)],
+                             capture_output=True, text=True)  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr

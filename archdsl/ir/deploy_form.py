@@ -2,7 +2,7 @@
 bias, and each block kind's own merging (MobileOne's branches into one conv: `deploy` in its
 module). `deploy_form` rewrites the IR; `deploy_weights` rewrites canonical weights to match,
 in float64, with the spec's epsilon: w' = w * g, b' = (b - mean) * g + beta,
-g = gamma / sqrt(var + eps). Merged convs keep their first branch's path, so the deploy form
+g = gamma / sqrt(var + eps). A merged MobileOne conv takes its block's path, so the deploy form
 loads into the same backends."""
 
 from __future__ import annotations
