@@ -34,6 +34,7 @@ REFERENCE = {
     "efficientnet_lite4": ("tf_efficientnet_lite4", 13_006_568, 3_943_564_112, 380),
     "mnv4_conv_s": ("mobilenetv4_conv_small", 3_774_024, 186_005_568, 224),
     "mnv4_conv_m": ("mobilenetv4_conv_medium", 9_715_512, 1_080_244_224, 256),
+    "mnv4_conv_blur_m": ("mobilenetv4_conv_blur_medium", 9_715_512, 1_202_577_600, 224),
     "mnv4_conv_l": ("mobilenetv4_conv_large", 32_590_864, 6_376_220_672, 384),
     "mnv4_hybrid_m": ("mobilenetv4_hybrid_medium", 11_074_648, 1_271_183_360, 256),
     "mnv4_hybrid_l": ("mobilenetv4_hybrid_large", 37_764_624, 7_711_877_120, 384),

@@ -34,7 +34,9 @@ from archdsl.ir.nodes import ConvBnAct
 from archdsl.runtimes.calibrate import calibrate, load_existing, measured_ops, network_key
 from conftest import small_net
 
-SE_NET = small_net("ib k5 e3 c24 se0.25 act=hard_swish; ib k3 e3 c24; ds k3 c32 s2")
+SE_NET = small_net(
+    "ib k5 e3 c24 se0.25 act=hard_swish; ib k3 e3 c24; ds k3 c32 s2 aa=blur"
+)  # aa: its blur is a unit too
 OVERHEAD = 2e-6
 
 

@@ -19,9 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Callable
 
+from ..ir.geometry import BLUR_KERNEL
 from ..ir.layers import (
     Activation,
     AttentionCore,
+    Blur,
     BranchSum,
     ChannelShuffle,
     Concat,
@@ -31,6 +33,7 @@ from ..ir.layers import (
     Linear,
     ResidualAdd,
     Upsample,
+    split_blur,
 )
 from ..ir.network import Block, Network
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
@@ -61,10 +64,18 @@ def _area(hw: tuple[int, int]) -> int:
 
 
 def _conv(layer: ConvBnAct, params: int) -> Cost:
+    if layer.aa:  # what it runs: the conv at stride 1, then the blur (no tensors of its own)
+        conv, blur = split_blur(layer)
+        return _conv(conv, params) + _blur(blur, 0)
     out = layer.cout * _area(layer.out_hw)
     macs = out * (layer.cin // layer.groups) * layer.kernel**2
     ew = out * ((2 if layer.norm else 0) + (layer.act != "identity"))
     return Cost(params, macs, ew, layer.cin * _area(layer.in_hw) + out)
+
+
+def _blur(layer: Blur, params: int) -> Cost:
+    n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
+    return Cost(0, n_out * BLUR_KERNEL**2, 0, n_in + n_out)  # a depthwise 3x3 conv's MACs
 
 
 def _se(layer: SqueezeExcite, params: int) -> Cost:
@@ -123,6 +134,7 @@ def _linear(layer: Linear, params: int) -> Cost:
 # Every primitive layer type's cost, given its learnable parameter count.
 COSTS: dict[type, Callable[..., Cost]] = {
     ConvBnAct: _conv,
+    Blur: _blur,
     SqueezeExcite: _se,
     LayerScale: _Elementwise(1, 1),
     ResidualAdd: _Elementwise(1, 2),

@@ -26,6 +26,7 @@ from ..input_files import read_text
 from ..ir.layers import (
     Activation,
     AttentionCore,
+    Blur,
     BranchSum,
     ChannelShuffle,
     Concat,
@@ -87,6 +88,7 @@ UNITS: dict[type, Callable[[Any], Unit | None]] = {
         "keys": a.keys,
     },  # fmt: skip
     Pool: _pool,
+    Blur: lambda b: {"op": "blur", "c": b.channels, "hw": list(b.in_hw)},
     Linear: lambda f: {"op": "fc", "cin": f.cin, "classes": f.classes},
 }
 
@@ -175,6 +177,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "upsample": ("c", "hw", "out_hw"),
     "attention": ("heads", "kv_heads", "key_dim", "value_dim", "queries", "keys"),
     "pool": ("mode", "global", "k", "s", "pad", "c", "hw"),
+    "blur": ("c", "hw"),
     "fc": ("cin", "classes"),
     "none": ("c", "hw"),
 }

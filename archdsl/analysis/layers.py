@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..blocks import kind_of
-from ..ir.layers import InputNorm, Layer, LayerScale, Linear
+from ..ir.layers import InputNorm, Layer, LayerScale, Linear, split_blur
 from ..ir.network import Block, Network
 from ..ir.nodes import ConvBnAct, SqueezeExcite
 
@@ -35,8 +35,13 @@ class Tensor:
 
 
 def layers_of(block: Block) -> Iterator[Layer]:
-    """A block's primitive layers in execution (and registration) order."""
-    return kind_of(block).layers(block)
+    """A block's primitive layers in execution (and registration) order; a conv with `aa=blur`
+    as the two it runs (the conv at stride 1, then the blur)."""
+    for layer in kind_of(block).layers(block):
+        if isinstance(layer, ConvBnAct) and layer.aa:
+            yield from split_blur(layer)
+        else:
+            yield layer
 
 
 def block_input(block: Block) -> tuple[int, tuple[int, int]]:

@@ -9,6 +9,7 @@ from ..ir.deploy_form import CannotMerge, deploy_form
 from ..ir.layers import (
     Activation,
     AttentionCore,
+    Blur,
     BranchSum,
     ChannelShuffle,
     Concat,
@@ -26,7 +27,7 @@ from .layers import block_input, block_output, layers_of
 _DERIVED = {ResidualAdd: (".add", "add"), LayerScale: (".layer_scale", "layer_scale"), BranchSum: (".sum", "sum"),
             Activation: (".act", "act"), InputNorm: ("", "batchnorm"), AttentionCore: (".attention", "attention"),
             Upsample: ("", "upsample"), Concat: ("", "concat"), ChannelShuffle: ("", "shuffle"),
-            Linear: ("", "classifier")}  # fmt: skip
+            Linear: ("", "classifier"), Blur: ("", "blur")}  # fmt: skip
 
 
 def _deploy_cost(net: Network) -> Cost | None:

@@ -5,7 +5,7 @@ at the option that causes it."""
 from __future__ import annotations
 
 from ..errors import ArchError
-from ..ir.geometry import FeatureMap, out_size, padding_for
+from ..ir.geometry import BLUR_KERNEL, BLUR_PADDING, FeatureMap, out_size, padding_for
 from ..ir.nodes import HW, Act, BlockSpec, ConvBnAct, Rounding, SqueezeExcite
 from ..ir.rounding import make_divisible
 
@@ -20,8 +20,14 @@ class Builder:
     def conv(self, b: BlockSpec, path: str, x: FeatureMap, cout: int, k: int, s: int, groups: int, act: Act | None,
              bias: bool = False, norm: bool = True, groups_from: tuple[str, ...] = ("g", "dw")) -> ConvBnAct:  # fmt: skip
         check_odd(b, k)
-        pad = padding_for(k, s, x.hw, b.pad_mode)
-        out = out_size(x.hw, k, s, pad)
+        if b.aa and b.stride != 2:
+            raise ArchError(f"aa={b.aa} downsamples by 2: the block has stride {b.stride}", b.at("aa"),
+                            "give the block s2, or drop aa")  # fmt: skip
+        aa = b.aa if s > 1 else None  # on the conv that takes the block's stride
+        pad = padding_for(k, 1 if aa else s, x.hw, b.pad_mode)
+        out = out_size(x.hw, k, 1 if aa else s, pad)
+        if aa:
+            out = out_size(out, BLUR_KERNEL, s, BLUR_PADDING)
         if min(out) < 1:
             raise ArchError(f"a {k}x{k} stride-{s} conv leaves nothing of a {x.hw[0]}x{x.hw[1]} input", b.span,
                             "use a larger input or fewer stride-2 blocks")  # fmt: skip
@@ -30,7 +36,8 @@ class Builder:
                 f"groups={groups} must divide both {x.c} input and {cout} output channels", b.at(*groups_from)
             )
         return ConvBnAct.make(path=path, cin=x.c, cout=cout, kernel=k, stride=s, groups=groups, padding=pad,
-                         bias=bias, norm=b.norm if norm else None, act=act or "identity", in_hw=x.hw, out_hw=out)  # fmt: skip
+                         bias=bias, norm=b.norm if norm else None, act=act or "identity", in_hw=x.hw, out_hw=out,
+                         aa=aa)  # fmt: skip
 
     def se(self, b: BlockSpec, path: str, cin: int, mid: int, cout: int, hw: HW) -> SqueezeExcite | None:
         if not b.se:

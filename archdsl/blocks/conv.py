@@ -14,7 +14,9 @@ from .kind import BlockKind, TimmPlace, TorchPiece, Word
 if TYPE_CHECKING:
     from ..codegen.steps import Step
 
-OPTIONS = frozenset({"k", "s", "c", "g", "x", "act", "norm", "eps", "bias", "skip", "noskip", "fixed", "dw", "padding"})
+OPTIONS = frozenset(
+    {"k", "s", "c", "g", "x", "act", "norm", "eps", "bias", "skip", "noskip", "fixed", "dw", "padding", "aa"}
+)
 
 
 def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[ConvBnAct, FeatureMap]:

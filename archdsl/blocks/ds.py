@@ -30,7 +30,9 @@ class DepthwiseSeparable(BlockNode):
     drop_path: float = 0.0
 
 
-OPTIONS = frozenset({"k", "s", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed", "drop_path", "padding"})
+OPTIONS = frozenset(
+    {"k", "s", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed", "drop_path", "padding", "aa"}
+)
 
 
 def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[DepthwiseSeparable, FeatureMap]:

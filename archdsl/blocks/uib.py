@@ -37,7 +37,7 @@ class UniversalInvertedBottleneck(BlockNode):
 
 OPTIONS = frozenset({
     "k", "s", "e", "mid", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed",
-    "layer_scale", "drop_path", "padding", "k_start", "k_mid", "k_end",
+    "layer_scale", "drop_path", "padding", "aa", "k_start", "k_mid", "k_end",
 })  # fmt: skip
 _NAMED_KERNELS = frozenset({"k_start", "k_mid", "k_end"})
 _NEEDS = ("out", "kernels", "expansion")

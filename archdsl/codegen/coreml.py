@@ -13,7 +13,7 @@ from ..ir.network import Network, Stage
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
 from .base import Backend, Header, block_comment, environment, stage_comment
 from .calls import Call, Line, quoted
-from .functional import attention_args, steps
+from .functional import attention_args, convs, steps
 from .steps import (
     ActivationStep,
     AddShortcut,
@@ -38,8 +38,8 @@ def _call(name: str, *args: tuple[str, str], target: str = "x") -> Line:
 
 def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
     args: list[tuple[str, str]] = [("", source), ("", "w"), ("", quoted(c.path))]
-    if c.stride != 1:
-        args.append(("stride", str(c.stride)))
+    if c.conv_stride != 1:
+        args.append(("stride", str(c.conv_stride)))
     if any(c.padding):
         args.append(("padding", str(c.padding)))
     if c.groups != 1:
@@ -50,6 +50,8 @@ def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
         args.append(("eps", repr(c.norm.eps)))
     if c.act != "identity":
         args.append(("act", quoted(c.act)))
+    if c.aa:
+        args.append(("aa", "True"))
     return _call("conv_bn_act", *args, target=target)
 
 
@@ -166,6 +168,7 @@ class CoreMLBackend(Backend):
                 uses_branches=any(isinstance(s, SumBranches) for b in net.blocks() for s in steps(b)),
                 uses_attention=any(isinstance(s, AttentionStep) for b in net.blocks() for s in steps(b)),
                 uses_shuffle=any(isinstance(s, ShuffleStep) for b in net.blocks() for s in steps(b)),
+                uses_blur=any(c.aa for b in net.blocks() for c in convs(b)),
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
             )
         )

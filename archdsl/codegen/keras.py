@@ -19,7 +19,7 @@ from ..ir.network import Block, Network, Stage
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
 from .base import Backend, Header, UnsupportedError, block_comment, environment, stage_comment
 from .calls import Call, Line, quoted
-from .functional import activations, attention_args, ses, steps
+from .functional import activations, attention_args, convs, ses, steps
 from .steps import (
     ActivationStep,
     AddShortcut,
@@ -68,8 +68,8 @@ def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
     depthwise = c.groups == c.cin == c.cout and c.groups > 1
     name = quoted(layer_name(c.path))
     args: list[tuple[str, str | Call]] = [("", source), ("", name), ("", str(c.cout)), ("", str(c.kernel))]
-    if c.stride != 1:
-        args.append(("stride", str(c.stride)))
+    if c.conv_stride != 1:
+        args.append(("stride", str(c.conv_stride)))
     if any(c.padding):
         args.append(("padding", str(c.padding[0]) if len(set(c.padding)) == 1 else str(c.padding)))
     if depthwise:
@@ -84,6 +84,8 @@ def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
             args.append(("momentum", repr(c.norm.momentum)))
     if c.act != "identity":
         args.append(("act", ACT[c.act]))
+    if c.aa:
+        args.append(("aa", "True"))
     return Line(Call("conv_bn_act", tuple(args), trailing_comma=False), target)
 
 
@@ -204,6 +206,7 @@ def _uses(net: Network) -> dict:
     return {
         "acts": sorted(a for a in acts if a in _DEFINED),
         "se": any(ses(b) for b in net.blocks()),
+        "blur": any(c.aa for b in net.blocks() for c in convs(b)),
         "layer_scale": any(getattr(b, "layer_scale", None) is not None for b in net.blocks()),
         "pad": any(isinstance(p, Pool) and any(p.padding) for p in (getattr(s, "layer", s) for s in all_steps)),
         "attention": any(isinstance(s, AttentionStep) for s in all_steps),

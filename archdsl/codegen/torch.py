@@ -47,8 +47,8 @@ class TorchEmitter:
         if c is None:
             return None
         args: list[Arg] = [("", str(c.cin)), ("", str(c.cout)), ("kernel", str(c.kernel))]
-        if c.stride != 1:
-            args.append(("stride", str(c.stride)))
+        if c.conv_stride != 1:
+            args.append(("stride", str(c.conv_stride)))
         if any(c.padding):
             args.append(("padding", _padding(c.padding)))
         if c.groups != 1:
@@ -68,6 +68,8 @@ class TorchEmitter:
                     args.append(("momentum", repr(c.norm.momentum)))
         if c.act != "identity":
             args.append(("act", ACT[c.act]))
+        if c.aa:
+            args.append(("aa", "True"))
         if c.residual:
             args.append(("residual", "True"))
         return Call("ConvAct" if self.deploy else "ConvBnAct", tuple(args), self.cost_note([c]))
@@ -122,28 +124,31 @@ def _nested(call: Call) -> Iterator[Call]:
 
 # The class pieces: class name -> its template (conv and pool are kinds too, their layers too).
 _PIECES: dict[str, str] = {"ConvBnAct": "conv_bn_act.py.j2", "ConvAct": "conv_act.py.j2",
-                           "SqueezeExcite": "squeeze_excite.py.j2",
+                           "SqueezeExcite": "squeeze_excite.py.j2", "BlurPool": "blur_pool.py.j2",
                            **{c: k.torch.template for k in KINDS.values() for c in k.torch.classes}}  # fmt: skip
 _HELPERS = {"layer_scale": "layer_scale.py.j2"}
 # Defined first, as the classes most blocks are built of; then each kind's, in the registry's order.
-_FIRST = ("conv_bn_act.py.j2", "conv_act.py.j2", "squeeze_excite.py.j2", "layer_scale.py.j2")
+_FIRST = ("blur_pool.py.j2", "conv_bn_act.py.j2", "conv_act.py.j2", "squeeze_excite.py.j2", "layer_scale.py.j2")
 
 
-def _conv_act_features(calls: Iterable[Call]) -> dict[str, bool]:
-    """What the deploy form's ConvAct must do for this network: its class does no more."""
-    convs = [c for call in calls for c in _nested(call) if c.name == "ConvAct"]
-    keywords = [dict(c.args) for c in convs]
+def _conv_features(calls: Iterable[Call], name: str) -> dict[str, bool]:
+    """What the class `name` (ConvAct, ConvBnAct) must do for this network's convs: no more."""
+    keywords = [dict(c.args) for call in calls for c in _nested(call) if c.name == name]
     return {
         "pad": any(str(k.get("padding", "")).startswith("(") for k in keywords),
         "se": any("se" in k for k in keywords),
         "optional_act": any("act" not in k for k in keywords),
         "residual": any("residual" in k for k in keywords),
+        "aa": any("aa" in k for k in keywords),
     }
 
 
 def _class_templates(calls: Iterable[Call], net: Network) -> list[str]:
     """The class pieces a file needs, each once: those its calls build and their helpers."""
+    calls = list(calls)
     used = {_PIECES[name] for call in calls for name in (c.name for c in _nested(call)) if name in _PIECES}
+    if any(_conv_features(calls, name)["aa"] for name in ("ConvAct", "ConvBnAct")):
+        used.add(_PIECES["BlurPool"])  # built inside the conv classes
     for b in net.blocks():
         piece = kind_of(b).torch
         if piece.template in used:
@@ -176,7 +181,8 @@ class TorchBackend(Backend):
             header=header,
             net_class=class_name(net.name, _RESERVED),
             class_templates=_class_templates(calls.values(), net),
-            conv_act=_conv_act_features(calls.values()),
+            conv_act=_conv_features(calls.values(), "ConvAct"),
+            conv_bn_act=_conv_features(calls.values(), "ConvBnAct"),
             conv_class="ConvAct" if net.form == "deploy" else "ConvBnAct",
             uses_drop_path=any(p.drop_path for p in pieces),
             uses_shuffle=any(p.shuffle for p in pieces),

@@ -97,6 +97,25 @@ class ChannelShuffle:
 
 
 @dataclass(frozen=True)
+class Blur:
+    """`aa=blur`'s anti-aliased downsampling: a fixed 3x3 binomial filter on each channel, zero
+    padding 1, stride 2 (timm's BlurPool2d, 'blurpc'). The filter is a constant, no tensor of the
+    weights; its MACs count as a depthwise conv's."""
+
+    path: str  # `<conv>.aa`
+    channels: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+
+
+def split_blur(conv: ConvBnAct) -> tuple[ConvBnAct, Blur]:
+    """A conv with `aa=blur` as the layers it runs: the conv at stride 1, then the blur."""
+    assert conv.aa == "blur"
+    unblurred = conv.model_copy(update={"stride": 1, "out_hw": conv.conv_hw, "aa": None})
+    return unblurred, Blur(f"{conv.path}.aa", conv.cout, conv.conv_hw, conv.out_hw)
+
+
+@dataclass(frozen=True)
 class Linear:
     """A fully connected layer with bias on a flattened input: tensors `<path>.fc.*`."""
 
@@ -107,6 +126,7 @@ class Linear:
 
 Layer = Union[
     ConvBnAct,
+    Blur,
     Concat,
     ChannelShuffle,
     SqueezeExcite,

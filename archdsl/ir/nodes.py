@@ -136,6 +136,7 @@ class BlockSpec(Node):
     dropout: float | None = None
     mode: Literal["avg", "max"] | None = None
     padding: Literal["symmetric", "same"] | None = None
+    aa: Literal["blur"] | None = None  # anti-aliased downsampling of the strided conv
     se_config: SEConfig | None = None
     option_spans: Any = Field(default=None, exclude=True, repr=False)  # option name -> Span
     # filled by the passes
@@ -212,6 +213,21 @@ class ConvBnAct(BlockNode):
     in_hw: HW
     out_hw: HW
     residual: bool = False  # only when used as a block of its own
+    # `blur`: the conv runs at stride 1 (`padding` is for that) and, after its BatchNorm and act,
+    # a fixed 3x3 binomial depthwise filter takes `stride` (timm's `aa_layer='blurpc'`).
+    aa: Literal["blur"] | None = None
+
+    @property
+    def conv_stride(self) -> int:
+        return 1 if self.aa else self.stride
+
+    @property
+    def conv_hw(self) -> HW:
+        """The conv's own output size (before the blur)."""
+        if not self.aa:
+            return self.out_hw
+        top, bottom, left, right = self.padding
+        return (self.in_hw[0] + top + bottom - self.kernel + 1, self.in_hw[1] + left + right - self.kernel + 1)
 
 
 class SqueezeExcite(Node):

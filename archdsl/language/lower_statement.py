@@ -143,6 +143,8 @@ def _typed_fields(given: dict[str, Option]) -> dict[str, Any]:
             out["use_norm"] = as_symbol(value, vspan, "norm", ("batchnorm", "none")) == "batchnorm"
         elif typ == "padding":
             out[field] = as_symbol(value, vspan, "padding", ("symmetric", "same"))
+        elif typ == "aa":
+            out[field] = as_symbol(value, vspan, "anti-aliasing", ("blur",))
     if eps is not None:  # an epsilon asks for a norm, even where the defaults say `norm none`
         if out.get("use_norm") is False:
             raise ArchError("eps given with norm=none", given["eps"].span)

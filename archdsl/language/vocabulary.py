@@ -26,7 +26,7 @@ class OptionWord:
     and for editors) and the largest value it takes where it gives a size directly."""
 
     field: str
-    type: str  # int, channels, float, kernel, act, norm, padding
+    type: str  # int, channels, float, kernel, act, norm, padding, aa
     meaning: str
     limit: int = 1 << 20
 
@@ -48,6 +48,7 @@ KWARGS: dict[str, OptionWord] = {
     "drop_path": OptionWord("drop_path", "float", "drop-path rate"),
     "dropout": OptionWord("dropout", "float", "dropout rate"),
     "padding": OptionWord("padding", "padding", "padding (symmetric or same)"),
+    "aa": OptionWord("aa", "aa", "anti-aliased downsampling (blur)"),
     "branches": OptionWord("branches", "int", "branch count", 64),
     "h": OptionWord("heads", "int", "head count", 1024),
     "d": OptionWord("key_dim", "int", "key dim", MAX_CHANNELS),

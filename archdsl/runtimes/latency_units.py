@@ -59,6 +59,12 @@ def _pool(u: Unit, x: Any) -> Any:
     return getattr(layers, f"{kind}Pooling2D")(u["k"], u["s"])(x)
 
 
+def _blur(u: Unit, x: Any) -> Any:
+    """A fixed 3x3 filter per channel at stride 2 after zero padding 1: TFLite's PAD and
+    DEPTHWISE_CONV_2D with a constant kernel, as the generated BlurPool converts to."""
+    return layers.DepthwiseConv2D(3, 2, padding="valid", use_bias=False)(layers.ZeroPadding2D(1)(x))
+
+
 def _shuffle(u: Unit, x: Any) -> Any:
     (h, w), c, g = u["hw"], u["c"], u["groups"]
     x = ops.reshape(x, (-1, h, w, g, c // g))
@@ -114,6 +120,7 @@ def unit_model(u: Unit) -> keras.Model:
         "se": _se,
         "pool": _pool,
         "shuffle": _shuffle,
+        "blur": _blur,
         "norm": lambda u, x: ChannelShift()(x),
         "act": lambda u, x: layers.Activation(_act(u["act"]))(x),
         "upsample": lambda u, x: layers.UpSampling2D(u["out_hw"][0] // u["hw"][0], interpolation="bilinear")(x),
