@@ -16,7 +16,8 @@ from ..language.syntax import NetworkDef
 from ..language.vocabulary import COMPACT, DEFAULT_SETTINGS, FLAGS, KWARGS, NETWORK_SETTINGS, WORDS
 
 _BLOCK_BODIES = ("stage", "stem", "head", "block")  # sections whose statements are blocks
-_VALUES = {"act": ACTIVATIONS, "gate": ACTIVATIONS, "norm": ("batchnorm", "none"), "padding": ("symmetric", "same")}
+_VALUES = {"act": ACTIVATIONS, "gate": ACTIVATIONS, "norm": ("batchnorm", "none"), "padding": ("symmetric", "same"),
+           "aa": ("blur",)}  # fmt: skip
 _STRINGS_AND_COMMENTS = re.compile(r'"[^"\n]*"?|#.*')
 
 Kind = lsp.CompletionItemKind
