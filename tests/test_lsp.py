@@ -197,8 +197,10 @@ async def test_stale_results_never_overwrite_newer(client: LanguageClient, works
     uri = uri_of(path)
     await show(client, path, MAIN)
     history = record_publishes(client)
-    # a version that takes long to analyse (some 1,500 blocks), replaced while its analysis runs
-    slow = MAIN.replace("ds k3 c24", "da k3 c24\n" + "    ib k3 e4 c24\n" * 1500)
+    # a version that takes long to analyse (some 8,000 blocks: over a second here, well past the
+    # 0.2 s after which the next version comes; 1,500 took 0.25 s, too close), replaced while its
+    # analysis runs
+    slow = MAIN.replace("ds k3 c24", "da k3 c24\n" + "    ib k3 e4 c24\n" * 8000)
     for version, text in ((2, slow), (3, MAIN.replace("ds k3 c24", "db k3 c24"))):
         VERSIONS[uri] = version
         client.text_document_did_change(
