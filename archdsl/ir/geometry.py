@@ -19,10 +19,10 @@ class FeatureMap:
         return f"{self.c}x{self.hw[0]}x{self.hw[1]}"
 
 
-# The blur of `aa=blur` (timm's BlurPool2d, 'blurpc'): a 3x3 binomial filter, zero-padded by 1.
+# The blur of `aa=blur` (timm's BlurPool2d, 'blurpc'): a 3x3 binomial filter, zero-padded by 1;
+# its taps, (1, 2, 1) / 4 in each direction, are spelled in each backend's BlurPool.
 BLUR_KERNEL = 3
 BLUR_PADDING: Padding = (1, 1, 1, 1)
-BLUR_TAPS = (0.25, 0.5, 0.25)  # the filter is their outer product
 
 
 def padding_for(k: int, s: int, hw: HW, mode: str) -> Padding:
