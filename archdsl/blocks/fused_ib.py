@@ -29,7 +29,7 @@ class FusedInvertedBottleneck(BlockNode):
     drop_path: float = 0.0
 
 
-OPTIONS = UIB_OPTIONS - {"k_start", "k_mid", "k_end", "layer_scale"}
+OPTIONS = UIB_OPTIONS - {"k_start", "k_mid", "k_end", "layer_scale", "gs", "stride_at"}  # no depthwise conv
 
 
 def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[FusedInvertedBottleneck, FeatureMap]:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 from ..errors import ArchError
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Layer, residual_tail
-from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
+from ..ir.nodes import Act, BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
 from .build import Builder
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
 from .timm_names import IR, UIR, add_scheme
@@ -37,7 +37,7 @@ class UniversalInvertedBottleneck(BlockNode):
 
 OPTIONS = frozenset({
     "k", "s", "e", "mid", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed",
-    "layer_scale", "drop_path", "padding", "aa", "k_start", "k_mid", "k_end",
+    "layer_scale", "drop_path", "padding", "aa", "gs", "stride_at", "k_start", "k_mid", "k_end",
 })  # fmt: skip
 _NAMED_KERNELS = frozenset({"k_start", "k_mid", "k_end"})
 _NEEDS = ("out", "kernels", "expansion")
@@ -49,24 +49,33 @@ def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[Univers
     s = b.stride
     if s > 1 and not (ks or km or ke):
         raise ArchError(f"stride {s} needs a depthwise conv to apply it", b.at("s"), "an FFN block has none; use s1")
+    at = _stride_at(b, ks, km, ke)
+    gs = b.group_size or 1  # channels per group of the depthwise convs
+
+    def dw(name: str, t: FeatureMap, k: int, act: Act | None) -> ConvBnAct:
+        if t.c % gs:
+            raise ArchError(f"gs={gs} does not divide the {t.c} channels of {path}.{name}", b.at("gs"),
+                            "give a group size that divides every depthwise conv's channels (1: depthwise)")  # fmt: skip
+        return ctx.conv(b, f"{path}.{name}", t, t.c, k, s if at == name.removeprefix("dw_") else 1, t.c // gs, act)
+
     t = x
     dw_start = None
     if ks:
-        dw_start = ctx.conv(b, f"{path}.dw_start", t, t.c, ks, 1 if km else s, t.c, None)
+        dw_start = dw("dw_start", t, ks, None)
         t = FeatureMap(t.c, dw_start.out_hw)
     mid = ctx.mid_channels(b, x.c)
     expand = ctx.conv(b, f"{path}.expand", t, mid, 1, 1, 1, b.act)
     t = FeatureMap(mid, expand.out_hw)
     dw_mid = None
     if km:
-        dw_mid = ctx.conv(b, f"{path}.dw_mid", t, mid, km, s, mid, b.act)
+        dw_mid = dw("dw_mid", t, km, b.act)
         t = FeatureMap(mid, dw_mid.out_hw)
     se = ctx.se(b, f"{path}.se", x.c, mid, b.out, t.hw)
     project = ctx.conv(b, f"{path}.project", t, b.out, 1, 1, 1, None)
     t = FeatureMap(b.out, project.out_hw)
     dw_end = None
     if ke:
-        dw_end = ctx.conv(b, f"{path}.dw_end", t, t.c, ke, 1 if (ks or km) else s, t.c, None)
+        dw_end = dw("dw_end", t, ke, None)
         t = FeatureMap(t.c, dw_end.out_hw)
     block = UniversalInvertedBottleneck.make(
         path=path, variant=b.variant or _variant(ks, km, ke), dw_start=dw_start, expand=expand, dw_mid=dw_mid, se=se,
@@ -74,6 +83,19 @@ def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[Univers
         drop_path=b.drop_path,
     )  # fmt: skip
     return block, t
+
+
+def _stride_at(b: BlockSpec, ks: int, km: int, ke: int) -> str | None:
+    """Which depthwise conv takes the block's stride: `stride_at`, else the middle one, else the
+    start one, else the end one (timm's and TF's rule; TF's `middle_dw_downsample=False` is
+    `stride_at=start`)."""
+    present = {"start": ks, "mid": km, "end": ke}
+    if b.stride_at is not None:
+        if not present[b.stride_at]:
+            raise ArchError(f"stride_at={b.stride_at}: the block has no {b.stride_at} depthwise conv", b.at("stride_at"),
+                            f"it has: {', '.join(n for n, k in present.items() if k) or 'none'}")  # fmt: skip
+        return b.stride_at
+    return next((n for n in ("mid", "start", "end") if present[n]), None)
 
 
 def _variant(ks: int, km: int, ke: int) -> str:
@@ -133,7 +155,9 @@ KIND = BlockKind(
         "ib": Word(_COMPACT, "inverted bottleneck (MobileNetV2)", _NEEDS, variant="ib", kernels="mid"),
         "extra_dw": Word(_COMPACT, "UIB ExtraDW, k<start>/<mid>", _NEEDS, variant="extra_dw", kernels="start_mid"),
         "convnext": Word(_COMPACT, "UIB ConvNeXt-like, start dw only", _NEEDS, variant="convnext", kernels="start"),
-        "ffn": Word(_COMPACT - {"k"}, "UIB FFN, no depthwise", _NEEDS, variant="ffn", kernels="none"),
+        "ffn": Word(
+            _COMPACT - {"k", "gs", "stride_at"}, "UIB FFN, no depthwise", _NEEDS, variant="ffn", kernels="none"
+        ),
     },
     build=build,
     layers=layers,

@@ -137,6 +137,8 @@ class BlockSpec(Node):
     mode: Literal["avg", "max"] | None = None
     padding: Literal["symmetric", "same"] | None = None
     aa: Literal["blur"] | None = None  # anti-aliased downsampling of the strided conv
+    group_size: int | None = None  # UIB family: channels per group of the depthwise convs (1: depthwise)
+    stride_at: Literal["start", "mid", "end"] | None = None  # UIB family: the depthwise conv taking the stride
     se_config: SEConfig | None = None
     option_spans: Any = Field(default=None, exclude=True, repr=False)  # option name -> Span
     # filled by the passes

@@ -145,6 +145,8 @@ def _typed_fields(given: dict[str, Option]) -> dict[str, Any]:
             out[field] = as_symbol(value, vspan, "padding", ("symmetric", "same"))
         elif typ == "aa":
             out[field] = as_symbol(value, vspan, "anti-aliasing", ("blur",))
+        elif typ == "stride_at":
+            out[field] = as_symbol(value, vspan, "depthwise conv", ("start", "mid", "end"))
     if eps is not None:  # an epsilon asks for a norm, even where the defaults say `norm none`
         if out.get("use_norm") is False:
             raise ArchError("eps given with norm=none", given["eps"].span)

@@ -26,7 +26,7 @@ class OptionWord:
     and for editors) and the largest value it takes where it gives a size directly."""
 
     field: str
-    type: str  # int, channels, float, kernel, act, norm, padding, aa
+    type: str  # int, channels, float, kernel, act, norm, padding, aa, stride_at
     meaning: str
     limit: int = 1 << 20
 
@@ -49,6 +49,8 @@ KWARGS: dict[str, OptionWord] = {
     "dropout": OptionWord("dropout", "float", "dropout rate"),
     "padding": OptionWord("padding", "padding", "padding (symmetric or same)"),
     "aa": OptionWord("aa", "aa", "anti-aliased downsampling (blur)"),
+    "gs": OptionWord("group_size", "int", "channels per group of the depthwise convs", MAX_CHANNELS),
+    "stride_at": OptionWord("stride_at", "stride_at", "the depthwise conv that takes the stride (start, mid or end)"),
     "branches": OptionWord("branches", "int", "branch count", 64),
     "h": OptionWord("heads", "int", "head count", 1024),
     "d": OptionWord("key_dim", "int", "key dim", MAX_CHANNELS),

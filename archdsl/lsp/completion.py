@@ -17,7 +17,7 @@ from ..language.vocabulary import COMPACT, DEFAULT_SETTINGS, FLAGS, KWARGS, NETW
 
 _BLOCK_BODIES = ("stage", "stem", "head", "block")  # sections whose statements are blocks
 _VALUES = {"act": ACTIVATIONS, "gate": ACTIVATIONS, "norm": ("batchnorm", "none"), "padding": ("symmetric", "same"),
-           "aa": ("blur",)}  # fmt: skip
+           "aa": ("blur",), "stride_at": ("start", "mid", "end")}  # fmt: skip
 _STRINGS_AND_COMMENTS = re.compile(r'"[^"\n]*"?|#.*')
 
 Kind = lsp.CompletionItemKind
