@@ -47,7 +47,8 @@ def test_the_stem_is_conv_at_stride_1_then_bn_act_then_the_blur(torch_module, tm
     assert got.shape == expected.shape == (2, 16, net.input_shape[1] // 2, net.input_shape[2] // 2)
     assert torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
     blurs = [m for m in model.modules() if type(m).__name__ == "BlurPool"]
-    assert len(blurs) == 2 and all(not any(k.endswith(".blur") for k in model.state_dict()) for _ in blurs)
+    assert len(blurs) == 2 and all(b.blur.shape[1:] == (1, 3, 3) for b in blurs)
+    assert not any("blur" in k or ".aa." in k for k in model.state_dict())  # the filter is no weight
 
 
 def test_the_blur_is_a_layer_with_a_depthwise_convs_macs_and_no_tensors():
