@@ -49,8 +49,9 @@ Unit = dict[str, Any]
 
 
 def _conv(c: ConvBnAct) -> Unit:
-    return {"op": "conv", "cin": c.cin, "cout": c.cout, "k": c.kernel, "s": c.stride, "groups": c.groups,
+    unit = {"op": "conv", "cin": c.cin, "cout": c.cout, "k": c.kernel, "s": c.stride, "groups": c.groups,
             "pad": list(c.padding), "hw": list(c.in_hw), "act": c.act}  # fmt: skip
+    return unit | {"d": c.dilation} if c.dilation != 1 else unit  # the profiles of undilated nets stay as they were
 
 
 def _pool(p: Pool) -> Unit:
@@ -112,7 +113,8 @@ def family_of(unit: Unit) -> tuple[str, ...]:
     if op == "conv":
         shape = "depthwise" if is_depthwise(unit) else (
             "grouped" if unit["groups"] > 1 else ("pointwise" if unit["k"] == 1 else "full"))  # fmt: skip
-        return (op, shape, f"k{unit['k']}s{unit['s']}", unit["act"])
+        window = f"k{unit['k']}s{unit['s']}" + (f"d{unit['d']}" if "d" in unit else "")
+        return (op, shape, window, unit["act"])
     if op == "pool":
         return (op, unit["mode"], "global" if unit["global"] else f"k{unit['k']}s{unit['s']}")
     if op in ("act", "se"):
@@ -181,14 +183,19 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "fc": ("cin", "classes"),
     "none": ("c", "hw"),
 }
+OPTIONAL: dict[str, tuple[str, ...]] = {"conv": ("d",)}  # present only where not 1
 _TEXT, _LISTS = ("act", "gate", "mode"), ("pad", "hw", "out_hw")
 
 
 def _unit_ok(unit: Any) -> bool:
     """A unit with exactly its op's fields, each of its type and in bounds."""
-    if not isinstance(unit, dict) or unit.get("op") not in FIELDS or set(unit) != {"op", *FIELDS[unit["op"]]}:
+    if not isinstance(unit, dict) or unit.get("op") not in FIELDS:
         return False
-    for name in FIELDS[unit["op"]]:
+    given = set(unit) - {"op"}
+    optional = given & set(OPTIONAL.get(unit["op"], ()))
+    if given - optional != set(FIELDS[unit["op"]]):
+        return False
+    for name in (*FIELDS[unit["op"]], *optional):
         value = unit[name]
         if name in _TEXT:
             ok = isinstance(value, str) and len(value) < 64
@@ -197,7 +204,7 @@ def _unit_ok(unit: Any) -> bool:
         elif name == "global":
             ok = isinstance(value, bool)
         else:
-            ok = _count(value)
+            ok = _count(value) and (name not in optional or value > 1)  # an optional field is there for a value != 1
         if not ok:
             return False
     return True

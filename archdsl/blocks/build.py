@@ -23,9 +23,13 @@ class Builder:
         if b.aa and b.stride != 2:
             raise ArchError(f"aa={b.aa} downsamples by 2: the block has stride {b.stride}", b.at("aa"),
                             "give the block s2, or drop aa")  # fmt: skip
+        if b.dilation > 1 and b.stride > 1:
+            raise ArchError(f"a block cannot both stride and dilate (stride {b.stride}, dilation {b.dilation})",
+                            b.at("dilation"), "use s1 with the dilation, as output_stride does")  # fmt: skip
         aa = b.aa if s > 1 else None  # on the conv that takes the block's stride
-        pad = padding_for(k, 1 if aa else s, x.hw, b.pad_mode)
-        out = out_size(x.hw, k, 1 if aa else s, pad)
+        d = b.dilation if k > 1 else 1
+        pad = padding_for(k, 1 if aa else s, x.hw, b.pad_mode, d)
+        out = out_size(x.hw, k, 1 if aa else s, pad, d)
         if aa:
             out = out_size(out, BLUR_KERNEL, s, BLUR_PADDING)
         if min(out) < 1:
@@ -37,7 +41,7 @@ class Builder:
             )
         return ConvBnAct.make(path=path, cin=x.c, cout=cout, kernel=k, stride=s, groups=groups, padding=pad,
                          bias=bias, norm=b.norm if norm else None, act=act or "identity", in_hw=x.hw, out_hw=out,
-                         aa=aa)  # fmt: skip
+                         aa=aa, dilation=d)  # fmt: skip
 
     def se(self, b: BlockSpec, path: str, cin: int, mid: int, cout: int, hw: HW) -> SqueezeExcite | None:
         if not b.se:

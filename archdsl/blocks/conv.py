@@ -14,9 +14,9 @@ from .kind import BlockKind, TimmPlace, TorchPiece, Word
 if TYPE_CHECKING:
     from ..codegen.steps import Step
 
-OPTIONS = frozenset(
-    {"k", "s", "c", "g", "x", "act", "norm", "eps", "bias", "skip", "noskip", "fixed", "dw", "padding", "aa"}
-)
+OPTIONS = frozenset({
+    "k", "s", "c", "g", "x", "act", "norm", "eps", "bias", "skip", "noskip", "fixed", "dw", "padding", "aa", "dilation",
+})  # fmt: skip
 
 
 def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[ConvBnAct, FeatureMap]:

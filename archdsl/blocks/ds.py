@@ -30,9 +30,9 @@ class DepthwiseSeparable(BlockNode):
     drop_path: float = 0.0
 
 
-OPTIONS = frozenset(
-    {"k", "s", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed", "drop_path", "padding", "aa"}
-)
+OPTIONS = frozenset({
+    "k", "s", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed", "drop_path", "padding", "aa", "dilation",
+})  # fmt: skip
 
 
 def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[DepthwiseSeparable, FeatureMap]:

@@ -37,7 +37,7 @@ class UniversalInvertedBottleneck(BlockNode):
 
 OPTIONS = frozenset({
     "k", "s", "e", "mid", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed",
-    "layer_scale", "drop_path", "padding", "aa", "gs", "stride_at", "k_start", "k_mid", "k_end",
+    "layer_scale", "drop_path", "padding", "aa", "gs", "stride_at", "dilation", "k_start", "k_mid", "k_end",
 })  # fmt: skip
 _NAMED_KERNELS = frozenset({"k_start", "k_mid", "k_end"})
 _NEEDS = ("out", "kernels", "expansion")
@@ -156,7 +156,11 @@ KIND = BlockKind(
         "extra_dw": Word(_COMPACT, "UIB ExtraDW, k<start>/<mid>", _NEEDS, variant="extra_dw", kernels="start_mid"),
         "convnext": Word(_COMPACT, "UIB ConvNeXt-like, start dw only", _NEEDS, variant="convnext", kernels="start"),
         "ffn": Word(
-            _COMPACT - {"k", "gs", "stride_at"}, "UIB FFN, no depthwise", _NEEDS, variant="ffn", kernels="none"
+            _COMPACT - {"k", "gs", "stride_at", "dilation"},
+            "UIB FFN, no depthwise",
+            _NEEDS,
+            variant="ffn",
+            kernels="none",
         ),
     },
     build=build,

@@ -44,6 +44,8 @@ def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
         args.append(("padding", str(c.padding)))
     if c.groups != 1:
         args.append(("groups", str(c.groups)))
+    if c.dilation != 1:
+        args.append(("dilation", str(c.dilation)))
     if c.bias:
         args.append(("bias", "True"))
     if c.norm is not None:
@@ -169,6 +171,7 @@ class CoreMLBackend(Backend):
                 uses_attention=any(isinstance(s, AttentionStep) for b in net.blocks() for s in steps(b)),
                 uses_shuffle=any(isinstance(s, ShuffleStep) for b in net.blocks() for s in steps(b)),
                 uses_blur=any(c.aa for b in net.blocks() for c in convs(b)),
+                uses_dilation=any(c.dilation != 1 for b in net.blocks() for c in convs(b)),
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
             )
         )

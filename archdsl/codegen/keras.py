@@ -76,6 +76,8 @@ def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
         args.append(("depthwise", "True"))
     elif c.groups != 1:
         args.append(("groups", str(c.groups)))
+    if c.dilation != 1:
+        args.append(("dilation", str(c.dilation)))
     if c.bias:
         args.append(("bias", "True"))
     if c.norm is not None:
@@ -207,6 +209,7 @@ def _uses(net: Network) -> dict:
         "acts": sorted(a for a in acts if a in _DEFINED),
         "se": any(ses(b) for b in net.blocks()),
         "blur": any(c.aa for b in net.blocks() for c in convs(b)),
+        "dilation": any(c.dilation != 1 for b in net.blocks() for c in convs(b)),
         "layer_scale": any(getattr(b, "layer_scale", None) is not None for b in net.blocks()),
         "pad": any(isinstance(p, Pool) and any(p.padding) for p in (getattr(s, "layer", s) for s in all_steps)),
         "attention": any(isinstance(s, AttentionStep) for s in all_steps),

@@ -53,6 +53,8 @@ class TorchEmitter:
             args.append(("padding", _padding(c.padding)))
         if c.groups != 1:
             args.append(("groups", str(c.groups)))
+        if c.dilation != 1:
+            args.append(("dilation", str(c.dilation)))
         if self.deploy:
             assert c.norm is None, f"{c.path}: the deploy form folds every BatchNorm"
             if not c.bias:
@@ -140,6 +142,7 @@ def _conv_features(calls: Iterable[Call], name: str) -> dict[str, bool]:
         "optional_act": any("act" not in k for k in keywords),
         "residual": any("residual" in k for k in keywords),
         "aa": any("aa" in k for k in keywords),
+        "dilation": any("dilation" in k for k in keywords),
     }
 
 

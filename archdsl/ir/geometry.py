@@ -25,8 +25,10 @@ BLUR_KERNEL = 3
 BLUR_PADDING: Padding = (1, 1, 1, 1)
 
 
-def padding_for(k: int, s: int, hw: HW, mode: str) -> Padding:
-    """Explicit (top, bottom, left, right) padding: symmetric k//2, or TensorFlow 'same'."""
+def padding_for(k: int, s: int, hw: HW, mode: str, d: int = 1) -> Padding:
+    """Explicit (top, bottom, left, right) padding: symmetric k//2, or TensorFlow 'same'; a
+    dilation d spreads the window over d x (k - 1) + 1 pixels."""
+    k = d * (k - 1) + 1
     if mode == "symmetric":
         return (k // 2,) * 4  # type: ignore[return-value]
     pads = []
@@ -37,5 +39,6 @@ def padding_for(k: int, s: int, hw: HW, mode: str) -> Padding:
     return (pads[0], pads[1], pads[2], pads[3])
 
 
-def out_size(hw: HW, k: int, s: int, pad: Padding) -> HW:
+def out_size(hw: HW, k: int, s: int, pad: Padding, d: int = 1) -> HW:
+    k = d * (k - 1) + 1
     return ((hw[0] + pad[0] + pad[1] - k) // s + 1, (hw[1] + pad[2] + pad[3] - k) // s + 1)

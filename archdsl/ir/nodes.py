@@ -139,6 +139,7 @@ class BlockSpec(Node):
     aa: Literal["blur"] | None = None  # anti-aliased downsampling of the strided conv
     group_size: int | None = None  # UIB family: channels per group of the depthwise convs (1: depthwise)
     stride_at: Literal["start", "mid", "end"] | None = None  # UIB family: the depthwise conv taking the stride
+    dilation: int = 1  # of the block's k x k convs (atrous); `output_stride` multiplies it
     se_config: SEConfig | None = None
     option_spans: Any = Field(default=None, exclude=True, repr=False)  # option name -> Span
     # filled by the passes
@@ -177,6 +178,7 @@ class NetworkSpec(Node):
     classes: int = 1000
     rho: float = 1.0  # resolution multiplier
     resolution: HW | None = None  # explicit resolution, replacing input_hw
+    output_stride: int | None = None  # later strides become dilations (DeepLab, TF Model Garden)
     width: WidthScaling = WidthScaling.model_construct()
     depth: DepthScaling = DepthScaling.model_construct()
     defaults: Defaults = Defaults.model_construct()
@@ -184,6 +186,7 @@ class NetworkSpec(Node):
     stages: tuple[StageSpec, ...]
     head: StageSpec
     applied: tuple[str, ...] = ()  # passes already run, so each pass is idempotent
+    setting_spans: Any = Field(default=None, exclude=True, repr=False)  # setting name -> Span of its value
 
 
 # ---- resolved level ------------------------------------------------------------------------
@@ -208,6 +211,7 @@ class ConvBnAct(BlockNode):
     kernel: int
     stride: int
     groups: int = 1
+    dilation: int = 1
     padding: Padding
     bias: bool = False
     norm: Norm | None
@@ -229,7 +233,8 @@ class ConvBnAct(BlockNode):
         if not self.aa:
             return self.out_hw
         top, bottom, left, right = self.padding
-        return (self.in_hw[0] + top + bottom - self.kernel + 1, self.in_hw[1] + left + right - self.kernel + 1)
+        span = self.dilation * (self.kernel - 1)
+        return (self.in_hw[0] + top + bottom - span, self.in_hw[1] + left + right - span)
 
 
 class SqueezeExcite(Node):

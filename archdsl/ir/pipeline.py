@@ -13,12 +13,14 @@ from .build_blocks import build_blocks
 from .expand_repeats import expand_repeats
 from .network import Network
 from .nodes import NetworkSpec
+from .output_stride import output_stride
 from .scale_width import scale_width
 from .stochastic_depth import stochastic_depth
 
 PIPELINE: tuple[Callable[[NetworkSpec], NetworkSpec], ...] = (
     apply_defaults,
     expand_repeats,
+    output_stride,
     stochastic_depth,
     scale_width,
 )

@@ -135,7 +135,8 @@ class _NetworkLowering:
                 raise ArchError(f"network '{name}' has no {required}", name_span, f"add a '{required}' statement")
         if not self.stages:
             raise ArchError(f"network '{name}' has no stages", name_span, "add 'stage <name> { ... }'")
-        spec = NetworkSpec.make(name=name, source_hash=source_hash, stages=tuple(self.stages), **self.settings)
+        spec = NetworkSpec.make(name=name, source_hash=source_hash, stages=tuple(self.stages),
+                                setting_spans=dict(self.value_spans), **self.settings)  # fmt: skip
         h, w = spec.resolution or spec.input_hw
         if min(round(h * spec.rho), round(w * spec.rho)) < 1:
             raise ArchError(f"rho {spec.rho:g} leaves nothing of the {h}x{w} input", self.value_spans.get("rho"))
@@ -168,6 +169,8 @@ class _NetworkLowering:
             self._depth(stmt)
         elif head in ("rho", "resolution"):
             self._resolution(stmt)
+        elif head == "output_stride":
+            self._output_stride(stmt)
         elif head == "defaults":
             self._no_items(stmt)
             self.settings["defaults"] = lower_defaults(self._body(stmt), self.env)
@@ -239,6 +242,13 @@ class _NetworkLowering:
         else:
             side = as_int(value, span, "resolution", maximum=16384)
             self.settings["resolution"] = (side, side)
+
+    def _output_stride(self, stmt: Stmt) -> None:
+        value, span = self._single(stmt), stmt.items[0].span
+        stride = as_int(value, span, "output stride", maximum=1024)
+        if stride & (stride - 1):
+            raise ArchError(f"output_stride {stride} is not a power of 2", span, "output_stride 8, 16 or 32")
+        self.settings["output_stride"], self.value_spans["output_stride"] = stride, span
 
     def _no_items(self, stmt: Stmt) -> None:
         if stmt.items:

@@ -51,6 +51,7 @@ KWARGS: dict[str, OptionWord] = {
     "aa": OptionWord("aa", "aa", "anti-aliased downsampling (blur)"),
     "gs": OptionWord("group_size", "int", "channels per group of the depthwise convs", MAX_CHANNELS),
     "stride_at": OptionWord("stride_at", "stride_at", "the depthwise conv that takes the stride (start, mid or end)"),
+    "dilation": OptionWord("dilation", "int", "dilation of the k x k convs (atrous)", 64),
     "branches": OptionWord("branches", "int", "branch count", 64),
     "h": OptionWord("heads", "int", "head count", 1024),
     "d": OptionWord("key_dim", "int", "key dim", MAX_CHANNELS),
@@ -75,5 +76,6 @@ FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "count_pad": ({"include_pad": True}, "padded zeros count in the average"),
 }
 
-NETWORK_SETTINGS = ("input", "classes", "width", "depth", "rho", "resolution", "defaults", "stem", "stage", "head")
+NETWORK_SETTINGS = ("input", "classes", "width", "depth", "rho", "resolution", "output_stride", "defaults", "stem",
+                    "stage", "head")  # fmt: skip
 DEFAULT_SETTINGS = ("act", "norm", "se", "padding", "layer_scale", "drop_path", "dropout")

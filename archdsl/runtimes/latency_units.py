@@ -35,10 +35,11 @@ def _pad(pad: list[int]) -> tuple[tuple[int, int], tuple[int, int]]:
 def _conv(u: Unit, x: Any) -> Any:
     if any(u["pad"]):
         x = layers.ZeroPadding2D(_pad(u["pad"]))(x)
+    d = u.get("d", 1)
     if is_depthwise(u):
-        x = layers.DepthwiseConv2D(u["k"], u["s"], padding="valid")(x)
+        x = layers.DepthwiseConv2D(u["k"], u["s"], padding="valid", dilation_rate=d)(x)
     else:
-        x = layers.Conv2D(u["cout"], u["k"], u["s"], padding="valid", groups=u["groups"])(x)
+        x = layers.Conv2D(u["cout"], u["k"], u["s"], padding="valid", groups=u["groups"], dilation_rate=d)(x)
     return layers.Activation(_act(u["act"]))(x)  # the BatchNorm is folded into the bias
 
 

@@ -49,14 +49,16 @@ def run_program(program: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.nda
 
 @kernel("conv")
 def conv(x, weight, strides, pad_type, dilations, groups, pad=(0, 0, 0, 0), bias=None) -> np.ndarray:
-    if pad_type not in ("custom", "valid") or any(d != 1 for d in dilations):
+    if pad_type not in ("custom", "valid") or len(set(int(d) for d in dilations)) != 1:
         raise UnsupportedOp(f"conv with pad_type={pad_type!r}, dilations={list(dilations)}")
     top, bottom, left, right = (int(p) for p in pad) if pad_type == "custom" else (0, 0, 0, 0)
     x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
     n, c, _, _ = x.shape
     o, cg, kh, kw = weight.shape
     sh, sw = (int(s) for s in strides)
-    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    d = int(dilations[0])  # a dilated window spans d x (k - 1) + 1 pixels, every d-th one a tap
+    windows = np.lib.stride_tricks.sliding_window_view(x, (d * (kh - 1) + 1, d * (kw - 1) + 1), axis=(2, 3))
+    windows = windows[:, :, ::sh, ::sw, ::d, ::d]
     g = int(groups)
     windows = windows.reshape(n, g, c // g, *windows.shape[2:])  # n, g, cg, oh, ow, kh, kw
     w = weight.reshape(g, o // g, cg, kh, kw)
