@@ -145,6 +145,7 @@ network t {
   rho 0.5
   width 0.5
   depth 1.5
+  output_stride 2
   defaults {
     act hard_swish
   }
@@ -187,6 +188,9 @@ def test_each_pass_does_its_work_once_and_leaves_its_input_alone():
         == ["relu", "hard_swish", "hard_swish"],
         # ceil(2 x 1.5) = 3 copies, only the first keeps stride 2; ceil(1 x 1.5) = 2
         "expand_repeats": lambda s: [b.stride for b in s.stages[0].blocks] == [2, 1, 1] and len(s.stages[1].blocks) == 2,
+        # past the stem's stride 2, the ib's stride becomes a dilation for the blocks after it
+        "output_stride": lambda s: [(b.stride, b.dilation) for b in s.stages[0].blocks] == [(1, 1), (1, 2), (1, 2)]
+        and s.stages[1].blocks[0].dilation == 2 and s.stem.blocks[0].stride == 2,
         # no drop_path default: every block without its own rate gets 0, the classifier no dropout
         "stochastic_depth": lambda s: {b.drop_path for st in (s.stem, *s.stages, s.head) for b in st.blocks} == {0.0}
         and s.head.blocks[-1].dropout == 0.0,
@@ -203,7 +207,7 @@ def test_each_pass_does_its_work_once_and_leaves_its_input_alone():
         spec = out
     net = resolve(lower(load_text(PASS_SPEC, "t.arch")))
     assert [b.kind for b in net.blocks()] == ["conv", "uib", "uib", "uib", "conv", "conv", "pool", "classifier"]
-    assert net.input_shape == (3, 32, 24) and net.stages[0].blocks[0].project.out_hw == (8, 6)
+    assert net.input_shape == (3, 32, 24) and net.stages[0].blocks[0].project.out_hw == (16, 12)
     check_network(net)
 
 

@@ -10,31 +10,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from doc_fences import fence
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "training.md").read_text()
 
 
-def _fences() -> list[tuple[str, str]]:
-    """Every fenced block of the doc: (its language, its text)."""
-    blocks, language, lines = [], None, []
-    for line in DOC.splitlines():
-        if line.startswith("```"):
-            if language is None:
-                language, lines = line[3:].strip(), []
-            else:
-                blocks.append((language, "\n".join(lines) + "\n"))
-                language = None
-        elif language is not None:
-            lines.append(line)
-    return blocks
-
-
 def _block(language: str, holding: str) -> str:
-    """The fenced block of `language` whose text holds `holding`."""
-    found = [text for lang, text in _fences() if lang == language and holding in text]
-    assert len(found) == 1, f"no single ```{language} block holding {holding!r}"
-    return found[0]
+    return fence(DOC, language, holding)
 
 
 def test_the_worked_example_runs_as_written(tmp_path: Path):

@@ -65,6 +65,21 @@ def block_seconds(latency: Any) -> dict[str, float]:
     return out
 
 
+def backbone_cost(net: Network) -> Cost:
+    """What the network built as a feature extractor computes: every block up to its last endpoint."""
+    blocks = net.blocks()
+    last = next(i for i, b in enumerate(blocks) if b.path == net.endpoints[-1].path)
+    return sum((block_cost(b) for b in blocks[: last + 1]), Cost())
+
+
+def _endpoints_json(net: Network, dtype: str) -> dict[str, Any]:
+    if not net.endpoints:
+        return {}
+    endpoints = [{"name": e.name, "path": e.path, "channels": e.channels, "hw": list(e.hw), "reduction": e.reduction}
+                 for e in net.endpoints]  # fmt: skip
+    return {"endpoints": endpoints, "backbone_total": _numbers(backbone_cost(net), dtype)}
+
+
 def cost_json(net: Network, dtype: str = "float32", latency: Any = None) -> dict[str, Any]:
     """Every layer's cost; with `latency` (`Predictor.network`'s answer), each layer's predicted
     seconds and the network's."""
@@ -96,6 +111,7 @@ def cost_json(net: Network, dtype: str = "float32", latency: Any = None) -> dict
         "deploy_total": None if deploy is None else _numbers(deploy, dtype),
         "stages": stages,
         "layers": layers,
+        **_endpoints_json(net, dtype),
         **({} if latency is None else {"predicted_seconds": latency[0]}),
     }
 
@@ -140,6 +156,11 @@ def cost_table(net: Network, dtype: str = "float32", latency: Any = None) -> str
         lines.append("deploy form: none (a MobileOne block's branches cannot merge; see `archdsl cost --deploy`)")
     else:
         lines.append(f"deploy form (BatchNorm folded, branches merged): {deploy.params:,} params, {deploy.macs:,} MACs")
+    if net.endpoints:
+        shown = ", ".join(f"{e.name} {e.channels}x{e.hw[0]}x{e.hw[1]} (1/{e.reduction})" for e in net.endpoints)
+        backbone = backbone_cost(net)
+        lines.append(f"feature endpoints: {shown}; the backbone up to them: {backbone.params:,} params, "
+                     f"{backbone.macs:,} MACs")  # fmt: skip
     title = f"{net.name}: input {'x'.join(map(str, net.input_shape))} (CxHxW), {dtype}; MACs = multiply-accumulates"
     return title + "\n" + "\n".join(lines) + "\n"
 

@@ -259,17 +259,21 @@ def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, s
 
 
 def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, precision: str,
-               network: str | None, root: Path | None = None, deploy: bool = False) -> int:  # fmt: skip
+               network: str | None, root: Path | None = None, deploy: bool = False,
+               features: bool = False) -> int:  # fmt: skip
     from ..runtimes.export import check_package_output, export
     from ..runtimes.weights import save_weights
 
     inputs: list[str | Path] = [*_inputs(spec, root), *([weights] if weights else [])]
     out = check_package_output(output, inputs) if backend == "coreml" else check_output(output, inputs)
     net = compile_file(spec, network, root, deploy=deploy)
+    if features and not net.endpoints:
+        raise UsageError(f"{net.name} has no feature endpoints to export",
+                         hint="mark blocks or stages `out` in the spec (docs/backbones.md)")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "weights.safetensors")
         save_weights(_weights(spec, network, root, deploy, seed=seed, given=weights), path)
-        export(net, backend, path, out, precision)
+        export(net, backend, path, out, precision, features)
     return 0
 
 

@@ -131,6 +131,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--weights", help="canonical weights (default: random, from --seed)")
     c.add_argument("--seed", type=_seed, default=0)
     c.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="CoreML compute precision")
+    c.add_argument("--features", action="store_true",
+                   help="the backbone: one named output per feature endpoint (`out` in the spec), no head")  # fmt: skip
 
     c = sub.add_parser(
         "fold-weights", help="fold train-form weights into the deploy form (BatchNorm, MobileOne branches)"
@@ -296,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                                        args.network, args.import_root, args.deploy, train)  # fmt: skip
         if args.command == "export":
             return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
-                                       args.network, args.import_root, args.deploy)  # fmt: skip
+                                       args.network, args.import_root, args.deploy, args.features)  # fmt: skip
         if args.command == "fold-weights":
             return commands.fold_weights_cmd(args.spec, args.weights, args.output, args.network, args.import_root)
         if args.command == "import-weights":

@@ -13,6 +13,7 @@ from ..ir.network import Network, Stage
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
 from .base import Backend, Header, block_comment, environment, stage_comment
 from .calls import Call, Line, quoted
+from .endpoints import features, marks
 from .functional import attention_args, convs, steps
 from .steps import (
     ActivationStep,
@@ -154,9 +155,11 @@ class CoreMLBackend(Backend):
     def emit(self, net: Network) -> str:
         header = Header.of(net)
 
+        found = features(net)
+
         def stage_ctx(stage: Stage) -> dict:
             blocks = [
-                {"comment": block_comment(b, header.block_costs[b.path]), "lines": [ln for s in steps(b) for ln in step_lines(s)]}
+                {"comment": block_comment(b, header.block_costs[b.path]), "lines": [ln for s in steps(b) for ln in step_lines(s)], **marks(found, b.path)}
                 for b in stage.blocks
             ]  # fmt: skip
             return {"comment": stage_comment(stage, header.stage_costs[stage.path]), "blocks": blocks}
@@ -173,5 +176,6 @@ class CoreMLBackend(Backend):
                 uses_blur=any(c.aa for b in net.blocks() for c in convs(b)),
                 uses_dilation=any(c.dilation != 1 for b in net.blocks() for c in convs(b)),
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
+                features=found,
             )
         )

@@ -19,6 +19,7 @@ from ..ir.network import Block, Network, Stage
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
 from .base import Backend, Header, UnsupportedError, block_comment, environment, stage_comment
 from .calls import Call, Line, quoted
+from .endpoints import features, marks
 from .functional import activations, attention_args, convs, ses, steps
 from .steps import (
     ActivationStep,
@@ -227,11 +228,13 @@ class KerasBackend(Backend):
         header = Header.of(net)
         problems: list[str] = []
 
+        found = features(net)
+
         def stage_ctx(stage: Stage) -> dict:
             blocks = [
-                {"comment": block_comment(b, header.block_costs[b.path]), "lines": block_lines(b, problems)}
+                {"comment": block_comment(b, header.block_costs[b.path]), "lines": block_lines(b, problems), **marks(found, b.path)}
                 for b in stage.blocks
-            ]
+            ]  # fmt: skip
             return {"comment": stage_comment(stage, header.stage_costs.get(stage.path, Cost())), "blocks": blocks}
 
         stages = [stage_ctx(s) for s in net.all_stages()]
@@ -241,5 +244,5 @@ class KerasBackend(Backend):
         return (
             environment(self.name)
             .get_template("module.py.j2")
-            .render(header=header, uses=_uses(net), stages=stages, input_shape=f"({h}, {w}, {c})")
+            .render(header=header, uses=_uses(net), stages=stages, input_shape=f"({h}, {w}, {c})", features=found)
         )

@@ -17,6 +17,7 @@ from ..ir.network import Block, Network, Stage
 from ..ir.nodes import Act, ConvBnAct, Norm, Pool, SqueezeExcite
 from .base import Backend, Header, block_comment, class_name, cost_note, environment, stage_comment
 from .calls import Arg, Call
+from .endpoints import features
 
 ACT = {
     "relu": "nn.ReLU(inplace=True)",
@@ -187,6 +188,7 @@ class TorchBackend(Backend):
             conv_act=_conv_features(calls.values(), "ConvAct"),
             conv_bn_act=_conv_features(calls.values(), "ConvBnAct"),
             conv_class="ConvAct" if net.form == "deploy" else "ConvBnAct",
+            features=features(net),
             uses_drop_path=any(p.drop_path for p in pieces),
             uses_shuffle=any(p.shuffle for p in pieces),
             stem=stage_ctx(net.stem),

@@ -9,7 +9,7 @@ from ..blocks.build import Builder
 from ..errors import ArchError
 from .bounds import Totals
 from .geometry import FeatureMap
-from .network import Network, Stage
+from .network import Endpoint, Network, Stage
 from .nodes import NetworkSpec, StageSpec
 
 
@@ -17,9 +17,11 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
     builder = Builder(spec.width.rounding, spec.classes)
     x = FeatureMap(spec.in_channels, spec.input_hw)
     totals = Totals()
+    endpoints: list[Endpoint] = []
+    reduction = 1
 
     def stage(s: StageSpec, path: str, prefix: str) -> Stage:
-        nonlocal x
+        nonlocal x, reduction
         blocks = []
         for j, b in enumerate(s.blocks):
             block, x = kind_of(b).build(builder, b, f"{prefix}{j}", x)
@@ -27,6 +29,14 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
                 block = block.model_copy(update={"span": b.span})
             totals.check(block, b)
             blocks.append(block)
+            reduction *= b.stride
+            last = j == len(s.blocks) - 1
+            if b.endpoint or (s.endpoint and last):
+                if s is spec.head or kind_of(b).flat_output:
+                    raise ArchError("a feature endpoint is the output of a stem or stage block",
+                                    b.at("out") if b.endpoint else s.span, "mark a block of the stem or a stage `out`")  # fmt: skip
+                name = s.name if last else f"{s.name}_{j}"
+                endpoints.append(Endpoint.make(name=name, path=block.path, channels=x.c, hw=x.hw, reduction=reduction))
         return Stage.make(name=s.name, path=path, blocks=tuple(blocks), span=s.span)
 
     stem = stage(spec.stem, "stem", "stem.")
@@ -37,5 +47,5 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
     return Network.make(
         name=spec.name, source=source, source_hash=spec.source_hash,
         input_shape=(spec.in_channels, *spec.input_hw), classes=spec.classes, width=spec.width.multiplier,
-        depth=spec.depth.multiplier, stem=stem, stages=stages, head=head,
+        depth=spec.depth.multiplier, stem=stem, stages=stages, head=head, endpoints=tuple(endpoints),
     )  # fmt: skip

@@ -22,6 +22,18 @@ class Stage(Node):
     blocks: tuple[Block, ...]
 
 
+class Endpoint(Node):
+    """A feature endpoint (`out` on a block or a stage): a block whose output the network also
+    gives, as a backbone for detection or segmentation heads; named by its stage (the stage's
+    last block) or `<stage>_<index>`, with its reduction: the product of the strides so far."""
+
+    name: str
+    path: str  # the block's
+    channels: int
+    hw: tuple[int, int]
+    reduction: int
+
+
 class Network(Node):
     """A fully resolved network."""
 
@@ -36,6 +48,7 @@ class Network(Node):
     stages: tuple[Stage, ...]
     head: Stage
     form: Literal["train", "deploy"] = "train"  # deploy: BatchNorm folded, branches merged (`deploy_form`)
+    endpoints: tuple[Endpoint, ...] = ()  # in network order
 
     def all_stages(self) -> tuple[Stage, ...]:
         return (self.stem, *self.stages, self.head)

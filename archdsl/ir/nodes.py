@@ -140,6 +140,7 @@ class BlockSpec(Node):
     group_size: int | None = None  # UIB family: channels per group of the depthwise convs (1: depthwise)
     stride_at: Literal["start", "mid", "end"] | None = None  # UIB family: the depthwise conv taking the stride
     dilation: int = 1  # of the block's k x k convs (atrous); `output_stride` multiplies it
+    endpoint: bool = False  # `out`: the block's output is a feature endpoint
     se_config: SEConfig | None = None
     option_spans: Any = Field(default=None, exclude=True, repr=False)  # option name -> Span
     # filled by the passes
@@ -158,6 +159,7 @@ class StageSpec(Node):
     name: str
     blocks: tuple[BlockSpec, ...]
     defaults: Defaults = Defaults.model_construct()
+    endpoint: bool = False  # `stage NAME out`: its last block's output is a feature endpoint
 
 
 class DepthScaling(Node):

@@ -27,7 +27,7 @@ def dilates(b: BlockSpec) -> bool:
 def output_stride(spec: NetworkSpec) -> NetworkSpec:
     target = spec.output_stride
     if target is None or NAME in spec.applied:
-        return spec
+        return map_stages(spec, NAME, lambda s, _: s)  # recorded as applied, nothing else
     stride, rate = 1, 1  # reached so far
 
     def block(b: BlockSpec) -> BlockSpec:

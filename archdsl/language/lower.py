@@ -26,7 +26,7 @@ from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate, item_va
 from .loader import Definitions
 from .lower_statement import lower_blocks, noted
 from .syntax import Flag, KwArg, NetworkDef, NetworkInst, Stmt
-from .vocabulary import DEFAULT_SETTINGS, NETWORK_SETTINGS, WORDS
+from .vocabulary import DEFAULT_SETTINGS, ENDPOINT, NETWORK_SETTINGS, WORDS
 
 
 def choose_network(defs: Definitions, name: str | None) -> str:
@@ -281,9 +281,13 @@ class _NetworkLowering:
         return blocks
 
     def _stage(self, stmt: Stmt) -> None:
-        names = [i for i in stmt.items if isinstance(i, Flag)]
-        if len(names) != 1 or len(stmt.items) != 1:
-            raise ArchError("a stage needs one name", stmt.head_span, "stage s1 { ... }")
+        items = list(stmt.items)
+        endpoint = len(items) == 2 and isinstance(items[1], Flag) and items[1].word == ENDPOINT
+        names = [i for i in items[:1] if isinstance(i, Flag)]
+        if len(names) != 1 or len(items) != 1 + endpoint:
+            extra = items[1] if len(items) > 1 else stmt.head_span
+            raise ArchError("a stage needs one name (and `out` where its output is an endpoint)",
+                            getattr(extra, "span", extra), "stage s1 { ... }, or stage s1 out { ... }")  # fmt: skip
         name = names[0].word
         if not name.isidentifier():
             raise ArchError(f"'{name}' is not a valid stage name", names[0].span, "names are letters, digits and '_'")
@@ -303,7 +307,8 @@ class _NetworkLowering:
         if not blocks and len(self.errors) == errors_before:  # not when its blocks were all wrong
             raise ArchError(f"stage '{name}' has no blocks", names[0].span)
         self.stage_names.add(name)
-        self.stages.append(StageSpec.make(name=name, blocks=tuple(blocks), defaults=stage_defaults, span=stmt.span))
+        self.stages.append(StageSpec.make(name=name, blocks=tuple(blocks), defaults=stage_defaults, span=stmt.span,
+                                          endpoint=endpoint))  # fmt: skip
 
 
 def keyword_values(stmt: Stmt, allowed: tuple[str, ...], env: Env) -> dict[str, tuple[Value, Span]]:

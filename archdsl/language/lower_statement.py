@@ -13,7 +13,7 @@ from ..limits import MAX_NUMBER_CHARS
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
 from .repeats import block_rows, repeat_rows
 from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt, number_too_long
-from .vocabulary import COMPACT, FLAGS, KWARGS, WORDS
+from .vocabulary import COMPACT, ENDPOINT, FLAGS, KWARGS, WORDS
 
 _NUMERIC = ("int", "channels", "float", "kernel")
 _COMPACT_RE = re.compile("^(" + "|".join(COMPACT) + ")([0-9].*)$")
@@ -54,7 +54,7 @@ def _lower_kind(stmt: Stmt, kind: BlockKind, word: Word, env: Env) -> BlockSpec:
     for item in stmt.items:
         opt = _option(item, env)
         key = opt.key
-        if key not in word.options:
+        if key not in word.options and not (key == ENDPOINT and opt.value is None):
             allowed = sorted(word.options)
             hint = did_you_mean(key, allowed) or ("it takes: " + ", ".join(allowed))
             raise ArchError(f"'{stmt.head}' has no option '{key}'", opt.span, hint)
@@ -63,7 +63,10 @@ def _lower_kind(stmt: Stmt, kind: BlockKind, word: Word, env: Env) -> BlockSpec:
         for other in next((c - {key} for c in _CONFLICTS if key in c and c - {key} <= given.keys()), ()):
             raise ArchError(f"'{key}' conflicts with '{other}'", opt.span, f"keep either '{other}' or '{key}'")
         given[key] = opt
+    endpoint = given.pop(ENDPOINT, None)
     fields = _typed_fields(given)
+    if endpoint is not None:
+        fields["endpoint"] = True
     if "k" in given:
         fields["kernel"] = _kernels(stmt.head, word, given["k"])
     elif word.kernels == "none":
@@ -75,7 +78,7 @@ def _lower_kind(stmt: Stmt, kind: BlockKind, word: Word, env: Env) -> BlockSpec:
     _check_required(stmt, word, fields)
     if word.variant is not None:
         fields["variant"] = word.variant
-    spans = {key: opt.span for key, opt in given.items()}
+    spans = {key: opt.span for key, opt in given.items()} | ({ENDPOINT: endpoint.span} if endpoint else {})
     return BlockSpec.make(kind=kind.name, span=stmt.span, option_spans=spans, **fields)
 
 

@@ -1,7 +1,8 @@
 """Rows of blocks and their repetition, shared by template expansion and the depth pass.
 
 A row is one block statement, or the blocks of one template use, which repeat as a unit:
-the first copy keeps its strides, later copies run at stride 1.
+the first copy keeps its strides, later copies run at stride 1; a feature endpoint (`out`) is
+the last copy's output.
 """
 
 from __future__ import annotations
@@ -28,10 +29,15 @@ def repeat_rows(rows: list[list[BlockSpec]], counts: list[int]) -> list[BlockSpe
                       max(zip(rows, counts, strict=True), key=lambda rn: len(rn[0]) * rn[1], default=([], 0))[0])  # fmt: skip
     out: list[BlockSpec] = []
     for row, n in zip(rows, counts, strict=True):
-        first = [b.model_copy(update={"repeat": 1, "group": None}) for b in row]
+        # an endpoint (`out`) is the output of the row's last copy
+        first = [b.model_copy(update={"repeat": 1, "group": None, "endpoint": b.endpoint and n == 1}) for b in row]
         out += first
-        for _ in range(n - 1):
-            out += [b.model_copy(update={"stride": 1}) for b in first]
+        for i in range(1, n):
+            last = i == n - 1
+            out += [
+                c.model_copy(update={"stride": 1, "endpoint": b.endpoint and last})
+                for b, c in zip(row, first, strict=True)
+            ]
     return out
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from ..blocks import WORDS  # the block kinds as written -> (kind, word)
 from ..limits import MAX_CHANNELS, MAX_KERNEL
 
-__all__ = ["COMPACT", "DEFAULT_SETTINGS", "FLAGS", "KWARGS", "NETWORK_SETTINGS", "WORDS", "OptionWord"]
+__all__ = ["COMPACT", "DEFAULT_SETTINGS", "ENDPOINT", "FLAGS", "KWARGS", "NETWORK_SETTINGS", "WORDS", "OptionWord"]
 
 # Compact options: letters followed by a number (`k` also takes a/b/c kernel lists).
 COMPACT = ("se", "k", "s", "e", "c", "x", "g", "h", "d", "v")
@@ -75,6 +75,9 @@ FLAGS: dict[str, tuple[dict[str, Any], str]] = {
     "max": ({"mode": "max"}, "max pooling"),
     "count_pad": ({"include_pad": True}, "padded zeros count in the average"),
 }
+
+# The flag any stem or stage block (and any stage) takes: its output is a feature endpoint.
+ENDPOINT = "out"
 
 NETWORK_SETTINGS = ("input", "classes", "width", "depth", "rho", "resolution", "output_stride", "defaults", "stem",
                     "stage", "head")  # fmt: skip

@@ -16,7 +16,10 @@ from ..ir.network import Network
 from .runners import load_module, runner
 
 
-def export(net: Network, backend: str, weights: str, output: Path, precision: str = "fp32") -> None:
+def export(net: Network, backend: str, weights: str, output: Path, precision: str = "fp32",
+           features: bool = False) -> None:  # fmt: skip
+    """`features`: the backbone, one output per endpoint, named as the endpoint."""
+    build = {"features_only": True} if features else {}
     runner("keras" if backend == "tflite" else backend)  # quiets TensorFlow before it loads
     with warnings.catch_warnings():
         # coremltools leaves a temporary directory to the garbage collector; other warnings show
@@ -25,10 +28,10 @@ def export(net: Network, backend: str, weights: str, output: Path, precision: st
             from .runners.tflite_runner import convert
 
             module = load_module(get_backend("keras").emit(net), f"archdsl_keras_{net.name}")
-            write_atomic(output, convert(module.load_weights(module.build_model(), weights)))
+            write_atomic(output, convert(module.load_weights(module.build_model(**build), weights)))
             return
         module = load_module(get_backend("coreml").emit(net), f"archdsl_coreml_{net.name}")
-        _save_package(module.convert(weights, precision), output)
+        _save_package(module.convert(weights, precision, **build), output)
 
 
 def check_package_output(output: str, inputs: Iterable[str | Path] = ()) -> Path:

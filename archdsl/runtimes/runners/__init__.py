@@ -72,7 +72,13 @@ def block_paths(net: Network) -> list[str]:
     return [b.path for b in net.blocks()]
 
 
+def feature_key(name: str) -> str:
+    """The output key of an endpoint as the feature extractor gives it (beside the block's own)."""
+    return f"features.{name}"
+
+
 def reported_paths(name: str, net: Network) -> list[str]:
-    """The outputs runner `name` reports: every block's, or only the logits (the last block's)."""
+    """The outputs runner `name` reports: every block's, or only the logits (the last block's),
+    and each endpoint's from the network built as a feature extractor; the logits come last."""
     paths = block_paths(net)
-    return paths[-1:] if name in LOGITS_ONLY else paths
+    return [*([] if name in LOGITS_ONLY else paths[:-1]), *(feature_key(e.name) for e in net.endpoints), paths[-1]]

@@ -11,7 +11,7 @@ import numpy as np
 
 from ...ir.network import Network
 from ..mil_eval import run_program
-from . import Outputs, block_paths, load_module
+from . import Outputs, block_paths, feature_key, load_module
 
 
 def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
@@ -23,4 +23,9 @@ def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
         if sys.platform == "darwin":
             logits = module.convert(weights).predict({"image": x})["logits"]
             outputs[block_paths(net)[-1]] = np.asarray(logits)
+        if net.endpoints:  # the backbone, built on its own: one output per endpoint
+            found = run_program(module.build_program(weights, features_only=True), {"image": x})
+            if sys.platform == "darwin":
+                found |= module.convert(weights, features_only=True).predict({"image": x})
+            outputs |= {feature_key(e.name): np.asarray(found[e.name]) for e in net.endpoints}
     return outputs

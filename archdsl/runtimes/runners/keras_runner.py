@@ -11,16 +11,17 @@ import numpy as np
 from ...codegen.keras import layer_name
 from ...errors import ArchError
 from ...ir.network import Network
-from . import Outputs, StepResult, block_paths, load_module
+from . import Outputs, StepResult, block_paths, feature_key, load_module
 
 
-def build(code: str, net: Network, weights: str):  # type: ignore[no-untyped-def]
-    return _loaded(code, net, weights)[1]
+def build(code: str, net: Network, weights: str, features_only: bool = False):  # type: ignore[no-untyped-def]
+    return _loaded(code, net, weights, features_only)[1]
 
 
-def _loaded(code: str, net: Network, weights: str):  # type: ignore[no-untyped-def]
+def _loaded(code: str, net: Network, weights: str, features_only: bool = False):  # type: ignore[no-untyped-def]
     module = load_module(code, f"archdsl_keras_{net.name}")
-    return module, module.load_weights(module.build_model(), weights)
+    model = module.build_model(features_only=True) if features_only else module.build_model()
+    return module, module.load_weights(model, weights)
 
 
 def _probe(model, net: Network):  # type: ignore[no-untyped-def]
@@ -51,9 +52,14 @@ def _floats(dtype: str):  # type: ignore[no-untyped-def]
 def run(code: str, net: Network, weights: str, x: np.ndarray, dtype: str = "float32") -> Outputs:
     import keras
 
+    image = [np.transpose(x, (0, 2, 3, 1)).astype(dtype)]
     with _floats(dtype):
-        outs = _probe(build(code, net, weights), net)([np.transpose(x, (0, 2, 3, 1)).astype(dtype)], training=False)
-        return {p: to_nchw(keras.ops.convert_to_numpy(y)) for p, y in zip(block_paths(net), outs, strict=True)}
+        outs = _probe(build(code, net, weights), net)(image, training=False)
+        outputs = {p: to_nchw(keras.ops.convert_to_numpy(y)) for p, y in zip(block_paths(net), outs, strict=True)}
+        if net.endpoints:  # the backbone, built on its own: a dict of outputs by endpoint name
+            found = build(code, net, weights, features_only=True)(image[0], training=False)
+            outputs |= {feature_key(e.name): to_nchw(keras.ops.convert_to_numpy(found[e.name])) for e in net.endpoints}
+        return outputs
 
 
 def train_step(code: str, net: Network, weights: str, x: np.ndarray, labels: np.ndarray, lr: float,

@@ -1,6 +1,7 @@
 """Convert the generated Keras model to TensorFlow Lite (float32) and run it with the TFLite
 interpreter on CPU: the deployment path the MobileNetV4 paper benchmarks. Only the logits
-are compared (the converter fuses layers, so block outputs are not kept)."""
+are compared (the converter fuses layers, so block outputs are not kept), and the endpoints of
+the network converted as a feature extractor, by their output names."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import warnings
 import numpy as np
 
 from ...ir.network import Network
-from . import Outputs
+from . import Outputs, feature_key
 from .keras_runner import build, to_nchw
 
 
@@ -21,14 +22,20 @@ def convert(model) -> bytes:  # type: ignore[no-untyped-def]
     return bytes(converter.convert())
 
 
-def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
+def interpreter(model):  # type: ignore[no-untyped-def]
     import tensorflow as tf
 
     with warnings.catch_warnings():  # tf.lite.Interpreter announces its move to ai_edge_litert
         warnings.simplefilter("ignore", UserWarning)
-        interpreter = tf.lite.Interpreter(model_content=convert(build(code, net, weights)))
-    interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-    interpreter.set_tensor(inp["index"], np.transpose(x, (0, 2, 3, 1)).astype(np.float32))
-    interpreter.invoke()
-    return {net.blocks()[-1].path: to_nchw(interpreter.get_tensor(out["index"]))}
+        return tf.lite.Interpreter(model_content=convert(model))
+
+
+def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
+    image = np.transpose(x, (0, 2, 3, 1)).astype(np.float32)
+    outputs = {}
+    (logits,) = interpreter(build(code, net, weights)).get_signature_runner()(image=image).values()
+    outputs[net.blocks()[-1].path] = to_nchw(logits)
+    if net.endpoints:  # the signature's outputs are named as the Keras model's dict of endpoints
+        found = interpreter(build(code, net, weights, features_only=True)).get_signature_runner()(image=image)
+        outputs |= {feature_key(e.name): to_nchw(found[e.name]) for e in net.endpoints}
+    return outputs

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.network import Network
-from . import Outputs, StepResult, block_paths, load_module
+from . import Outputs, StepResult, block_paths, feature_key, load_module
 
 
 def _hooked(model, net: Network) -> tuple[Outputs, list]:  # type: ignore[no-untyped-def]
@@ -32,6 +32,11 @@ def run(code: str, net: Network, weights: str, x: np.ndarray, dtype: str = "floa
         model(torch.from_numpy(x.astype(dtype)))
     for h in handles:
         h.remove()
+    if net.endpoints:  # the backbone, built on its own
+        backbone = module.load_weights(module.build_model(features_only=True), weights).eval().to(getattr(torch, dtype))
+        with torch.no_grad():
+            found = backbone(torch.from_numpy(x.astype(dtype)))
+        outputs |= {feature_key(e.name): y.numpy() for e, y in zip(net.endpoints, found, strict=True)}
     return outputs
 
 
