@@ -5,6 +5,7 @@ leaves out (everything after the last endpoint, the head included)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from ..ir.network import Network, Stage
 
@@ -20,11 +21,7 @@ class Features:
 
     @property
     def pruned_literal(self) -> str:
-        """`FEATURES_PRUNED = (...)`, laid out as ruff formats it."""
-        one_line = f"FEATURES_PRUNED = ({', '.join(map(repr_str, self.pruned))}{',' if len(self.pruned) == 1 else ''})"
-        if len(one_line) <= 120:
-            return one_line
-        return "FEATURES_PRUNED = (\n" + "".join(f"    {repr_str(p)},\n" for p in self.pruned) + ")"
+        return literal_tuple("FEATURES_PRUNED", self.pruned)
 
 
 def marks(found: Features | None, path: str) -> dict[str, object]:
@@ -35,8 +32,13 @@ def marks(found: Features | None, path: str) -> dict[str, object]:
     return {"endpoint": found.taken_after.get(path), "last_endpoint": path == found.last}
 
 
-def repr_str(text: str) -> str:
-    return f'"{text}"'  # IR paths and stage names: identifiers, digits and dots only
+def literal_tuple(name: str, texts: Sequence[str]) -> str:
+    """`NAME = ("a", "b")` of IR paths (identifiers, digits and dots only), laid out as ruff formats it."""
+    quoted = [f'"{t}"' for t in texts]
+    one_line = f"{name} = ({', '.join(quoted)}{',' if len(quoted) == 1 else ''})"
+    if len(one_line) <= 120:
+        return one_line
+    return f"{name} = (\n" + "".join(f"    {q},\n" for q in quoted) + ")"
 
 
 def features(net: Network) -> Features | None:

@@ -19,7 +19,8 @@ from ..ir.network import Block, Network, Stage
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
 from .base import Backend, Header, UnsupportedError, block_comment, environment, stage_comment
 from .calls import Call, Line, quoted
-from .endpoints import features, marks
+from .endpoints import features, literal_tuple, marks
+from .model_interface import head_split
 from .functional import activations, attention_args, convs, ses, steps
 from .steps import (
     ActivationStep,
@@ -229,10 +230,12 @@ class KerasBackend(Backend):
         problems: list[str] = []
 
         found = features(net)
+        top = net.head.blocks[head_split(net).pool].path  # where include_top=False returns
 
         def stage_ctx(stage: Stage) -> dict:
             blocks = [
-                {"comment": block_comment(b, header.block_costs[b.path]), "lines": block_lines(b, problems), **marks(found, b.path)}
+                {"comment": block_comment(b, header.block_costs[b.path]), "lines": block_lines(b, problems),
+                 "top": b.path == top, **marks(found, b.path)}
                 for b in stage.blocks
             ]  # fmt: skip
             return {"comment": stage_comment(stage, header.stage_costs.get(stage.path, Cost())), "blocks": blocks}
@@ -244,5 +247,12 @@ class KerasBackend(Backend):
         return (
             environment(self.name)
             .get_template("module.py.j2")
-            .render(header=header, uses=_uses(net), stages=stages, input_shape=f"({h}, {w}, {c})", features=found)
+            .render(
+                header=header,
+                uses=_uses(net),
+                stages=stages,
+                input_shape=f"({h}, {w}, {c})",
+                features=found,
+                top_pruned=literal_tuple("TOP_PRUNED", [f"{b.path}." for b in net.head.blocks[head_split(net).pool :]]),
+            )  # fmt: skip
         )

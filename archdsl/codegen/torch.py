@@ -18,6 +18,7 @@ from ..ir.nodes import Act, ConvBnAct, Norm, Pool, SqueezeExcite
 from .base import Backend, Header, block_comment, class_name, cost_note, environment, stage_comment
 from .calls import Arg, Call
 from .endpoints import features
+from .model_interface import head_split, pretrained_cfg, sequence_call
 
 ACT = {
     "relu": "nn.ReLU(inplace=True)",
@@ -180,6 +181,7 @@ class TorchBackend(Backend):
             return {"comment": stage_comment(stage, header.stage_costs[stage.path]), "blocks": blocks}
 
         pieces = [kind_of(b).torch for b in net.blocks()]
+        split, head_length = head_split(net), len(net.head.blocks)
         template = environment(self.name).get_template("module.py.j2")
         return template.render(
             header=header,
@@ -189,6 +191,11 @@ class TorchBackend(Backend):
             conv_bn_act=_conv_features(calls.values(), "ConvBnAct"),
             conv_class="ConvAct" if net.form == "deploy" else "ConvBnAct",
             features=features(net),
+            split=split,
+            pretrained_cfg=pretrained_cfg(net),
+            head_features=sequence_call("self.head", 0, split.pool, head_length),
+            head_pool=sequence_call("self.head", split.pool, split.pool + 1, head_length),
+            head_pooled=sequence_call("self.head", split.pool + 1, head_length - 1, head_length),
             uses_drop_path=any(p.drop_path for p in pieces),
             uses_shuffle=any(p.shuffle for p in pieces),
             stem=stage_ctx(net.stem),

@@ -10,7 +10,7 @@ from ..errors import ArchError
 from .bounds import Totals
 from .geometry import FeatureMap
 from .network import Endpoint, Network, Stage
-from .nodes import NetworkSpec, StageSpec
+from .nodes import NetworkSpec, StageSpec, default_preprocess
 
 
 def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
@@ -48,4 +48,5 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
         name=spec.name, source=source, source_hash=spec.source_hash,
         input_shape=(spec.in_channels, *spec.input_hw), classes=spec.classes, width=spec.width.multiplier,
         depth=spec.depth.multiplier, stem=stem, stages=stages, head=head, endpoints=tuple(endpoints),
+        preprocess=spec.preprocess or default_preprocess(spec.in_channels),
     )  # fmt: skip

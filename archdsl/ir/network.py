@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 from pydantic import Field
 
 from ..blocks import KINDS
-from .nodes import BlockNode, Node
+from .nodes import BlockNode, Node, Preprocess
 
 if TYPE_CHECKING:
     Block = BlockNode
@@ -49,6 +49,7 @@ class Network(Node):
     head: Stage
     form: Literal["train", "deploy"] = "train"  # deploy: BatchNorm folded, branches merged (`deploy_form`)
     endpoints: tuple[Endpoint, ...] = ()  # in network order
+    preprocess: Preprocess = Preprocess.model_construct()
 
     def all_stages(self) -> tuple[Stage, ...]:
         return (self.stem, *self.stages, self.head)

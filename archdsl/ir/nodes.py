@@ -66,6 +66,29 @@ class SEConfig(Node):
     gate: Act = "hard_sigmoid"
 
 
+# Per-channel mean and std of [0, 1] pixels, by name: (mean, std).
+PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),  # timm's IMAGENET_DEFAULT_MEAN / _STD
+    "inception": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),  # timm's IMAGENET_INCEPTION_*: pixels to [-1, 1]
+}
+
+
+class Preprocess(Node):
+    """How images are prepared for the network (timm's `pretrained_cfg`): resized with
+    `interpolation` so that the centre crop of share `crop_pct` is the input size, scaled to
+    [0, 1], then (x - mean) / std per channel."""
+
+    mean: tuple[float, ...] = PRESETS["imagenet"][0]
+    std: tuple[float, ...] = PRESETS["imagenet"][1]
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bicubic"
+    crop_pct: float = 0.875
+
+
+def default_preprocess(channels: int) -> Preprocess:
+    """ImageNet's statistics for an RGB input; none (mean 0, std 1) for other inputs."""
+    return Preprocess.make() if channels == 3 else Preprocess.make(mean=(0.0,) * channels, std=(1.0,) * channels)
+
+
 class Rounding(Node):
     """make_divisible(v, divisor, min_value=divisor, round_limit)."""
 
@@ -181,6 +204,7 @@ class NetworkSpec(Node):
     rho: float = 1.0  # resolution multiplier
     resolution: HW | None = None  # explicit resolution, replacing input_hw
     output_stride: int | None = None  # later strides become dilations (DeepLab, TF Model Garden)
+    preprocess: Preprocess | None = None  # None: language.lower_preprocess.default_preprocess
     width: WidthScaling = WidthScaling.model_construct()
     depth: DepthScaling = DepthScaling.model_construct()
     defaults: Defaults = Defaults.model_construct()

@@ -24,6 +24,7 @@ from ..ir.nodes import (
 )
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate, item_value
 from .loader import Definitions
+from .lower_preprocess import lower_preprocess
 from .lower_statement import lower_blocks, noted
 from .syntax import Flag, KwArg, NetworkDef, NetworkInst, Stmt
 from .vocabulary import DEFAULT_SETTINGS, ENDPOINT, NETWORK_SETTINGS, WORDS
@@ -121,6 +122,7 @@ class _NetworkLowering:
         self.stages: list[StageSpec] = []
         self.stage_names: set[str] = set()  # a set: a spec of many stages must not check in quadratic time
         self.value_spans: dict[str, Span] = {}
+        self.preprocess: tuple[Stmt, ...] | None = None
 
     def run(self, name: str, name_span: Span, body: tuple[Stmt, ...], source_hash: str) -> NetworkSpec:
         for stmt in body:
@@ -135,6 +137,10 @@ class _NetworkLowering:
                 raise ArchError(f"network '{name}' has no {required}", name_span, f"add a '{required}' statement")
         if not self.stages:
             raise ArchError(f"network '{name}' has no stages", name_span, "add 'stage <name> { ... }'")
+        if self.preprocess is not None:  # after `input`, wherever it was written: it says the channels
+            self.settings["preprocess"] = lower_preprocess(
+                self.preprocess, self.env, self.settings.get("in_channels", 3)
+            )
         spec = NetworkSpec.make(name=name, source_hash=source_hash, stages=tuple(self.stages),
                                 setting_spans=dict(self.value_spans), **self.settings)  # fmt: skip
         h, w = spec.resolution or spec.input_hw
@@ -169,6 +175,9 @@ class _NetworkLowering:
             self._depth(stmt)
         elif head in ("rho", "resolution"):
             self._resolution(stmt)
+        elif head == "preprocess":
+            self._no_items(stmt)
+            self.preprocess = self._body(stmt)
         elif head == "output_stride":
             self._output_stride(stmt)
         elif head == "defaults":
@@ -285,9 +294,9 @@ class _NetworkLowering:
         endpoint = len(items) == 2 and isinstance(items[1], Flag) and items[1].word == ENDPOINT
         names = [i for i in items[:1] if isinstance(i, Flag)]
         if len(names) != 1 or len(items) != 1 + endpoint:
-            extra = items[1] if len(items) > 1 else stmt.head_span
-            raise ArchError("a stage needs one name (and `out` where its output is an endpoint)",
-                            getattr(extra, "span", extra), "stage s1 { ... }, or stage s1 out { ... }")  # fmt: skip
+            span = items[1].span if len(items) > 1 else stmt.head_span
+            raise ArchError("a stage needs one name (and `out` where its output is an endpoint)", span,
+                            "stage s1 { ... }, or stage s1 out { ... }")  # fmt: skip
         name = names[0].word
         if not name.isidentifier():
             raise ArchError(f"'{name}' is not a valid stage name", names[0].span, "names are letters, digits and '_'")

@@ -79,6 +79,6 @@ FLAGS: dict[str, tuple[dict[str, Any], str]] = {
 # The flag any stem or stage block (and any stage) takes: its output is a feature endpoint.
 ENDPOINT = "out"
 
-NETWORK_SETTINGS = ("input", "classes", "width", "depth", "rho", "resolution", "output_stride", "defaults", "stem",
-                    "stage", "head")  # fmt: skip
+NETWORK_SETTINGS = ("input", "classes", "width", "depth", "rho", "resolution", "output_stride", "preprocess",
+                    "defaults", "stem", "stage", "head")  # fmt: skip
 DEFAULT_SETTINGS = ("act", "norm", "se", "padding", "layer_scale", "drop_path", "dropout")

@@ -13,7 +13,7 @@ from ..ir.nodes import ACTIVATIONS
 from ..language.fmt import params_text
 from ..language.loader import Definitions
 from ..language.syntax import NetworkDef
-from ..language.vocabulary import COMPACT, DEFAULT_SETTINGS, FLAGS, KWARGS, NETWORK_SETTINGS, WORDS
+from ..language.vocabulary import COMPACT, DEFAULT_SETTINGS, ENDPOINT, FLAGS, KWARGS, NETWORK_SETTINGS, WORDS
 
 _BLOCK_BODIES = ("stage", "stem", "head", "block")  # sections whose statements are blocks
 _VALUES = {"act": ACTIVATIONS, "gate": ACTIVATIONS, "norm": ("batchnorm", "none"), "padding": ("symmetric", "same"),
@@ -103,6 +103,8 @@ def _options(head: str) -> list[lsp.CompletionItem]:
             compact = option in COMPACT
             label = option if compact else f"{option}="
             items.append(_item(label, Kind.Property, meaning + (f" (compact: {option}<value>)" if compact else "")))
+    if not WORDS[head][0].flat_output:  # any stem or stage block may be an endpoint
+        items.append(_item(ENDPOINT, Kind.EnumMember, "its output is a feature endpoint"))
     return items
 
 

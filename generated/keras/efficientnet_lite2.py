@@ -81,8 +81,14 @@ def conv_bn_act(
     return x
 
 
-def build_model() -> keras.Model:
-    """efficientnet_lite2 as a Keras functional model (NHWC)."""
+def build_model(
+    include_top: bool = True,
+    pooling: str | None = None,
+) -> keras.Model:
+    """efficientnet_lite2 as a Keras functional model (NHWC). As keras.applications' models:
+    `include_top=False` ends at the feature map before the global pool, which `pooling` ("avg"
+    or "max") then pools; `load_weights` reads what such a model has of a whole network's file.
+    """
     inputs = keras.Input((260, 260, 3), name="image")
     x = inputs
 
@@ -281,6 +287,10 @@ def build_model() -> keras.Model:
     # head.0 conv: 352x9x9 -> 1280x9x9 | 453,120 params, 36,495,360 MACs
     x = conv_bn_act(x, "head-0", 1280, 1, eps=0.001, act=ops.relu6)
     x = layers.Identity(name="head-0")(x)
+    if not include_top:  # the feature map before the global pool, as keras.applications give it
+        if pooling is not None:
+            x = {"avg": layers.GlobalAveragePooling2D, "max": layers.GlobalMaxPooling2D}[pooling](name="pool")(x)
+        return keras.Model(inputs, x, name="efficientnet_lite2_notop")
     # head.1 pool: 1280x9x9 -> 1280x1x1 | 0 params, 0 MACs
     x = layers.GlobalAveragePooling2D(keepdims=True, name="head-1-pool")(x)
     x = layers.Identity(name="head-1")(x)
@@ -290,6 +300,10 @@ def build_model() -> keras.Model:
     x = layers.Dense(1000, name="head-2-fc")(x)
     x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="efficientnet_lite2")
+
+
+# The weights a model built with include_top=False does not have: the global pool and after.
+TOP_PRUNED = ("head.1.", "head.2.")
 
 
 # What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl
@@ -379,6 +393,8 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
+    if model.name == "efficientnet_lite2_notop":  # include_top=False: the file may hold the whole network
+        state = {k: v for k, v in state.items() if not k.startswith(TOP_PRUNED)}
     kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}

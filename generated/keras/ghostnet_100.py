@@ -100,8 +100,14 @@ def squeeze_excite(x, name: str, reduced: int, act, gate):
     return layers.Multiply(name=f"{name}-scale")([x, s])
 
 
-def build_model() -> keras.Model:
-    """ghostnet_100 as a Keras functional model (NHWC)."""
+def build_model(
+    include_top: bool = True,
+    pooling: str | None = None,
+) -> keras.Model:
+    """ghostnet_100 as a Keras functional model (NHWC). As keras.applications' models:
+    `include_top=False` ends at the feature map before the global pool, which `pooling` ("avg"
+    or "max") then pools; `load_weights` reads what such a model has of a whole network's file.
+    """
     inputs = keras.Input((224, 224, 3), name="image")
     x = inputs
 
@@ -495,6 +501,10 @@ def build_model() -> keras.Model:
     x = layers.Identity(name="stages-9-blocks-0")(x)
 
     # head (head): 3 blocks | 2,511,080 params, 2,508,800 MACs
+    if not include_top:  # the feature map before the global pool, as keras.applications give it
+        if pooling is not None:
+            x = {"avg": layers.GlobalAveragePooling2D, "max": layers.GlobalMaxPooling2D}[pooling](name="pool")(x)
+        return keras.Model(inputs, x, name="ghostnet_100_notop")
     # head.0 pool: 960x7x7 -> 960x1x1 | 0 params, 0 MACs
     x = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(x)
     x = layers.Identity(name="head-0")(x)
@@ -507,6 +517,10 @@ def build_model() -> keras.Model:
     x = layers.Dense(1000, name="head-2-fc")(x)
     x = layers.Identity(name="head-2")(x)
     return keras.Model(inputs, x, name="ghostnet_100")
+
+
+# The weights a model built with include_top=False does not have: the global pool and after.
+TOP_PRUNED = ("head.0.", "head.1.", "head.2.")
 
 
 # What the weight files of this network say of it (in their `archdsl` metadata, as `archdsl
@@ -596,6 +610,8 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
         form = "deploy" if saved["deploy"] == "True" else "train"
         raise ValueError(f"{path} holds the {form} form of {saved.get('network')}: this model is the other form")
     state = load_file(path)
+    if model.name == "ghostnet_100_notop":  # include_top=False: the file may hold the whole network
+        state = {k: v for k, v in state.items() if not k.startswith(TOP_PRUNED)}
     kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}

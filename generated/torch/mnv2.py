@@ -205,12 +205,12 @@ class Pool(nn.Module):
 
 
 class Classifier(nn.Module):
-    """flatten -> [dropout, inert in eval] -> linear layer to the class logits."""
+    """flatten -> [dropout, inert in eval] -> linear layer to the class logits (none for 0 classes)."""
 
     def __init__(self, cin: int, classes: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout) if dropout else None
-        self.fc = nn.Linear(cin, classes)
+        self.fc = nn.Linear(cin, classes) if classes else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.flatten(x, 1)
@@ -228,6 +228,20 @@ class Stage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(x)
+
+
+# What timm's data pipeline and tools read of a model (its `pretrained_cfg`): the input, and
+# how images are prepared for it (the spec's `preprocess`).
+PRETRAINED_CFG = {
+    "input_size": (3, 224, 224),
+    "interpolation": "bicubic",
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+    "crop_pct": 0.875,
+    "num_classes": 1000,
+    "first_conv": "stem.0.conv",
+    "classifier": "head.2.fc",
+}
 
 
 class Mnv2(nn.Module):
@@ -469,18 +483,63 @@ class Mnv2(nn.Module):
             # head.2 classifier: 1280 -> 1000 | 1,281,000 params, 1,280,000 MACs
             Classifier(1280, 1000, dropout=0.2),
         )
+        self.num_features = 1280  # the channels forward_features gives
+        self.head_hidden_size = 1280  # the classifier's input (pre-logits) width
+        self.pretrained_cfg = dict(PRETRAINED_CFG)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature map before the global pool."""
         x = self.stem(x)
         x = self.stages(x)
-        return self.head(x)
+        x = self.head[0](x)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global pool and the classifier; `pre_logits`: the pooled features the
+        classifier reads (flattened, before its dropout)."""
+        x = self.head[1](x)
+        x = torch.flatten(x, 1)
+        return x if pre_logits else self.head[-1](x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new classifier for `num_classes` (0: none, `forward` gives the pre-logits features),
+        keeping the dropout; `global_pool` "avg" or "max" replaces the global pool."""
+        if global_pool is not None:
+            if global_pool not in ("avg", "max"):
+                raise ValueError(f"global_pool {global_pool!r}: this model pools with 'avg' or 'max'")
+            self.head[1] = GlobalPool(mode=global_pool)
+        dropout = self.head[-1].dropout
+        self.head[-1] = Classifier(self.head_hidden_size, num_classes, dropout=dropout.p if dropout else 0.0)
 
 
-def build_model(channels_last: bool = False) -> Mnv2:
-    """A new mnv2 with PyTorch's default initialisation. `channels_last` stores
-    the weights in NHWC order, in which oneDNN's CPU convolutions run faster (the input may stay
-    NCHW: the first conv converts it); `benchmarks/latency.py` measures what it gains."""
+def build_model(
+    channels_last: bool = False,
+    *,
+    num_classes: int | None = None,
+    drop_rate: float | None = None,
+    drop_path_rate: float | None = None,
+    global_pool: str | None = None,
+) -> Mnv2:
+    """A new mnv2 with PyTorch's default initialisation; the keywords are timm's
+    `create_model`'s. `num_classes` (0: no classifier), `drop_rate` (the classifier's dropout),
+    `drop_path_rate` (stochastic depth on the residual branches, timm's schedule: stage block i of
+    N drops with rate x i / N), `global_pool` ("avg" or "max"); None keeps the spec's. A model
+    with other classes loads weights with `load_weights(..., skip_classifier=True)`.
+    `channels_last` stores the weights in NHWC order, in which oneDNN's CPU convolutions run faster
+    (the input may stay NCHW: the first conv converts it); `benchmarks/latency.py` measures it."""
     model = Mnv2()
+    if num_classes is not None or global_pool is not None:
+        model.reset_classifier(PRETRAINED_CFG["num_classes"] if num_classes is None else num_classes, global_pool)
+    if drop_rate is not None and hasattr(model, "head"):
+        model.head[-1].dropout = nn.Dropout(drop_rate) if drop_rate else None
+    if drop_path_rate is not None:
+        blocks = [block for stage in model.stages for block in stage.blocks]
+        for i, block in enumerate(blocks):
+            if hasattr(block, "drop_path"):  # the blocks with a residual branch
+                block.drop_path = drop_path_rate * i / len(blocks)
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
