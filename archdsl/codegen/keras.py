@@ -20,8 +20,8 @@ from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
 from .base import Backend, Header, UnsupportedError, block_comment, environment, stage_comment
 from .calls import Call, Line, quoted
 from .endpoints import features, literal_tuple, marks
-from .model_interface import head_split
 from .functional import activations, attention_args, convs, ses, steps
+from .model_interface import head_split
 from .steps import (
     ActivationStep,
     AddShortcut,
