@@ -1,5 +1,5 @@
 """Dilated (atrous) convs and `output_stride`: a block's `dilation=N` spreads its k x k convs'
-windows, and `output_stride N` turns the strides past N into dilations by TF Model Garden's rule.
+windows, and `output_stride N` turns the strides past N into dilations by timm's rule.
 Checked against torch's own dilated conv, by hand on MobileNetV2, in the cost model against
 FlopCounterMode, in every backend (and the deploy form) through `verify`, and in the MIL evaluator."""
 

@@ -72,3 +72,17 @@ def test_options_that_cannot_apply_are_located_errors(block, option, message):
     assert message in exc.value.message and exc.value.hint
     line = text.splitlines()[exc.value.span.line - 1]
     assert line[exc.value.span.col - 1 :].startswith(option)
+
+
+def test_se_base_mid_over_e_is_timms_se_from_exp_false():
+    """timm (se_from_exp=False): se_ratio /= exp_ratio, then the SE squeezes mid x se_ratio; it
+    differs from `base=in` where the mid width was rounded: 16 x 0.75 = 12 rounds up to 16."""
+    text = small_net("ib k3 e0.75 c16 se1.0").replace(
+        "  stem conv k3 s2 c16\n",
+        "  defaults {\n    se base=mid_over_e divisor=1 round_limit=0\n  }\n  stem conv k3 s2 c16\n",
+    )
+    block = compile_text(text).stages[0].blocks[-1]
+    assert (block.expand.cout, block.se.reduced) == (16, round(16 * (1.0 / 0.75)))
+    assert compile_text(text.replace("mid_over_e", "in")).stages[0].blocks[-1].se.reduced == 16
+    with pytest.raises(ArchError, match="gives mid, not e"):
+        compile_text(text.replace("e0.75", "mid=16"), "t.arch")

@@ -48,8 +48,14 @@ class Builder:
             return None
         cfg = b.se_config
         assert cfg is not None
-        base = {"in": cin, "mid": mid, "out": cout}[cfg.base]
-        reduced = make_divisible(base * b.se, cfg.divisor, cfg.round_limit)
+        if cfg.base == "mid_over_e":
+            if b.expand is None and b.mid is not None:
+                raise ArchError("the SE base mid_over_e divides the ratio by the expansion: the block gives mid, not e",
+                                b.at("mid"), "give the block e<ratio>, or use se base=mid")  # fmt: skip
+            width = mid * (b.se / (b.expand or 1.0))  # timm: se_ratio /= exp_ratio, then mid x se_ratio
+        else:
+            width = {"in": cin, "mid": mid, "out": cout}[cfg.base] * b.se
+        reduced = make_divisible(width, cfg.divisor, cfg.round_limit)
         return SqueezeExcite.make(path=path, channels=mid, reduced=reduced, act=cfg.act, gate=cfg.gate, hw=hw)
 
     def residual(self, b: BlockSpec, x: FeatureMap, y: FeatureMap, stride: int) -> bool:

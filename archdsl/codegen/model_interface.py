@@ -29,7 +29,7 @@ def head_split(net: Network) -> HeadSplit:
     pool = flat[0] if flat else len(head) - 1
     before = head[pool - 1] if pool else (net.stages[-1].blocks[-1] if net.stages else net.stem.blocks[-1])
     block = head[pool]
-    is_global = block.kind == "pool" and bool(getattr(block, "is_global", False))
+    is_global = bool(getattr(block, "is_global", False))  # a global pool, which GlobalPool(mode) builds
     return HeadSplit(pool, is_global, kind_of(before).output(before)[0], kind_of(head[-1]).input(head[-1])[0],
                      head[-1].path, _first_conv(net))  # fmt: skip
 

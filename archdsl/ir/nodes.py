@@ -59,7 +59,9 @@ class SEConfig(Node):
     """How a block's squeeze-excite width and functions are chosen (they differ by family):
     reduced = make_divisible(base channels x ratio, divisor, round_limit)."""
 
-    base: Literal["in", "mid", "out"] = "mid"  # channels the ratio multiplies
+    # channels the ratio multiplies; mid_over_e: the mid channels with the ratio divided by the
+    # block's expansion (timm's se_from_exp=False: EfficientNet's SE on the block input)
+    base: Literal["in", "mid", "out", "mid_over_e"] = "mid"
     divisor: int = 8
     round_limit: float = 0.9
     act: Act = "relu"
@@ -99,7 +101,7 @@ class Rounding(Node):
 class SEDefaults(Node):
     """SE settings a network or stage gives; None = inherit (field by field)."""
 
-    base: Literal["in", "mid", "out"] | None = None
+    base: Literal["in", "mid", "out", "mid_over_e"] | None = None
     divisor: int | None = None
     round_limit: float | None = None
     act: Act | None = None
@@ -203,7 +205,7 @@ class NetworkSpec(Node):
     classes: int = 1000
     rho: float = 1.0  # resolution multiplier
     resolution: HW | None = None  # explicit resolution, replacing input_hw
-    output_stride: int | None = None  # later strides become dilations (DeepLab, TF Model Garden)
+    output_stride: int | None = None  # later strides become dilations (timm's rule, for DeepLab-style heads)
     preprocess: Preprocess | None = None  # None: language.lower_preprocess.default_preprocess
     width: WidthScaling = WidthScaling.model_construct()
     depth: DepthScaling = DepthScaling.model_construct()

@@ -1,11 +1,12 @@
 """`output_stride N`: once the stem and stages have downsampled by N, every later stride becomes
 a dilation, so the features keep 1/N of the input's size (DeepLab's atrous backbones).
 
-The rule is TF Model Garden's (and timm's `output_stride`): a block whose stride would pass N
-runs at stride 1 with the dilation reached so far, and the dilation is multiplied by its stride
-for the blocks after it. A block's own `dilation` multiplies that rate (DeepLab's multi-grid).
-A de-strided block drops `aa` (there is nothing to downsample) and takes a residual where its
-shapes now allow one, as both references do. The head is left alone."""
+The rule is timm's `output_stride`: a block whose stride would pass N runs at stride 1 with the
+dilation reached so far, and the dilation is multiplied by its stride for the blocks after it
+(torchvision and TF Model Garden's inverted bottlenecks give that block the multiplied rate
+instead: written with explicit `dilation`). A block's own `dilation` multiplies the rate
+(DeepLab's multi-grid). A de-strided block drops `aa` (there is nothing to downsample) and takes
+a residual where its shapes now allow one, as timm's does. The head is left alone."""
 
 from __future__ import annotations
 

@@ -378,7 +378,7 @@ def lower_defaults(body: tuple[Stmt, ...], env: Env) -> Defaults:
 def _se_defaults(kw: dict[str, tuple[Value, Span]]) -> SEDefaults:
     fields: dict[str, Any] = {}
     if "base" in kw:
-        fields["base"] = as_symbol(*kw["base"], "SE base", ("in", "mid", "out"))
+        fields["base"] = as_symbol(*kw["base"], "SE base", ("in", "mid", "out", "mid_over_e"))
     if "divisor" in kw:
         fields["divisor"] = as_int(*kw["divisor"], "SE divisor")
     if "round_limit" in kw:
