@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..runtimes.export import Quantization
 
 from ..atomic import check_output, write_atomic
 from ..compiler import compile_file
@@ -260,10 +264,11 @@ def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, s
 
 def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, precision: str,
                network: str | None, root: Path | None = None, deploy: bool = False,
-               features: bool = False) -> int:  # fmt: skip
+               features: bool = False, quantize: tuple[str | None, str | None, str] = (None, None, "float32")) -> int:  # fmt: skip
     from ..runtimes.export import check_package_output, export
     from ..runtimes.weights import save_weights
 
+    quantization = _quantization(backend, *quantize)
     inputs: list[str | Path] = [*_inputs(spec, root), *([weights] if weights else [])]
     out = check_package_output(output, inputs) if backend == "coreml" else check_output(output, inputs)
     net = compile_file(spec, network, root, deploy=deploy)
@@ -273,8 +278,28 @@ def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: 
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "weights.safetensors")
         save_weights(_weights(spec, network, root, deploy, seed=seed, given=weights), path)
-        export(net, backend, path, out, precision, features)
+        for line in export(net, backend, path, out, precision, features, quantization):
+            print(line)
     return 0
+
+
+def _quantization(backend: str, mode: str | None, calibration: str | None, io: str) -> Quantization | None:
+    """`export`'s quantization options, checked together before any work."""
+    from ..runtimes.export import Quantization
+
+    if mode is None:
+        if calibration or io != "float32":
+            raise UsageError("--calibration and --io go with --quantize int8", hint="add --quantize int8")
+        return None
+    if backend != "tflite":
+        raise UsageError(
+            f"--quantize is for tflite; {backend} takes --precision", hint="--backend tflite --quantize ..."
+        )
+    if mode == "int8" and not calibration:
+        raise UsageError("--quantize int8 calibrates on images: give --calibration DIR (or FILE.npz)")
+    if mode != "int8" and (calibration or io != "float32"):
+        raise UsageError(f"--calibration and --io go with --quantize int8, not {mode}")
+    return Quantization(mode, calibration, io)
 
 
 def fmt_cmd(files: list[str], check: bool, write: bool, diff: bool = False) -> int:

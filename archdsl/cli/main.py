@@ -133,6 +133,14 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="CoreML compute precision")
     c.add_argument("--features", action="store_true",
                    help="the backbone: one named output per feature endpoint (`out` in the spec), no head")  # fmt: skip
+    c.add_argument("--quantize", choices=("fp16", "dynamic", "int8"),
+                   help="tflite: float16 weights, int8 weights (dynamic range), or full-integer int8 (needs --calibration)")  # fmt: skip
+    c.add_argument(
+        "--calibration", help="int8: a directory of images, or an .npz (uint8 NxHxWxC images or float32 inputs)"
+    )
+    c.add_argument(
+        "--io", choices=("float32", "int8"), default="float32", help="int8: the model's input and output type"
+    )
 
     c = sub.add_parser(
         "fold-weights", help="fold train-form weights into the deploy form (BatchNorm, MobileOne branches)"
@@ -298,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                                        args.network, args.import_root, args.deploy, train)  # fmt: skip
         if args.command == "export":
             return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
-                                       args.network, args.import_root, args.deploy, args.features)  # fmt: skip
+                                       args.network, args.import_root, args.deploy, args.features,
+                                       (args.quantize, args.calibration, args.io))  # fmt: skip
         if args.command == "fold-weights":
             return commands.fold_weights_cmd(args.spec, args.weights, args.output, args.network, args.import_root)
         if args.command == "import-weights":

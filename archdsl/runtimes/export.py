@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -16,9 +17,20 @@ from ..ir.network import Network
 from .runners import load_module, runner
 
 
+@dataclass(frozen=True)
+class Quantization:
+    """How `export --backend tflite` quantizes (`quantize.MODES`), on what it calibrates (int8),
+    and the type of the model's input and output (int8 models)."""
+
+    mode: str
+    calibration: str | None = None
+    io: str = "float32"
+
+
 def export(net: Network, backend: str, weights: str, output: Path, precision: str = "fp32",
-           features: bool = False) -> None:  # fmt: skip
-    """`features`: the backbone, one output per endpoint, named as the endpoint."""
+           features: bool = False, quantization: Quantization | None = None) -> list[str]:  # fmt: skip
+    """`features`: the backbone, one output per endpoint, named as the endpoint. Returns what
+    there is to report of the model (a quantized model's ops, and how it agrees with float32)."""
     build = {"features_only": True} if features else {}
     runner("keras" if backend == "tflite" else backend)  # quiets TensorFlow before it loads
     with warnings.catch_warnings():
@@ -28,10 +40,35 @@ def export(net: Network, backend: str, weights: str, output: Path, precision: st
             from .runners.tflite_runner import convert
 
             module = load_module(get_backend("keras").emit(net), f"archdsl_keras_{net.name}")
-            write_atomic(output, convert(module.load_weights(module.build_model(**build), weights)))
-            return
+            model = module.load_weights(module.build_model(**build), weights)
+            if quantization is None:
+                write_atomic(output, convert(model))
+                return []
+            model_bytes, report = _quantized(net, model, quantization, logits=not features)
+            write_atomic(output, model_bytes)
+            return report
         module = load_module(get_backend("coreml").emit(net), f"archdsl_coreml_{net.name}")
         _save_package(module.convert(weights, precision, **build), output)
+        return []
+
+
+def _quantized(net: Network, model, q: Quantization, logits: bool) -> tuple[bytes, list[str]]:  # type: ignore[no-untyped-def]
+    """The quantized model and its report (with `logits`, how it agrees with float32 on the
+    calibration images); an int8 model with a float op left is refused."""
+    from . import quantize
+    from .runners.tflite_runner import convert
+
+    originals = quantize.calibration_inputs(q.calibration, net) if q.calibration else []
+    model_bytes = quantize.convert(model, q.mode, quantize.mirrored(originals), q.io)
+    ops = quantize.op_report(model_bytes)
+    report = [f"{q.mode}: {ops.text(q.mode)}"]
+    if q.mode == "int8" and ops.float_ops:
+        raise ArchError(f"the int8 model computes in float: {'; '.join(ops.float_ops[:5])}",
+                        hint="an op TFLite cannot quantize; nothing was written")  # fmt: skip
+    if originals and logits:
+        reference = quantize.run(convert(model), originals)
+        report.append(quantize.agreement(reference, quantize.run(model_bytes, originals)).text())
+    return model_bytes, report
 
 
 def check_package_output(output: str, inputs: Iterable[str | Path] = ()) -> Path:
