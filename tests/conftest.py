@@ -28,6 +28,7 @@ REFERENCE = {
     "mnv3_large": ("mobilenetv3_large_100", 5_483_032, 216_589_760, 224),
     "mnv3_small": ("mobilenetv3_small_100", 2_542_856, 56_510_400, 224),
     "efficientnet_lite0": ("efficientnet_lite0", 4_652_008, 385_187_552, 224),
+    "tf_efficientnet_lite0": ("tf_efficientnet_lite0", 4_652_008, 385_187_552, 224),
     "efficientnet_lite1": ("tf_efficientnet_lite1", 5_416_680, 600_185_232, 240),
     "efficientnet_lite2": ("tf_efficientnet_lite2", 6_092_072, 859_736_272, 260),
     "efficientnet_lite3": ("tf_efficientnet_lite3", 8_197_096, 1_607_554_544, 300),

@@ -56,7 +56,7 @@ def test_int8_is_integer_throughout_and_agrees_with_float32(tmp_path, photos, ca
     assert conv_weights  # the weights themselves are int8
     line = next(x for x in printed.splitlines() if x.startswith("int8 vs float32 on 4 images"))
     sqnr = float(line.split("SQNR ")[1].split(" dB")[0])
-    assert sqnr > 20  # random weights, 8 calibration images (mirrored): far above noise, far below float
+    assert sqnr > 20  # random weights, 16 calibration inputs: far above noise, far below float
 
 
 def test_fp16_and_dynamic_quantize_the_weights_only(tmp_path, capsys):
@@ -101,12 +101,14 @@ def test_calibration_from_an_npz(tmp_path):
     net = compile_text(NET)
     images = np.random.default_rng(0).integers(0, 255, (3, 80, 90, 3), dtype=np.uint8)
     np.savez(tmp_path / "images.npz", images=images)
-    got = quantize.calibration_inputs(str(tmp_path / "images.npz"), net)
+    got, samples = quantize.calibration_inputs(str(tmp_path / "images.npz"), net)
     assert len(got) == 3 and np.array_equal(got[0], quantize.prepare(images[0], net))
+    assert len(samples) == 12 and np.array_equal(samples[6], got[0][:, :, ::-1])  # closer crops, then flips
+    assert np.array_equal(samples[3], quantize.prepare(images[0], net, 0.7 * 0.875))
     inputs = np.random.default_rng(1).standard_normal((2, 3, 64, 64)).astype(np.float32)
     np.savez(tmp_path / "inputs.npz", inputs)
-    got = quantize.calibration_inputs(str(tmp_path / "inputs.npz"), net)
-    assert np.array_equal(got[1][0], np.transpose(inputs[1], (1, 2, 0)))  # used as they are, NHWC
+    got, samples = quantize.calibration_inputs(str(tmp_path / "inputs.npz"), net)
+    assert np.array_equal(got[1][0], np.transpose(inputs[1], (1, 2, 0))) and len(samples) == 4  # as they are, NHWC
     np.savez(tmp_path / "bad.npz", np.zeros((2, 5), np.float32))
     with pytest.raises(ArchError, match="an array float32"):
         quantize.calibration_inputs(str(tmp_path / "bad.npz"), net)

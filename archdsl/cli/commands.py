@@ -171,9 +171,9 @@ def bench_cmd(spec: str, runtimes: str, threads: int, rounds: int, warmup: int, 
 
 
 def _weights(spec: str, network: str | None, root: Path | None, deploy: bool, seed: int = 0,
-             given: str | None = None, timm: str | None = None) -> dict:  # fmt: skip
-    """Canonical weights of the spec's network: given (in either form), imported, or random from
-    `seed`; folded into the deploy form when asked."""
+             given: str | None = None, imported: tuple[str, str] | None = None) -> dict:  # fmt: skip
+    """Canonical weights of the spec's network: given (in either form), imported (layout, checkpoint
+    path), or random from `seed`; folded into the deploy form when asked."""
     from ..runtimes.weights import fold_checked, init_weights, load_canonical
 
     net = compile_file(spec, network, root)
@@ -183,13 +183,20 @@ def _weights(spec: str, network: str | None, root: Path | None, deploy: bool, se
             done = "folded into the deploy form" if form == "train" else "used as they are"
             print(f"note: {given} holds the {form} form of {net.name}: {done}", file=sys.stderr)
         return weights
-    if timm is not None:
+    if imported is not None and imported[0] == "efficientnet-pytorch":
+        from ..runtimes.importers.efficientnet_pytorch import import_efficientnet_pytorch, read
+
+        state, dtypes = read(imported[1])
+        source = f"checkpoint {imported[1]!r}"
+        weights = import_efficientnet_pytorch(net, state, dtypes, source)
+    elif imported is not None:
         from ..runtimes.importers.timm import import_timm, read_checkpoint
 
-        state, dtypes, widened = read_checkpoint(timm)
+        state, dtypes, widened = read_checkpoint(imported[1])
         if widened:
-            print(f"note: {timm}: {widened} float16/bfloat16/float64 tensor(s) converted to float32", file=sys.stderr)
-        source = f"checkpoint {timm!r}"
+            print(f"note: {imported[1]}: {widened} float16/bfloat16/float64 tensor(s) converted to float32",
+                  file=sys.stderr)  # fmt: skip
+        source = f"checkpoint {imported[1]!r}"
         weights = import_timm(net, state, dtypes, source)
     else:
         weights, source = init_weights(net, seed), f"random weights (seed {seed})"
@@ -224,10 +231,10 @@ def fold_weights_cmd(spec: str, weights: str, output: str, network: str | None, 
 
 
 def import_weights_cmd(spec: str, checkpoint: str, output: str, network: str | None, root: Path | None = None,
-                       deploy: bool = False) -> int:  # fmt: skip
+                       deploy: bool = False, layout: str = "timm") -> int:  # fmt: skip
     check_output(output, [*_inputs(spec, root), checkpoint])
-    weights = _weights(spec, network, root, deploy, timm=checkpoint)
-    _save(weights, output, spec, network, root, deploy, source="timm")
+    weights = _weights(spec, network, root, deploy, imported=(layout, checkpoint))
+    _save(weights, output, spec, network, root, deploy, source=layout)
     print(f"wrote {output}: {len(weights)} tensors", file=sys.stderr)
     return 0
 

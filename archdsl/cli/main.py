@@ -152,7 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
 
     c = spec_command("import-weights", "convert a reference checkpoint to canonical weights")
-    c.add_argument("--from", dest="source", required=True, choices=("timm",), help="whose tensor names it uses")
+    c.add_argument("--from", dest="source", required=True, choices=("timm", "efficientnet-pytorch"),
+                   help="whose tensor names it uses: timm's, or EfficientNet-PyTorch's (a .pth or .safetensors file)")  # fmt: skip
     c.add_argument("checkpoint", help="safetensors state dict")
     c.add_argument("-o", "--output", required=True)
 
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             return commands.fold_weights_cmd(args.spec, args.weights, args.output, args.network, args.import_root)
         if args.command == "import-weights":
             return commands.import_weights_cmd(args.spec, args.checkpoint, args.output, args.network, args.import_root,
-                                               args.deploy)  # fmt: skip
+                                               args.deploy, args.source)  # fmt: skip
         if args.command == "fmt":
             return commands.fmt_cmd(args.files, args.check, args.write, args.diff)
         if args.command == "check":

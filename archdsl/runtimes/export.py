@@ -58,8 +58,8 @@ def _quantized(net: Network, model, q: Quantization, logits: bool) -> tuple[byte
     from . import quantize
     from .runners.tflite_runner import convert
 
-    originals = quantize.calibration_inputs(q.calibration, net) if q.calibration else []
-    model_bytes = quantize.convert(model, q.mode, quantize.mirrored(originals), q.io)
+    originals, samples = quantize.calibration_inputs(q.calibration, net) if q.calibration else ([], [])
+    model_bytes = quantize.convert(model, q.mode, samples, q.io)
     ops = quantize.op_report(model_bytes)
     report = [f"{q.mode}: {ops.text(q.mode)}"]
     if q.mode == "int8" and ops.float_ops:

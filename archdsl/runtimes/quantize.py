@@ -25,8 +25,9 @@ MAX_IMAGE_BYTES = 64 * 1024 * 1024
 _BOUNDARY = ("QUANTIZE", "DEQUANTIZE")  # float <-> int8 at the input and output of a float-IO model
 
 
-def prepare(image: np.ndarray, net: Network) -> np.ndarray:
-    """One HxWxC uint8 image as the network's float32 NHWC input (batch of 1)."""
+def prepare(image: np.ndarray, net: Network, crop_pct: float | None = None) -> np.ndarray:
+    """One HxWxC uint8 image as the network's float32 NHWC input (batch of 1); `crop_pct`
+    replaces the spec's (smaller: a closer crop)."""
     import tensorflow as tf
 
     c, h, w = net.input_shape
@@ -35,7 +36,7 @@ def prepare(image: np.ndarray, net: Network) -> np.ndarray:
         image = image[:, :, None]
     if image.shape[2] != c:
         image = image[:, :, :3] if image.shape[2] == 4 and c == 3 else np.repeat(image[:, :, :1], c, axis=2)
-    scale = math.floor(max(h, w) / p.crop_pct)  # timm: the shorter side to size / crop_pct, then crop
+    scale = math.floor(max(h, w) / (crop_pct or p.crop_pct))  # timm: the shorter side to size / crop_pct, then crop
     ih, iw = image.shape[:2]
     size = (max(h, round(ih * scale / min(ih, iw))), max(w, round(iw * scale / min(ih, iw))))
     resized = tf.image.resize(image.astype(np.float32), size, method=p.interpolation, antialias=True).numpy()
@@ -44,9 +45,11 @@ def prepare(image: np.ndarray, net: Network) -> np.ndarray:
     return ((x - np.asarray(p.mean, np.float32)) / np.asarray(p.std, np.float32))[None].astype(np.float32)
 
 
-def calibration_inputs(source: str, net: Network) -> list[np.ndarray]:
+def calibration_inputs(source: str, net: Network) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """The network's inputs (NHWC, batch 1) from a directory of images or an `.npz` (uint8 images
-    NxHxWxC, prepared here; or float32 inputs NxCxHxW, used as they are)."""
+    NxHxWxC, prepared here; or float32 inputs NxCxHxW, used as they are): the images as the
+    network sees them, and those with what training-time augmentation would show besides (each
+    image also cropped closer, and every input left-right flipped) to calibrate on."""
     path = Path(source)
     if path.is_dir():
         files = sorted(f for f in path.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
@@ -57,14 +60,15 @@ def calibration_inputs(source: str, net: Network) -> list[np.ndarray]:
     elif path.suffix == ".npz" and path.is_file():
         images = _from_npz(path, net)
         if images and images[0].dtype == np.float32:
-            return images
+            return images, _mirrored(images)
     else:
         raise ArchError(f"{source}: not a directory of images nor an .npz file", hint="--calibration DIR or FILE.npz")
-    return [prepare(im, net) for im in images]
+    seen = [prepare(im, net) for im in images]
+    closer = [prepare(im, net, 0.7 * net.preprocess.crop_pct) for im in images]
+    return seen, _mirrored(seen + closer)
 
 
-def mirrored(inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """The inputs and their left-right flips: calibration sees what augmentation would show."""
+def _mirrored(inputs: list[np.ndarray]) -> list[np.ndarray]:
     return inputs + [np.ascontiguousarray(x[:, :, ::-1]) for x in inputs]
 
 

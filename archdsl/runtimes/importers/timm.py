@@ -19,6 +19,7 @@ from ...blocks.kind import TimmPlace
 from ...errors import ArchError
 from ...ir.network import Network
 from ..weight_files import read_safetensors
+from .checked import take
 
 _TENSORS = ("weight", "bias", "running_mean", "running_var", "gamma")  # same names in timm and here
 _WIDENED = ("F16", "BF16", "F64")  # float checkpoints converted to float32 on reading
@@ -74,31 +75,7 @@ def import_timm(net: Network, state: Mapping[str, np.ndarray], dtypes: Mapping[s
     modules = _modules(net, state)
     tensors = network_tensors(net)
     names = _timm_names(net, tensors, modules)
-    weights: dict[str, np.ndarray] = {}
-    problems: list[str] = []
-    for t in tensors:
-        source = names[t.key]
-        value = state.get(source)
-        if value is None:
-            problems.append(f"missing: {t.key} {t.shape} (timm name {source})")
-        elif tuple(value.shape) != t.shape:
-            problems.append(f"shape: {t.key} needs {t.shape}, timm {source} has {tuple(value.shape)}")
-        elif not np.issubdtype(value.dtype, np.floating):
-            problems.append(f"dtype: {t.key} needs floats, timm {source} is {(dtypes or {}).get(source, value.dtype)}")
-        elif not np.isfinite(value).all():
-            problems.append(f"non-finite: timm {source} holds NaN or Inf")
-        elif t.role == "bn_var" and (value < 0).any():
-            problems.append(f"negative: timm {source}, a running variance, has values below 0")
-        else:
-            weights[t.key] = np.ascontiguousarray(value, dtype=np.float32)
-    used = set(names.values())
-    unused = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
-    problems += [f"unused: {k} {tuple(state[k].shape)}" for k in unused]
-    if problems:  # on one line: a message's line breaks are shown escaped
-        shown = "; ".join(problems[:10]) + (f"; ... and {len(problems) - 10} more" if len(problems) > 10 else "")
-        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
-        raise ArchError(f"{name} does not fit {net.name} ({count}): {shown}")
-    return weights
+    return take(net, tensors, names, state, dtypes, name, "timm")
 
 
 def _timm_names(net: Network, tensors: list[Tensor], modules: Mapping[str, str]) -> dict[str, str]:
