@@ -151,7 +151,7 @@ def test_every_spec_exports_an_ml_program_that_loads(path, tmp_path):
     from archdsl.cli import main as cli
 
     out = tmp_path / f"{path.stem}.mlpackage"
-    assert cli.main(["export", str(path), "--backend", "coreml", "-o", str(out)]) == 0
+    assert cli.main(["export", str(path), "--backend", "coreml", "--random-weights", "-o", str(out)]) == 0
     assert [p.name for p in tmp_path.iterdir()] == [out.name]  # nothing else left behind
     net = compile_file(path)
     spec = ct.models.MLModel(str(out), skip_model_load=True).get_spec()

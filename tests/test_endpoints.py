@@ -150,12 +150,40 @@ def test_exports_have_one_named_output_per_endpoint(tmp_path):
 
     spec = tmp_path / "bb.arch"
     spec.write_text(BACKBONE)
-    assert cli(["export", str(spec), "--backend", "tflite", "--features", "-o", str(tmp_path / "bb.tflite")]) == 0
+    assert (
+        cli(
+            [
+                "export",
+                str(spec),
+                "--backend",
+                "tflite",
+                "--features",
+                "--random-weights",
+                "-o",
+                str(tmp_path / "bb.tflite"),
+            ]
+        )
+        == 0
+    )
     runner = tf.lite.Interpreter(model_path=str(tmp_path / "bb.tflite")).get_signature_runner()
     out = runner(image=np.zeros((1, 64, 48, 3), np.float32))
     net = compile_text(BACKBONE)
     assert {k: v.shape for k, v in out.items()} == {e.name: (1, *e.hw, e.channels) for e in net.endpoints}
-    assert cli(["export", str(spec), "--backend", "coreml", "--features", "-o", str(tmp_path / "bb.mlpackage")]) == 0
+    assert (
+        cli(
+            [
+                "export",
+                str(spec),
+                "--backend",
+                "coreml",
+                "--features",
+                "--random-weights",
+                "-o",
+                str(tmp_path / "bb.mlpackage"),
+            ]
+        )
+        == 0
+    )
     described = ct.models.MLModel(str(tmp_path / "bb.mlpackage"), skip_model_load=True).get_spec().description
     assert [o.name for o in described.output] == [e.name for e in net.endpoints]
 
@@ -163,7 +191,21 @@ def test_exports_have_one_named_output_per_endpoint(tmp_path):
 def test_export_features_without_endpoints_is_refused(tmp_path, capsys):
     spec = tmp_path / "plain.arch"
     spec.write_text(BACKBONE.replace(" out", ""))
-    assert cli(["export", str(spec), "--backend", "tflite", "--features", "-o", str(tmp_path / "x.tflite")]) == 2
+    assert (
+        cli(
+            [
+                "export",
+                str(spec),
+                "--backend",
+                "tflite",
+                "--features",
+                "--random-weights",
+                "-o",
+                str(tmp_path / "x.tflite"),
+            ]
+        )
+        == 2
+    )
     assert "no feature endpoints" in capsys.readouterr().err and not (tmp_path / "x.tflite").exists()
 
 

@@ -99,20 +99,20 @@ def test_an_output_that_is_not_ours_is_refused_and_nothing_changes(work, args, s
 
 def test_dot_dot_from_a_subdirectory_leaves_the_parent_alone(work):
     before = snapshot(work)
-    result = run("export", "../s.arch", "--backend", "coreml", "-o", "..", cwd=work / "sub")
+    result = run("export", "../s.arch", "--backend", "coreml", "--random-weights", "-o", "..", cwd=work / "sub")
     assert result.returncode == 2 and "names a directory" in result.stderr
     assert snapshot(work) == before
 
 
 def test_an_ml_package_is_replaced_whole_and_nothing_else_is_left(work):
     out = work / "tiny.mlpackage"
-    assert run("export", "s.arch", "--backend", "coreml", "-o", out.name, cwd=work).returncode == 0
+    assert run("export", "s.arch", "--backend", "coreml", "--random-weights", "-o", out.name, cwd=work).returncode == 0
     (out / "notes.txt").write_text("a user's notes")  # beside Manifest.json and Data/: not a package now
-    refused = run("export", "s.arch", "--backend", "coreml", "-o", out.name, cwd=work)
+    refused = run("export", "s.arch", "--backend", "coreml", "--random-weights", "-o", out.name, cwd=work)
     assert refused.returncode == 1 and "not an ML package" in refused.stderr
     (out / "notes.txt").unlink()
     first = snapshot(out)
-    result = run("export", "s.arch", "--backend", "coreml", "-o", out.name, "--seed", "1", cwd=work)
+    result = run("export", "s.arch", "--backend", "coreml", "--random-weights", "-o", out.name, "--seed", "1", cwd=work)
     assert result.returncode == 0, result.stderr
     assert snapshot(out).keys() == first.keys() and snapshot(out) != first  # new weights, same layout
     assert not [p for p in work.iterdir() if p.name.startswith(".archdsl-")]
@@ -310,11 +310,20 @@ def test_check_does_not_hang_on_a_special_file_in_generated(project, make):
 
 def test_a_package_that_holds_an_input_is_not_replaced(work):
     out = work / "tiny.mlpackage"
-    assert run("export", "s.arch", "--backend", "coreml", "-o", out.name, cwd=work).returncode == 0
+    assert run("export", "s.arch", "--backend", "coreml", "--random-weights", "-o", out.name, cwd=work).returncode == 0
     (out / "Data" / "kept.arch").write_text((work / "s.arch").read_text())
     (out / "Data" / "lib.arch").write_text((work / "lib.arch").read_text())
     before = snapshot(work)
-    result = run("export", "tiny.mlpackage/Data/kept.arch", "--backend", "coreml", "-o", "tiny.mlpackage/", cwd=work)
+    result = run(
+        "export",
+        "tiny.mlpackage/Data/kept.arch",
+        "--backend",
+        "coreml",
+        "--random-weights",
+        "-o",
+        "tiny.mlpackage/",
+        cwd=work,
+    )
     assert result.returncode == 1 and "it holds the input file" in result.stderr
     assert snapshot(work) == before
 

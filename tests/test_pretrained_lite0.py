@@ -92,7 +92,7 @@ def test_int8_keeps_every_top1_class(imported, photos, capsys):
     argv = ["export", str(SPEC), "--backend", "tflite", "--weights", weights, "--quantize", "int8", "--io", "int8",
             "--calibration", str(calibration), "-o", str(out)]  # fmt: skip
     assert cli(argv) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     assert "every op integer; input int8, output int8" in printed
     line = next(x for x in printed.splitlines() if x.startswith("int8 vs float32 on 4 images"))
     overlap = float(line.split("top-5 overlap ")[1].split(" ")[0])

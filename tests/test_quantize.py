@@ -34,7 +34,7 @@ def photos(tmp_path):
 def _export(tmp_path, *args: str) -> int:
     spec = tmp_path / "n.arch"
     spec.write_text(NET)
-    return cli(["export", str(spec), "--backend", "tflite", *args])
+    return cli(["export", str(spec), "--backend", "tflite", "--random-weights", *args])
 
 
 def _tensors(path) -> list[dict]:
@@ -47,7 +47,7 @@ def _tensors(path) -> list[dict]:
 def test_int8_is_integer_throughout_and_agrees_with_float32(tmp_path, photos, capsys, io):
     out = tmp_path / "n_int8.tflite"
     assert _export(tmp_path, "--quantize", "int8", "--calibration", str(photos), "--io", io, "-o", str(out)) == 0
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().err
     report = quantize.op_report(out.read_bytes())
     assert not report.float_ops and (report.input_type, report.output_type) == (io, io)
     assert report.counts["CONV_2D"] >= 5 and "every op integer" in printed
@@ -69,7 +69,7 @@ def test_fp16_and_dynamic_quantize_the_weights_only(tmp_path, capsys):
     for mode, weight_type in (("fp16", np.float16), ("dynamic", np.int8)):
         out = tmp_path / f"n_{mode}.tflite"
         assert _export(tmp_path, "--quantize", mode, "-o", str(out)) == 0
-        assert f"{mode} quantizes weights only" in capsys.readouterr().out
+        assert f"{mode} quantizes weights only" in capsys.readouterr().err
         assert any(t["dtype"] == weight_type and len(t["shape"]) == 4 for t in _tensors(out))
         got = quantize.run(out.read_bytes(), [x])
         assert np.max(np.abs(got - reference)) <= 0.05 * max(1.0, np.max(np.abs(reference))), mode
@@ -133,8 +133,16 @@ def test_quantization_mistakes_are_refused_before_any_work(tmp_path, capsys, arg
 def test_quantize_is_for_tflite_only(tmp_path, capsys):
     spec = tmp_path / "n.arch"
     spec.write_text(NET)
-    assert (
-        cli(["export", str(spec), "--backend", "coreml", "--quantize", "fp16", "-o", str(tmp_path / "m.mlpackage")])
-        == 2
-    )
+    argv = [
+        "export",
+        str(spec),
+        "--backend",
+        "coreml",
+        "--random-weights",
+        "--quantize",
+        "fp16",
+        "-o",
+        str(tmp_path / "m.mlpackage"),
+    ]
+    assert cli(argv) == 2
     assert "--quantize is for tflite" in capsys.readouterr().err

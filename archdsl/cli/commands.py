@@ -269,24 +269,36 @@ def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, s
     return 0 if all(r.ok for r in steps) else 1
 
 
-def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int, precision: str,
+def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int | None, precision: str | None,
                network: str | None, root: Path | None = None, deploy: bool = False,
-               features: bool = False, quantize: tuple[str | None, str | None, str] = (None, None, "float32")) -> int:  # fmt: skip
+               features: bool = False, quantize: tuple[str | None, str | None, str] = (None, None, "float32"),
+               random_weights: bool = False) -> int:  # fmt: skip
     from ..runtimes.export import check_package_output, export
     from ..runtimes.weights import save_weights
 
     quantization = _quantization(backend, *quantize)
+    if precision is not None and backend != "coreml":
+        raise UsageError("--precision is CoreML's compute precision", hint="for tflite: --quantize fp16")
+    if output == "-" and backend == "coreml":
+        raise UsageError("an .mlpackage is a directory: it cannot go to stdout", hint="give -o NAME.mlpackage")
+    if weights and (random_weights or seed is not None):
+        raise UsageError("--weights and --random-weights/--seed exclude each other", hint="keep one of them")
     inputs: list[str | Path] = [*_inputs(spec, root), *([weights] if weights else [])]
-    out = check_package_output(output, inputs) if backend == "coreml" else check_output(output, inputs)
+    out = None if output == "-" else (check_package_output(output, inputs) if backend == "coreml"
+                                      else check_output(output, inputs))  # fmt: skip
+    if weights is None and not random_weights:  # a model with random weights, shipped by mistake, is no model
+        raise ArchError("export needs the model's weights: --weights W",
+                        hint="make W with archdsl import-weights (a checkpoint), init-weights, or a trained model's "
+                             "save_weights; --random-weights (with --seed N) exports random ones, to test or time")  # fmt: skip
     net = compile_file(spec, network, root, deploy=deploy)
     if features and not net.endpoints:
         raise UsageError(f"{net.name} has no feature endpoints to export",
                          hint="mark blocks or stages `out` in the spec (docs/backbones.md)")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "weights.safetensors")
-        save_weights(_weights(spec, network, root, deploy, seed=seed, given=weights), path)
-        for line in export(net, backend, path, out, precision, features, quantization):
-            print(line)
+        save_weights(_weights(spec, network, root, deploy, seed=seed or 0, given=weights), path)
+        for line in export(net, backend, path, out, precision or "fp32", features, quantization):
+            print(line, file=sys.stderr)
     return 0
 
 

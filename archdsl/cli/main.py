@@ -127,10 +127,11 @@ def _parser() -> argparse.ArgumentParser:
 
     c = spec_command("export", "write a deployable model: .tflite or .mlpackage")
     c.add_argument("--backend", required=True, choices=("tflite", "coreml"))
-    c.add_argument("-o", "--output", required=True)
-    c.add_argument("--weights", help="canonical weights (default: random, from --seed)")
-    c.add_argument("--seed", type=_seed, default=0)
-    c.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="CoreML compute precision")
+    c.add_argument("-o", "--output", required=True, help="the model file (a .tflite may go to stdout: -o -)")
+    c.add_argument("--weights", help="canonical weights (required, unless --random-weights)")
+    c.add_argument("--random-weights", action="store_true", help="export random weights (from --seed), to test or time")
+    c.add_argument("--seed", type=_seed, help="--random-weights: their seed (default 0)")
+    c.add_argument("--precision", choices=("fp32", "fp16"), help="CoreML compute precision (default fp32)")
     c.add_argument("--features", action="store_true",
                    help="the backbone: one named output per feature endpoint (`out` in the spec), no head")  # fmt: skip
     c.add_argument("--quantize", choices=("fp16", "dynamic", "int8"),
@@ -308,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
                                        args.network, args.import_root, args.deploy, args.features,
-                                       (args.quantize, args.calibration, args.io))  # fmt: skip
+                                       (args.quantize, args.calibration, args.io), args.random_weights)  # fmt: skip
         if args.command == "fold-weights":
             return commands.fold_weights_cmd(args.spec, args.weights, args.output, args.network, args.import_root)
         if args.command == "import-weights":

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import warnings
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from ..atomic import require_text, temporary_name, write_atomic
 from ..codegen.registry import get_backend
@@ -27,13 +29,14 @@ class Quantization:
     io: str = "float32"
 
 
-def export(net: Network, backend: str, weights: str, output: Path, precision: str = "fp32",
+def export(net: Network, backend: str, weights: str, output: Path | None, precision: str = "fp32",
            features: bool = False, quantization: Quantization | None = None) -> list[str]:  # fmt: skip
-    """`features`: the backbone, one output per endpoint, named as the endpoint. Returns what
-    there is to report of the model (a quantized model's ops, and how it agrees with float32)."""
+    """Write the model to `output` (None: a .tflite to stdout). `features`: the backbone, one
+    output per endpoint, named as the endpoint. Returns what there is to report of the model (a
+    quantized model's ops, and how it agrees with float32), its last line what was written."""
     build = {"features_only": True} if features else {}
     runner("keras" if backend == "tflite" else backend)  # quiets TensorFlow before it loads
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _stdout_to_stderr():
         # coremltools leaves a temporary directory to the garbage collector; other warnings show
         warnings.simplefilter("ignore", ResourceWarning)
         if backend == "tflite":
@@ -41,15 +44,43 @@ def export(net: Network, backend: str, weights: str, output: Path, precision: st
 
             module = load_module(get_backend("keras").emit(net), f"archdsl_keras_{net.name}")
             model = module.load_weights(module.build_model(**build), weights)
+            report: list[str] = []
             if quantization is None:
-                write_atomic(output, convert(model))
-                return []
-            model_bytes, report = _quantized(net, model, quantization, logits=not features)
-            write_atomic(output, model_bytes)
-            return report
-        module = load_module(get_backend("coreml").emit(net), f"archdsl_coreml_{net.name}")
-        _save_package(module.convert(weights, precision, **build), output)
-        return []
+                model_bytes, kind = convert(model), "float32"
+            else:
+                model_bytes, report = _quantized(net, model, quantization, logits=not features)
+                kind = quantization.mode + (
+                    f", {quantization.io} input and output" if quantization.mode == "int8" else ""
+                )
+        else:
+            module = load_module(get_backend("coreml").emit(net), f"archdsl_coreml_{net.name}")
+            assert output is not None, "an ML package is a directory: it cannot go to stdout"
+            _save_package(module.convert(weights, precision, **build), output)
+            size = sum(f.stat().st_size for f in output.rglob("*") if f.is_file())
+            return [f"wrote {output} ({size:,} bytes; ML Program, {precision}{', backbone' if features else ''})"]
+    if output is None:
+        sys.stdout.buffer.write(model_bytes)
+        sys.stdout.flush()
+    else:
+        write_atomic(output, model_bytes)
+    where = "stdout" if output is None else str(output)
+    return [*report, f"wrote {where} ({len(model_bytes):,} bytes; TFLite {kind}{', backbone' if features else ''})"]
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """TensorFlow and coremltools print progress on stdout (from Python and from C++); while they
+    run, stdout is stderr, so that stdout carries only what archdsl writes there (`-o -`)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _quantized(net: Network, model, q: Quantization, logits: bool) -> tuple[bytes, list[str]]:  # type: ignore[no-untyped-def]
