@@ -1,10 +1,12 @@
 """`export` is safe and quiet: it refuses to ship random weights unless asked, refuses options
 that do not apply to the backend, keeps TensorFlow's and coremltools' chatter off stdout, says
-in one closing line what it wrote, and can write a .tflite to stdout (`-o -`). Run as a user
-runs it, in a subprocess: stdout and stderr are the real file descriptors."""
+in one closing line what it wrote, and can write a .tflite to stdout (`-o -`); `verify --json`
+gives CI a report on a stdout that holds nothing else. Run as a user runs them, in a
+subprocess: stdout and stderr are the real file descriptors."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -73,3 +75,14 @@ def test_dash_o_writes_the_tflite_model_alone_to_stdout(spec, tmp_path):
     assert interpreter.get_tensor(out["index"]).shape == (1, 10)
     assert f"wrote stdout ({len(result.stdout):,} bytes" in result.stderr.decode()
     assert not list(spec.parent.glob("*.tflite"))
+
+
+def test_verify_json_is_the_only_thing_on_stdout(spec):
+    argv = [sys.executable, "-m", "archdsl", "verify", "n.arch", "--backends", "torch,keras,tflite", "--json"]
+    result = subprocess.run(argv, cwd=spec.parent, capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)  # TFLite's converter printed to stderr, not here
+    assert report["ok"] is True and report["network"] == "n" and report["tolerance"] == 1e-4
+    assert [(p["reference"], p["other"], p["ok"]) for p in report["pairs"]] == [("torch", "keras", True),
+                                                                                ("torch", "tflite", True)]  # fmt: skip
+    assert all(p["relative"] <= 1e-4 and p["first_divergence"] is None for p in report["pairs"])

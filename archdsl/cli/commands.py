@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..runtimes.export import Quantization
@@ -241,8 +241,9 @@ def import_weights_cmd(spec: str, checkpoint: str, output: str, network: str | N
 
 def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, size: tuple[int, int] | None,
                tolerance: float | None, network: str | None, root: Path | None = None, deploy: bool = False,
-               train: tuple[int, float, str] | None = None) -> int:  # fmt: skip
-    """Inference compared block by block, or (`train`: batch size, learning rate, dtype) one training step."""
+               train: tuple[int, float, str] | None = None, as_json: bool = False) -> int:  # fmt: skip
+    """Inference compared block by block, or (`train`: batch size, learning rate, dtype) one training step;
+    `as_json`: the reports as JSON."""
     from ..runtimes.runners import train_step
     from ..runtimes.verify import report_text, verify
     from ..runtimes.verify_train import train_report_text, verify_train
@@ -260,13 +261,38 @@ def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, s
         if train is None:
             tolerance = tolerance or 1e-4
             pairs = verify(net, backends, path, seed, tolerance)
-            sys.stdout.write(report_text(net, pairs, tolerance, weights, seed))
+            text = (
+                _reports_json(net, pairs, tolerance) if as_json else report_text(net, pairs, tolerance, weights, seed)
+            )
+            sys.stdout.write(text)
             return 0 if all(r.ok for r in pairs) else 1
         source = weights or f"random canonical weights (seed {seed})"
         default = 1e-5 if train[2] == "float64" else 1e-3
         steps = verify_train(net, backends, path, seed, tolerance or default, *train)
-        sys.stdout.write(train_report_text(net, steps, *train, source))
+        sys.stdout.write(_reports_json(net, steps, tolerance or default) if as_json else
+                         train_report_text(net, steps, *train, source))  # fmt: skip
     return 0 if all(r.ok for r in steps) else 1
+
+
+def _reports_json(net: Any, reports: list[Any], tolerance: float) -> str:
+    """verify's reports as JSON, for CI: every pair's figures and verdict; a NaN or infinite
+    figure (a backend that produced one) is null."""
+    import dataclasses
+    import json
+    import math
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    pairs = [{**clean(dataclasses.asdict(r)), "ok": r.ok} for r in reports]
+    document = {"network": net.name, "tolerance": tolerance, "ok": all(r.ok for r in reports), "pairs": pairs}
+    return json.dumps(document, indent=2, allow_nan=False) + "\n"
 
 
 def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int | None, precision: str | None,

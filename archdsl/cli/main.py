@@ -124,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--lr", type=_positive, default=0.1, help="--train: SGD learning rate (default 0.1)")
     c.add_argument("--float32", action="store_true",
                    help="--train in float32, as training runs (default float64: only semantics can differ)")  # fmt: skip
+    c.add_argument("--json", action="store_true", help="the report as JSON (for CI): each pair's figures and verdict")
 
     c = spec_command("export", "write a deployable model: .tflite or .mlpackage")
     c.add_argument("--backend", required=True, choices=("tflite", "coreml"))
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             train = (args.batch, args.lr, "float32" if args.float32 else "float64") if args.train else None
             return commands.verify_cmd(args.spec, args.backends, args.seed, args.weights, args.input, args.tolerance,
-                                       args.network, args.import_root, args.deploy, train)  # fmt: skip
+                                       args.network, args.import_root, args.deploy, train, args.json)  # fmt: skip
         if args.command == "export":
             return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
                                        args.network, args.import_root, args.deploy, args.features,

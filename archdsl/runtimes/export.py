@@ -7,16 +7,15 @@ import os
 import shutil
 import sys
 import warnings
-from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from ..atomic import require_text, temporary_name, write_atomic
 from ..codegen.registry import get_backend
 from ..errors import ArchError, UsageError
 from ..ir.network import Network
-from .runners import load_module, runner
+from .runners import load_module, runner, stdout_to_stderr
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ def export(net: Network, backend: str, weights: str, output: Path | None, precis
     quantized model's ops, and how it agrees with float32), its last line what was written."""
     build = {"features_only": True} if features else {}
     runner("keras" if backend == "tflite" else backend)  # quiets TensorFlow before it loads
-    with warnings.catch_warnings(), _stdout_to_stderr():
+    with warnings.catch_warnings(), stdout_to_stderr():
         # coremltools leaves a temporary directory to the garbage collector; other warnings show
         warnings.simplefilter("ignore", ResourceWarning)
         if backend == "tflite":
@@ -65,22 +64,6 @@ def export(net: Network, backend: str, weights: str, output: Path | None, precis
         write_atomic(output, model_bytes)
     where = "stdout" if output is None else str(output)
     return [*report, f"wrote {where} ({len(model_bytes):,} bytes; TFLite {kind}{', backbone' if features else ''})"]
-
-
-@contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """TensorFlow and coremltools print progress on stdout (from Python and from C++); while they
-    run, stdout is stderr, so that stdout carries only what archdsl writes there (`-o -`)."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        with redirect_stdout(sys.stderr):
-            yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
 
 
 def _quantized(net: Network, model, q: Quantization, logits: bool) -> tuple[bytes, list[str]]:  # type: ignore[no-untyped-def]

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..codegen.registry import get_backend
 from ..ir.network import Network
-from .runners import Outputs, reported_paths, runner
+from .runners import Outputs, reported_paths, runner, stdout_to_stderr
 from .weights import init_weights, save_weights
 
 
@@ -91,7 +91,8 @@ def run_backends(net: Network, backends: list[str], weights: str, seed: int) -> 
     results = {}
     for name in backends:
         run, backend = runner(name)
-        results[name] = run(get_backend(backend).emit(net), net, weights, x)
+        with stdout_to_stderr():  # stdout carries the report alone (verify --json)
+            results[name] = run(get_backend(backend).emit(net), net, weights, x)
     return results
 
 

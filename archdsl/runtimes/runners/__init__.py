@@ -7,9 +7,11 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 import types
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -82,3 +84,20 @@ def reported_paths(name: str, net: Network) -> list[str]:
     and each endpoint's from the network built as a feature extractor; the logits come last."""
     paths = block_paths(net)
     return [*([] if name in LOGITS_ONLY else paths[:-1]), *(feature_key(e.name) for e in net.endpoints), paths[-1]]
+
+
+@contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """TensorFlow and coremltools print progress on stdout (from Python and from C++); while they
+    run, stdout is stderr, so that stdout carries only what archdsl writes there (`export -o -`,
+    `verify --json`)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
