@@ -144,46 +144,22 @@ def test_verify_sees_a_backbone_that_returns_the_wrong_tensor(tmp_path, monkeypa
     assert not report.ok and report.first_divergence == "features.a" and not report.unmatched
 
 
+def _export_features(spec, backend: str, out) -> int:
+    return cli(["export", str(spec), "--backend", backend, "--features", "--random-weights", "-o", str(out)])
+
+
 def test_exports_have_one_named_output_per_endpoint(tmp_path):
     import coremltools as ct
     import tensorflow as tf
 
     spec = tmp_path / "bb.arch"
     spec.write_text(BACKBONE)
-    assert (
-        cli(
-            [
-                "export",
-                str(spec),
-                "--backend",
-                "tflite",
-                "--features",
-                "--random-weights",
-                "-o",
-                str(tmp_path / "bb.tflite"),
-            ]
-        )
-        == 0
-    )
+    assert _export_features(spec, "tflite", tmp_path / "bb.tflite") == 0
     runner = tf.lite.Interpreter(model_path=str(tmp_path / "bb.tflite")).get_signature_runner()
     out = runner(image=np.zeros((1, 64, 48, 3), np.float32))
     net = compile_text(BACKBONE)
     assert {k: v.shape for k, v in out.items()} == {e.name: (1, *e.hw, e.channels) for e in net.endpoints}
-    assert (
-        cli(
-            [
-                "export",
-                str(spec),
-                "--backend",
-                "coreml",
-                "--features",
-                "--random-weights",
-                "-o",
-                str(tmp_path / "bb.mlpackage"),
-            ]
-        )
-        == 0
-    )
+    assert _export_features(spec, "coreml", tmp_path / "bb.mlpackage") == 0
     described = ct.models.MLModel(str(tmp_path / "bb.mlpackage"), skip_model_load=True).get_spec().description
     assert [o.name for o in described.output] == [e.name for e in net.endpoints]
 
@@ -191,21 +167,7 @@ def test_exports_have_one_named_output_per_endpoint(tmp_path):
 def test_export_features_without_endpoints_is_refused(tmp_path, capsys):
     spec = tmp_path / "plain.arch"
     spec.write_text(BACKBONE.replace(" out", ""))
-    assert (
-        cli(
-            [
-                "export",
-                str(spec),
-                "--backend",
-                "tflite",
-                "--features",
-                "--random-weights",
-                "-o",
-                str(tmp_path / "x.tflite"),
-            ]
-        )
-        == 2
-    )
+    assert _export_features(spec, "tflite", tmp_path / "x.tflite") == 2
     assert "no feature endpoints" in capsys.readouterr().err and not (tmp_path / "x.tflite").exists()
 
 

@@ -4,13 +4,10 @@ directory; then the trained weights are checked to be trained, folded and export
 
 from __future__ import annotations
 
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-from doc_fences import fence
+from doc_fences import fence, run_commands
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "training.md").read_text()
@@ -24,18 +21,11 @@ def test_the_worked_example_runs_as_written(tmp_path: Path):
     (tmp_path / "tiny.arch").write_text(_block("archdsl", "network tiny {"))
     (tmp_path / "archdsl.toml").write_text("")
     (tmp_path / "train_torch.py").write_text(_block("python", "import tiny_torch"))
-    commands = [line.split("#")[0].split() for line in _block("", "archdsl compile tiny.arch").splitlines()]
-    assert [c[:2] for c in commands] == [["archdsl", "compile"], ["python", "train_torch.py"],
-                                          ["archdsl", "fold-weights"], ["archdsl", "verify"], ["archdsl", "verify"],
-                                          ["archdsl", "export"]]  # fmt: skip
-    for command in commands:
-        argv = (
-            [sys.executable, "-m", "archdsl", *command[1:]]
-            if command[0] == "archdsl"
-            else [sys.executable, *command[1:]]
-        )
-        result = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, f"{shlex.join(command)}\n{result.stdout}\n{result.stderr}"
+    done = run_commands(_block("", "archdsl compile tiny.arch"), tmp_path)
+    assert [c[:2] for c, _ in done] == [["archdsl", "compile"], ["python", "train_torch.py"],
+                                         ["archdsl", "fold-weights"], ["archdsl", "verify"], ["archdsl", "verify"],
+                                         ["archdsl", "export"]]  # fmt: skip
+    for command, result in done:
         if command[1] == "verify":
             agree = "the training step agrees in every backend" if "--train" in command else "all backends agree"
             assert agree in result.stdout
