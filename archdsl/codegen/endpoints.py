@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from ..ir.network import Network, Stage
+from .model_interface import sequence_call
 
 
 @dataclass(frozen=True)
@@ -71,12 +72,9 @@ def _torch_forward(stages: tuple[Stage, ...], taken: dict[str, str]) -> list[str
         start, n = 0, len(stage.blocks)
         taps = [j for j, b in enumerate(stage.blocks) if b.path in taken]
         for j in [*taps, *([n - 1] if index < len(stages) - 1 and (not taps or taps[-1] < n - 1) else [])]:
-            if start == 0 and j == n - 1:
-                lines.append(f"x = {whole}(x)")
-            elif start == j:
-                lines.append(f"x = {blocks}[{j}](x)")
-            else:
-                lines.append(f"x = {blocks}[{start or ''}:{j + 1 if j < n - 1 else ''}](x)")
+            lines.append(
+                f"x = {whole}(x)" if start == 0 and j == n - 1 else str(sequence_call(blocks, start, j + 1, n))
+            )
             if stage.blocks[j].path in taken:
                 lines.append(f"features.append(x)  # {taken[stage.blocks[j].path]}")
             start = j + 1
