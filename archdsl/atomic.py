@@ -9,7 +9,8 @@
 - A failure or a signal during the write removes the temporary file.
 
 `check_output` rejects, before any work is done, an output path that cannot be a file or that
-names one of the command's inputs.
+names one of the command's inputs. `-` is stdout, wherever `-o` is taken (a file named `-` is
+written as `$PWD/-`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import errno
 import os
 import re
 import stat
+import sys
 from pathlib import Path
 from typing import Iterable
 
@@ -28,6 +30,8 @@ def check_output(output: str, inputs: Iterable[str | Path] = ()) -> Path:
     """The output path, checked: a usage error (exit 2) when it can never name a file, an error
     (exit 1) when it names an input of the command or something archdsl must not replace."""
     require_text(output)
+    if output == "-":
+        return STDOUT
     path = Path(output)
     if output.endswith(("/", os.sep)) or path.name in ("", ".", "..") or path.is_dir():
         raise UsageError(f"the output path {output!r} names a directory", hint="give a file name, e.g. -o out/model.py")
@@ -48,8 +52,15 @@ def require_text(output: str) -> None:
         raise UsageError("the output path is empty" if output == "" else "the output path contains a NUL byte")
 
 
+STDOUT = Path("/dev/stdout")  # `-o -`: written to as any stream is, below
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     raw = data.encode() if isinstance(data, str) else data
+    if str(path) == "-":
+        path = STDOUT
+    if path == STDOUT:
+        sys.stdout.flush()  # what Python buffered goes first
     st = _stat(path)  # through any links
     if st is not None and _writable_kind(path, st) == "stream":
         _write_stream(path, raw, os.O_WRONLY | os.O_NONBLOCK)

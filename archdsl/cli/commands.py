@@ -86,6 +86,8 @@ def calibrate_cmd(specs: list[str], output: str, runtime: str, threads: int, rou
 
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown runtime '{runtime}'", None, did_you_mean(runtime, RUNTIMES))
+    if output == "-":  # the profile is read back to resume: it must be a file
+        raise UsageError("calibrate writes a profile it resumes from: -o needs a file", hint="-o profile.json")
     path = check_output(output, [p for s in specs for p in _inputs(s, root)])
     nets = [compile_file(s, network, root, deploy=deploy) for s in specs]
     profile, measured = calibrate(nets, path, runtime, threads, rounds, calls, warmup, grid, sys.stderr.isatty())
