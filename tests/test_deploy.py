@@ -150,7 +150,7 @@ def test_deploy_weights_without_deploy_say_so(small, command, tmp_path, capsys):
     out = tmp_path / "n.tflite"
     argv = {
         "verify": ["verify", str(spec), *VERIFY],
-        "export": ["export", str(spec), "--backend", "tflite", "--random-weights", "-o", str(out)],
+        "export": ["export", str(spec), "--backend", "tflite", "-o", str(out)],
     }
     assert cli.main([*argv[command], "--weights", str(files["deploy"])]) == 1
     err = capsys.readouterr().err
