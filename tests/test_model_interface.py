@@ -191,3 +191,17 @@ def test_every_spec_gives_forward_features_its_num_features():
         split = head_split(net)
         assert net.head.blocks[split.pool].path in (f"head.{i}" for i in range(2)) and split.global_pool, path.stem
         assert split.hidden == net.head.blocks[-1].cin, path.stem
+
+
+def test_a_head_of_only_a_classifier_runs_it_once(tmp_path):
+    """The stages already end in a global pool: forward_head is the classifier alone."""
+    text = POOL_FIRST.replace("    ib k5 e4 c24\n", "    ib k5 e4 c24\n    pool avg\n").replace(
+        "    pool avg\n    conv k1 c64 bias norm=none act=hard_swish\n    classifier", "    classifier"
+    )
+    net, module, weights = _torch(text, tmp_path, "n")
+    assert [b.kind for b in net.head.blocks] == ["classifier"]
+    model = module.load_weights(module.build_model(), weights).eval()
+    x = torch.randn(2, *net.input_shape)
+    with torch.no_grad():
+        assert torch.equal(model(x), model.head(model.stages(model.stem(x))))
+        assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (2, 24)

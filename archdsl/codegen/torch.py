@@ -194,7 +194,7 @@ class TorchBackend(Backend):
             split=split,
             pretrained_cfg=pretrained_cfg(net),
             head_features=sequence_call("self.head", 0, split.pool, head_length),
-            head_pool=sequence_call("self.head", split.pool, split.pool + 1, head_length),
+            head_pool=sequence_call("self.head", split.pool, min(split.pool + 1, head_length - 1), head_length),
             head_pooled=sequence_call("self.head", split.pool + 1, head_length - 1, head_length),
             uses_drop_path=any(p.drop_path for p in pieces),
             uses_shuffle=any(p.shuffle for p in pieces),
