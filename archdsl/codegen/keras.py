@@ -230,12 +230,12 @@ class KerasBackend(Backend):
         problems: list[str] = []
 
         found = features(net)
-        top = net.head.blocks[head_split(net).pool].path  # where include_top=False returns
+        top_blocks = net.head.blocks[head_split(net).pool :]  # include_top=False returns before them
 
         def stage_ctx(stage: Stage) -> dict:
             blocks = [
                 {"comment": block_comment(b, header.block_costs[b.path]), "lines": block_lines(b, problems),
-                 "top": b.path == top, **marks(found, b.path)}
+                 "top": b is top_blocks[0], **marks(found, b.path)}
                 for b in stage.blocks
             ]  # fmt: skip
             return {"comment": stage_comment(stage, header.stage_costs.get(stage.path, Cost())), "blocks": blocks}
@@ -253,6 +253,6 @@ class KerasBackend(Backend):
                 stages=stages,
                 input_shape=f"({h}, {w}, {c})",
                 features=found,
-                top_pruned=literal_tuple("TOP_PRUNED", [f"{b.path}." for b in net.head.blocks[head_split(net).pool :]]),
+                top_pruned=literal_tuple("TOP_PRUNED", [f"{b.path}." for b in top_blocks]),
             )  # fmt: skip
         )
