@@ -46,6 +46,8 @@ REFERENCE = {
     "mobileone_s2": ("mobileone_s2", 7_884_648, 1_304_027_392, 224),
     "mobileone_s3": ("mobileone_s3", 10_170_600, 1_902_112_768, 224),
     "mobileone_s4": ("mobileone_s4", 14_951_248, 2_986_802_432, 224),
+    "ssdlite320_mnv3_large": ("ssdlite320_mobilenet_v3_large (torchvision)", 3_440_060, 583_171_904, 320),
+    "lraspp_mnv3_large": ("lraspp_mobilenet_v3_large (torchvision)", 3_221_538, 2_086_219_688, 520),
 }
 # The deploy form where it differs from BatchNorm folding alone (timm `reparameterize_model`):
 # spec -> (params, MACs).

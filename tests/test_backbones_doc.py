@@ -28,3 +28,15 @@ def test_the_worked_example_runs_as_written(tmp_path: Path):
     runner = tf.lite.Interpreter(model_path=str(tmp_path / "backbone.tflite")).get_signature_runner()
     out = runner(image=np.zeros((1, 128, 128, 3), np.float32))
     assert {k: v.shape for k, v in out.items()} == {"s2": (1, 16, 16, 32), "s3": (1, 8, 8, 96), "s4": (1, 8, 8, 160)}
+
+
+def test_the_detector_spec_is_the_backbone_with_a_head():
+    """The SSDLite spec of the doc: the backbone's blocks and endpoints, two extra layers, and the
+    outputs the doc states."""
+    from archdsl.compiler import compile_text
+
+    detector = compile_text(fence(DOC, "archdsl", "network detector {"), "detector.arch")
+    backbone = compile_text(fence(DOC, "archdsl", "network backbone {"), "backbone.arch")
+    assert [e.name for e in detector.endpoints] == [e.name for e in backbone.endpoints] + ["x0", "x1"]
+    assert detector.outputs() == (("bbox_regression", (2046, 4)), ("cls_logits", (2046, 21)))
+    assert "`bbox_regression` (2046, 4) and `cls_logits` (2046, 21)" in DOC

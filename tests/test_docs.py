@@ -352,7 +352,7 @@ ALTERATIONS = [  # (check, text in the doc, what replaces it, the problem the ch
     (option_omissions, "| `count_pad` |", "| count_pad |", "option `count_pad` has no flag form in section 6"),
     (option_omissions, "| `h4` | `h=4` |", "| h4 | h=4 |", "option `h` has no compact form in section 6"),
     (option_omissions, "`fused_ib`, `mqa`, `mhsa` | require", "`fused_ib` | require", "flag `skip`'s row lacks kind `mqa`"),
-    (option_omissions, "every kind but `pool` and `classifier`", "every kind but `pool`",
+    (option_omissions, "every kind but `pool`, `classifier` and `ssdlite`", "every kind but `pool` and `ssdlite`",
      "flag `fixed`'s row names kind `classifier`, which does not take it"),
 ]  # fmt: skip
 

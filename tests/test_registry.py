@@ -42,7 +42,11 @@ EXAMPLES = {
     "shuffle_v1": "shuffle_v1 g2 s2 c24",
     "pool": "pool max k3 s2",
     "classifier": None,  # the head's last block in every example
+    "ssdlite": None,  # dense heads: HEADS
+    "lraspp": None,
 }
+# The dense-prediction heads, on a network with two endpoints.
+HEADS = {"ssdlite": "ssdlite anchors=2 k5", "lraspp": "lraspp c8"}
 
 
 def _network(statement: str) -> str:
@@ -90,6 +94,24 @@ def test_every_word_compiles_through_every_stage(word):
     state = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
     assert state == [t.key for t in network_tensors(net)]  # the canonical inventory, in registration order
     assert model.eval()(torch.zeros(1, 3, 16, 16)).shape == (1, 10)
+
+
+@pytest.mark.parametrize("word", sorted(HEADS))
+def test_every_dense_head_compiles_through_every_stage(word):
+    text = _network("ib k3 e2 c16 out; ib k3 s2 e2 c24 out").replace("head { pool avg; classifier dropout=0.1 }",
+                                                                     f"head {HEADS[word]}")  # fmt: skip
+    net = compile_text(text)
+    block = net.head.blocks[0]
+    assert kind_of(block) is WORDS[word][0] and net.dense_head is block
+    for backend in ("torch", "keras", "coreml"):
+        assert all(name in get_backend(backend).emit(net) for name, _ in net.outputs())
+    model = load_module(get_backend("torch").emit(net), f"registry_{word}").build_model().eval()
+    assert sum(p.numel() for p in model.parameters()) == network_cost(net).params
+    state = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    assert state == [t.key for t in network_tensors(net)]  # the canonical inventory, in registration order
+    out = model(torch.zeros(1, 3, 16, 16))
+    named = out if isinstance(out, dict) else {net.outputs()[0][0]: out}
+    assert {k: tuple(v.shape) for k, v in named.items()} == {name: (1, *shape) for name, shape in net.outputs()}
 
 
 def _block_classes() -> set[str]:

@@ -32,7 +32,11 @@ def _weights(net, tmp_path) -> str:
     return path
 
 
-@pytest.mark.parametrize("spec", CONCRETE_SPECS, ids=lambda p: p.name)
+# The classifiers: a dense-prediction network refuses a training step (tests/test_dense_heads.py).
+CLASSIFIERS = [p for p in CONCRETE_SPECS if p.stem not in ("ssdlite320_mnv3_large", "lraspp_mnv3_large")]
+
+
+@pytest.mark.parametrize("spec", CLASSIFIERS, ids=lambda p: p.name)
 def test_one_training_step_agrees_in_torch_and_keras(spec, tmp_path):
     # 64x64: every spec's smallest map still holds 4 values per channel at batch 4, enough for
     # BatchNorm's batch statistics to be well conditioned (see verify_train's docstring).

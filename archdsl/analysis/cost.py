@@ -27,6 +27,7 @@ from ..ir.layers import (
     BranchSum,
     ChannelShuffle,
     Concat,
+    Gate,
     InputNorm,
     Layer,
     LayerScale,
@@ -121,6 +122,11 @@ def _upsample(layer: Upsample, params: int) -> Cost:
     return Cost(0, 0, 4 * n_out, n_in + n_out)  # four weighted taps per output element
 
 
+def _gate(layer: Gate, params: int) -> Cost:
+    n = layer.channels * _area(layer.hw)
+    return Cost(0, 0, n, 2 * n + layer.channels)  # reads x and the factors, writes x
+
+
 def _pool(layer: Pool, params: int) -> Cost:
     n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
     ew = n_in if layer.is_global else n_out * layer.kernel**2
@@ -145,6 +151,7 @@ COSTS: dict[type, Callable[..., Cost]] = {
     Concat: _moved,
     ChannelShuffle: _moved,
     Upsample: _upsample,
+    Gate: _gate,
     Pool: _pool,
     Linear: _linear,
 }

@@ -30,6 +30,7 @@ from ..ir.layers import (
     BranchSum,
     ChannelShuffle,
     Concat,
+    Gate,
     InputNorm,
     Layer,
     LayerScale,
@@ -79,6 +80,7 @@ UNITS: dict[type, Callable[[Any], Unit | None]] = {
     Concat: lambda c: {"op": "concat", "c": c.channels, "hw": list(c.hw)},
     ChannelShuffle: lambda s: {"op": "shuffle", "groups": s.groups, "c": s.channels, "hw": list(s.hw)},
     Upsample: lambda u: {"op": "upsample", "c": u.channels, "hw": list(u.in_hw), "out_hw": list(u.out_hw)},
+    Gate: lambda g: {"op": "gate", "c": g.channels, "hw": list(g.hw)},
     AttentionCore: lambda a: {
         "op": "attention",
         "heads": a.heads,
@@ -177,6 +179,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "concat": ("c", "hw"),
     "shuffle": ("groups", "c", "hw"),
     "upsample": ("c", "hw", "out_hw"),
+    "gate": ("c", "hw"),
     "attention": ("heads", "kv_heads", "key_dim", "value_dim", "queries", "keys"),
     "pool": ("mode", "global", "k", "s", "pad", "c", "hw"),
     "blur": ("c", "hw"),

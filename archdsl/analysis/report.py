@@ -13,6 +13,7 @@ from ..ir.layers import (
     BranchSum,
     ChannelShuffle,
     Concat,
+    Gate,
     InputNorm,
     LayerScale,
     Linear,
@@ -26,7 +27,7 @@ from .layers import block_input, block_output, layers_of
 # Layers that are not IR nodes: their row's path suffix (after the block path) and kind.
 _DERIVED = {ResidualAdd: (".add", "add"), LayerScale: (".layer_scale", "layer_scale"), BranchSum: (".sum", "sum"),
             Activation: (".act", "act"), InputNorm: ("", "batchnorm"), AttentionCore: (".attention", "attention"),
-            Upsample: ("", "upsample"), Concat: ("", "concat"), ChannelShuffle: ("", "shuffle"),
+            Upsample: ("", "upsample"), Gate: ("", "gate"), Concat: ("", "concat"), ChannelShuffle: ("", "shuffle"),
             Linear: ("", "classifier"), Blur: ("", "blur")}  # fmt: skip
 
 
@@ -179,7 +180,11 @@ def aligned(rows: Sequence[Sequence[str]], left: int = 1, indent: str = "") -> l
 
 
 def shape_text(block: Block, side: str = "output") -> str:
-    """A block's output (or input) as CxHxW, or as its length where it is a vector."""
+    """A block's output (or input) as CxHxW, or as its length where it is a vector; a dense head's
+    outputs joined with `+` (it reads the endpoints)."""
+    predictions = kind_of(block).predictions
+    if predictions is not None:
+        return "endpoints" if side == "input" else " + ".join("x".join(map(str, s)) for _, s in predictions(block))
     c, (h, w) = block_output(block) if side == "output" else block_input(block)
     if side == "output" and kind_of(block).flat_output:
         return str(c)

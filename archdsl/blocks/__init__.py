@@ -5,10 +5,38 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import attention, classifier, conv, ds, fused_ib, ghost, mobileone, pool, shuffle_v1, shuffle_v2, uib
+from . import (
+    attention,
+    classifier,
+    conv,
+    ds,
+    fused_ib,
+    ghost,
+    lraspp,
+    mobileone,
+    pool,
+    shuffle_v1,
+    shuffle_v2,
+    ssdlite,
+    uib,
+)
 from .kind import BlockKind, Word
 
-_MODULES = (conv, ds, uib, fused_ib, mobileone, attention, ghost, shuffle_v2, shuffle_v1, pool, classifier)
+_MODULES = (
+    conv,
+    ds,
+    uib,
+    fused_ib,
+    mobileone,
+    attention,
+    ghost,
+    shuffle_v2,
+    shuffle_v1,
+    pool,
+    classifier,
+    ssdlite,
+    lraspp,
+)
 KINDS: dict[str, BlockKind] = {m.KIND.name: m.KIND for m in _MODULES}
 
 # Every kind as written -> (its kind, the word): `ib` -> uib, `dsa` -> ds, `mhsa` -> mqa, ...

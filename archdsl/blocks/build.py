@@ -4,18 +4,25 @@ at the option that causes it."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import ArchError
 from ..ir.geometry import BLUR_KERNEL, BLUR_PADDING, FeatureMap, out_size, padding_for
 from ..ir.nodes import HW, Act, BlockSpec, ConvBnAct, Rounding, SqueezeExcite
 from ..ir.rounding import make_divisible
 
+if TYPE_CHECKING:
+    from ..ir.network import Endpoint
+
 
 class Builder:
     """Builds layers for the blocks of one network (its width rounding and class count)."""
 
-    def __init__(self, rounding: Rounding, classes: int):
+    def __init__(self, rounding: Rounding, classes: int, input_hw: HW):
         self.rounding = rounding
         self.classes = classes
+        self.input_hw = input_hw
+        self.endpoints: list[Endpoint] = []  # found so far, in network order: a dense head reads them
 
     def conv(self, b: BlockSpec, path: str, x: FeatureMap, cout: int, k: int, s: int, groups: int, act: Act | None,
              bias: bool = False, norm: bool = True, groups_from: tuple[str, ...] = ("g", "dw")) -> ConvBnAct:  # fmt: skip

@@ -91,6 +91,10 @@ class BlockKind:
     )
     layer_scale_default: bool = False  # takes a stage's or network's `layer_scale` setting
     flat_output: bool = False  # its output is a vector (shown as its length)
+    # A dense-prediction head (SSDLite, LR-ASPP): it reads the network's feature endpoints, not
+    # the block before it, and is the head's only block. Its named outputs and their shapes
+    # (batch left out, PyTorch's layout), in the order the model returns them.
+    predictions: Callable[[Any], tuple[tuple[str, tuple[int, ...]], ...]] | None = None
 
 
 class CannotMerge(ArchError):

@@ -257,6 +257,10 @@ def verify_cmd(spec: str, backends: list[str], seed: int, weights: str | None, s
         for name in backends:
             train_step(name)  # refuses, with a hint, a backend that cannot train
     net = compile_file(spec, network, root, resolution=size, deploy=deploy)
+    if train is not None and net.dense_head is not None:
+        raise UsageError(f"verify --train takes a step of cross-entropy on a classifier's logits: {net.name} has a "
+                         f"dense-prediction head ({net.dense_head.kind})", None,
+                         "verify its inference (without --train); its backbone trains as the classifiers' do")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "weights.safetensors")
         save_weights(_weights(spec, network, root, deploy, seed=seed, given=weights), path)

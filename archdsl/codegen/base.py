@@ -13,6 +13,7 @@ import jinja2
 
 from ..analysis.cost import Cost, block_cost
 from ..analysis.layers import block_input, block_output
+from ..analysis.report import shape_text
 from ..blocks import kind_of
 from ..errors import ArchError
 from ..ir.network import Block, Network, Stage
@@ -88,7 +89,8 @@ class Header:
     stage_costs: dict[str, Cost]
     stage_lines: list[str]
     form: str  # "train" or "deploy"
-    classifier: str  # the classifier's linear layer (its weights are `<classifier>.weight`, `.bias`)
+    classifier: str  # the classifier's linear layer (`<classifier>.weight`, `.bias`); a dense head's block
+    outputs: tuple[tuple[str, tuple[int, ...]], ...]  # the model's named outputs, shapes without the batch
 
     @classmethod
     def of(cls, net: Network) -> Header:
@@ -110,7 +112,8 @@ class Header:
             stages,
             lines,
             net.form,
-            f"{net.head.blocks[-1].path}.fc",
+            net.head.blocks[-1].path if net.dense_head else f"{net.head.blocks[-1].path}.fc",
+            net.outputs(),
         )
 
 
@@ -123,6 +126,8 @@ def cost_note(params: int, macs: int) -> str:
 
 
 def _in_out(block: Block) -> str:
+    if kind_of(block).predictions is not None:
+        return f"{shape_text(block, 'input')} -> {shape_text(block)}"
     if kind_of(block).flat_output:
         return f"{block_input(block)[0]} -> {block_output(block)[0]}"
     return f"{_shape(*block_input(block))} -> {_shape(*block_output(block))}"

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Call:
     """A call to lay out in generated code: inline when `args` holds only text, nested otherwise.
-    A call that is an element of a list or argument list ends with a comma."""
+    A call that is an element of a list or argument list ends with a comma. A call without a
+    name is a list of its (positional) arguments."""
 
     name: str
     args: tuple[tuple[str, str | Call], ...]  # (keyword or "", value)
@@ -21,8 +22,16 @@ class Call:
         return any(isinstance(v, Call) for _, v in self.args)
 
     @property
+    def opening(self) -> str:
+        return f"{self.name}(" if self.name else "["
+
+    @property
+    def closing(self) -> str:
+        return ")" if self.name else "]"
+
+    @property
     def flat(self) -> str:
-        text = f"{self.name}(" + ", ".join(f"{k}={v}" if k else str(v) for k, v in self.args) + ")"
+        text = self.opening + ", ".join(f"{k}={v}" if k else str(v) for k, v in self.args) + self.closing
         return text + (f"({self.applied_to})" if self.applied_to else "")
 
 

@@ -21,15 +21,21 @@ from .steps import (
     AttentionStep,
     BlockOutput,
     Branch,
+    ConcatRows,
     ConcatStep,
     Dense,
     Flatten,
+    GateStep,
+    HeadOutput,
     KeepShortcut,
     LayerScaleStep,
+    Resize,
     ShuffleStep,
     SplitStep,
     Step,
     SumBranches,
+    TakeEndpoint,
+    ToRows,
 )
 
 
@@ -120,6 +126,27 @@ EMIT: dict[type, Callable[[Any], list[Line]]] = {
     ],  # fmt: skip
     Dense: _dense,
     BlockOutput: lambda step: [_call("mb.identity", ("x", "x"), ("name", quoted(step.path)))],
+    TakeEndpoint: lambda step: [Line(f'features["{step.name}"]', step.target)],
+    ToRows: lambda step: [
+        _call("to_rows", ("", step.source), ("", str(step.columns)), ("", quoted(step.path)), target=step.source)
+    ],  # fmt: skip
+    ConcatRows: lambda step: [
+        _call("mb.concat", ("values", f"[{', '.join(step.sources)}]"), ("axis", "1"), ("name", quoted(step.path)))
+    ],  # fmt: skip
+    GateStep: lambda step: [_call("mb.mul", ("x", "x"), ("y", step.factor), ("name", quoted(step.path)))],
+    Resize: lambda step: [
+        _call(
+            "mb.resize_bilinear",
+            ("x", "x"),
+            ("target_size_height", str(step.hw[0])),
+            ("target_size_width", str(step.hw[1])),
+            ("sampling_mode", '"UNALIGN_CORNERS"'),
+            ("name", quoted(step.path)),
+        )
+    ],  # half-pixel centres, as PyTorch's align_corners=False  # fmt: skip
+    HeadOutput: lambda step: [
+        _call("mb.identity", ("x", "x"), ("name", quoted(step.name)), target=f'outputs["{step.name}"]')
+    ],  # fmt: skip
 }
 
 
@@ -175,6 +202,9 @@ class CoreMLBackend(Backend):
                 uses_shuffle=any(isinstance(s, ShuffleStep) for b in net.blocks() for s in steps(b)),
                 uses_blur=any(c.aa for b in net.blocks() for c in convs(b)),
                 uses_dilation=any(c.dilation != 1 for b in net.blocks() for c in convs(b)),
+                uses_rows=any(isinstance(s, ToRows) for b in net.blocks() for s in steps(b)),
+                outputs=", ".join(f"`{name}`" for name, _ in net.outputs()),
+                dense=net.dense_head is not None,
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
                 features=found,
             )

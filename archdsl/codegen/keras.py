@@ -21,22 +21,28 @@ from .base import Backend, Header, UnsupportedError, block_comment, environment,
 from .calls import Call, Line, quoted
 from .endpoints import features, literal_tuple, marks
 from .functional import activations, attention_args, convs, ses, steps
-from .model_interface import head_split
+from .model_interface import dense_outputs, head_split
 from .steps import (
     ActivationStep,
     AddShortcut,
     AttentionStep,
     BlockOutput,
     Branch,
+    ConcatRows,
     ConcatStep,
     Dense,
     Flatten,
+    GateStep,
+    HeadOutput,
     KeepShortcut,
     LayerScaleStep,
+    Resize,
     ShuffleStep,
     SplitStep,
     Step,
     SumBranches,
+    TakeEndpoint,
+    ToRows,
 )
 
 # Activation name -> the function the generated module defines or takes from keras.ops.
@@ -171,6 +177,23 @@ EMIT: dict[type, Callable[[Any, list[str]], list[Line]]] = {
     Flatten: lambda step, problems: [_layer("layers.Flatten", f"{step.path}.flatten")],
     Dense: _dense,
     BlockOutput: lambda step, problems: [_layer("layers.Identity", step.path)],
+    TakeEndpoint: lambda step, problems: [Line(f'features["{step.name}"]', step.target)],
+    ToRows: lambda step, problems: [
+        replace(_layer("layers.Reshape", step.path, f"(-1, {step.columns})", inputs=step.source), target=step.source)
+    ],  # NHWC already holds each position's anchors x columns in (H, W, anchor, column) order
+    ConcatRows: lambda step, problems: [
+        _layer("layers.Concatenate", step.path, "axis=1", inputs=f"[{', '.join(step.sources)}]")
+    ],  # fmt: skip
+    GateStep: lambda step, problems: [_layer("layers.Multiply", step.path, inputs=f"[x, {step.factor}]")],
+    Resize: lambda step, problems: [
+        _layer("layers.Resizing", step.path, *map(str, step.hw), 'interpolation="bilinear"')
+    ],  # half-pixel centres, as PyTorch's align_corners=False  # fmt: skip
+    HeadOutput: lambda step, problems: [
+        Line(
+            Call("layers.Identity", (("name", quoted(step.name)),), trailing_comma=False, applied_to="x"),
+            f'outputs["{step.name}"]',
+        )
+    ],  # fmt: skip
 }
 
 
@@ -188,7 +211,8 @@ def block_lines(block: Block, problems: list[str]) -> list[Line]:
 def _pool_lines(block: Pool, problems: list[str], source: str = "x", target: str = "x") -> list[Line]:
     kind = "Average" if block.mode == "avg" else "Max"
     if block.is_global:
-        return [_layer(f"layers.Global{kind}Pooling2D", f"{block.path}.pool", "keepdims=True")]
+        pool = _layer(f"layers.Global{kind}Pooling2D", f"{block.path}.pool", "keepdims=True", inputs=source)
+        return [replace(pool, target=target)]
     lines = []
     if any(block.padding):
         if block.mode == "avg" and not block.include_pad:
@@ -230,12 +254,13 @@ class KerasBackend(Backend):
         problems: list[str] = []
 
         found = features(net)
-        top_blocks = net.head.blocks[head_split(net).pool :]  # include_top=False returns before them
+        dense = dense_outputs(net)
+        top_blocks = () if dense else net.head.blocks[head_split(net).pool :]  # include_top=False returns before them
 
         def stage_ctx(stage: Stage) -> dict:
             blocks = [
                 {"comment": block_comment(b, header.block_costs[b.path]), "lines": block_lines(b, problems),
-                 "top": b is top_blocks[0], **marks(found, b.path)}
+                 "top": bool(top_blocks) and b is top_blocks[0], **marks(found, b.path)}
                 for b in stage.blocks
             ]  # fmt: skip
             return {"comment": stage_comment(stage, header.stage_costs.get(stage.path, Cost())), "blocks": blocks}
@@ -253,6 +278,7 @@ class KerasBackend(Backend):
                 stages=stages,
                 input_shape=f"({h}, {w}, {c})",
                 features=found,
+                dense={"returns": dense} if dense else None,
                 top_pruned=literal_tuple("TOP_PRUNED", [f"{b.path}." for b in top_blocks]),
             )  # fmt: skip
         )

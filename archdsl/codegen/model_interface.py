@@ -20,7 +20,6 @@ class HeadSplit:
     num_features: int  # the channels forward_features gives
     hidden: int  # the classifier's input width (pre-logits)
     classifier: str  # the classifier's path
-    first_conv: str  # the first conv's weight path prefix
 
 
 def head_split(net: Network) -> HeadSplit:
@@ -31,21 +30,23 @@ def head_split(net: Network) -> HeadSplit:
     block = head[pool]
     is_global = bool(getattr(block, "is_global", False))  # a global pool, which GlobalPool(mode) builds
     return HeadSplit(pool, is_global, kind_of(before).output(before)[0], kind_of(head[-1]).input(head[-1])[0],
-                     head[-1].path, _first_conv(net))  # fmt: skip
+                     head[-1].path)  # fmt: skip
 
 
-def _first_conv(net: Network) -> str:
+def first_conv(net: Network) -> str:
+    """The first conv's weight path prefix."""
     first = next(layer for b in net.blocks() for layer in layers_of(b) if isinstance(layer, ConvBnAct))
     return f"{first.path}.conv"
 
 
 def pretrained_cfg(net: Network) -> list[tuple[str, str]]:
-    """(key, Python literal) pairs of timm's `pretrained_cfg` for this network."""
-    p, split = net.preprocess, head_split(net)
-    return [("input_size", repr(tuple(net.input_shape))), ("interpolation", f'"{p.interpolation}"'),
-            ("mean", repr(tuple(p.mean))), ("std", repr(tuple(p.std))), ("crop_pct", repr(p.crop_pct)),
-            ("num_classes", str(net.classes)), ("first_conv", f'"{split.first_conv}"'),
-            ("classifier", f'"{split.classifier}.fc"')]  # fmt: skip
+    """(key, Python literal) pairs of timm's `pretrained_cfg` for this network (a dense one has
+    no classifier to name)."""
+    p = net.preprocess
+    cfg = [("input_size", repr(tuple(net.input_shape))), ("interpolation", f'"{p.interpolation}"'),
+           ("mean", repr(tuple(p.mean))), ("std", repr(tuple(p.std))), ("crop_pct", repr(p.crop_pct)),
+           ("num_classes", str(net.classes)), ("first_conv", f'"{first_conv(net)}"')]  # fmt: skip
+    return cfg if net.dense_head else [*cfg, ("classifier", f'"{head_split(net).classifier}.fc"')]
 
 
 def sequence_call(module: str, start: int, stop: int, length: int) -> str | None:
@@ -57,3 +58,11 @@ def sequence_call(module: str, start: int, stop: int, length: int) -> str | None
     if start == 0 and stop == length:
         return f"x = {module}(x)"
     return f"x = {module}[{start or ''}:{stop if stop < length else ''}](x)"
+
+
+def dense_outputs(net: Network) -> str | None:
+    """A dense-prediction network's named outputs with their shapes (PyTorch's layout), for
+    generated docstrings; None for a classifier."""
+    if net.dense_head is None:
+        return None
+    return ", ".join(f"`{name}` (N, {', '.join(map(str, shape))})" for name, shape in net.outputs())

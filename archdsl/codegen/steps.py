@@ -104,6 +104,56 @@ class Dense:
 
 
 @dataclass(frozen=True)
+class TakeEndpoint:
+    """A dense head's input: the output of the feature endpoint `name`, into `target`."""
+
+    name: str
+    target: str
+
+
+@dataclass(frozen=True)
+class ToRows:
+    """`source` (anchors x columns channels) read as (H x W x anchors) rows of `columns`, in
+    that order (an SSD prediction map's layout)."""
+
+    path: str
+    source: str
+    columns: int
+
+
+@dataclass(frozen=True)
+class ConcatRows:
+    """`x` = the `sources`' rows, one after another."""
+
+    path: str
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GateStep:
+    """`x` = x times the per-channel factors `factor` (1x1), broadcast over H and W."""
+
+    path: str
+    factor: str
+
+
+@dataclass(frozen=True)
+class Resize:
+    """`x` resized to `hw`, bilinear with half-pixel centres (PyTorch's align_corners=False)."""
+
+    path: str
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class HeadOutput:
+    """`x` is the model's output `name` (produced by the block or layer `path`)."""
+
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
 class BlockOutput:
     path: str  # an identity named by the block path, so each block's output can be compared
 
@@ -124,6 +174,12 @@ Step = Union[
     Pool,
     Flatten,
     Dense,
+    TakeEndpoint,
+    ToRows,
+    ConcatRows,
+    GateStep,
+    Resize,
+    HeadOutput,
     BlockOutput,
 ]
 STEP_TYPES: tuple[type, ...] = Step.__args__  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from ..ir.nodes import Act, ConvBnAct, Norm, Pool, SqueezeExcite
 from .base import Backend, Header, block_comment, class_name, cost_note, environment, stage_comment
 from .calls import Arg, Call
 from .endpoints import features
-from .model_interface import head_split, pretrained_cfg, sequence_call
+from .model_interface import dense_outputs, head_split, pretrained_cfg, sequence_call
 
 ACT = {
     "relu": "nn.ReLU(inplace=True)",
@@ -162,6 +162,16 @@ def _class_templates(calls: Iterable[Call], net: Network) -> list[str]:
     return [tpl for tpl in dict.fromkeys(order) if tpl in used]
 
 
+def _dense(net: Network) -> dict[str, str] | None:
+    """What a dense-prediction network's `forward` returns (one output: the tensor itself)."""
+    returns = dense_outputs(net)
+    if returns is None:
+        return None
+    if len(net.outputs()) == 1:
+        return {"type": "torch.Tensor", "returns": f"its {returns}"}
+    return {"type": "dict[str, torch.Tensor]", "returns": f"a dict of {returns}"}
+
+
 # The generated file's own class names, which the network's class must not take.
 _RESERVED = frozenset({*_OWN_CLASSES, *_PIECES})
 
@@ -191,6 +201,7 @@ class TorchBackend(Backend):
             conv_bn_act=_conv_features(calls.values(), "ConvBnAct"),
             conv_class="ConvAct" if net.form == "deploy" else "ConvBnAct",
             features=features(net),
+            dense=_dense(net),
             split=split,
             pretrained_cfg=pretrained_cfg(net),
             head_features=sequence_call("self.head", 0, split.pool, head_length),

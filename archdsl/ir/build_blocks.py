@@ -9,12 +9,12 @@ from ..blocks.build import Builder
 from ..errors import ArchError
 from .bounds import Totals
 from .geometry import FeatureMap
-from .network import Endpoint, Network, Stage
+from .network import Endpoint, Network, Stage, is_dense
 from .nodes import NetworkSpec, StageSpec, default_preprocess
 
 
 def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
-    builder = Builder(spec.width.rounding, spec.classes)
+    builder = Builder(spec.width.rounding, spec.classes, spec.input_hw)
     x = FeatureMap(spec.in_channels, spec.input_hw)
     totals = Totals()
     endpoints: list[Endpoint] = []
@@ -24,6 +24,9 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
         nonlocal x, reduction
         blocks = []
         for j, b in enumerate(s.blocks):
+            if kind_of(b).predictions is not None and (s is not spec.head or len(s.blocks) > 1):
+                raise ArchError(f"'{b.kind}' is a dense-prediction head: the head's only block", b.span,
+                                f"write it as `head {b.kind} ...`, after the stages whose endpoints it reads")  # fmt: skip
             block, x = kind_of(b).build(builder, b, f"{prefix}{j}", x)
             if block.span is None:  # where later stages (importers, folding) locate their errors
                 block = block.model_copy(update={"span": b.span})
@@ -37,13 +40,15 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
                                     b.at("out") if b.endpoint else s.span, "mark a block of the stem or a stage `out`")  # fmt: skip
                 name = s.name if last else f"{s.name}_{j}"
                 endpoints.append(Endpoint.make(name=name, path=block.path, channels=x.c, hw=x.hw, reduction=reduction))
+                builder.endpoints.append(endpoints[-1])
         return Stage.make(name=s.name, path=path, blocks=tuple(blocks), span=s.span)
 
     stem = stage(spec.stem, "stem", "stem.")
     stages = tuple(stage(s, f"stages.{i}", f"stages.{i}.blocks.") for i, s in enumerate(spec.stages))
     head = stage(spec.head, "head", "head.")
-    if not head.blocks or not kind_of(head.blocks[-1]).flat_output:
-        raise ArchError("the head must end with a classifier", spec.head.span, "add 'classifier' as its last block")
+    if not head.blocks or not (kind_of(head.blocks[-1]).flat_output or is_dense(head.blocks[-1])):
+        raise ArchError("the head must end with a classifier", spec.head.span,
+                        "add 'classifier' as its last block (or make the head a dense one: ssdlite, lraspp)")  # fmt: skip
     return Network.make(
         name=spec.name, source=source, source_hash=spec.source_hash,
         input_shape=(spec.in_channels, *spec.input_hw), classes=spec.classes, width=spec.width.multiplier,

@@ -78,6 +78,15 @@ class Upsample:
 
 
 @dataclass(frozen=True)
+class Gate:
+    """x times a per-channel factor, broadcast over H and W (LR-ASPP's gate on its features)."""
+
+    path: str
+    channels: int
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class Concat:
     """Channel concatenation (cut to `channels` where a ghost module keeps fewer)."""
 
@@ -137,6 +146,7 @@ Layer = Union[
     Activation,
     AttentionCore,
     Upsample,
+    Gate,
     Pool,
     Linear,
 ]

@@ -56,3 +56,23 @@ class Network(Node):
 
     def blocks(self) -> tuple[Block, ...]:
         return tuple(b for s in self.all_stages() for b in s.blocks)
+
+    @property
+    def dense_head(self) -> Block | None:
+        """The head, where it is a dense-prediction one (it reads the endpoints); None for a
+        classifier head."""
+        last = self.head.blocks[-1]
+        return last if is_dense(last) else None
+
+    def outputs(self) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """The model's named outputs and their shapes (batch left out, PyTorch layout)."""
+        head = self.dense_head
+        if head is None:
+            return (("logits", (self.classes,)),)
+        predictions = KINDS[head.kind].predictions
+        assert predictions is not None
+        return predictions(head)
+
+
+def is_dense(block: BlockNode) -> bool:
+    return KINDS[block.kind].predictions is not None

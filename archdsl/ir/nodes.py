@@ -166,6 +166,7 @@ class BlockSpec(Node):
     stride_at: Literal["start", "mid", "end"] | None = None  # UIB family: the depthwise conv taking the stride
     dilation: int = 1  # of the block's k x k convs (atrous); `output_stride` multiplies it
     endpoint: bool = False  # `out`: the block's output is a feature endpoint
+    anchors: int | None = None  # ssdlite: anchor boxes per position
     se_config: SEConfig | None = None
     option_spans: Any = Field(default=None, exclude=True, repr=False)  # option name -> Span
     # filled by the passes

@@ -184,7 +184,8 @@ class _NetworkLowering:
             self._no_items(stmt)
             self.settings["defaults"] = lower_defaults(self._body(stmt), self.env)
         elif head in ("stem", "head"):
-            self.settings[head] = StageSpec.make(name=head, blocks=tuple(self._blocks(stmt)), span=stmt.span)
+            defaults, blocks = self._section(stmt) if stmt.body is not None else (Defaults.make(), self._blocks(stmt))
+            self.settings[head] = StageSpec.make(name=head, blocks=tuple(blocks), defaults=defaults, span=stmt.span)
 
     def _single(self, stmt: Stmt, allow: tuple[str, ...] = (), keys: tuple[str, ...] = ()) -> Value:
         """The one positional value of a setting; `allow` are its flags, `keys` its `key=` options."""
@@ -289,6 +290,17 @@ class _NetworkLowering:
                 self.errors.append(e)
         return blocks
 
+    def _section(self, stmt: Stmt) -> tuple[Defaults, list[BlockSpec]]:
+        """A stage's, stem's or head's braced body: its own defaults (one block at most) and its blocks."""
+        defaults = [s for s in self._body(stmt) if s.head == "defaults"]
+        if len(defaults) > 1:
+            raise ArchError(f"a {stmt.head} has one defaults block", defaults[1].head_span)
+        for d in defaults:
+            self._no_items(d)
+        own = lower_defaults(self._body(defaults[0]), self.env) if defaults else Defaults.make()
+        rest = tuple(s for s in self._body(stmt) if s.head != "defaults")
+        return own, self._blocks(Stmt(stmt.head, stmt.items, rest, stmt.span, stmt.head_span))
+
     def _stage(self, stmt: Stmt) -> None:
         items = list(stmt.items)
         endpoint = len(items) == 2 and isinstance(items[1], Flag) and items[1].word == ENDPOINT
@@ -302,17 +314,8 @@ class _NetworkLowering:
             raise ArchError(f"'{name}' is not a valid stage name", names[0].span, "names are letters, digits and '_'")
         if name in self.stage_names:
             raise ArchError(f"stage '{name}' is defined twice", names[0].span)
-        body = self._body(stmt)
-        defaults = [s for s in body if s.head == "defaults"]
-        if len(defaults) > 1:
-            raise ArchError("a stage has one defaults block", defaults[1].head_span)
-        for d in defaults:
-            self._no_items(d)
-        stage_defaults = lower_defaults(self._body(defaults[0]), self.env) if defaults else Defaults.make()
         errors_before = len(self.errors)
-        blocks = self._blocks(
-            Stmt(stmt.head, (), tuple(s for s in body if s.head != "defaults"), stmt.span, stmt.head_span)
-        )
+        stage_defaults, blocks = self._section(Stmt(stmt.head, (), self._body(stmt), stmt.span, stmt.head_span))
         if not blocks and len(self.errors) == errors_before:  # not when its blocks were all wrong
             raise ArchError(f"stage '{name}' has no blocks", names[0].span)
         self.stage_names.add(name)

@@ -52,6 +52,7 @@ KWARGS: dict[str, OptionWord] = {
     "gs": OptionWord("group_size", "int", "channels per group of the depthwise convs", MAX_CHANNELS),
     "stride_at": OptionWord("stride_at", "stride_at", "the depthwise conv that takes the stride (start, mid or end)"),
     "dilation": OptionWord("dilation", "int", "dilation of the k x k convs (atrous)", 64),
+    "anchors": OptionWord("anchors", "int", "anchor boxes per position of each map", 64),
     "branches": OptionWord("branches", "int", "branch count", 64),
     "h": OptionWord("heads", "int", "head count", 1024),
     "d": OptionWord("key_dim", "int", "key dim", MAX_CHANNELS),

@@ -103,7 +103,8 @@ def _options(head: str) -> list[lsp.CompletionItem]:
             compact = option in COMPACT
             label = option if compact else f"{option}="
             items.append(_item(label, Kind.Property, meaning + (f" (compact: {option}<value>)" if compact else "")))
-    if not WORDS[head][0].flat_output:  # any stem or stage block may be an endpoint
+    kind = WORDS[head][0]
+    if not kind.flat_output and kind.predictions is None:  # any stem or stage block may be an endpoint
         items.append(_item(ENDPOINT, Kind.EnumMember, "its output is a feature endpoint"))
     return items
 

@@ -47,7 +47,9 @@ def export(net: Network, backend: str, weights: str, output: Path | None, precis
             if quantization is None:
                 model_bytes, kind = convert(model), "float32"
             else:
-                model_bytes, report = _quantized(net, model, quantization, logits=not features)
+                model_bytes, report = _quantized(
+                    net, model, quantization, logits=not features and net.dense_head is None
+                )
                 kind = quantization.mode + (
                     f", {quantization.io} input and output" if quantization.mode == "int8" else ""
                 )

@@ -113,6 +113,9 @@ def unit_model(u: Unit) -> keras.Model:
         k = keras.Input((u["keys"], 1, u["kv_heads"] * u["key_dim"]), batch_size=1)
         v = keras.Input((u["keys"], 1, u["kv_heads"] * u["value_dim"]), batch_size=1)
         return keras.Model([q, k, v], _attention(u, q, k, v))
+    if op == "gate":  # x times per-channel factors
+        x, s = _image(u), _image(u, hw=[1, 1])
+        return keras.Model([x, s], layers.Multiply()([x, s]))
     if op == "fc":
         x = keras.Input((1, 1, u["cin"]), batch_size=1)
         return keras.Model(x, layers.Dense(u["classes"])(layers.Flatten()(x)))
@@ -124,7 +127,7 @@ def unit_model(u: Unit) -> keras.Model:
         "blur": _blur,
         "norm": lambda u, x: ChannelShift()(x),
         "act": lambda u, x: layers.Activation(_act(u["act"]))(x),
-        "upsample": lambda u, x: layers.UpSampling2D(u["out_hw"][0] // u["hw"][0], interpolation="bilinear")(x),
+        "upsample": lambda u, x: layers.Resizing(*u["out_hw"], interpolation="bilinear")(x),
         "none": lambda u, x: layers.Activation("relu")(x),  # the interpreter's fixed cost per call
     }
     return keras.Model(x, build[op](u, x))

@@ -218,6 +218,15 @@ def upsample_bilinear(x, scale_factor_height=1, scale_factor_width=1, align_corn
     return np.einsum("oh,nchw,pw->ncop", rows, x, cols)
 
 
+@kernel("resize_bilinear")
+def resize_bilinear(x, target_size_height=1, target_size_width=1, sampling_mode="DEFAULT"):
+    if sampling_mode != "UNALIGN_CORNERS":
+        raise UnsupportedOp(f"resize_bilinear with sampling_mode={sampling_mode!r} (only half-pixel centres)")
+    h, w = x.shape[-2:]
+    rows, cols = _bilinear_matrix(h, int(target_size_height)), _bilinear_matrix(w, int(target_size_width))
+    return np.einsum("oh,nchw,pw->ncop", rows, x, cols)
+
+
 @kernel("concat")
 def concat(values, axis, interleave=False) -> np.ndarray:
     if interleave:

@@ -580,7 +580,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     state = load_file(path)
     if model.name == "mnv4_hybrid_m_notop":  # include_top=False: the file may hold the whole network
         state = {k: v for k, v in state.items() if not k.startswith(TOP_PRUNED)}
-    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer) == CLASSIFIER)]
+    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer).startswith(CLASSIFIER))]
     if skip_classifier:
         state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
     origin = ""

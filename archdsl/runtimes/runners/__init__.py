@@ -79,11 +79,27 @@ def feature_key(name: str) -> str:
     return f"features.{name}"
 
 
+def output_key(name: str) -> str:
+    """The key of a dense head's output `name` (a classifier's logits are its block's output)."""
+    return f"outputs.{name}"
+
+
+def model_outputs(net: Network) -> list[str]:
+    """The keys of what the model returns: the logits (the last block's), or a dense head's outputs."""
+    return [output_key(name) for name, _ in net.outputs()] if net.dense_head else block_paths(net)[-1:]
+
+
+def tensor_blocks(net: Network) -> list[str]:
+    """The blocks whose own output is one tensor (a dense head's are the model's outputs)."""
+    return block_paths(net)[:-1] if net.dense_head else block_paths(net)
+
+
 def reported_paths(name: str, net: Network) -> list[str]:
-    """The outputs runner `name` reports: every block's, or only the logits (the last block's),
-    and each endpoint's from the network built as a feature extractor; the logits come last."""
-    paths = block_paths(net)
-    return [*([] if name in LOGITS_ONLY else paths[:-1]), *(feature_key(e.name) for e in net.endpoints), paths[-1]]
+    """The outputs runner `name` reports: every block's, or only the model's own (the logits, or
+    a dense head's outputs), and each endpoint's from the network built as a feature extractor;
+    the model's outputs come last."""
+    inner = [] if name in LOGITS_ONLY else block_paths(net)[:-1]
+    return [*inner, *(feature_key(e.name) for e in net.endpoints), *model_outputs(net)]
 
 
 @contextmanager

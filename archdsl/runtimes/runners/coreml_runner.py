@@ -11,7 +11,7 @@ import numpy as np
 
 from ...ir.network import Network
 from ..mil_eval import run_program
-from . import Outputs, block_paths, feature_key, load_module
+from . import Outputs, feature_key, load_module, model_outputs, tensor_blocks
 
 
 def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
@@ -19,10 +19,11 @@ def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
         warnings.simplefilter("ignore", ResourceWarning)
         module = load_module(code, f"archdsl_coreml_{net.name}")
         values = run_program(module.build_program(weights), {"image": x})
-        outputs = {p: values[p] for p in block_paths(net)}
+        names = [n for n, _ in net.outputs()]  # the program's outputs
+        outputs = {p: values[p] for p in tensor_blocks(net)}
         if sys.platform == "darwin":
-            logits = module.convert(weights).predict({"image": x})["logits"]
-            outputs[block_paths(net)[-1]] = np.asarray(logits)
+            values |= module.convert(weights).predict({"image": x})
+        outputs |= {key: np.asarray(values[n]) for key, n in zip(model_outputs(net), names, strict=True)}
         if net.endpoints:  # the backbone, built on its own: one output per endpoint
             found = run_program(module.build_program(weights, features_only=True), {"image": x})
             if sys.platform == "darwin":

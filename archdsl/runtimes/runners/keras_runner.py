@@ -11,7 +11,7 @@ import numpy as np
 from ...codegen.keras import layer_name
 from ...errors import ArchError
 from ...ir.network import Network
-from . import Outputs, StepResult, block_paths, feature_key, load_module
+from . import Outputs, StepResult, feature_key, load_module, model_outputs, tensor_blocks
 
 
 def build(code: str, net: Network, weights: str, features_only: bool = False):  # type: ignore[no-untyped-def]
@@ -25,9 +25,17 @@ def _loaded(code: str, net: Network, weights: str, features_only: bool = False):
 
 
 def _probe(model, net: Network):  # type: ignore[no-untyped-def]
+    """A model giving every block's output (`_keys` names them); a dense head's are its outputs,
+    which `Identity` layers named by the outputs give."""
     import keras
 
-    return keras.Model(model.inputs, [model.get_layer(layer_name(p)).output for p in block_paths(net)])
+    names = [layer_name(p) for p in tensor_blocks(net)] + ([n for n, _ in net.outputs()] if net.dense_head else [])
+    return keras.Model(model.inputs, [model.get_layer(n).output for n in names])
+
+
+def _keys(net: Network) -> list[str]:
+    """The keys of the probe's outputs, in its order."""
+    return tensor_blocks(net) + (model_outputs(net) if net.dense_head else [])
 
 
 def to_nchw(y: np.ndarray) -> np.ndarray:
@@ -55,7 +63,7 @@ def run(code: str, net: Network, weights: str, x: np.ndarray, dtype: str = "floa
     image = [np.transpose(x, (0, 2, 3, 1)).astype(dtype)]
     with _floats(dtype):
         outs = _probe(build(code, net, weights), net)(image, training=False)
-        outputs = {p: to_nchw(keras.ops.convert_to_numpy(y)) for p, y in zip(block_paths(net), outs, strict=True)}
+        outputs = {p: to_nchw(keras.ops.convert_to_numpy(y)) for p, y in zip(_keys(net), outs, strict=True)}
         if net.endpoints:  # the backbone, built on its own: a dict of outputs by endpoint name
             found = build(code, net, weights, features_only=True)(image[0], training=False)
             outputs |= {feature_key(e.name): to_nchw(keras.ops.convert_to_numpy(found[e.name])) for e in net.endpoints}
@@ -85,7 +93,7 @@ def train_step(code: str, net: Network, weights: str, x: np.ndarray, labels: np.
         key, to_canonical = names[id(v)]
         gradients[key] = np.ascontiguousarray(to_canonical(numpy(g)))
     after = {key: np.ascontiguousarray(to_canonical(numpy(v))) for key, to_canonical, v in layouts}
-    outputs = {p: to_nchw(numpy(y)) for p, y in zip(block_paths(net), outs, strict=True)}
+    outputs = {p: to_nchw(numpy(y)) for p, y in zip(_keys(net), outs, strict=True)}
     return StepResult(float(numpy(loss)), outputs, gradients, after)
 
 

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from ...ir.network import Network
-from . import Outputs, feature_key
+from . import Outputs, feature_key, model_outputs
 from .keras_runner import build, to_nchw
 
 
@@ -33,8 +33,12 @@ def interpreter(model):  # type: ignore[no-untyped-def]
 def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
     image = np.transpose(x, (0, 2, 3, 1)).astype(np.float32)
     outputs = {}
-    (logits,) = interpreter(build(code, net, weights)).get_signature_runner()(image=image).values()
-    outputs[net.blocks()[-1].path] = to_nchw(logits)
+    found = interpreter(build(code, net, weights)).get_signature_runner()(image=image)
+    if net.dense_head is None:
+        (logits,) = found.values()
+        outputs[net.blocks()[-1].path] = to_nchw(logits)
+    else:  # named as the Keras model's dict of outputs
+        outputs |= {key: to_nchw(found[n]) for key, (n, _) in zip(model_outputs(net), net.outputs(), strict=True)}
     if net.endpoints:  # the signature's outputs are named as the Keras model's dict of endpoints
         found = interpreter(build(code, net, weights, features_only=True)).get_signature_runner()(image=image)
         outputs |= {feature_key(e.name): to_nchw(found[e.name]) for e in net.endpoints}

@@ -6,14 +6,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.network import Network
-from . import Outputs, StepResult, block_paths, feature_key, load_module
+from . import Outputs, StepResult, feature_key, load_module, model_outputs, tensor_blocks
 
 
 def _hooked(model, net: Network) -> tuple[Outputs, list]:  # type: ignore[no-untyped-def]
     """Forward hooks that keep each block's output (detached), and their handles."""
     outputs: Outputs = {}
     handles = []
-    for path in block_paths(net):
+    for path in tensor_blocks(net):
 
         def keep(_module, _inputs, output, path=path):
             outputs[path] = output.detach().numpy().copy()
@@ -29,9 +29,12 @@ def run(code: str, net: Network, weights: str, x: np.ndarray, dtype: str = "floa
     model = module.load_weights(module.build_model(), weights).eval().to(getattr(torch, dtype))
     outputs, handles = _hooked(model, net)
     with torch.no_grad():
-        model(torch.from_numpy(x.astype(dtype)))
+        y = model(torch.from_numpy(x.astype(dtype)))
     for h in handles:
         h.remove()
+    if net.dense_head is not None:  # its outputs: a dict by name, or the one tensor
+        found = list(y.values()) if isinstance(y, dict) else [y]
+        outputs |= {key: t.numpy() for key, t in zip(model_outputs(net), found, strict=True)}
     if net.endpoints:  # the backbone, built on its own
         backbone = module.load_weights(module.build_model(features_only=True), weights).eval().to(getattr(torch, dtype))
         with torch.no_grad():
