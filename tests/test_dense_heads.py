@@ -194,3 +194,30 @@ def test_the_torch_model_splits_into_endpoints_and_head(torch_module):
     backbone = module.build_model(features_only=True).eval()
     assert not hasattr(backbone, "head") and [f["name"] for f in backbone.feature_info] == ["a", "b"]
     assert not any(k.startswith("head.") for k in backbone.state_dict())
+
+
+def test_lraspp_predicts_at_the_size_of_the_input_it_is_given(torch_module):
+    net, module = torch_module(LRASPP.read_text().replace("input 520x520x3", "input 128x128x3"), "seg")
+    model = module.build_model().eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 128, 128)).shape == (1, 21, 128, 128)
+        assert model(torch.randn(1, 3, 96, 80)).shape == (1, 21, 96, 80)  # not the spec's size: the input's
+
+
+def test_skip_classifier_leaves_out_only_the_layers_sized_by_the_classes(torch_module, tmp_path):
+    """Fine-tuning a detector for other classes: the boxes and the backbone load, the scores do not."""
+    from safetensors.torch import load_file
+
+    from archdsl.runtimes.weights import init_weights, save_weights
+
+    net, module = torch_module(HEADLESS)
+    assert tuple(f"head.0.scores.{i}.pw" for i in range(2)) == module.CLASS_LAYERS
+    trained = tmp_path / "trained.safetensors"
+    save_weights(init_weights(net, 3), str(trained))  # random weights and BatchNorm statistics
+    _, other = torch_module(HEADLESS.replace("classes 5", "classes 7"), "seven")
+    fresh = other.build_model()
+    own = {k: v.clone() for k, v in fresh.state_dict().items() if k.startswith(module.CLASS_LAYERS)}
+    other.load_weights(fresh, str(trained), skip_classifier=True)
+    state, saved = fresh.state_dict(), load_file(str(trained))
+    assert all(torch.equal(state[k], v) for k, v in own.items()) and len(own) == 4  # 2 maps x weight, bias
+    assert all(torch.equal(state[k], v) for k, v in saved.items() if not k.startswith(module.CLASS_LAYERS))

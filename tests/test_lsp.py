@@ -315,6 +315,38 @@ async def test_hover_option_meanings_come_from_the_vocabulary(client: LanguageCl
     close(client, path)
 
 
+DETECTOR = """\
+network n {
+  input 64x64x3
+  classes 5
+  stem conv k3 s2 c16
+  stage a out {
+    ib k3 s2 e4 c24
+  }
+  stage b out {
+    ib k3 s2 e4 c32
+  }
+  head ssdlite anchors=4
+}
+"""
+
+
+async def test_hover_and_completion_on_a_one_line_dense_head(client: LanguageClient, workspace: Path):
+    """`head ssdlite anchors=4`: the kind, its options and its outputs, as on a one-line stem."""
+    path = workspace / "detector.arch"
+    text = DETECTOR
+    await show(client, path, text)
+    line = text.splitlines().index("  head ssdlite anchors=4")
+    kind = await hover(client, path, line, 8) or ""
+    assert WORDS["ssdlite"][1].summary in kind and "1280x4 + 1280x5" in kind and "CxHxW" not in kind
+    assert KWARGS["anchors"].meaning in (await hover(client, path, line, 17) or "")
+    await show(client, path, text.replace("  head ssdlite anchors=4", "  head ssdlite \n  head "))
+    options = await complete_at(client, path, line, len("  head ssdlite "))
+    assert "anchors=" in options and "out" not in options  # a head reads endpoints; it is none
+    assert "lraspp" in await complete_at(client, path, line + 1, len("  head "))
+    close(client, path)
+
+
 # ---- completion, navigation, outline, formatting, fixes, hints ----------------------------------
 
 

@@ -183,7 +183,7 @@ def shape_text(block: Block, side: str = "output") -> str:
     """A block's output (or input) as CxHxW, or as its length where it is a vector; a dense head's
     outputs joined with `+` (it reads the endpoints)."""
     predictions = kind_of(block).predictions
-    if predictions is not None:
+    if predictions is not None:  # a dense head
         return "endpoints" if side == "input" else " + ".join("x".join(map(str, s)) for _, s in predictions(block))
     c, (h, w) = block_output(block) if side == "output" else block_input(block)
     if side == "output" and kind_of(block).flat_output:

@@ -95,6 +95,7 @@ class BlockKind:
     # the block before it, and is the head's only block. Its named outputs and their shapes
     # (batch left out, PyTorch's layout), in the order the model returns them.
     predictions: Callable[[Any], tuple[tuple[str, tuple[int, ...]], ...]] | None = None
+    class_layers: Callable[[Any], tuple[str, ...]] | None = None  # a dense head's layers sized by the classes
 
 
 class CannotMerge(ArchError):

@@ -28,7 +28,7 @@ class LRASPP(BlockNode):
     low: str  # the endpoints it reads
     high: str
     cbr: ConvBnAct  # high -> inter, BN, act
-    pool: Pool  # the global average of high (its layer is `<path>.pool`, as a pool block's)
+    pool: Pool  # the global average of high
     scale: ConvBnAct  # pooled high -> inter, sigmoid
     low_classifier: ConvBnAct
     high_classifier: ConvBnAct
@@ -47,9 +47,10 @@ def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[LRASPP,
         raise ArchError(f"lraspp reads two feature endpoints, low and high: the network has {len(ctx.endpoints)}",
                         b.span, "mark `out` the block at 1/8 and the last stage")  # fmt: skip
     low, high = ctx.endpoints  # in network order: low is at least as fine
-    inter, hi, lo = b.out or 128, FeatureMap(high.channels, high.hw), FeatureMap(low.channels, low.hw)
+    assert b.out  # `c` is required (the inner width: 128 in the paper)
+    inter, hi, lo = b.out, FeatureMap(high.channels, high.hw), FeatureMap(low.channels, low.hw)
     cbr = ctx.conv(b, f"{path}.cbr", hi, inter, 1, 1, 1, b.act)
-    pool = Pool.make(path=path, mode="avg", is_global=True, channels=high.channels, in_hw=high.hw,
+    pool = Pool.make(path=f"{path}.average", mode="avg", is_global=True, channels=high.channels, in_hw=high.hw,
                      out_hw=(1, 1))  # fmt: skip
     scale = ctx.conv(b, f"{path}.scale", FeatureMap(high.channels, (1, 1)), inter, 1, 1, 1, "sigmoid", norm=False)
     classes = ctx.classes
@@ -96,16 +97,16 @@ def steps(block: LRASPP) -> list[Step]:
 
 
 def torch_call(block: LRASPP, t: Any) -> Any:
-    size = f"({block.out_hw[0]}, {block.out_hw[1]})"
     return t.call("LRASPPHead", ("cbr", t.conv(block.cbr)), ("scale", t.conv(block.scale)),
-                  ("low_classifier", t.conv(block.low_classifier)), ("high_classifier", t.conv(block.high_classifier)),
-                  ("size", size))  # fmt: skip
+                  ("low_classifier", t.conv(block.low_classifier)), ("high_classifier", t.conv(block.high_classifier)))  # fmt: skip
 
 
 KIND = BlockKind(
     name="lraspp",
     node=LRASPP,
-    words={"lraspp": Word(OPTIONS, "Lite R-ASPP segmentation head on two endpoints (low, high)", kernels="none")},
+    words={
+        "lraspp": Word(OPTIONS, "Lite R-ASPP segmentation head on two endpoints (low, high)", ("out",), kernels="none")
+    },  # fmt: skip
     build=build,
     layers=layers,
     input=lambda b: (b.cbr.cin, b.cbr.in_hw),
@@ -113,4 +114,5 @@ KIND = BlockKind(
     steps=steps,
     torch=TorchPiece("lraspp.py.j2", ("LRASPPHead",), torch_call),
     predictions=predictions,
+    class_layers=lambda b: (b.low_classifier.path, b.high_classifier.path),
 )

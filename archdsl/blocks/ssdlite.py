@@ -20,7 +20,7 @@ from .kind import BlockKind, TorchPiece, Word
 if TYPE_CHECKING:
     from ..codegen.steps import Step
 
-BOX_COLUMNS = 4  # box offsets per anchor: centre y, x, height, width
+BOX_COLUMNS = 4  # box offsets per anchor (torchvision's BoxCoder: dx, dy, dw, dh)
 OUTPUTS = ("bbox_regression", "cls_logits")
 
 
@@ -105,13 +105,13 @@ def steps(block: SSDLite) -> list[Step]:
 
 
 def torch_call(block: SSDLite, t: Any) -> Any:
-    def predictions(branch: tuple[Prediction, ...]) -> Any:
+    def branch_call(branch: tuple[Prediction, ...]) -> Any:
         calls = [t.call("Prediction", ("", t.conv(p.dw)), ("", t.conv(p.pw)), ("columns", str(p.columns)),
                         comment=f"{p.pw.path.rsplit('.', 1)[0]}: on {p.source}, {t.cost_note([p.dw, p.pw])}")
                  for p in branch]  # fmt: skip
         return t.call("", *(("", c) for c in calls))
 
-    return t.call("SSDLiteHead", ("boxes", predictions(block.boxes)), ("scores", predictions(block.scores)))
+    return t.call("SSDLiteHead", ("boxes", branch_call(block.boxes)), ("scores", branch_call(block.scores)))
 
 
 KIND = BlockKind(
@@ -129,4 +129,5 @@ KIND = BlockKind(
     steps=steps,
     torch=TorchPiece("ssdlite.py.j2", ("SSDLiteHead", "Prediction"), torch_call),
     predictions=predictions,
+    class_layers=lambda b: tuple(p.pw.path for p in b.scores),
 )

@@ -16,8 +16,9 @@ from ..analysis.layers import block_input, block_output
 from ..analysis.report import shape_text
 from ..blocks import kind_of
 from ..errors import ArchError
-from ..ir.network import Block, Network, Stage
+from ..ir.network import Block, Network, Stage, is_dense
 from ..resources import template_dir, user_cache_dir
+from .calls import literal_tuple
 
 
 class UnsupportedError(ArchError):
@@ -89,8 +90,8 @@ class Header:
     stage_costs: dict[str, Cost]
     stage_lines: list[str]
     form: str  # "train" or "deploy"
-    classifier: str  # the classifier's linear layer (`<classifier>.weight`, `.bias`); a dense head's block
-    outputs: tuple[tuple[str, tuple[int, ...]], ...]  # the model's named outputs, shapes without the batch
+    classifier: str  # the classifier's linear layer (`<classifier>.weight`, `.bias`); "" for a dense head
+    class_layers: str  # a dense head's layers sized by the class count, as `CLASS_LAYERS = (...)`
 
     @classmethod
     def of(cls, net: Network) -> Header:
@@ -112,9 +113,15 @@ class Header:
             stages,
             lines,
             net.form,
-            net.head.blocks[-1].path if net.dense_head else f"{net.head.blocks[-1].path}.fc",
-            net.outputs(),
+            "" if net.dense_head else f"{net.head.blocks[-1].path}.fc",
+            literal_tuple("CLASS_LAYERS", _class_layers(net.dense_head)) if net.dense_head else "",
         )
+
+
+def _class_layers(head: Block) -> tuple[str, ...]:
+    layers = kind_of(head).class_layers
+    assert layers is not None, f"{head.kind}: a dense head names its class layers"
+    return layers(head)
 
 
 def _shape(c: int, hw: tuple[int, int]) -> str:
@@ -126,7 +133,7 @@ def cost_note(params: int, macs: int) -> str:
 
 
 def _in_out(block: Block) -> str:
-    if kind_of(block).predictions is not None:
+    if is_dense(block):
         return f"{shape_text(block, 'input')} -> {shape_text(block)}"
     if kind_of(block).flat_output:
         return f"{block_input(block)[0]} -> {block_output(block)[0]}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 
 @dataclass(frozen=True)
@@ -49,3 +50,12 @@ class Line:
 def quoted(text: str) -> str:
     """A string literal in generated code (text is an IR path or a word of the language)."""
     return f'"{text}"'
+
+
+def literal_tuple(name: str, texts: Sequence[str]) -> str:
+    """`NAME = ("a", "b")` of IR paths (identifiers, digits and dots only), laid out as ruff formats it."""
+    quoted = [f'"{t}"' for t in texts]
+    one_line = f"{name} = ({', '.join(quoted)}{',' if len(quoted) == 1 else ''})"
+    if len(one_line) <= 120:
+        return one_line
+    return f"{name} = (\n" + "".join(f"    {q},\n" for q in quoted) + ")"

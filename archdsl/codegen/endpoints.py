@@ -5,9 +5,9 @@ leaves out (everything after the last endpoint, the head included)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..ir.network import Network, Stage
+from .calls import literal_tuple
 from .model_interface import sequence_call
 
 
@@ -31,15 +31,6 @@ def marks(found: Features | None, path: str) -> dict[str, object]:
     if found is None:
         return {"endpoint": None, "last_endpoint": False}
     return {"endpoint": found.taken_after.get(path), "last_endpoint": path == found.last}
-
-
-def literal_tuple(name: str, texts: Sequence[str]) -> str:
-    """`NAME = ("a", "b")` of IR paths (identifiers, digits and dots only), laid out as ruff formats it."""
-    quoted = [f'"{t}"' for t in texts]
-    one_line = f"{name} = ({', '.join(quoted)}{',' if len(quoted) == 1 else ''})"
-    if len(one_line) <= 120:
-        return one_line
-    return f"{name} = (\n" + "".join(f"    {q},\n" for q in quoted) + ")"
 
 
 def features(net: Network) -> Features | None:

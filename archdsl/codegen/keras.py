@@ -18,8 +18,8 @@ from ..ir.layers import InputNorm
 from ..ir.network import Block, Network, Stage
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
 from .base import Backend, Header, UnsupportedError, block_comment, environment, stage_comment
-from .calls import Call, Line, quoted
-from .endpoints import features, literal_tuple, marks
+from .calls import Call, Line, literal_tuple, quoted
+from .endpoints import features, marks
 from .functional import activations, attention_args, convs, ses, steps
 from .model_interface import dense_outputs, head_split
 from .steps import (

@@ -24,7 +24,7 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
         nonlocal x, reduction
         blocks = []
         for j, b in enumerate(s.blocks):
-            if kind_of(b).predictions is not None and (s is not spec.head or len(s.blocks) > 1):
+            if kind_of(b).predictions is not None and (s is not spec.head or len(s.blocks) > 1):  # a BlockSpec
                 raise ArchError(f"'{b.kind}' is a dense-prediction head: the head's only block", b.span,
                                 f"write it as `head {b.kind} ...`, after the stages whose endpoints it reads")  # fmt: skip
             block, x = kind_of(b).build(builder, b, f"{prefix}{j}", x)

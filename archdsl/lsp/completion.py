@@ -58,14 +58,15 @@ def complete(before: str, defs: Definitions | None) -> list[lsp.CompletionItem]:
     section = section_at(before)
     if not words:
         return _first_words(section, defs)
-    head = words[1] if words[0] == "stem" and len(words) > 1 else words[0]
+    inline = words[0] in ("stem", "head")  # `stem conv ...`, `head ssdlite ...`: one block on the line
+    head = words[1] if inline and len(words) > 1 else words[0]
     if section is None and head == "network" and words[-1:] == ["="]:
         return [_item(n, Kind.Function, "network family") for n in _families(defs)]
     if "=" in typing:
         return _values(typing.split("=", 1)[0])
     if section == "defaults" and len(words) == 1:
         return _values(head)
-    if words == ["stem"]:
+    if inline and len(words) == 1:
         return _block_words(defs)
     if head in WORDS:
         return _options(head)

@@ -11,7 +11,7 @@ from ..analysis.cost import Cost, block_cost
 from ..analysis.report import block_seconds, shape_text, si
 from ..errors import ArchError, Span
 from ..ir.deploy_form import CannotMerge, deploy_form
-from ..ir.network import Block, Network, Stage
+from ..ir.network import Block, Network, Stage, is_dense
 from .analysis import Analysis
 
 Place = tuple[int, int]  # a statement's line and column in the buffer
@@ -72,7 +72,7 @@ def figures(blocks: list[Block], network: Network, seconds: Seconds | None, shap
     """Markdown lines: the shapes, the cost, and a predicted time where a profile is set."""
     c = total(blocks)
     lines = [
-        f"`{shapes}` (CxHxW)",
+        f"`{shapes}`" + ("" if any(is_dense(b) for b in blocks) else " (CxHxW)"),  # a dense head: its outputs
         f"params **{c.params:,}** · MACs **{si(c.macs)}** ({c.macs:,}) · "
         f"weights {si(c.weight_bytes())}B · activations {si(c.activation_bytes())}B (float32)",
     ]

@@ -65,9 +65,9 @@ def _statement(a: Analysis, stmt: Stmt, at: Position, seconds: Seconds | None) -
 
 def _kind_word(stmt: Stmt) -> str:
     """The word naming a block statement's kind or template: its head, but for a one-line
-    `stem conv ...`, the word after `stem`."""
+    `stem conv ...` or `head ssdlite ...`, the word after `stem` or `head`."""
     first = stmt.items[0] if stmt.items else None
-    return first.word if stmt.head == "stem" and isinstance(first, Flag) else stmt.head
+    return first.word if stmt.head in ("stem", "head") and isinstance(first, Flag) else stmt.head
 
 
 def _definition(a: Analysis, name: str) -> str | None:

@@ -337,7 +337,7 @@ def build_program(weights_path: str, features_only: bool = False):
         high = features["s6"]
         low = features["s2_0"]
         x = conv_bn_act(high, w, "head.0.cbr", eps=1e-05, act="relu")
-        s = mb.reduce_mean(x=high, axes=[2, 3], keep_dims=True, name="head.0.pool")
+        s = mb.reduce_mean(x=high, axes=[2, 3], keep_dims=True, name="head.0.average.pool")
         s = conv_bn_act(s, w, "head.0.scale", act="sigmoid")
         x = mb.mul(x=x, y=s, name="head.0.gate")
         x = mb.resize_bilinear(

@@ -488,6 +488,7 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+CLASS_LAYERS = (CLASSIFIER,)
 
 
 def _path(layer) -> str:
@@ -553,7 +554,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     metadata says it holds the other form is refused; one saved from another spec is named (an
     error where its tensors do not fit, a warning where they do: the spec may only have been
     edited). `skip_classifier`: the model keeps its own classifier (fine-tuning for other
-    classes), the file's is not read."""
+    classes: CLASS_LAYERS), the file's is not read."""
     import json
     import warnings
 
@@ -569,9 +570,11 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     state = load_file(path)
     if model.name == "efficientnet_lite2_notop":  # include_top=False: the file may hold the whole network
         state = {k: v for k, v in state.items() if not k.startswith(TOP_PRUNED)}
-    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer).startswith(CLASSIFIER))]
+    classifier = tuple(f"{layer}." for layer in CLASS_LAYERS)
+    skipped = [layer for layer in model.layers if _path(layer) in CLASS_LAYERS or _path(layer).startswith(classifier)]
+    kept = [layer for layer in model.layers if not (skip_classifier and layer in skipped)]
     if skip_classifier:
-        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
+        state = {k: v for k, v in state.items() if not k.startswith(classifier)}
     origin = ""
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
         origin = f"{path} was saved from another spec ({saved.get('network')}, hash {saved['source_hash']})"

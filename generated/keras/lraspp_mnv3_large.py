@@ -413,7 +413,7 @@ def build_model(features_only: bool = False) -> keras.Model:
     high = features["s6"]
     low = features["s2_0"]
     x = conv_bn_act(high, "head-0-cbr", 128, 1, eps=1e-05, act=ops.relu)
-    s = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-pool")(high)
+    s = layers.GlobalAveragePooling2D(keepdims=True, name="head-0-average-pool")(high)
     s = conv_bn_act(s, "head-0-scale", 128, 1, act=ops.sigmoid)
     x = layers.Multiply(name="head-0-gate")([x, s])
     x = layers.Resizing(65, 65, interpolation="bilinear", name="head-0-upsample")(x)
@@ -432,8 +432,8 @@ WEIGHTS_METADATA = {
     "source_hash": "27f411c761cf67dd",
     "deploy": "False",
 }
-# The dense head, whose class layers are in it: load_weights(..., skip_classifier=True) leaves it out.
-CLASSIFIER = "head.0"
+# The layers sized by the class count: load_weights(..., skip_classifier=True) leaves them out.
+CLASS_LAYERS = ("head.0.low_classifier", "head.0.high_classifier")
 
 
 def _path(layer) -> str:
@@ -499,7 +499,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     metadata says it holds the other form is refused; one saved from another spec is named (an
     error where its tensors do not fit, a warning where they do: the spec may only have been
     edited). `skip_classifier`: the model keeps its own classifier (fine-tuning for other
-    classes), the file's is not read."""
+    classes: CLASS_LAYERS), the file's is not read."""
     import json
     import warnings
 
@@ -515,9 +515,11 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     state = load_file(path)
     if model.name == "lraspp_mnv3_large_features":  # a feature extractor: the file may hold the whole network
         state = {k: v for k, v in state.items() if not k.startswith(FEATURES_PRUNED)}
-    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer).startswith(CLASSIFIER))]
+    classifier = tuple(f"{layer}." for layer in CLASS_LAYERS)
+    skipped = [layer for layer in model.layers if _path(layer) in CLASS_LAYERS or _path(layer).startswith(classifier)]
+    kept = [layer for layer in model.layers if not (skip_classifier and layer in skipped)]
     if skip_classifier:
-        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
+        state = {k: v for k, v in state.items() if not k.startswith(classifier)}
     origin = ""
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
         origin = f"{path} was saved from another spec ({saved.get('network')}, hash {saved['source_hash']})"

@@ -682,8 +682,15 @@ WEIGHTS_METADATA = {
     "source_hash": "b5915c9dd4955556",
     "deploy": "False",
 }
-# The dense head, whose class layers are in it: load_weights(..., skip_classifier=True) leaves it out.
-CLASSIFIER = "head.0"
+# The layers sized by the class count: load_weights(..., skip_classifier=True) leaves them out.
+CLASS_LAYERS = (
+    "head.0.scores.0.pw",
+    "head.0.scores.1.pw",
+    "head.0.scores.2.pw",
+    "head.0.scores.3.pw",
+    "head.0.scores.4.pw",
+    "head.0.scores.5.pw",
+)
 
 
 def _path(layer) -> str:
@@ -749,7 +756,7 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     metadata says it holds the other form is refused; one saved from another spec is named (an
     error where its tensors do not fit, a warning where they do: the spec may only have been
     edited). `skip_classifier`: the model keeps its own classifier (fine-tuning for other
-    classes), the file's is not read."""
+    classes: CLASS_LAYERS), the file's is not read."""
     import json
     import warnings
 
@@ -765,9 +772,11 @@ def load_weights(model: keras.Model, path: str, skip_classifier: bool = False) -
     state = load_file(path)
     if model.name == "ssdlite320_mnv3_large_features":  # a feature extractor: the file may hold the whole network
         state = {k: v for k, v in state.items() if not k.startswith(FEATURES_PRUNED)}
-    kept = [layer for layer in model.layers if not (skip_classifier and _path(layer).startswith(CLASSIFIER))]
+    classifier = tuple(f"{layer}." for layer in CLASS_LAYERS)
+    skipped = [layer for layer in model.layers if _path(layer) in CLASS_LAYERS or _path(layer).startswith(classifier)]
+    kept = [layer for layer in model.layers if not (skip_classifier and layer in skipped)]
     if skip_classifier:
-        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
+        state = {k: v for k, v in state.items() if not k.startswith(classifier)}
     origin = ""
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:
         origin = f"{path} was saved from another spec ({saved.get('network')}, hash {saved['source_hash']})"

@@ -189,21 +189,20 @@ class LRASPPHead(nn.Module):
         scale: ConvBnAct,
         low_classifier: ConvBnAct,
         high_classifier: ConvBnAct,
-        size: tuple[int, int],
     ) -> None:
         super().__init__()
         self.cbr = cbr
         self.scale = scale
         self.low_classifier = low_classifier
         self.high_classifier = high_classifier
-        self.size = size
 
-    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        """Per-pixel class scores at `size`, the input's (height, width)."""
         low, high = features
         x = self.cbr(high) * self.scale(high.mean((2, 3), keepdim=True))
         x = nn.functional.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
         x = self.low_classifier(low) + self.high_classifier(x)
-        return nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        return nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 class Stage(nn.Module):
@@ -217,6 +216,7 @@ class Stage(nn.Module):
         return self.blocks(x)
 
 
+INPUT_SIZE = (520, 520)  # the spec's (height, width)
 # What timm's data pipeline and tools read of a model (its `pretrained_cfg`): the input, and
 # how images are prepared for it (the spec's `preprocess`).
 PRETRAINED_CFG = {
@@ -589,7 +589,6 @@ class LrasppMnv3Large(nn.Module):
                 low_classifier=ConvBnAct(40, 21, kernel=1, bias=True, norm=False),
                 # high_classifier: 2,709 params, 11,356,800 MACs
                 high_classifier=ConvBnAct(128, 21, kernel=1, bias=True, norm=False),
-                size=(520, 520),
             ),
         )
         self.pretrained_cfg = dict(PRETRAINED_CFG)
@@ -602,12 +601,13 @@ class LrasppMnv3Large(nn.Module):
         """The endpoints' outputs, which the head reads."""
         return self.forward_endpoints(x)
 
-    def forward_head(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.head[0](features)
+    def forward_head(self, features: list[torch.Tensor], size: tuple[int, int] = INPUT_SIZE) -> torch.Tensor:
+        """The head's outputs from the endpoints of an input of `size` (height, width)."""
+        return self.head[0](features, size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | list[torch.Tensor]:
         features = self.forward_endpoints(x)
-        return features if self.features_only else self.head[0](features)
+        return features if self.features_only else self.head[0](features, tuple(x.shape[-2:]))
 
     def forward_endpoints(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The endpoints' outputs, in FEATURE_INFO's order."""
@@ -627,7 +627,10 @@ class LrasppMnv3Large(nn.Module):
 
 
 def build_model(
-    channels_last: bool = False, *, drop_path_rate: float | None = None, features_only: bool = False
+    channels_last: bool = False,
+    *,
+    drop_path_rate: float | None = None,
+    features_only: bool = False,
 ) -> LrasppMnv3Large:
     """A new lraspp_mnv3_large with PyTorch's default initialisation. `drop_path_rate`: stochastic
     depth on the residual branches (timm's schedule: stage block i of N drops with rate x i / N);
@@ -650,8 +653,8 @@ WEIGHTS_METADATA = {
     "source_hash": "27f411c761cf67dd",
     "deploy": "False",
 }
-# The dense head, whose class layers are in it: load_weights(..., skip_classifier=True) leaves it out.
-CLASSIFIER = "head.0"
+# The layers sized by the class count: load_weights(..., skip_classifier=True) leaves them out.
+CLASS_LAYERS = ("head.0.low_classifier", "head.0.high_classifier")
 
 
 def save_weights(model: nn.Module, path: str) -> None:
@@ -692,7 +695,7 @@ def load_weights(model: nn.Module, path: str, skip_classifier: bool = False) -> 
     either framework's `save_weights` or archdsl's commands. A file whose metadata says it holds
     the other form is refused; one saved from another spec is named (an error where its tensors
     do not fit, a warning where they do: the spec may only have been edited). `skip_classifier`:
-    the model keeps its own classifier (fine-tuning for other classes), the file's is not read."""
+    the model keeps its own classifier (fine-tuning for other classes: CLASS_LAYERS), the file's is not read."""
     import json
     import warnings
 
@@ -709,8 +712,9 @@ def load_weights(model: nn.Module, path: str, skip_classifier: bool = False) -> 
         state = {k: v for k, v in state.items() if not k.startswith(FEATURES_PRUNED)}
     expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
     if skip_classifier:
-        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
-        expected = {k for k in expected if not k.startswith(CLASSIFIER + ".")}
+        classifier = tuple(f"{layer}." for layer in CLASS_LAYERS)
+        state = {k: v for k, v in state.items() if not k.startswith(classifier)}
+        expected = {k for k in expected if not k.startswith(classifier)}
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     origin = ""
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:

@@ -1064,6 +1064,7 @@ WEIGHTS_METADATA = {
     "deploy": "False",
 }
 CLASSIFIER = "head.2.fc"  # its weights are left out by load_weights(..., skip_classifier=True)
+CLASS_LAYERS = (CLASSIFIER,)
 
 
 def save_weights(model: nn.Module, path: str) -> None:
@@ -1104,7 +1105,7 @@ def load_weights(model: nn.Module, path: str, skip_classifier: bool = False) -> 
     either framework's `save_weights` or archdsl's commands. A file whose metadata says it holds
     the other form is refused; one saved from another spec is named (an error where its tensors
     do not fit, a warning where they do: the spec may only have been edited). `skip_classifier`:
-    the model keeps its own classifier (fine-tuning for other classes), the file's is not read."""
+    the model keeps its own classifier (fine-tuning for other classes: CLASS_LAYERS), the file's is not read."""
     import json
     import warnings
 
@@ -1119,8 +1120,9 @@ def load_weights(model: nn.Module, path: str, skip_classifier: bool = False) -> 
     state = load_file(path)
     expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
     if skip_classifier:
-        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
-        expected = {k for k in expected if not k.startswith(CLASSIFIER + ".")}
+        classifier = tuple(f"{layer}." for layer in CLASS_LAYERS)
+        state = {k: v for k, v in state.items() if not k.startswith(classifier)}
+        expected = {k for k in expected if not k.startswith(classifier)}
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     origin = ""
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:

@@ -206,7 +206,8 @@ class SSDLiteHead(nn.Module):
         self.boxes = nn.ModuleList(boxes)
         self.scores = nn.ModuleList(scores)
 
-    def forward(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def forward(self, features: list[torch.Tensor], size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The raw box offsets and class logits; `size` (the input's) plays no part in them."""
         return {
             "bbox_regression": torch.cat([p(x) for p, x in zip(self.boxes, features, strict=True)], dim=1),
             "cls_logits": torch.cat([p(x) for p, x in zip(self.scores, features, strict=True)], dim=1),
@@ -224,6 +225,7 @@ class Stage(nn.Module):
         return self.blocks(x)
 
 
+INPUT_SIZE = (320, 320)  # the spec's (height, width)
 # What timm's data pipeline and tools read of a model (its `pretrained_cfg`): the input, and
 # how images are prepared for it (the spec's `preprocess`).
 PRETRAINED_CFG = {
@@ -886,12 +888,13 @@ class Ssdlite320Mnv3Large(nn.Module):
         """The endpoints' outputs, which the head reads."""
         return self.forward_endpoints(x)
 
-    def forward_head(self, features: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        return self.head[0](features)
+    def forward_head(self, features: list[torch.Tensor], size: tuple[int, int] = INPUT_SIZE) -> dict[str, torch.Tensor]:
+        """The head's outputs from the endpoints of an input of `size` (height, width)."""
+        return self.head[0](features, size)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor] | list[torch.Tensor]:
         features = self.forward_endpoints(x)
-        return features if self.features_only else self.head[0](features)
+        return features if self.features_only else self.head[0](features, tuple(x.shape[-2:]))
 
     def forward_endpoints(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The endpoints' outputs, in FEATURE_INFO's order."""
@@ -919,7 +922,10 @@ class Ssdlite320Mnv3Large(nn.Module):
 
 
 def build_model(
-    channels_last: bool = False, *, drop_path_rate: float | None = None, features_only: bool = False
+    channels_last: bool = False,
+    *,
+    drop_path_rate: float | None = None,
+    features_only: bool = False,
 ) -> Ssdlite320Mnv3Large:
     """A new ssdlite320_mnv3_large with PyTorch's default initialisation. `drop_path_rate`: stochastic
     depth on the residual branches (timm's schedule: stage block i of N drops with rate x i / N);
@@ -942,8 +948,15 @@ WEIGHTS_METADATA = {
     "source_hash": "b5915c9dd4955556",
     "deploy": "False",
 }
-# The dense head, whose class layers are in it: load_weights(..., skip_classifier=True) leaves it out.
-CLASSIFIER = "head.0"
+# The layers sized by the class count: load_weights(..., skip_classifier=True) leaves them out.
+CLASS_LAYERS = (
+    "head.0.scores.0.pw",
+    "head.0.scores.1.pw",
+    "head.0.scores.2.pw",
+    "head.0.scores.3.pw",
+    "head.0.scores.4.pw",
+    "head.0.scores.5.pw",
+)
 
 
 def save_weights(model: nn.Module, path: str) -> None:
@@ -984,7 +997,7 @@ def load_weights(model: nn.Module, path: str, skip_classifier: bool = False) -> 
     either framework's `save_weights` or archdsl's commands. A file whose metadata says it holds
     the other form is refused; one saved from another spec is named (an error where its tensors
     do not fit, a warning where they do: the spec may only have been edited). `skip_classifier`:
-    the model keeps its own classifier (fine-tuning for other classes), the file's is not read."""
+    the model keeps its own classifier (fine-tuning for other classes: CLASS_LAYERS), the file's is not read."""
     import json
     import warnings
 
@@ -1001,8 +1014,9 @@ def load_weights(model: nn.Module, path: str, skip_classifier: bool = False) -> 
         state = {k: v for k, v in state.items() if not k.startswith(FEATURES_PRUNED)}
     expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
     if skip_classifier:
-        state = {k: v for k, v in state.items() if not k.startswith(CLASSIFIER + ".")}
-        expected = {k for k in expected if not k.startswith(CLASSIFIER + ".")}
+        classifier = tuple(f"{layer}." for layer in CLASS_LAYERS)
+        state = {k: v for k, v in state.items() if not k.startswith(classifier)}
+        expected = {k for k in expected if not k.startswith(classifier)}
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     origin = ""
     if saved.get("source_hash", WEIGHTS_METADATA["source_hash"]) != WEIGHTS_METADATA["source_hash"]:

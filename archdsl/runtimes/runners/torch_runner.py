@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.network import Network
-from . import Outputs, StepResult, feature_key, load_module, model_outputs, tensor_blocks
+from . import Outputs, StepResult, feature_key, load_module, output_key, tensor_blocks
 
 
 def _hooked(model, net: Network) -> tuple[Outputs, list]:  # type: ignore[no-untyped-def]
@@ -33,8 +33,8 @@ def run(code: str, net: Network, weights: str, x: np.ndarray, dtype: str = "floa
     for h in handles:
         h.remove()
     if net.dense_head is not None:  # its outputs: a dict by name, or the one tensor
-        found = list(y.values()) if isinstance(y, dict) else [y]
-        outputs |= {key: t.numpy() for key, t in zip(model_outputs(net), found, strict=True)}
+        found = y if isinstance(y, dict) else {net.outputs()[0][0]: y}
+        outputs |= {output_key(name): t.numpy() for name, t in found.items()}
     if net.endpoints:  # the backbone, built on its own
         backbone = module.load_weights(module.build_model(features_only=True), weights).eval().to(getattr(torch, dtype))
         with torch.no_grad():
