@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 import pytest
 
 from archdsl.blocks import KINDS
-from archdsl.codegen import coreml, keras, torch
+from archdsl.codegen import coreml, keras, onnx, torch
 from archdsl.codegen.registry import get_backend
 from archdsl.codegen.steps import STEP_TYPES, BlockOutput, ShuffleStep
 from archdsl.compiler import compile_file, compile_text
@@ -17,7 +17,7 @@ from archdsl.runtimes.verify import verify
 from conftest import SPECS, small_net
 
 
-@pytest.mark.parametrize("backend", [keras, coreml])
+@pytest.mark.parametrize("backend", [keras, coreml, onnx])
 def test_every_step_type_has_an_emitter(backend):
     assert set(backend.EMIT) == set(STEP_TYPES)
 
@@ -32,7 +32,7 @@ class _NewStep:
     path: str
 
 
-@pytest.mark.parametrize("backend", ["keras", "coreml"])
+@pytest.mark.parametrize("backend", ["keras", "coreml", "onnx"])
 def test_an_unknown_step_is_an_error(backend, monkeypatch):
     conv = KINDS["conv"]
     monkeypatch.setitem(KINDS, "conv", replace(conv, steps=lambda c: [_NewStep(c.path), BlockOutput(c.path)]))
@@ -41,7 +41,7 @@ def test_an_unknown_step_is_an_error(backend, monkeypatch):
         get_backend(backend).emit(net)
 
 
-@pytest.mark.parametrize(("name", "module"), [("keras", keras), ("coreml", coreml)])
+@pytest.mark.parametrize(("name", "module"), [("keras", keras), ("coreml", coreml), ("onnx", onnx)])
 def test_a_missing_shuffle_emitter_fails_shufflenet(name, module, monkeypatch):
     """Removing the shuffle step's emitter must not leave a ShuffleNet that compiles without it."""
     net = compile_file(SPECS / "shufflenet_v2_x1_0.arch")
@@ -66,5 +66,5 @@ def test_every_activation_computes_the_same_in_every_backend():
 }}
 """
     net = compile_text(text)
-    reports = verify(net, ["torch", "keras", "coreml"], None, seed=3, tolerance=1e-4)
-    assert [r.ok for r in reports] == [True, True], [(r.other, r.first_divergence) for r in reports]
+    reports = verify(net, ["torch", "keras", "coreml", "onnx"], None, seed=3, tolerance=1e-4)
+    assert [r.ok for r in reports] == [True, True, True], [(r.other, r.first_divergence) for r in reports]

@@ -298,7 +298,7 @@ def test_the_walks_see_what_they_check():
     assert set(synopses(section(text, "## 13."))) == set(command_line()) >= {"compile", "verify", "fmt", ""}
     assert {"compile", "cost", "verify", "export", "import-weights", "init-weights"} <= spec_commands()
     values = {o.strings[-1]: o.values for o in command_line()["compile"]}
-    assert values["--backend"] == ("torch", "keras", "coreml")  # the registry's names, read from the parser
+    assert values["--backend"] == ("torch", "keras", "coreml", "onnx")  # the registry's names, read from the parser
     options_table = table(section(text, "### Options each kind accepts"), "kind", "required", "optional")
     documented = documented_options(options_table, language_words())
     assert documented["dsa"] == language_words().kinds["dsa"] and "skip" not in documented["dsa"]
@@ -329,15 +329,15 @@ ALTERATIONS = [  # (check, text in the doc, what replaces it, the problem the ch
     (language_cli, "`archdsl cost SPEC [--json]", "`archdsl cost SPEC [--json] [--format F]",
      "`archdsl cost` synopsis has --format, which it does not take"),
     # the short form is checked too: `-o` without `--output`
-    (readme_cli, "[--backend torch\\|keras\\|coreml] [-o/--output FILE] [--deploy]` | generate", "[--backend torch\\|keras\\|coreml] [-o FILE] [--deploy]` | generate",
+    (readme_cli, "[--backend torch\\|keras\\|coreml\\|onnx] [-o/--output FILE] [--deploy]` | generate", "[--backend torch\\|keras\\|coreml\\|onnx] [-o FILE] [--deploy]` | generate",
      "`archdsl compile` synopsis lacks --output"),
     # a value of a fixed set, including those a value type announces (the code backends)
-    (language_cli, "[--backend torch\\|keras\\|coreml]", "[--backend torch\\|keras]",
+    (language_cli, "[--backend torch\\|keras\\|coreml\\|onnx]", "[--backend torch\\|keras\\|onnx]",
      "`archdsl compile` synopsis lacks --backend's value 'coreml'"),
     (readme_cli, "[--json] [--dtype float32\\|float16\\|bfloat16\\|int8] [--profile", "[--json] [--dtype float32\\|float16] [--profile",
      "`archdsl cost` synopsis lacks --dtype's value 'int8'"),
-    (language_cli, "[--backends torch,keras,tflite,coreml] [--seed N] [--weights FILE]",
-     "[--backends torch,keras,coreml] [--seed N] [--weights FILE]", "`archdsl verify` synopsis lacks --backends's value 'tflite'"),
+    (language_cli, "[--backends torch,keras,tflite,coreml,onnx] [--seed N] [--weights FILE]",
+     "[--backends torch,keras,coreml,onnx] [--seed N] [--weights FILE]", "`archdsl verify` synopsis lacks --backends's value 'tflite'"),
     # README's shared options: once in their paragraph, not in every row
     (readme_cli, "`--import-root DIR` (the directory", "`DIR` (the directory", "`archdsl cost` synopsis lacks --import-root"),
     # block kinds and their options

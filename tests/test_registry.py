@@ -86,7 +86,7 @@ def test_every_word_compiles_through_every_stage(word):
     assert list(layers_of(block)), word
     assert steps(block)[-1] == BlockOutput(block.path)
     cost = network_cost(net)
-    for backend in ("torch", "keras", "coreml"):
+    for backend in ("torch", "keras", "coreml", "onnx"):
         code = get_backend(backend).emit(net)
         assert block.path in code, (backend, word)
     model = load_module(get_backend("torch").emit(net), f"registry_{word}").build_model()
@@ -103,7 +103,7 @@ def test_every_dense_head_compiles_through_every_stage(word):
     net = compile_text(text)
     block = net.head.blocks[0]
     assert kind_of(block) is WORDS[word][0] and net.dense_head is block
-    for backend in ("torch", "keras", "coreml"):
+    for backend in ("torch", "keras", "coreml", "onnx"):
         assert all(name in get_backend(backend).emit(net) for name, _ in net.outputs())
     model = load_module(get_backend("torch").emit(net), f"registry_{word}").build_model().eval()
     assert sum(p.numel() for p in model.parameters()) == network_cost(net).params

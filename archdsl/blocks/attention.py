@@ -116,7 +116,7 @@ def steps(block: MobileAttention) -> list[Step]:
 
     attention = AttentionStep(
         block.path, block.output.cout, block.heads, block.kv_heads, block.key_dim, block.value_dim, block.norm,
-        block.key_down, block.query_pool.stride if block.query_pool is not None else None,
+        block.key_down, block.query_pool.stride if block.query_pool is not None else None, block.query.out_hw,
     )  # fmt: skip
     return residual_steps([attention], block.path, block.residual, block.layer_scale, block.drop_path)
 

@@ -344,7 +344,9 @@ def _quantization(backend: str, mode: str | None, calibration: str | None, io: s
         return None
     if backend != "tflite":
         raise UsageError(
-            f"--quantize is for tflite; {backend} takes --precision", hint="--backend tflite --quantize ..."
+            f"--quantize is for tflite; {backend} exports float32"
+            + (", or --precision fp16" if backend == "coreml" else ""),
+            hint="--backend tflite --quantize ...",
         )
     if mode == "int8" and not calibration:
         raise UsageError("--quantize int8 calibrates on images: give --calibration DIR (or FILE.npz)")

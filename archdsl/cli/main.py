@@ -41,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
         return c
 
     c = spec_command("compile", "generate framework code for a spec")
-    c.add_argument("--backend", default="torch", type=_code_backend, help="torch, keras or coreml (default: torch)")
+    c.add_argument(
+        "--backend", default="torch", type=_code_backend, help="torch, keras, coreml or onnx (default: torch)"
+    )
     c.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
 
     c = spec_command("ir", "the resolved network (the IR that cost models and backends read) as JSON")
@@ -109,7 +111,7 @@ def _parser() -> argparse.ArgumentParser:
 
     c = spec_command("verify", "run backends on the same weights and input; compare block by block")
     c.add_argument("--backends", default=["torch", "keras"], type=_runners,
-                   help="comma-separated: torch, keras, tflite, coreml; the first is the reference")  # fmt: skip
+                   help="comma-separated: torch, keras, tflite, coreml, onnx; the first is the reference")  # fmt: skip
     c.add_argument("--seed", type=_seed, default=0, help="seed of the random weights and input")
     c.add_argument("--weights", help="canonical weights to use instead of random ones")
     c.add_argument("--input", type=_hw, help="input size HxW instead of the spec's")
@@ -126,9 +128,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="--train in float32, as training runs (default float64: only semantics can differ)")  # fmt: skip
     c.add_argument("--json", action="store_true", help="the report as JSON (for CI): each pair's figures and verdict")
 
-    c = spec_command("export", "write a deployable model: .tflite or .mlpackage")
-    c.add_argument("--backend", required=True, choices=("tflite", "coreml"))
-    c.add_argument("-o", "--output", required=True, help="the model file (a .tflite may go to stdout: -o -)")
+    c = spec_command("export", "write a deployable model: .tflite, .onnx or .mlpackage")
+    c.add_argument("--backend", required=True, choices=("tflite", "onnx", "coreml"))
+    c.add_argument("-o", "--output", required=True, help="the model file (a .tflite or .onnx may go to stdout: -o -)")
     c.add_argument("--weights", help="canonical weights (required, unless --random-weights)")
     c.add_argument("--random-weights", action="store_true", help="export random weights (from --seed), to test or time")
     c.add_argument("--seed", type=_seed, help="--random-weights: their seed (default 0)")
@@ -373,7 +375,7 @@ def run() -> None:
     except KeyboardInterrupt:  # Ctrl-C: temporary files are gone by now (see atomic.py)
         print("interrupted", file=sys.stderr)
         code = 128 + signal.SIGINT
-    if any(name in sys.modules for name in ("torch", "tensorflow", "keras", "coremltools")):
+    if any(name in sys.modules for name in ("torch", "tensorflow", "keras", "coremltools", "onnxruntime")):
         sys.exit(code)
     try:
         sys.stdout.flush()

@@ -14,6 +14,7 @@ _BACKENDS = {
     "torch": "archdsl.codegen.torch:TorchBackend",
     "keras": "archdsl.codegen.keras:KerasBackend",
     "coreml": "archdsl.codegen.coreml:CoreMLBackend",
+    "onnx": "archdsl.codegen.onnx:OnnxBackend",
 }
 
 

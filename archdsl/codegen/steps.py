@@ -61,6 +61,7 @@ class SplitStep:
 class ShuffleStep:
     path: str
     groups: int
+    channels: int
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class AttentionStep:
     norm: Norm | None
     kv_down: ConvBnAct | None  # the key downsampling conv (the value one is its twin)
     query_stride: int | None
+    query_hw: tuple[int, int]  # the queries' positions, after their pooling
 
 
 @dataclass(frozen=True)

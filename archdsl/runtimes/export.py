@@ -38,21 +38,25 @@ def export(net: Network, backend: str, weights: str, output: Path | None, precis
     with warnings.catch_warnings(), stdout_to_stderr():
         # coremltools leaves a temporary directory to the garbage collector; other warnings show
         warnings.simplefilter("ignore", ResourceWarning)
+        report: list[str] = []
         if backend == "tflite":
             from .runners.tflite_runner import convert
 
             module = load_module(get_backend("keras").emit(net), f"archdsl_keras_{net.name}")
             model = module.load_weights(module.build_model(**build), weights)
-            report: list[str] = []
             if quantization is None:
-                model_bytes, kind = convert(model), "float32"
+                model_bytes, kind = convert(model), "TFLite float32"
             else:
                 model_bytes, report = _quantized(
                     net, model, quantization, logits=not features and net.dense_head is None
                 )
-                kind = quantization.mode + (
-                    f", {quantization.io} input and output" if quantization.mode == "int8" else ""
+                kind = (
+                    "TFLite "
+                    + quantization.mode
+                    + (f", {quantization.io} input and output" if quantization.mode == "int8" else "")
                 )
+        elif backend == "onnx":
+            model_bytes, kind = _onnx(net, weights, features)
         else:
             module = load_module(get_backend("coreml").emit(net), f"archdsl_coreml_{net.name}")
             assert output is not None, "an ML package is a directory: it cannot go to stdout"
@@ -65,7 +69,17 @@ def export(net: Network, backend: str, weights: str, output: Path | None, precis
     else:
         write_atomic(output, model_bytes)
     where = "stdout" if output is None else str(output)
-    return [*report, f"wrote {where} ({len(model_bytes):,} bytes; TFLite {kind}{', backbone' if features else ''})"]
+    return [*report, f"wrote {where} ({len(model_bytes):,} bytes; {kind}{', backbone' if features else ''})"]
+
+
+def _onnx(net: Network, weights: str, features: bool) -> tuple[bytes, str]:
+    """The serialized ONNX model, checked by onnx's checker with full shape inference, and its kind."""
+    import onnx
+
+    module = load_module(get_backend("onnx").emit(net), f"archdsl_onnx_{net.name}")
+    model = module.build_model(weights, features_only=True) if features else module.build_model(weights)
+    onnx.checker.check_model(model, full_check=True)
+    return bytes(model.SerializeToString()), f"ONNX opset {module.OPSET}, float32, checked"
 
 
 def _quantized(net: Network, model, q: Quantization, logits: bool) -> tuple[bytes, list[str]]:  # type: ignore[no-untyped-def]

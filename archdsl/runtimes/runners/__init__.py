@@ -24,6 +24,7 @@ RUNNERS = {
     "keras": ("archdsl.runtimes.runners.keras_runner:run", "keras"),
     "tflite": ("archdsl.runtimes.runners.tflite_runner:run", "keras"),
     "coreml": ("archdsl.runtimes.runners.coreml_runner:run", "coreml"),
+    "onnx": ("archdsl.runtimes.runners.onnx_runner:run", "onnx"),
 }
 LOGITS_ONLY = frozenset({"tflite"})  # the converter fuses layers: block outputs are not kept
 
