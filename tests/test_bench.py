@@ -48,6 +48,12 @@ def test_runtimes_take_turns_and_tflite_has_no_block_times(spec, capsys):
     assert data["runtimes"][1]["blocks"] == {}  # the converter fuses layers: no block boundaries left
 
 
+def test_onnx_runtime(spec, capsys):
+    code, data = _run(capsys, spec, "--runtime", "onnx,torch", "--rounds", "2", "--warmup", "1", "--threads", "2")
+    assert code == 0 and [r["runtime"] for r in data["runtimes"]] == ["onnx", "torch"]
+    assert all(s > 0 for s in data["runtimes"][0]["seconds"]) and data["runtimes"][0]["blocks"] == {}
+
+
 def test_torch_compile(spec, capsys):
     code, data = _run(capsys, spec, "--runtime", "torch-compile", "--rounds", "1", "--warmup", "1")
     assert code == 0 and data["runtimes"][0]["runtime"] == "torch-compile"
@@ -65,7 +71,7 @@ def test_the_text_report(spec, capsys):
     [
         ("torh", "did you mean 'torch'"),
         ("torch,torch", "name each runtime once"),
-        ("onnx", "expected one of: tflite, torch, torch-compile"),
+        ("onnxrt", "did you mean 'onnx'"),
     ],
 )
 def test_an_unknown_runtime_is_a_usage_error(spec, capsys, runtime, message):

@@ -74,7 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--plot", help="write a figure (.svg or .png): the sweep for several specs, layers for one")
 
     c = spec_command("bench", "measured batch-1 latency on real runtimes, taking turns in separate processes")
-    c.add_argument("--runtime", default="torch", help="comma-separated: torch, torch-compile, tflite (default: torch)")
+    c.add_argument(
+        "--runtime", default="torch", help="comma-separated: torch, torch-compile, tflite, onnx (default: torch)"
+    )
     c.add_argument("--threads", type=_count(1, 256), default=1, help="threads per runtime (default 1)")
     c.add_argument("--rounds", type=_count(1, 100_000), default=30, help="timed rounds per runtime (default 30)")
     c.add_argument("--warmup", type=_count(0, 100_000), default=5, help="untimed calls first (default 5)")

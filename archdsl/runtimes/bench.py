@@ -24,7 +24,7 @@ from ..codegen.registry import get_backend
 from ..errors import ArchError, UsageError, did_you_mean
 from ..ir.network import Network
 
-RUNTIMES = {"torch": "torch", "torch-compile": "torch", "tflite": "keras"}  # runtime -> the code it runs
+RUNTIMES = {"torch": "torch", "torch-compile": "torch", "tflite": "keras", "onnx": "onnx"}  # runtime -> its code
 _PAUSE = 0.05  # seconds between turns, for the last runtime's spinning threads to go idle
 
 

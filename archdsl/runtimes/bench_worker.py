@@ -83,6 +83,21 @@ def _tflite(request: dict[str, Any]) -> tuple[Callable[[], Any], None]:
     return interpreter.invoke, None
 
 
+def _onnx(request: dict[str, Any]) -> tuple[Callable[[], Any], None]:
+    """The generated ONNX model in ONNX Runtime (CPU), its graph optimisations all on."""
+    import onnxruntime as ort
+
+    from .runners import load_module
+
+    module = load_module(open(request["code"]).read(), "archdsl_bench")  # noqa: SIM115 - read once
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = request["threads"]
+    model = module.build_model(request["weights"]).SerializeToString()
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    feed = {"image": _input(request)}
+    return lambda: session.run(None, feed), None
+
+
 def _input(request: dict[str, Any]) -> np.ndarray:
     """The same input for every runtime: NCHW, standard normal, seed 0."""
     return np.random.default_rng(0).standard_normal((1, *request["shape"]), dtype=np.float32)
@@ -94,7 +109,8 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     request = json.loads(sys.stdin.readline())
-    call, per_block = (_tflite if request["runtime"] == "tflite" else _torch)(request)
+    load = {"tflite": _tflite, "onnx": _onnx}.get(request["runtime"], _torch)
+    call, per_block = load(request)
     for _ in range(request["warmup"]):
         call()
     print(json.dumps({"ready": True}), file=answers, flush=True)
