@@ -75,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
 
     c = spec_command("bench", "measured batch-1 latency on real runtimes, taking turns in separate processes")
     c.add_argument(
-        "--runtime", default="torch", help="comma-separated: torch, torch-compile, tflite, onnx (default: torch)"
+        "--runtime",
+        default="torch",
+        help="comma-separated: torch, torch-compile, tflite, tflite-int8, onnx, onnx-torch-export (default: torch)",
     )
     c.add_argument("--threads", type=_count(1, 256), default=1, help="threads per runtime (default 1)")
     c.add_argument("--rounds", type=_count(1, 100_000), default=30, help="timed rounds per runtime (default 30)")

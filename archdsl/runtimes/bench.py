@@ -24,7 +24,9 @@ from ..codegen.registry import get_backend
 from ..errors import ArchError, UsageError, did_you_mean
 from ..ir.network import Network
 
-RUNTIMES = {"torch": "torch", "torch-compile": "torch", "tflite": "keras", "onnx": "onnx"}  # runtime -> its code
+# runtime -> the backend whose code it runs
+RUNTIMES = {"torch": "torch", "torch-compile": "torch", "tflite": "keras", "tflite-int8": "keras", "onnx": "onnx",
+            "onnx-torch-export": "torch"}  # fmt: skip
 _PAUSE = 0.05  # seconds between turns, for the last runtime's spinning threads to go idle
 
 

@@ -69,6 +69,7 @@ def _tflite(request: dict[str, Any]) -> tuple[Callable[[], Any], None]:
 
     import tensorflow as tf
 
+    from . import quantize
     from .runners import load_module
     from .runners.tflite_runner import convert
 
@@ -76,7 +77,12 @@ def _tflite(request: dict[str, Any]) -> tuple[Callable[[], Any], None]:
         warnings.simplefilter("ignore", UserWarning)
         module = load_module(open(request["code"]).read(), "archdsl_bench")  # noqa: SIM115 - read once
         model = module.load_weights(module.build_model(), request["weights"])
-        interpreter = tf.lite.Interpreter(model_content=convert(model), num_threads=request["threads"])
+        if request["runtime"] == "tflite-int8":  # its speed, not its accuracy: calibrated on the timing input
+            sample = np.transpose(_input(request), (0, 2, 3, 1))
+            content = quantize.convert(model, "int8", [sample, -sample], "float32")
+        else:
+            content = convert(model)
+        interpreter = tf.lite.Interpreter(model_content=content, num_threads=request["threads"])
     interpreter.allocate_tensors()
     (inp,), _ = interpreter.get_input_details(), interpreter.get_output_details()
     interpreter.set_tensor(inp["index"], np.transpose(_input(request), (0, 2, 3, 1)))
@@ -84,7 +90,8 @@ def _tflite(request: dict[str, Any]) -> tuple[Callable[[], Any], None]:
 
 
 def _onnx(request: dict[str, Any]) -> tuple[Callable[[], Any], None]:
-    """The generated ONNX model in ONNX Runtime (CPU), its graph optimisations all on."""
+    """The generated ONNX model in ONNX Runtime (CPU), its graph optimisations all on; or, for
+    `onnx-torch-export`, what torch.onnx.export makes of the generated PyTorch model."""
     import onnxruntime as ort
 
     from .runners import load_module
@@ -92,10 +99,30 @@ def _onnx(request: dict[str, Any]) -> tuple[Callable[[], Any], None]:
     module = load_module(open(request["code"]).read(), "archdsl_bench")  # noqa: SIM115 - read once
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = request["threads"]
-    model = module.build_model(request["weights"]).SerializeToString()
+    if request["runtime"] == "onnx-torch-export":
+        model = _torch_export(module, request)
+    else:
+        model = module.build_model(request["weights"]).SerializeToString()
     session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     feed = {"image": _input(request)}
     return lambda: session.run(None, feed), None
+
+
+def _torch_export(module: Any, request: dict[str, Any]) -> bytes:
+    """torch.onnx.export of the model (its TorchScript exporter: the torch.export-based one needs
+    onnxscript), opset 18 as the generated ONNX."""
+    import io
+    import warnings
+
+    import torch
+
+    model = module.load_weights(module.build_model(), request["weights"]).eval()
+    out = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.from_numpy(_input(request)),), out, input_names=["image"], opset_version=18,
+                          dynamo=False)  # fmt: skip
+    return out.getvalue()
 
 
 def _input(request: dict[str, Any]) -> np.ndarray:
@@ -109,8 +136,8 @@ def main() -> None:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     request = json.loads(sys.stdin.readline())
-    load = {"tflite": _tflite, "onnx": _onnx}.get(request["runtime"], _torch)
-    call, per_block = load(request)
+    load = {"tflite": _tflite, "tflite-int8": _tflite, "onnx": _onnx, "onnx-torch-export": _onnx}
+    call, per_block = load.get(request["runtime"], _torch)(request)
     for _ in range(request["warmup"]):
         call()
     print(json.dumps({"ready": True}), file=answers, flush=True)
