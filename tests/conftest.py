@@ -78,6 +78,23 @@ network n {
 """
 
 
+# A small detector: two endpoints (16x16 and 8x8) and an SSDLite head with 4 anchors.
+DETECTOR = """\
+network n {
+  input 64x64x3
+  classes 5
+  stem conv k3 s2 c16
+  stage a out {
+    ib k3 s2 e4 c24
+  }
+  stage b out {
+    ib k3 s2 e4 c32
+  }
+  head ssdlite anchors=4
+}
+"""
+
+
 def small_net(block: str = "", head: str = "pool avg; classifier") -> str:
     """`SMALL_NET` with `block` in its stage (none: the line is left out) and `head`."""
     text = SMALL_NET.replace("HEAD", head)

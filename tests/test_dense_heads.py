@@ -20,7 +20,7 @@ from archdsl.compiler import compile_file, compile_text
 from archdsl.errors import ArchError
 from archdsl.runtimes.runners import reported_paths
 from archdsl.runtimes.verify import verify
-from conftest import REFERENCE, ROOT, SPECS, import_code
+from conftest import DETECTOR, REFERENCE, ROOT, SPECS, import_code
 
 SSD, LRASPP = SPECS / "ssdlite320_mnv3_large.arch", SPECS / "lraspp_mnv3_large.arch"
 # spec -> (reference builder, its state_dict renamed to archdsl's weight names)
@@ -137,20 +137,7 @@ def test_a_dense_network_refuses_a_training_step(capsys):
     assert "dense-prediction head (lraspp)" in err and "Traceback" not in err
 
 
-HEADLESS = """\
-network n {
-  input 64x64x3
-  classes 5
-  stem conv k3 s2 c16
-  stage a out {
-    ib k3 s2 e4 c24
-  }
-  stage b out {
-    ib k3 s2 e4 c32
-  }
-  head ssdlite anchors=4
-}
-"""
+HEADLESS = DETECTOR  # two endpoints, 16x16 and 8x8, and an SSDLite head
 
 
 @pytest.mark.parametrize("old, new, message", [

@@ -198,3 +198,14 @@ def test_endpoints_where_they_cannot_be_are_located_errors(old, new, message, at
     assert message in exc.value.message
     line = text.splitlines()[exc.value.span.line - 1]
     assert line.index(at, line.index(new.split()[0])) <= exc.value.span.col - 1
+
+
+@pytest.mark.parametrize("new, message", [
+    ("stage b_2 out", "two feature endpoints are named 'b_2'"),  # stage b's third block is b_2 too
+    ("stage image out", "the feature endpoint 'image' has the name of the model's input"),
+    ("stage logits out", "the feature endpoint 'logits' has the name of the model's input or an output"),
+], ids=["twice", "input", "output"])  # fmt: skip
+def test_endpoint_names_are_unique_and_not_the_models_own(new, message):
+    with pytest.raises(ArchError, match=message) as e:
+        compile_text(BACKBONE.replace("stage c out", new), "bb.arch")
+    assert e.value.span is not None and e.value.span.line == BACKBONE.splitlines().index("  stage c out {") + 1

@@ -21,6 +21,7 @@ from archdsl.errors import ArchError, ArchErrors
 from archdsl.language.fmt import format_module
 from archdsl.language.syntax import parse
 from archdsl.language.vocabulary import FLAGS, KWARGS, WORDS
+from conftest import DETECTOR
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -313,22 +314,6 @@ async def test_hover_option_meanings_come_from_the_vocabulary(client: LanguageCl
     for word, expected in (("dw", FLAGS["dw"][1]), ("bias", FLAGS["bias"][1]), ("act=", KWARGS["act"].meaning)):
         assert expected in (await hover(client, path, line, row.index(word) + 1) or "")
     close(client, path)
-
-
-DETECTOR = """\
-network n {
-  input 64x64x3
-  classes 5
-  stem conv k3 s2 c16
-  stage a out {
-    ib k3 s2 e4 c24
-  }
-  stage b out {
-    ib k3 s2 e4 c32
-  }
-  head ssdlite anchors=4
-}
-"""
 
 
 async def test_hover_and_completion_on_a_one_line_dense_head(client: LanguageClient, workspace: Path):

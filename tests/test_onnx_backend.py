@@ -121,3 +121,26 @@ def test_generated_onnx_imports_only_onnx(path):
     assert {m.split(".")[0] for m in top} <= {"__future__", "onnx", "numpy"}
     lazy = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} - top
     assert lazy <= {"safetensors.numpy"}  # the weight loader
+
+
+@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+def test_every_value_has_a_static_shape_and_the_file_is_ir_8(path, tmp_path):
+    """Full shape inference leaves no dimension unknown (execution providers that compile the
+    graph, NNAPI's or CoreML's, need them), and the file loads in runtimes that read IR 8."""
+
+    net = compile_file(path, resolution=(64, 64))
+    weights = tmp_path / "w.safetensors"
+    save_weights(init_weights(net, 0), weights)
+    model = load_module(get_backend("onnx").emit(net), f"static_{path.stem}").build_model(str(weights))
+    assert model.ir_version == 8
+    values = [*model.graph.value_info, *model.graph.output]
+    assert len(values) == len(model.graph.node)  # every node's output
+    unknown = [v.name for v in values if any(not d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)]
+    assert unknown == []
+
+
+def test_export_is_deterministic_byte_for_byte(tmp_path, capsys):
+    for name in ("a.onnx", "b.onnx"):
+        assert _export(SPECS / "shufflenet_v1_g3.arch", tmp_path / name, "--deploy") == 0
+    assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes()
+    capsys.readouterr()

@@ -93,7 +93,7 @@ def steps(unit: ShuffleV1Unit) -> list[Step]:
 
     out: list[Step] = [KeepShortcut(), unit.reduce]
     if unit.groups > 1:
-        out.append(ShuffleStep(f"{unit.path}.shuffle", unit.groups, unit.dw.cin))
+        out.append(ShuffleStep(f"{unit.path}.shuffle", unit.groups, unit.dw.cin, unit.dw.in_hw))
     out += [unit.dw, unit.expand]
     if unit.shortcut is not None:
         out += [Branch(unit.shortcut, "shortcut", "shortcut"),

@@ -77,7 +77,7 @@ def steps(unit: ShuffleUnit) -> list[Step]:
     else:
         out = [SplitStep(f"{unit.path}.split", half)]
     out += [unit.pw1, unit.dw, unit.pw2, ConcatStep(f"{unit.path}.concat", ("kept", "x"), 2 * half, cut=False)]
-    return [*out, ShuffleStep(f"{unit.path}.shuffle", 2, 2 * half), BlockOutput(unit.path)]
+    return [*out, ShuffleStep(f"{unit.path}.shuffle", 2, 2 * half, unit.pw2.out_hw), BlockOutput(unit.path)]
 
 
 def torch_call(unit: ShuffleUnit, t: Any) -> Any:

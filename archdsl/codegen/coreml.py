@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..ir.layers import InputNorm
-from ..ir.network import Network, Stage
+from ..ir.network import Network
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
-from .base import Backend, Header, block_comment, environment, stage_comment
+from .base import Backend, Header, environment
 from .calls import Call, Line, quoted
-from .endpoints import features, marks
-from .functional import attention_args, convs, steps
+from .endpoints import features
+from .functional import attention_args, stage_contexts, uses
 from .steps import (
     ActivationStep,
     AddShortcut,
@@ -182,30 +182,16 @@ class CoreMLBackend(Backend):
     def emit(self, net: Network) -> str:
         header = Header.of(net)
 
-        found = features(net)
-
-        def stage_ctx(stage: Stage) -> dict:
-            blocks = [
-                {"comment": block_comment(b, header.block_costs[b.path]), "lines": [ln for s in steps(b) for ln in step_lines(s)], **marks(found, b.path)}
-                for b in stage.blocks
-            ]  # fmt: skip
-            return {"comment": stage_comment(stage, header.stage_costs[stage.path]), "blocks": blocks}
-
         return (
             environment(self.name)
             .get_template("module.py.j2")
             .render(
                 header=header,
-                stages=[stage_ctx(s) for s in net.all_stages()],
-                uses_branches=any(isinstance(s, SumBranches) for b in net.blocks() for s in steps(b)),
-                uses_attention=any(isinstance(s, AttentionStep) for b in net.blocks() for s in steps(b)),
-                uses_shuffle=any(isinstance(s, ShuffleStep) for b in net.blocks() for s in steps(b)),
-                uses_blur=any(c.aa for b in net.blocks() for c in convs(b)),
-                uses_dilation=any(c.dilation != 1 for b in net.blocks() for c in convs(b)),
-                uses_rows=any(isinstance(s, ToRows) for b in net.blocks() for s in steps(b)),
+                stages=stage_contexts(net, header, step_lines),
+                uses=uses(net),
                 outputs=", ".join(f"`{name}`" for name, _ in net.outputs()),
                 dense=net.dense_head is not None,
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
-                features=found,
+                features=features(net),
             )
         )

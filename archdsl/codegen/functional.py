@@ -4,10 +4,26 @@ the attention helper every such backend defines."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from ..blocks import kind_of
-from ..ir.network import Block
+from ..ir.network import Block, Network, Stage
 from ..ir.nodes import ConvBnAct, SqueezeExcite
-from .steps import ActivationStep, AttentionStep, Branch, Step
+from .base import Header, block_comment, stage_comment
+from .calls import Line
+from .endpoints import features, marks
+from .steps import (
+    ActivationStep,
+    AttentionStep,
+    Branch,
+    ConcatStep,
+    Resize,
+    ShuffleStep,
+    SplitStep,
+    Step,
+    SumBranches,
+    ToRows,
+)
 
 
 def steps(block: Block) -> list[Step]:
@@ -43,3 +59,32 @@ def attention_args(a: AttentionStep) -> list[tuple[str, str]]:
     if a.query_stride is not None:
         args.append(("query_stride", str(a.query_stride)))
     return args
+
+
+def uses(net: Network) -> dict[str, bool]:
+    """Which of the helpers a graph-building backend (CoreML, ONNX) defines the network needs."""
+    all_steps = [s for b in net.blocks() for s in steps(b)]
+    return {
+        "branches": any(isinstance(s, SumBranches) for s in all_steps),
+        "attention": any(isinstance(s, AttentionStep) for s in all_steps),
+        "shuffle": any(isinstance(s, ShuffleStep) for s in all_steps),
+        "slice": any(isinstance(s, SplitStep) or (isinstance(s, ConcatStep) and s.cut) for s in all_steps),
+        "rows": any(isinstance(s, ToRows) for s in all_steps),
+        "resize": any(isinstance(s, Resize) for s in all_steps),
+        "blur": any(c.aa for b in net.blocks() for c in convs(b)),
+        "dilation": any(c.dilation != 1 for b in net.blocks() for c in convs(b)),
+    }
+
+
+def stage_contexts(net: Network, header: Header, step_lines: Callable[[Step], list[Line]]) -> list[dict[str, Any]]:
+    """What a graph-building backend's template lays out: each stage's comment, and each block's
+    comment, lines and endpoint marks."""
+    found = features(net)
+
+    def stage_ctx(stage: Stage) -> dict[str, Any]:
+        blocks = [{"comment": block_comment(b, header.block_costs[b.path]),
+                   "lines": [line for s in steps(b) for line in step_lines(s)], **marks(found, b.path)}
+                  for b in stage.blocks]  # fmt: skip
+        return {"comment": stage_comment(stage, header.stage_costs[stage.path]), "blocks": blocks}
+
+    return [stage_ctx(s) for s in net.all_stages()]

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..ir.layers import InputNorm
-from ..ir.network import Network, Stage
+from ..ir.network import Network
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
-from .base import Backend, Header, block_comment, environment, stage_comment
+from .base import Backend, Header, environment
 from .calls import Call, Line, quoted
-from .endpoints import features, marks
-from .functional import attention_args, convs, steps
+from .endpoints import features
+from .functional import attention_args, stage_contexts, uses
 from .model_interface import dense_outputs
 from .steps import (
     ActivationStep,
@@ -159,7 +159,7 @@ EMIT: dict[type, Callable[[Any], list[Line]]] = {
             ("", "g"),
             ("", "x"),
             ("", str(step.groups)),
-            ("", str(step.channels)),
+            ("", str((step.channels, *step.hw))),
             ("", quoted(step.path)),
         )
     ],  # fmt: skip
@@ -198,36 +198,17 @@ class OnnxBackend(Backend):
 
     def emit(self, net: Network) -> str:
         header = Header.of(net)
-        found = features(net)
-
-        def stage_ctx(stage: Stage) -> dict:
-            blocks = [
-                {"comment": block_comment(b, header.block_costs[b.path]), "lines": [ln for s in steps(b) for ln in step_lines(s)], **marks(found, b.path)}
-                for b in stage.blocks
-            ]  # fmt: skip
-            return {"comment": stage_comment(stage, header.stage_costs[stage.path]), "blocks": blocks}
-
-        all_steps = [s for b in net.blocks() for s in steps(b)]
         return (
             environment(self.name)
             .get_template("module.py.j2")
             .render(
                 header=header,
-                stages=[stage_ctx(s) for s in net.all_stages()],
+                stages=stage_contexts(net, header, step_lines),
                 opset=OPSET,
-                uses={
-                    "branches": any(isinstance(s, SumBranches) for s in all_steps),
-                    "attention": any(isinstance(s, AttentionStep) for s in all_steps),
-                    "shuffle": any(isinstance(s, ShuffleStep) for s in all_steps),
-                    "slice": any(isinstance(s, SplitStep) or (isinstance(s, ConcatStep) and s.cut) for s in all_steps),
-                    "rows": any(isinstance(s, ToRows) for s in all_steps),
-                    "resize": any(isinstance(s, Resize) for s in all_steps),
-                    "blur": any(c.aa for b in net.blocks() for c in convs(b)),
-                    "dilation": any(c.dilation != 1 for b in net.blocks() for c in convs(b)),
-                },
+                uses=uses(net),
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
                 outputs=[(name, [1, *shape]) for name, shape in net.outputs()],
                 dense=dense_outputs(net),
-                features=found,
+                features=features(net),
             )
         )

@@ -62,6 +62,7 @@ class ShuffleStep:
     path: str
     groups: int
     channels: int
+    hw: tuple[int, int]
 
 
 @dataclass(frozen=True)

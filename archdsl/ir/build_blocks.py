@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..blocks import kind_of
 from ..blocks.build import Builder
-from ..errors import ArchError
+from ..errors import ArchError, Span
 from .bounds import Totals
 from .geometry import FeatureMap
 from .network import Endpoint, Network, Stage, is_dense
@@ -18,6 +18,7 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
     x = FeatureMap(spec.in_channels, spec.input_hw)
     totals = Totals()
     endpoints: list[Endpoint] = []
+    endpoint_spans: dict[str, Span | None] = {}  # name -> where it is marked
     reduction = 1
 
     def stage(s: StageSpec, path: str, prefix: str) -> Stage:
@@ -39,6 +40,11 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
                     raise ArchError("a feature endpoint is the output of a stem or stage block",
                                     b.at("out") if b.endpoint else s.span, "mark a block of the stem or a stage `out`")  # fmt: skip
                 name = s.name if last else f"{s.name}_{j}"
+                at = b.at("out") if b.endpoint else s.span
+                if name in endpoint_spans:
+                    raise ArchError(f"two feature endpoints are named '{name}'", at,
+                                    f"rename the stage '{s.name}': an endpoint is named by its stage, or <stage>_<index>")  # fmt: skip
+                endpoint_spans[name] = at
                 endpoints.append(Endpoint.make(name=name, path=block.path, channels=x.c, hw=x.hw, reduction=reduction))
                 builder.endpoints.append(endpoints[-1])
         return Stage.make(name=s.name, path=path, blocks=tuple(blocks), span=s.span)
@@ -49,9 +55,15 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
     if not head.blocks or not (kind_of(head.blocks[-1]).flat_output or is_dense(head.blocks[-1])):
         raise ArchError("the head must end with a classifier", spec.head.span,
                         "add 'classifier' as its last block (or make the head a dense one: ssdlite, lraspp)")  # fmt: skip
-    return Network.make(
+    net = Network.make(
         name=spec.name, source=source, source_hash=spec.source_hash,
         input_shape=(spec.in_channels, *spec.input_hw), classes=spec.classes, width=spec.width.multiplier,
         depth=spec.depth.multiplier, stem=stem, stages=stages, head=head, endpoints=tuple(endpoints),
         preprocess=spec.preprocess or default_preprocess(spec.in_channels),
     )  # fmt: skip
+    taken = {"image", *(name for name, _ in net.outputs())}  # the model's input and outputs
+    for e in endpoints:
+        if e.name in taken:
+            raise ArchError(f"the feature endpoint '{e.name}' has the name of the model's input or an output",
+                            endpoint_spans[e.name], f"rename the stage: '{e.name}' is taken")  # fmt: skip
+    return net

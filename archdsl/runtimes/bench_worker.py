@@ -120,8 +120,8 @@ def _torch_export(module: Any, request: dict[str, Any]) -> bytes:
     out = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(model, (torch.from_numpy(_input(request)),), out, input_names=["image"], opset_version=18,
-                          dynamo=False)  # fmt: skip
+        torch.onnx.export(model, (torch.from_numpy(_input(request)),), out,  # type: ignore[arg-type]
+                          input_names=["image"], opset_version=18, dynamo=False)  # fmt: skip
     return out.getvalue()
 
 

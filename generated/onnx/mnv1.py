@@ -41,6 +41,7 @@ class Graph:
         self.weights = weights
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, onnx.TensorProto] = {}
+        self.values = {"image"}  # the names of the nodes' outputs, and the input's
 
     def weight(self, name: str, per_channel: bool = False) -> str:
         """The weight tensor `name` (as (1, C, 1, 1) to scale channels, with `per_channel`)."""
@@ -48,12 +49,17 @@ class Graph:
         return self.constant(name, value)
 
     def constant(self, name: str, value) -> str:
-        if name not in self.initializers:
-            dtype = np.int64 if np.asarray(value).dtype.kind == "i" else np.float32
-            self.initializers[name] = numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+        dtype = np.int64 if np.asarray(value).dtype.kind == "i" else np.float32
+        array = np.asarray(value, dtype=dtype)
+        if name in self.initializers:  # a shared constant: one value per name
+            assert np.array_equal(numpy_helper.to_array(self.initializers[name]), array), name
+        else:
+            self.initializers[name] = numpy_helper.from_array(array, name)
         return name
 
     def op(self, op_type: str, inputs: list[str], name: str, **attributes) -> str:
+        assert name not in self.values, f"two values named {name}"
+        self.values.add(name)
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attributes))
         return name
 
@@ -226,5 +232,6 @@ def _model(g: Graph, outputs: dict[str, str]) -> onnx.ModelProto:
     results = [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in outputs.values()]
     graph = helper.make_graph(g.nodes, "mnv1", [image], results, list(g.initializers.values()))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="archdsl")
+    model.ir_version = 8  # the oldest opset 18 allows: the file loads in older runtimes too
     helper.set_model_props(model, METADATA)
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)

@@ -41,6 +41,7 @@ class Graph:
         self.weights = weights
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, onnx.TensorProto] = {}
+        self.values = {"image"}  # the names of the nodes' outputs, and the input's
 
     def weight(self, name: str, per_channel: bool = False) -> str:
         """The weight tensor `name` (as (1, C, 1, 1) to scale channels, with `per_channel`)."""
@@ -48,12 +49,17 @@ class Graph:
         return self.constant(name, value)
 
     def constant(self, name: str, value) -> str:
-        if name not in self.initializers:
-            dtype = np.int64 if np.asarray(value).dtype.kind == "i" else np.float32
-            self.initializers[name] = numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+        dtype = np.int64 if np.asarray(value).dtype.kind == "i" else np.float32
+        array = np.asarray(value, dtype=dtype)
+        if name in self.initializers:  # a shared constant: one value per name
+            assert np.array_equal(numpy_helper.to_array(self.initializers[name]), array), name
+        else:
+            self.initializers[name] = numpy_helper.from_array(array, name)
         return name
 
     def op(self, op_type: str, inputs: list[str], name: str, **attributes) -> str:
+        assert name not in self.values, f"two values named {name}"
+        self.values.add(name)
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attributes))
         return name
 
@@ -168,8 +174,8 @@ def mobile_attention(
         q = g.op("AveragePool", [q], f"{name}.query_pool", kernel_shape=window, strides=window)
         if eps is not None:
             q = batch_norm(g, q, f"{name}.query_norm", eps)
-    q = g.op("Reshape", [conv_bn_act(g, q, f"{name}.query"), g.constant(f"{name}.query.shape", [1, heads, key_dim, -1])],
-             f"{name}.query.heads")  # fmt: skip
+    q = conv_bn_act(g, q, f"{name}.query")
+    q = g.op("Reshape", [q, g.constant(f"{name}.query.shape", [0, heads, key_dim, -1])], f"{name}.query.heads")
     q = g.op("Transpose", [q], f"{name}.query.t", perm=[0, 1, 3, 2])
     q = g.op("Mul", [q, g.constant(f"{name}.scale", float(key_dim) ** -0.5)], f"{name}.query.scaled")
     k = v = x
@@ -178,14 +184,14 @@ def mobile_attention(
         down = dict(stride=kv_stride, padding=kv_padding, groups=channels, bias=kv_bias, eps=None if kv_bias else eps)
         k = conv_bn_act(g, x, f"{name}.key_down", **down)
         v = conv_bn_act(g, x, f"{name}.value_down", **down)
-    k = g.op("Reshape", [conv_bn_act(g, k, f"{name}.key"), g.constant(f"{name}.key.shape", [1, kv_heads, key_dim, -1])],
-             f"{name}.key.heads")  # fmt: skip
-    v = g.op("Reshape", [conv_bn_act(g, v, f"{name}.value"), g.constant(f"{name}.value.shape", [1, kv_heads, value_dim, -1])],
-             f"{name}.value.heads")  # fmt: skip
+    k = conv_bn_act(g, k, f"{name}.key")
+    k = g.op("Reshape", [k, g.constant(f"{name}.key.shape", [0, kv_heads, key_dim, -1])], f"{name}.key.heads")
+    v = conv_bn_act(g, v, f"{name}.value")
+    v = g.op("Reshape", [v, g.constant(f"{name}.value.shape", [0, kv_heads, value_dim, -1])], f"{name}.value.heads")
     v = g.op("Transpose", [v], f"{name}.value.t", perm=[0, 1, 3, 2])
     attn = g.op("Softmax", [g.op("MatMul", [q, k], f"{name}.scores")], f"{name}.softmax", axis=-1)
     x = g.op("Transpose", [g.op("MatMul", [attn, v], f"{name}.attend")], f"{name}.attend.t", perm=[0, 1, 3, 2])
-    x = g.op("Reshape", [x, g.constant(f"{name}.merge.shape", [1, heads * value_dim, *query_hw])], f"{name}.merge")
+    x = g.op("Reshape", [x, g.constant(f"{name}.merge.shape", [0, heads * value_dim, *query_hw])], f"{name}.merge")
     if query_stride > 1:
         x = resize(g, x, (query_hw[0] * query_stride, query_hw[1] * query_stride), f"{name}.upsample")
     return conv_bn_act(g, x, f"{name}.output")
@@ -631,5 +637,6 @@ def _model(g: Graph, outputs: dict[str, str]) -> onnx.ModelProto:
     results = [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in outputs.values()]
     graph = helper.make_graph(g.nodes, "mnv4_hybrid_m_075", [image], results, list(g.initializers.values()))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="archdsl")
+    model.ir_version = 8  # the oldest opset 18 allows: the file loads in older runtimes too
     helper.set_model_props(model, METADATA)
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)

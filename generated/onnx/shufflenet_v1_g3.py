@@ -39,6 +39,7 @@ class Graph:
         self.weights = weights
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, onnx.TensorProto] = {}
+        self.values = {"image"}  # the names of the nodes' outputs, and the input's
 
     def weight(self, name: str, per_channel: bool = False) -> str:
         """The weight tensor `name` (as (1, C, 1, 1) to scale channels, with `per_channel`)."""
@@ -46,12 +47,17 @@ class Graph:
         return self.constant(name, value)
 
     def constant(self, name: str, value) -> str:
-        if name not in self.initializers:
-            dtype = np.int64 if np.asarray(value).dtype.kind == "i" else np.float32
-            self.initializers[name] = numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+        dtype = np.int64 if np.asarray(value).dtype.kind == "i" else np.float32
+        array = np.asarray(value, dtype=dtype)
+        if name in self.initializers:  # a shared constant: one value per name
+            assert np.array_equal(numpy_helper.to_array(self.initializers[name]), array), name
+        else:
+            self.initializers[name] = numpy_helper.from_array(array, name)
         return name
 
     def op(self, op_type: str, inputs: list[str], name: str, **attributes) -> str:
+        assert name not in self.values, f"two values named {name}"
+        self.values.add(name)
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attributes))
         return name
 
@@ -133,11 +139,13 @@ def squeeze_excite(g: Graph, x: str, name: str, act: str, gate: str) -> str:
     return g.op("Mul", [x, activation(g, s, gate, f"{name}.gate")], f"{name}.scale")
 
 
-def channel_shuffle(g: Graph, x: str, groups: int, channels: int, name: str) -> str:
-    """Interleave `groups` groups of `channels`: (groups, C / groups) -> (C / groups, groups)."""
-    split = g.op("Reshape", [x, g.constant(f"{name}.grouped", [0, groups, channels // groups, -1])], f"{name}.groups")
+def channel_shuffle(g: Graph, x: str, groups: int, shape: tuple[int, int, int], name: str) -> str:
+    """Interleave `groups` groups of the channels of x (C, H, W `shape`): (groups, C / groups) ->
+    (C / groups, groups)."""
+    c, h, w = shape
+    split = g.op("Reshape", [x, g.constant(f"{name}.grouped", [0, groups, c // groups, h * w])], f"{name}.groups")
     t = g.op("Transpose", [split], f"{name}.t", perm=[0, 2, 1, 3])
-    return g.op("Reshape", [t, g.op("Shape", [x], f"{name}.shape")], name)
+    return g.op("Reshape", [t, g.constant(f"{name}.shape", [0, c, h, w])], name)
 
 
 def build_model(weights_path: str) -> onnx.ModelProto:
@@ -159,7 +167,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.0.blocks.0 shuffle_v1: 24x56x56 -> 240x28x28 | 6,972 params, 8,326,080 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.0.blocks.0.reduce", eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 60, "stages.0.blocks.0.shuffle")
+    x = channel_shuffle(g, x, 3, (60, 56, 56), "stages.0.blocks.0.shuffle")
     x = conv_bn_act(g, x, "stages.0.blocks.0.dw", stride=2, padding=(1, 1, 1, 1), groups=60, eps=1e-05)
     x = conv_bn_act(g, x, "stages.0.blocks.0.expand", groups=3, eps=1e-05)
     shortcut = g.op(
@@ -177,7 +185,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.0.blocks.1 shuffle_v1: 240x28x28 -> 240x28x28 | 10,860 params, 7,949,760 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.0.blocks.1.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 60, "stages.0.blocks.1.shuffle")
+    x = channel_shuffle(g, x, 3, (60, 28, 28), "stages.0.blocks.1.shuffle")
     x = conv_bn_act(g, x, "stages.0.blocks.1.dw", padding=(1, 1, 1, 1), groups=60, eps=1e-05)
     x = conv_bn_act(g, x, "stages.0.blocks.1.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.0.blocks.1.add")
@@ -186,7 +194,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.0.blocks.2 shuffle_v1: 240x28x28 -> 240x28x28 | 10,860 params, 7,949,760 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.0.blocks.2.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 60, "stages.0.blocks.2.shuffle")
+    x = channel_shuffle(g, x, 3, (60, 28, 28), "stages.0.blocks.2.shuffle")
     x = conv_bn_act(g, x, "stages.0.blocks.2.dw", padding=(1, 1, 1, 1), groups=60, eps=1e-05)
     x = conv_bn_act(g, x, "stages.0.blocks.2.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.0.blocks.2.add")
@@ -195,7 +203,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.0.blocks.3 shuffle_v1: 240x28x28 -> 240x28x28 | 10,860 params, 7,949,760 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.0.blocks.3.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 60, "stages.0.blocks.3.shuffle")
+    x = channel_shuffle(g, x, 3, (60, 28, 28), "stages.0.blocks.3.shuffle")
     x = conv_bn_act(g, x, "stages.0.blocks.3.dw", padding=(1, 1, 1, 1), groups=60, eps=1e-05)
     x = conv_bn_act(g, x, "stages.0.blocks.3.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.0.blocks.3.add")
@@ -206,7 +214,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.1.blocks.0 shuffle_v1: 240x28x28 -> 480x14x14 | 21,240 params, 9,619,680 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.1.blocks.0.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 120, "stages.1.blocks.0.shuffle")
+    x = channel_shuffle(g, x, 3, (120, 28, 28), "stages.1.blocks.0.shuffle")
     x = conv_bn_act(g, x, "stages.1.blocks.0.dw", stride=2, padding=(1, 1, 1, 1), groups=120, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.0.expand", groups=3, eps=1e-05)
     shortcut = g.op(
@@ -224,7 +232,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.1.blocks.1 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.1.blocks.1.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 120, "stages.1.blocks.1.shuffle")
+    x = channel_shuffle(g, x, 3, (120, 14, 14), "stages.1.blocks.1.shuffle")
     x = conv_bn_act(g, x, "stages.1.blocks.1.dw", padding=(1, 1, 1, 1), groups=120, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.1.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.1.blocks.1.add")
@@ -233,7 +241,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.1.blocks.2 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.1.blocks.2.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 120, "stages.1.blocks.2.shuffle")
+    x = channel_shuffle(g, x, 3, (120, 14, 14), "stages.1.blocks.2.shuffle")
     x = conv_bn_act(g, x, "stages.1.blocks.2.dw", padding=(1, 1, 1, 1), groups=120, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.2.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.1.blocks.2.add")
@@ -242,7 +250,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.1.blocks.3 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.1.blocks.3.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 120, "stages.1.blocks.3.shuffle")
+    x = channel_shuffle(g, x, 3, (120, 14, 14), "stages.1.blocks.3.shuffle")
     x = conv_bn_act(g, x, "stages.1.blocks.3.dw", padding=(1, 1, 1, 1), groups=120, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.3.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.1.blocks.3.add")
@@ -251,7 +259,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.1.blocks.4 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.1.blocks.4.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 120, "stages.1.blocks.4.shuffle")
+    x = channel_shuffle(g, x, 3, (120, 14, 14), "stages.1.blocks.4.shuffle")
     x = conv_bn_act(g, x, "stages.1.blocks.4.dw", padding=(1, 1, 1, 1), groups=120, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.4.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.1.blocks.4.add")
@@ -260,7 +268,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.1.blocks.5 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.1.blocks.5.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 120, "stages.1.blocks.5.shuffle")
+    x = channel_shuffle(g, x, 3, (120, 14, 14), "stages.1.blocks.5.shuffle")
     x = conv_bn_act(g, x, "stages.1.blocks.5.dw", padding=(1, 1, 1, 1), groups=120, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.5.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.1.blocks.5.add")
@@ -269,7 +277,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.1.blocks.6 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.1.blocks.6.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 120, "stages.1.blocks.6.shuffle")
+    x = channel_shuffle(g, x, 3, (120, 14, 14), "stages.1.blocks.6.shuffle")
     x = conv_bn_act(g, x, "stages.1.blocks.6.dw", padding=(1, 1, 1, 1), groups=120, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.6.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.1.blocks.6.add")
@@ -278,7 +286,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.1.blocks.7 shuffle_v1: 480x14x14 -> 480x14x14 | 40,920 params, 7,738,080 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.1.blocks.7.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 120, "stages.1.blocks.7.shuffle")
+    x = channel_shuffle(g, x, 3, (120, 14, 14), "stages.1.blocks.7.shuffle")
     x = conv_bn_act(g, x, "stages.1.blocks.7.dw", padding=(1, 1, 1, 1), groups=120, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.7.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.1.blocks.7.add")
@@ -289,7 +297,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.2.blocks.0 shuffle_v1: 480x14x14 -> 960x7x7 | 80,880 params, 9,513,840 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.2.blocks.0.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 240, "stages.2.blocks.0.shuffle")
+    x = channel_shuffle(g, x, 3, (240, 14, 14), "stages.2.blocks.0.shuffle")
     x = conv_bn_act(g, x, "stages.2.blocks.0.dw", stride=2, padding=(1, 1, 1, 1), groups=240, eps=1e-05)
     x = conv_bn_act(g, x, "stages.2.blocks.0.expand", groups=3, eps=1e-05)
     shortcut = g.op(
@@ -307,7 +315,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.2.blocks.1 shuffle_v1: 960x7x7 -> 960x7x7 | 158,640 params, 7,632,240 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.2.blocks.1.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 240, "stages.2.blocks.1.shuffle")
+    x = channel_shuffle(g, x, 3, (240, 7, 7), "stages.2.blocks.1.shuffle")
     x = conv_bn_act(g, x, "stages.2.blocks.1.dw", padding=(1, 1, 1, 1), groups=240, eps=1e-05)
     x = conv_bn_act(g, x, "stages.2.blocks.1.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.2.blocks.1.add")
@@ -316,7 +324,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.2.blocks.2 shuffle_v1: 960x7x7 -> 960x7x7 | 158,640 params, 7,632,240 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.2.blocks.2.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 240, "stages.2.blocks.2.shuffle")
+    x = channel_shuffle(g, x, 3, (240, 7, 7), "stages.2.blocks.2.shuffle")
     x = conv_bn_act(g, x, "stages.2.blocks.2.dw", padding=(1, 1, 1, 1), groups=240, eps=1e-05)
     x = conv_bn_act(g, x, "stages.2.blocks.2.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.2.blocks.2.add")
@@ -325,7 +333,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     # stages.2.blocks.3 shuffle_v1: 960x7x7 -> 960x7x7 | 158,640 params, 7,632,240 MACs
     shortcut = x
     x = conv_bn_act(g, x, "stages.2.blocks.3.reduce", groups=3, eps=1e-05, act="relu")
-    x = channel_shuffle(g, x, 3, 240, "stages.2.blocks.3.shuffle")
+    x = channel_shuffle(g, x, 3, (240, 7, 7), "stages.2.blocks.3.shuffle")
     x = conv_bn_act(g, x, "stages.2.blocks.3.dw", padding=(1, 1, 1, 1), groups=240, eps=1e-05)
     x = conv_bn_act(g, x, "stages.2.blocks.3.expand", groups=3, eps=1e-05)
     x = g.op("Add", [shortcut, x], "stages.2.blocks.3.add")
@@ -349,5 +357,6 @@ def _model(g: Graph, outputs: dict[str, str]) -> onnx.ModelProto:
     results = [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in outputs.values()]
     graph = helper.make_graph(g.nodes, "shufflenet_v1_g3", [image], results, list(g.initializers.values()))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="archdsl")
+    model.ir_version = 8  # the oldest opset 18 allows: the file loads in older runtimes too
     helper.set_model_props(model, METADATA)
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)

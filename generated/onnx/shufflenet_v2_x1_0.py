@@ -40,6 +40,7 @@ class Graph:
         self.weights = weights
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: dict[str, onnx.TensorProto] = {}
+        self.values = {"image"}  # the names of the nodes' outputs, and the input's
 
     def weight(self, name: str, per_channel: bool = False) -> str:
         """The weight tensor `name` (as (1, C, 1, 1) to scale channels, with `per_channel`)."""
@@ -47,12 +48,17 @@ class Graph:
         return self.constant(name, value)
 
     def constant(self, name: str, value) -> str:
-        if name not in self.initializers:
-            dtype = np.int64 if np.asarray(value).dtype.kind == "i" else np.float32
-            self.initializers[name] = numpy_helper.from_array(np.asarray(value, dtype=dtype), name)
+        dtype = np.int64 if np.asarray(value).dtype.kind == "i" else np.float32
+        array = np.asarray(value, dtype=dtype)
+        if name in self.initializers:  # a shared constant: one value per name
+            assert np.array_equal(numpy_helper.to_array(self.initializers[name]), array), name
+        else:
+            self.initializers[name] = numpy_helper.from_array(array, name)
         return name
 
     def op(self, op_type: str, inputs: list[str], name: str, **attributes) -> str:
+        assert name not in self.values, f"two values named {name}"
+        self.values.add(name)
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attributes))
         return name
 
@@ -140,11 +146,13 @@ def channels(g: Graph, x: str, start: int, stop: int, name: str) -> str:
     return g.op("Slice", [x, *bounds], name)
 
 
-def channel_shuffle(g: Graph, x: str, groups: int, channels: int, name: str) -> str:
-    """Interleave `groups` groups of `channels`: (groups, C / groups) -> (C / groups, groups)."""
-    split = g.op("Reshape", [x, g.constant(f"{name}.grouped", [0, groups, channels // groups, -1])], f"{name}.groups")
+def channel_shuffle(g: Graph, x: str, groups: int, shape: tuple[int, int, int], name: str) -> str:
+    """Interleave `groups` groups of the channels of x (C, H, W `shape`): (groups, C / groups) ->
+    (C / groups, groups)."""
+    c, h, w = shape
+    split = g.op("Reshape", [x, g.constant(f"{name}.grouped", [0, groups, c // groups, h * w])], f"{name}.groups")
     t = g.op("Transpose", [split], f"{name}.t", perm=[0, 2, 1, 3])
-    return g.op("Reshape", [t, g.op("Shape", [x], f"{name}.shape")], name)
+    return g.op("Reshape", [t, g.constant(f"{name}.shape", [0, c, h, w])], name)
 
 
 def build_model(weights_path: str) -> onnx.ModelProto:
@@ -170,7 +178,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.0.blocks.0.dw", stride=2, padding=(1, 1, 1, 1), groups=58, eps=1e-05)
     x = conv_bn_act(g, x, "stages.0.blocks.0.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.0.blocks.0.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 116, "stages.0.blocks.0.shuffle")
+    x = channel_shuffle(g, x, 2, (116, 28, 28), "stages.0.blocks.0.shuffle")
     x = g.op("Identity", [x], "stages.0.blocks.0")
     # stages.0.blocks.1 shuffle_v2: 116x28x28 -> 116x28x28 | 7,598 params, 5,684,000 MACs
     kept = channels(g, x, 0, 58, "stages.0.blocks.1.split.kept")
@@ -179,7 +187,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.0.blocks.1.dw", padding=(1, 1, 1, 1), groups=58, eps=1e-05)
     x = conv_bn_act(g, x, "stages.0.blocks.1.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.0.blocks.1.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 116, "stages.0.blocks.1.shuffle")
+    x = channel_shuffle(g, x, 2, (116, 28, 28), "stages.0.blocks.1.shuffle")
     x = g.op("Identity", [x], "stages.0.blocks.1")
     # stages.0.blocks.2 shuffle_v2: 116x28x28 -> 116x28x28 | 7,598 params, 5,684,000 MACs
     kept = channels(g, x, 0, 58, "stages.0.blocks.2.split.kept")
@@ -188,7 +196,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.0.blocks.2.dw", padding=(1, 1, 1, 1), groups=58, eps=1e-05)
     x = conv_bn_act(g, x, "stages.0.blocks.2.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.0.blocks.2.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 116, "stages.0.blocks.2.shuffle")
+    x = channel_shuffle(g, x, 2, (116, 28, 28), "stages.0.blocks.2.shuffle")
     x = g.op("Identity", [x], "stages.0.blocks.2")
     # stages.0.blocks.3 shuffle_v2: 116x28x28 -> 116x28x28 | 7,598 params, 5,684,000 MACs
     kept = channels(g, x, 0, 58, "stages.0.blocks.3.split.kept")
@@ -197,7 +205,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.0.blocks.3.dw", padding=(1, 1, 1, 1), groups=58, eps=1e-05)
     x = conv_bn_act(g, x, "stages.0.blocks.3.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.0.blocks.3.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 116, "stages.0.blocks.3.shuffle")
+    x = channel_shuffle(g, x, 2, (116, 28, 28), "stages.0.blocks.3.shuffle")
     x = g.op("Identity", [x], "stages.0.blocks.3")
 
     # stages.1 (s3): 8 blocks | 244,180 params, 54,589,136 MACs
@@ -208,7 +216,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.1.blocks.0.dw", stride=2, padding=(1, 1, 1, 1), groups=116, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.0.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.1.blocks.0.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 232, "stages.1.blocks.0.shuffle")
+    x = channel_shuffle(g, x, 2, (232, 14, 14), "stages.1.blocks.0.shuffle")
     x = g.op("Identity", [x], "stages.1.blocks.0")
     # stages.1.blocks.1 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
     kept = channels(g, x, 0, 116, "stages.1.blocks.1.split.kept")
@@ -217,7 +225,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.1.blocks.1.dw", padding=(1, 1, 1, 1), groups=116, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.1.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.1.blocks.1.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 232, "stages.1.blocks.1.shuffle")
+    x = channel_shuffle(g, x, 2, (232, 14, 14), "stages.1.blocks.1.shuffle")
     x = g.op("Identity", [x], "stages.1.blocks.1")
     # stages.1.blocks.2 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
     kept = channels(g, x, 0, 116, "stages.1.blocks.2.split.kept")
@@ -226,7 +234,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.1.blocks.2.dw", padding=(1, 1, 1, 1), groups=116, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.2.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.1.blocks.2.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 232, "stages.1.blocks.2.shuffle")
+    x = channel_shuffle(g, x, 2, (232, 14, 14), "stages.1.blocks.2.shuffle")
     x = g.op("Identity", [x], "stages.1.blocks.2")
     # stages.1.blocks.3 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
     kept = channels(g, x, 0, 116, "stages.1.blocks.3.split.kept")
@@ -235,7 +243,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.1.blocks.3.dw", padding=(1, 1, 1, 1), groups=116, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.3.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.1.blocks.3.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 232, "stages.1.blocks.3.shuffle")
+    x = channel_shuffle(g, x, 2, (232, 14, 14), "stages.1.blocks.3.shuffle")
     x = g.op("Identity", [x], "stages.1.blocks.3")
     # stages.1.blocks.4 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
     kept = channels(g, x, 0, 116, "stages.1.blocks.4.split.kept")
@@ -244,7 +252,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.1.blocks.4.dw", padding=(1, 1, 1, 1), groups=116, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.4.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.1.blocks.4.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 232, "stages.1.blocks.4.shuffle")
+    x = channel_shuffle(g, x, 2, (232, 14, 14), "stages.1.blocks.4.shuffle")
     x = g.op("Identity", [x], "stages.1.blocks.4")
     # stages.1.blocks.5 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
     kept = channels(g, x, 0, 116, "stages.1.blocks.5.split.kept")
@@ -253,7 +261,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.1.blocks.5.dw", padding=(1, 1, 1, 1), groups=116, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.5.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.1.blocks.5.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 232, "stages.1.blocks.5.shuffle")
+    x = channel_shuffle(g, x, 2, (232, 14, 14), "stages.1.blocks.5.shuffle")
     x = g.op("Identity", [x], "stages.1.blocks.5")
     # stages.1.blocks.6 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
     kept = channels(g, x, 0, 116, "stages.1.blocks.6.split.kept")
@@ -262,7 +270,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.1.blocks.6.dw", padding=(1, 1, 1, 1), groups=116, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.6.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.1.blocks.6.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 232, "stages.1.blocks.6.shuffle")
+    x = channel_shuffle(g, x, 2, (232, 14, 14), "stages.1.blocks.6.shuffle")
     x = g.op("Identity", [x], "stages.1.blocks.6")
     # stages.1.blocks.7 shuffle_v2: 232x14x14 -> 232x14x14 | 28,652 params, 5,479,376 MACs
     kept = channels(g, x, 0, 116, "stages.1.blocks.7.split.kept")
@@ -271,7 +279,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.1.blocks.7.dw", padding=(1, 1, 1, 1), groups=116, eps=1e-05)
     x = conv_bn_act(g, x, "stages.1.blocks.7.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.1.blocks.7.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 232, "stages.1.blocks.7.shuffle")
+    x = channel_shuffle(g, x, 2, (232, 14, 14), "stages.1.blocks.7.shuffle")
     x = g.op("Identity", [x], "stages.1.blocks.7")
 
     # stages.2 (s4): 4 blocks | 501,352 params, 32,160,072 MACs
@@ -282,7 +290,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.2.blocks.0.dw", stride=2, padding=(1, 1, 1, 1), groups=232, eps=1e-05)
     x = conv_bn_act(g, x, "stages.2.blocks.0.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.2.blocks.0.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 464, "stages.2.blocks.0.shuffle")
+    x = channel_shuffle(g, x, 2, (464, 7, 7), "stages.2.blocks.0.shuffle")
     x = g.op("Identity", [x], "stages.2.blocks.0")
     # stages.2.blocks.1 shuffle_v2: 464x7x7 -> 464x7x7 | 111,128 params, 5,377,064 MACs
     kept = channels(g, x, 0, 232, "stages.2.blocks.1.split.kept")
@@ -291,7 +299,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.2.blocks.1.dw", padding=(1, 1, 1, 1), groups=232, eps=1e-05)
     x = conv_bn_act(g, x, "stages.2.blocks.1.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.2.blocks.1.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 464, "stages.2.blocks.1.shuffle")
+    x = channel_shuffle(g, x, 2, (464, 7, 7), "stages.2.blocks.1.shuffle")
     x = g.op("Identity", [x], "stages.2.blocks.1")
     # stages.2.blocks.2 shuffle_v2: 464x7x7 -> 464x7x7 | 111,128 params, 5,377,064 MACs
     kept = channels(g, x, 0, 232, "stages.2.blocks.2.split.kept")
@@ -300,7 +308,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.2.blocks.2.dw", padding=(1, 1, 1, 1), groups=232, eps=1e-05)
     x = conv_bn_act(g, x, "stages.2.blocks.2.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.2.blocks.2.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 464, "stages.2.blocks.2.shuffle")
+    x = channel_shuffle(g, x, 2, (464, 7, 7), "stages.2.blocks.2.shuffle")
     x = g.op("Identity", [x], "stages.2.blocks.2")
     # stages.2.blocks.3 shuffle_v2: 464x7x7 -> 464x7x7 | 111,128 params, 5,377,064 MACs
     kept = channels(g, x, 0, 232, "stages.2.blocks.3.split.kept")
@@ -309,7 +317,7 @@ def build_model(weights_path: str) -> onnx.ModelProto:
     x = conv_bn_act(g, x, "stages.2.blocks.3.dw", padding=(1, 1, 1, 1), groups=232, eps=1e-05)
     x = conv_bn_act(g, x, "stages.2.blocks.3.pw2", eps=1e-05, act="relu")
     x = g.op("Concat", [kept, x], "stages.2.blocks.3.concat", axis=1)
-    x = channel_shuffle(g, x, 2, 464, "stages.2.blocks.3.shuffle")
+    x = channel_shuffle(g, x, 2, (464, 7, 7), "stages.2.blocks.3.shuffle")
     x = g.op("Identity", [x], "stages.2.blocks.3")
 
     # stages.3 (s5): 1 block | 477,184 params, 23,281,664 MACs
@@ -334,5 +342,6 @@ def _model(g: Graph, outputs: dict[str, str]) -> onnx.ModelProto:
     results = [helper.make_tensor_value_info(v, TensorProto.FLOAT, None) for v in outputs.values()]
     graph = helper.make_graph(g.nodes, "shufflenet_v2_x1_0", [image], results, list(g.initializers.values()))
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="archdsl")
+    model.ir_version = 8  # the oldest opset 18 allows: the file loads in older runtimes too
     helper.set_model_props(model, METADATA)
     return onnx.shape_inference.infer_shapes(model, strict_mode=True)

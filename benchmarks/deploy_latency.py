@@ -1,0 +1,82 @@
+"""Deployment latency at batch 1 on this CPU: TFLite float32, TFLite int8 and the generated ONNX
+in ONNX Runtime, beside `torch.onnx.export` of the generated PyTorch model in ONNX Runtime. Each
+runtime runs in a process of its own and they take turns round by round (`archdsl bench`): their
+thread pools spin after a call, and inside one process they slow each other down. Each latency
+is also given as a fraction of this CPU's sgemm peak (MACs / latency / peak MAC rate, the peak
+measured here with PyTorch's float32 matmul on the same threads).
+
+Goals (issue 14): TFLite int8 / TFLite float32 <= 0.6; generated ONNX / torch.onnx.export <= 1.0.
+
+    python benchmarks/deploy_latency.py [--specs mnv4_conv_s,mnv3_large] [--threads 2] [--rounds 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from archdsl.analysis.cost import network_cost  # noqa: E402
+from archdsl.compiler import compile_file  # noqa: E402
+from archdsl.runtimes.bench import bench  # noqa: E402
+from archdsl.runtimes.weights import init_weights, save_weights  # noqa: E402
+
+RUNTIMES = ["tflite", "tflite-int8", "onnx", "onnx-torch-export"]
+
+# sgemm peak in a process of its own, on `threads` threads: the best of several 2048^3 matmuls.
+_PEAK = """
+import sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+best = float("inf")
+for i in range(13):  # 3 to warm up
+    start = time.perf_counter()
+    a @ b
+    best = min(best, time.perf_counter() - start) if i >= 3 else best
+print(2048**3 / best)
+"""
+
+
+def sgemm_peak(threads: int) -> float:
+    """Multiply-accumulates per second of a large float32 matmul on `threads` threads."""
+    done = subprocess.run([sys.executable, "-c", _PEAK, str(threads)], capture_output=True, text=True, check=True)
+    return float(done.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--specs", default="mnv4_conv_s,mnv3_large")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--calls", type=int, default=5, help="back-to-back calls per round (their median)")
+    args = parser.parse_args()
+    peak = sgemm_peak(args.threads)
+    print(f"sgemm peak on {args.threads} thread(s): {peak / 1e9:.1f} GMAC/s (PyTorch float32 matmul, 2048^3)")
+    print(f"{'spec':<14}{'runtime':<20}{'median ms':>10}{'of peak':>9}")
+    ratios = []
+    for name in args.specs.split(","):
+        net = compile_file(ROOT / "specs" / f"{name}.arch", deploy=True)
+        macs = network_cost(net).macs
+        with tempfile.TemporaryDirectory() as tmp:
+            weights = str(Path(tmp) / "w.safetensors")
+            save_weights(init_weights(net, 0), weights)
+            timings = {t.runtime: t.median for t in bench(net, weights, RUNTIMES, args.threads, args.rounds, 5,
+                                                          False, calls=args.calls)}  # fmt: skip
+        for runtime, seconds in timings.items():
+            print(f"{name:<14}{runtime:<20}{seconds * 1e3:>10.2f}{macs / seconds / peak:>9.1%}")
+        ratios.append(
+            (name, timings["tflite-int8"] / timings["tflite"], timings["onnx"] / timings["onnx-torch-export"])
+        )
+    print(f"\n{'spec':<14}{'int8 / float32 (TFLite)':>26}{'generated / torch.onnx.export':>32}")
+    for name, int8, onnx in ratios:
+        print(f"{name:<14}{int8:>26.2f}{onnx:>32.2f}")
+    print("goals: <= 0.6 and <= 1.0")
+
+
+if __name__ == "__main__":
+    main()
