@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from archdsl.cli.main import main
 from conftest import ROOT
 
 SPEC = str(ROOT / "specs" / "mnv3_small.arch")
@@ -70,3 +71,23 @@ def test_a_closed_stdout_does_not_stop_a_command_that_writes_a_file(tmp_path):
 def test_the_cost_table_ends_with_a_newline():
     result = subprocess.run([sys.executable, "-m", "archdsl", "cost", SPEC], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.endswith(" MACs\n")
+
+
+@pytest.mark.parametrize("argv, missing, extra", [
+    (["verify", "specs/mnv1.arch", "--backends", "torch,onnx"], "onnxruntime", "onnx"),
+    (["export", "specs/mnv1.arch", "--backend", "coreml", "--random-weights", "-o", "m.mlpackage"], "coremltools", "coreml"),
+    (["bench", "specs/mnv1.arch", "--runtime", "tflite"], "tensorflow", "keras"),
+    (["roofline", "specs/mnv1.arch", "--plot", "r.svg"], "matplotlib", "plot"),
+], ids=["verify", "export", "bench", "plot"])  # fmt: skip
+def test_a_missing_extra_is_named_before_anything_runs(argv, missing, extra, monkeypatch, capsys, tmp_path):
+    """Without the package a command needs, it exits 2 naming the pip extra, and writes nothing."""
+    import archdsl.extras
+
+    real = archdsl.extras.find_spec
+    monkeypatch.setattr(archdsl.extras, "find_spec", lambda name: None if name == missing else real(name))
+    monkeypatch.chdir(ROOT)
+    argv = [str(tmp_path / a) if a.endswith((".mlpackage", ".svg")) else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"needs {missing}, which is not installed" in err and f"pip install 'archdsl[{extra}]'" in err
+    assert list(tmp_path.iterdir()) == []

@@ -17,6 +17,15 @@ def test_wheel_installs_and_compiles_outside_the_checkout(tmp_path):
     (wheel,) = dist.glob("archdsl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "archdsl/grammars/archdsl.lark" in names and "archdsl/templates/torch/module.py.j2" in names
+    assert "archdsl/templates/onnx/module.py.j2" in names and "archdsl/py.typed" in names
+    (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    meta = zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
+    assert "License-Expression: Apache-2.0" in meta and "License-File: LICENSE" in meta  # PEP 639
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
+    requires = [line.removeprefix("Requires-Dist: ") for line in meta if line.startswith("Requires-Dist: ")]
+    assert "tensorflow-cpu>=2.16; (sys_platform != 'darwin') and extra == 'keras'" in requires
+    assert "tensorflow>=2.16; (sys_platform == 'darwin') and extra == 'keras'" in requires
+    assert not any(r.startswith("pytest") and "extra == 'all'" in r for r in requires)  # test tools: `dev` only
 
     env = tmp_path / "env"
     venv.create(env, with_pip=True)

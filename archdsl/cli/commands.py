@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 from ..atomic import check_output, write_atomic
 from ..compiler import compile_file
 from ..errors import ArchError, UsageError, did_you_mean
+from ..extras import RUNTIME_MODULES, require
 
 
 def _inputs(spec: str, root: Path | None) -> list[Path]:
@@ -86,6 +87,7 @@ def calibrate_cmd(specs: list[str], output: str, runtime: str, threads: int, rou
 
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown runtime '{runtime}'", None, did_you_mean(runtime, RUNTIMES))
+    require(RUNTIME_MODULES[runtime], f"calibrating on {runtime}")
     if output == "-":  # the profile is read back to resume: it must be a file
         raise UsageError("calibrate writes a profile it resumes from: -o needs a file", hint="-o profile.json")
     path = check_output(output, [p for s in specs for p in _inputs(s, root)])
@@ -129,6 +131,7 @@ def roofline_cmd(specs: list[str], hardware: str | None, profile: str | None, pe
         check_output(plot, [p for s in specs for p in _inputs(s, root)])
         if not plot.endswith((".svg", ".png")):
             raise UsageError(f"cannot tell the plot format of {plot!r}", hint="name a .svg or .png file")
+        require(("matplotlib",), "a roofline plot")
     if profile is not None:
         hw = hw_profiles.load_profile(profile)
     elif peaks is not None:

@@ -22,6 +22,7 @@ from typing import Any
 from ..analysis.report import aligned
 from ..codegen.registry import get_backend
 from ..errors import ArchError, UsageError, did_you_mean
+from ..extras import RUNTIME_MODULES, require
 from ..ir.network import Network
 
 # runtime -> the backend whose code it runs
@@ -55,6 +56,8 @@ def parse_runtimes(text: str) -> list[str]:
             raise UsageError(f"unknown runtime '{r}'", None, did_you_mean(r, RUNTIMES))
     if not chosen or len(set(chosen)) != len(chosen):
         raise UsageError(f"name each runtime once, e.g. torch,tflite (got {text!r})", None)
+    for r in chosen:
+        require(RUNTIME_MODULES[r], f"the {r} runtime")
     return chosen
 
 
@@ -118,7 +121,7 @@ def _answer(worker: subprocess.Popen[str], runtime: str) -> dict[str, Any]:
         assert worker.stderr is not None
         last = (worker.stderr.read().strip().splitlines() or ["(no output)"])[-1]
         raise ArchError(
-            f"the {runtime} runtime failed: {last}", hint="is its framework installed? pip install 'archdsl[all]'"
+            f"the {runtime} runtime failed: {last}", hint="run `archdsl verify` on the spec to see whether the code runs"
         )
     return json.loads(line)  # type: ignore[no-any-return]
 

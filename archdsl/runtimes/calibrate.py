@@ -186,7 +186,7 @@ class _Worker:
         line = self.process.stdout.readline()
         if not line:
             raise ArchError(f"the TFLite runtime failed: {self._last_words()}",
-                            hint="is TensorFlow installed? pip install 'archdsl[all]'")  # fmt: skip
+                            hint="run `archdsl bench --runtime tflite` on one spec to see it fail alone")  # fmt: skip
         return json.loads(line)  # type: ignore[no-any-return]
 
     def _last_words(self) -> str:

@@ -16,6 +16,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from ...errors import ArchError, UsageError, did_you_mean
+from ...extras import RUNTIME_MODULES, require
 from ...ir.network import Network
 
 # runner name -> (module:function, the backend whose generated code it runs)
@@ -46,6 +47,7 @@ class StepResult:
 def runner(name: str) -> tuple[Callable[[str, Network, str, np.ndarray], Outputs], str]:
     if name not in RUNNERS:
         raise ArchError(f"unknown backend '{name}' for running", None, did_you_mean(name, RUNNERS))
+    require(RUNTIME_MODULES[name], f"the {name} runner")
     target, backend = RUNNERS[name]
     module, func = target.split(":")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's start-up chatter
