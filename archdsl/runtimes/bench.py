@@ -121,7 +121,8 @@ def _answer(worker: subprocess.Popen[str], runtime: str) -> dict[str, Any]:
         assert worker.stderr is not None
         last = (worker.stderr.read().strip().splitlines() or ["(no output)"])[-1]
         raise ArchError(
-            f"the {runtime} runtime failed: {last}", hint="run `archdsl verify` on the spec to see whether the code runs"
+            f"the {runtime} runtime failed: {last}",
+            hint="run `archdsl verify` on the spec to see whether the code runs",
         )
     return json.loads(line)  # type: ignore[no-any-return]
 
