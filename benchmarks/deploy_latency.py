@@ -13,6 +13,7 @@ Goals (issue 14): TFLite int8 / TFLite float32 <= 0.6; generated ONNX / torch.on
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,11 @@ def sgemm_peak(threads: int) -> float:
     return float(done.stdout)
 
 
+def _ratio(a: list[float], b: list[float]) -> float:
+    """The median of the per-round ratios: the two ran in the same rounds, under the same load."""
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--specs", default="mnv4_conv_s,mnv3_large")
@@ -65,14 +71,16 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             weights = str(Path(tmp) / "w.safetensors")
             save_weights(init_weights(net, 0), weights)
-            timings = {t.runtime: t.median for t in bench(net, weights, RUNTIMES, args.threads, args.rounds, 5,
+            rounds = {t.runtime: t.seconds for t in bench(net, weights, RUNTIMES, args.threads, args.rounds, 5,
                                                           False, calls=args.calls)}  # fmt: skip
-        for runtime, seconds in timings.items():
-            print(f"{name:<14}{runtime:<20}{seconds * 1e3:>10.2f}{macs / seconds / peak:>9.1%}")
-        ratios.append(
-            (name, timings["tflite-int8"] / timings["tflite"], timings["onnx"] / timings["onnx-torch-export"])
-        )
-    print(f"\n{'spec':<14}{'int8 / float32 (TFLite)':>26}{'generated / torch.onnx.export':>32}")
+        for runtime, seconds in rounds.items():
+            median = statistics.median(seconds)
+            print(f"{name:<14}{runtime:<20}{median * 1e3:>10.2f}{macs / median / peak:>9.1%}")
+        int8 = _ratio(rounds["tflite-int8"], rounds["tflite"])
+        ratios.append((name, int8, _ratio(rounds["onnx"], rounds["onnx-torch-export"])))
+    print(
+        f"\nmedians of the per-round ratios\n{'spec':<14}{'int8 / float32 (TFLite)':>26}{'generated / torch.onnx.export':>32}"
+    )
     for name, int8, onnx in ratios:
         print(f"{name:<14}{int8:>26.2f}{onnx:>32.2f}")
     print("goals: <= 0.6 and <= 1.0")
