@@ -16,6 +16,7 @@ from archdsl.ir.layers import (
     BranchSum,
     ChannelShuffle,
     Concat,
+    Gate,
     InputNorm,
     LayerScale,
     Linear,
@@ -78,6 +79,8 @@ def test_squeeze_excite():
         (ChannelShuffle("b", 2, 8, HW), Cost(0, 0, 0, 2 * N)),
         # bilinear 2x: 8 x 3 x 4 = 96 in, 384 out; four weighted taps per output element.
         (Upsample("b", 8, (3, 4), (6, 8)), Cost(0, 0, 4 * 384, 96 + 384)),
+        # x times 8 per-channel factors: a multiply per element; x and the factors read, x written.
+        (Gate("b.gate", 8, HW), Cost(0, 0, N, 2 * N + 8)),
         # 16 -> 10 with bias: 170 params, 160 MACs, the 16 inputs read and 10 logits written.
         (Linear("h", 16, 10), Cost(170, 160, 0, 26)),
     ],
