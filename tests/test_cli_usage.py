@@ -24,7 +24,7 @@ USAGE = [
     (["compile", SPEC, "--backend", "tflite"], "tflite is an export format"),
     (["compile", SPEC, "--network", "zz"], "no network named 'zz'"),
     (["cost", SPEC, "--network", "zz"], "no network named 'zz'"),
-    (["verify", SPEC, "--backends", "torch,onnx"], "unknown backend 'onnx'"),
+    (["verify", SPEC, "--backends", "torch,onnxrt"], "unknown backend 'onnxrt'"),
     (["verify", SPEC, "--backends", "torch"], "at least two different backends"),
     (["verify", SPEC, "--backends", "torch,torch"], "at least two different backends"),
     (["verify", SPEC, "--backends", "torch,keras,torch"], "named twice"),
