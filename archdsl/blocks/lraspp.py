@@ -92,7 +92,7 @@ def steps(block: LRASPP) -> list[Step]:
         Branch(block.high_classifier, "x", "x"),
         SumBranches(f"{p}.sum", ("low", "x")),
         Resize(f"{p}.output", block.out_hw),
-        HeadOutput(OUTPUT, p),
+        HeadOutput(OUTPUT),
     ]
 
 

@@ -100,7 +100,7 @@ def steps(block: SSDLite) -> list[Step]:
         for p, part in zip(preds, parts, strict=True):
             out += [TakeEndpoint(p.source, part), Branch(p.dw, part, part), Branch(p.pw, part, part),
                     ToRows(f"{p.pw.path}.rows", part, p.columns)]  # fmt: skip
-        out += [ConcatRows(f"{block.path}.{branch}", parts), HeadOutput(output, f"{block.path}.{branch}")]
+        out += [ConcatRows(f"{block.path}.{branch}", parts), HeadOutput(output)]
     return out
 
 

@@ -76,14 +76,16 @@ def uses(net: Network) -> dict[str, bool]:
     }
 
 
-def stage_contexts(net: Network, header: Header, step_lines: Callable[[Step], list[Line]]) -> list[dict[str, Any]]:
-    """What a graph-building backend's template lays out: each stage's comment, and each block's
-    comment, lines and endpoint marks."""
+def stage_contexts(net: Network, header: Header, step_lines: Callable[[Step], list[Line]],
+                   more: Callable[[Block], dict[str, Any]] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """What a step-based backend's template lays out: each stage's comment, and each block's
+    comment, lines (its steps', through `step_lines`), endpoint marks and what `more` adds."""
     found = features(net)
 
     def stage_ctx(stage: Stage) -> dict[str, Any]:
         blocks = [{"comment": block_comment(b, header.block_costs[b.path]),
-                   "lines": [line for s in steps(b) for line in step_lines(s)], **marks(found, b.path)}
+                   "lines": [line for s in steps(b) for line in step_lines(s)], **marks(found, b.path),
+                   **(more(b) if more else {})}
                   for b in stage.blocks]  # fmt: skip
         return {"comment": stage_comment(stage, header.stage_costs[stage.path]), "blocks": blocks}
 

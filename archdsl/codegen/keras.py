@@ -13,14 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable
 
-from ..analysis.cost import Cost
 from ..ir.layers import InputNorm
-from ..ir.network import Block, Network, Stage
+from ..ir.network import Network
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
-from .base import Backend, Header, UnsupportedError, block_comment, environment, stage_comment
+from .base import Backend, Header, UnsupportedError, environment
 from .calls import Call, Line, literal_tuple, quoted
-from .endpoints import features, marks
-from .functional import activations, attention_args, convs, ses, steps
+from .endpoints import features
+from .functional import activations, attention_args, convs, ses, stage_contexts, steps
 from .model_interface import dense_outputs, head_split
 from .steps import (
     ActivationStep,
@@ -204,10 +203,6 @@ def step_lines(step: Step, problems: list[str]) -> list[Line]:
     return emit(step, problems)
 
 
-def block_lines(block: Block, problems: list[str]) -> list[Line]:
-    return [line for step in steps(block) for line in step_lines(step, problems)]
-
-
 def _pool_lines(block: Pool, problems: list[str], source: str = "x", target: str = "x") -> list[Line]:
     kind = "Average" if block.mode == "avg" else "Max"
     if block.is_global:
@@ -257,15 +252,8 @@ class KerasBackend(Backend):
         dense = dense_outputs(net)
         top_blocks = () if dense else net.head.blocks[head_split(net).pool :]  # include_top=False returns before them
 
-        def stage_ctx(stage: Stage) -> dict:
-            blocks = [
-                {"comment": block_comment(b, header.block_costs[b.path]), "lines": block_lines(b, problems),
-                 "top": bool(top_blocks) and b is top_blocks[0], **marks(found, b.path)}
-                for b in stage.blocks
-            ]  # fmt: skip
-            return {"comment": stage_comment(stage, header.stage_costs.get(stage.path, Cost())), "blocks": blocks}
-
-        stages = [stage_ctx(s) for s in net.all_stages()]
+        stages = stage_contexts(net, header, lambda s: step_lines(s, problems),
+                                lambda b: {"top": bool(top_blocks) and b is top_blocks[0]})  # fmt: skip
         if problems:
             raise UnsupportedError(self.name, problems)
         c, h, w = net.input_shape

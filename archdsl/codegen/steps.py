@@ -150,10 +150,9 @@ class Resize:
 
 @dataclass(frozen=True)
 class HeadOutput:
-    """`x` is the model's output `name` (produced by the block or layer `path`)."""
+    """`x` is the model's output `name`."""
 
     name: str
-    path: str
 
 
 @dataclass(frozen=True)
