@@ -47,3 +47,12 @@ def test_the_walk_through_runs_as_written(tmp_path: Path):
     assert model.opset_import[0].version == 18
     spec = ct.models.MLModel(str(tmp_path / "lite0.mlpackage"), skip_model_load=True).get_spec()
     assert [o.name for o in spec.description.output] == ["logits"]
+
+    # CoreML for an app: the doc's command, with a labels file of the network's class count
+    (tmp_path / "labels.txt").write_text("".join(f"class {i}\n" for i in range(1000)))
+    ((_, app),) = run_commands(fence(DOC, "", "--input-type image"), tmp_path)
+    closing = app.stderr.strip().splitlines()
+    assert closing[-2].startswith("checked by the MIL evaluator: the converted fp16 program is within")
+    assert "fp16, image input, 1000 labels, sizes 224x224, 256x256" in closing[-1]
+    spec = ct.models.MLModel(str(tmp_path / "lite0_app.mlpackage"), skip_model_load=True).get_spec()
+    assert [o.name for o in spec.description.output] == ["classLabel", "classLabel_probs"]

@@ -14,6 +14,7 @@ from archdsl.cli.main import main as cli
 from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file
 from archdsl.runtimes import quantize
+from archdsl.runtimes.mil_eval import run_program
 from archdsl.runtimes.runners import load_module
 from conftest import SPECS
 
@@ -69,8 +70,6 @@ def test_every_backend_names_the_right_objects(imported, photos):
     from archdsl.runtimes.runners.tflite_runner import convert
 
     logits["tflite"] = quantize.run(convert(keras_model), [x[i : i + 1] for i in range(len(x))])
-    from archdsl.runtimes.mil_eval import run_program
-
     program = load_module(get_backend("coreml").emit(net), "lite0_coreml").build_program(weights)
     logits["coreml"] = np.concatenate(
         [run_program(program, {"image": nchw[i : i + 1]})["logits"] for i in range(len(x))]
@@ -101,3 +100,33 @@ def test_int8_keeps_every_top1_class(imported, photos, capsys):
     line = next(x for x in printed.splitlines() if x.startswith("int8 vs float32 on 4 images"))
     overlap = float(line.split("top-5 overlap ")[1].split(" ")[0])
     assert "top-1 agrees on 4/4" in line and overlap >= 0.8, line
+
+
+def test_the_coreml_app_model_names_the_objects_in_fp16_at_every_size(imported, photos, tmp_path, capsys):
+    # the trained network as an app ships it: fp16, an RGB image in, ImageNet's labels out, two sizes
+    from test_coreml_deploy import saved_program, static_outputs
+
+    net, weights, _ = imported
+    labels = tmp_path / "labels.txt"
+    labels.write_text("".join(f"imagenet {i}\n" for i in range(1000)))
+    out = tmp_path / "lite0.mlpackage"
+    argv = ["export", str(SPEC), "--backend", "coreml", "--weights", weights, "--precision", "fp16",
+            "--input-type", "image", "--labels", str(labels), "--sizes", "224,256", "-o", str(out)]  # fmt: skip
+    assert cli(argv) == 0
+    assert "the converted fp16 program is within" in capsys.readouterr().err
+    program, _ = saved_program(out)
+    import imageio.v3 as iio
+
+    for size in (224, 256):
+        at_size = compile_file(SPEC, resolution=(size, size))
+        mean, std = (np.asarray(v, np.float32) for v in (net.preprocess.mean, net.preprocess.std))
+        for name, right in RIGHT.items():
+            x = quantize.prepare(iio.imread(photos[0] / f"{name}.png"), at_size)[0]  # HWC, normalized
+            pixels = np.transpose((x * std + mean) * 255, (2, 0, 1))[None]  # the crop's own 0..255 pixels
+            got = run_program(program, {"image": pixels})
+            top = int(got["classLabel"].split()[1])
+            fp32 = static_outputs(SPEC, (size, size), weights, np.transpose(x, (2, 0, 1))[None])["logits"]
+            assert top == int(np.argmax(fp32)), (name, size)  # fp16 keeps the fp32 network's top-1
+            assert abs(sum(got["classLabel_probs"].values()) - 1) < 1e-2
+            if right is not None:
+                assert top in right, (name, size, top)

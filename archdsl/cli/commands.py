@@ -307,11 +307,16 @@ def _reports_json(net: Any, reports: list[Any], tolerance: float) -> str:
 def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: int | None, precision: str | None,
                network: str | None, root: Path | None = None, deploy: bool = False,
                features: bool = False, quantize: tuple[str | None, str | None, str] = (None, None, "float32"),
-               random_weights: bool = False) -> int:  # fmt: skip
+               random_weights: bool = False,
+               deploy_options: tuple[str | None, str | None, str | None] = (None, None, None)) -> int:  # fmt: skip
     from ..runtimes.export import check_package_output, export
     from ..runtimes.weights import save_weights
 
     quantization = _quantization(backend, *quantize)
+    input_type, labels, sizes = deploy_options
+    given = [flag for flag, value in zip(("--input-type", "--labels", "--sizes"), deploy_options, strict=True) if value]
+    if given and backend != "coreml":
+        raise UsageError(f"{given[0]} is for CoreML models", hint="use it with --backend coreml")
     if precision is not None and backend != "coreml":
         raise UsageError("--precision is CoreML's compute precision", hint="for tflite: --quantize fp16")
     if output == "-" and backend == "coreml":
@@ -329,12 +334,27 @@ def export_cmd(spec: str, backend: str, output: str, weights: str | None, seed: 
     if features and not net.endpoints:
         raise UsageError(f"{net.name} has no feature endpoints to export",
                          hint="mark blocks or stages `out` in the spec (docs/backbones.md)")  # fmt: skip
+    coreml = _coreml_options(net, input_type == "image", labels, sizes, features)
+    resized = {size: compile_file(spec, network, root, resolution=size, deploy=deploy) for size in coreml.sizes}
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "weights.safetensors")
         save_weights(_weights(spec, network, root, deploy, seed=seed or 0, given=weights), path)
-        for line in export(net, backend, path, out, precision or "fp32", features, quantization):
+        for line in export(net, backend, path, out, precision or "fp32", features, quantization, coreml, resized):
             print(line, file=sys.stderr)
     return 0
+
+
+def _coreml_options(net: Any, image: bool, labels: str | None, sizes: str | None, features: bool) -> Any:
+    from ..runtimes.coreml_deploy import CoreMLOptions, parse_sizes, read_labels
+
+    if image and net.input_shape[0] not in (1, 3):
+        raise UsageError(f"--input-type image: {net.name} takes {net.input_shape[0]} channels, an image 3 (RGB) or 1",
+                         hint="leave the input a tensor (--input-type tensor)")  # fmt: skip
+    if labels and (features or net.dense_head is not None):
+        what = "its backbone" if features else f"its {net.dense_head.kind} head"
+        raise UsageError(f"--labels makes a classifier: {net.name}'s export is {what}", hint="leave out --labels")
+    return CoreMLOptions(image, read_labels(labels, net.classes) if labels else None,
+                         parse_sizes(sizes) if sizes else ())  # fmt: skip
 
 
 def _quantization(backend: str, mode: str | None, calibration: str | None, io: str) -> Quantization | None:

@@ -149,6 +149,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--io", choices=("float32", "int8"), default="float32", help="int8: the model's input and output type"
     )
+    c.add_argument("--input-type", choices=("tensor", "image"),
+                   help="coreml: the input as a normalized tensor (default) or an RGB image (0..255, normalized by the spec's preprocess)")  # fmt: skip
+    c.add_argument("--labels", help="coreml: a classifier with these class labels (a file, one per line)")
+    c.add_argument("--sizes", help="coreml: the input sizes it takes, e.g. 224,256 or 224x320 (enumerated shapes)")
 
     c = sub.add_parser(
         "fold-weights", help="fold train-form weights into the deploy form (BatchNorm, MobileOne branches)"
@@ -316,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return commands.export_cmd(args.spec, args.backend, args.output, args.weights, args.seed, args.precision,
                                        args.network, args.import_root, args.deploy, args.features,
-                                       (args.quantize, args.calibration, args.io), args.random_weights)  # fmt: skip
+                                       (args.quantize, args.calibration, args.io), args.random_weights,
+                                       (args.input_type, args.labels, args.sizes))  # fmt: skip
         if args.command == "fold-weights":
             return commands.fold_weights_cmd(args.spec, args.weights, args.output, args.network, args.import_root)
         if args.command == "import-weights":

@@ -193,5 +193,7 @@ class CoreMLBackend(Backend):
                 dense=net.dense_head is not None,
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
                 features=features(net),
+                mean=repr(tuple(net.preprocess.mean)),
+                std=repr(tuple(net.preprocess.std)),
             )
         )

@@ -8,13 +8,15 @@ import shutil
 import sys
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 from ..atomic import require_text, temporary_name, write_atomic
 from ..codegen.registry import get_backend
 from ..errors import ArchError, UsageError
 from ..ir.network import Network
+from .coreml_deploy import NO_DEPLOY_OPTIONS, CoreMLOptions, check_model, check_sizes
 from .runners import load_module, runner, stdout_to_stderr
 
 
@@ -29,10 +31,13 @@ class Quantization:
 
 
 def export(net: Network, backend: str, weights: str, output: Path | None, precision: str = "fp32",
-           features: bool = False, quantization: Quantization | None = None) -> list[str]:  # fmt: skip
+           features: bool = False, quantization: Quantization | None = None,
+           coreml: CoreMLOptions = NO_DEPLOY_OPTIONS, resized: dict[tuple[int, int], Network] | None = None) -> list[str]:  # fmt: skip
     """Write the model to `output` (None: a .tflite to stdout). `features`: the backbone, one
-    output per endpoint, named as the endpoint. Returns what there is to report of the model (a
-    quantized model's ops, and how it agrees with float32), its last line what was written."""
+    output per endpoint, named as the endpoint; `coreml`: an ML package's deployment options,
+    `resized` the network at each of their sizes. Returns what there is to report of the model (a
+    quantized model's ops, how it agrees with float32, what checked it), its last line what was
+    written."""
     build = {"features_only": True} if features else {}
     runner("keras" if backend == "tflite" else backend)  # quiets TensorFlow before it loads
     with warnings.catch_warnings(), stdout_to_stderr():
@@ -58,11 +63,12 @@ def export(net: Network, backend: str, weights: str, output: Path | None, precis
         elif backend == "onnx":
             model_bytes, kind = _onnx(net, weights, features)
         else:
-            module = load_module(get_backend("coreml").emit(net), f"archdsl_coreml_{net.name}")
             assert output is not None, "an ML package is a directory: it cannot go to stdout"
-            _save_package(module.convert(weights, precision, **build), output)
+            model, checked = _coreml(net, weights, precision, build, coreml, resized or {})
+            _save_package(model, output)
             size = sum(f.stat().st_size for f in output.rglob("*") if f.is_file())
-            return [f"wrote {output} ({size:,} bytes; ML Program, {precision}{', backbone' if features else ''})"]
+            kind = ", ".join(["ML Program", precision, *(["backbone"] if features else []), *coreml.described()])
+            return [checked, f"wrote {output} ({size:,} bytes; {kind})"]
     if output is None:
         sys.stdout.buffer.write(model_bytes)
         sys.stdout.flush()
@@ -70,6 +76,23 @@ def export(net: Network, backend: str, weights: str, output: Path | None, precis
         write_atomic(output, model_bytes)
     where = "stdout" if output is None else str(output)
     return [*report, f"wrote {where} ({len(model_bytes):,} bytes; {kind}{', backbone' if features else ''})"]
+
+
+def _coreml(net: Network, weights: str, precision: str, build: dict, options: CoreMLOptions,
+            resized: dict[tuple[int, int], Network]) -> tuple[Any, str]:  # fmt: skip
+    """The converted model, checked against the fp32 program at every input size it takes."""
+    code = get_backend("coreml").emit(net)
+    spec_size = (net.input_shape[1], net.input_shape[2])
+    codes = {spec_size: code} | {size: get_backend("coreml").emit(n) for size, n in resized.items()}
+    check_sizes(codes, spec_size)
+    module = load_module(code, f"archdsl_coreml_{net.name}")
+    model = module.convert(weights, precision, **build, **options.convert_args())
+    programs = {size: partial(_build, codes[size], weights, build) for size in options.sizes or (spec_size,)}
+    return model, check_model(model, programs, net, precision, options, bool(build))
+
+
+def _build(code: str, weights: str, build: dict) -> Any:
+    return load_module(code, "archdsl_coreml_sized").build_program(weights, **build)
 
 
 def _onnx(net: Network, weights: str, features: bool) -> tuple[bytes, str]:

@@ -29,13 +29,27 @@ class UnsupportedOp(Exception):
     pass
 
 
-def run_program(program: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Every op output of the program's `main` function, by name, given its inputs by name."""
+def run_program(program: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Every op output of the program's `main` function, by name, given its inputs by name.
+
+    An op whose output is float16 (a converted fp16 program) is computed in float32 from its
+    float16 inputs and its result rounded to float16: fp16 storage between ops, wider
+    accumulation inside them, as GPUs and the Neural Engine do. A classifier's `classify` gives
+    the top class and the {class: probability} dictionary, like CoreML's prediction."""
     function = program.functions["main"]
     values: dict[str, Any] = {name: np.asarray(v, dtype=np.float32) for name, v in inputs.items()}
     for op in function.operations:
         if op.op_type == "const":
-            values[op.outputs[0].name] = op.outputs[0].val
+            val = op.outputs[0].val
+            floating = isinstance(val, np.ndarray) and val.dtype.kind == "f"
+            values[op.outputs[0].name] = val.astype(np.float32) if floating else val
+            continue
+        if op.op_type == "classify":
+            probabilities = values[op.inputs["probabilities"].name].reshape(-1)
+            classes = list(op.inputs["classes"].sym_val)
+            label, table = op.outputs
+            values[label.name] = classes[int(np.argmax(probabilities))]
+            values[table.name] = dict(zip(classes, probabilities.tolist(), strict=True))
             continue
         if op.op_type not in _KERNELS:
             raise UnsupportedOp(f"no reference kernel for MIL op {op.op_type!r} ({op.name})")
@@ -43,8 +57,18 @@ def run_program(program: Any, inputs: dict[str, np.ndarray]) -> dict[str, np.nda
             k: [values[x.name] for x in v] if isinstance(v, (list, tuple)) else values[v.name]
             for k, v in op.inputs.items()
         }
-        values[op.outputs[0].name] = np.asarray(_KERNELS[op.op_type](**args), dtype=np.float32)
+        out = np.asarray(_KERNELS[op.op_type](**args), dtype=np.float32)
+        if getattr(op.outputs[0].dtype, "__name__", "") == "fp16":
+            out = out.astype(np.float16).astype(np.float32)
+        values[op.outputs[0].name] = out
     return values
+
+
+@kernel("cast")
+def cast(x, dtype) -> np.ndarray:
+    if dtype not in ("fp16", "fp32"):
+        raise UnsupportedOp(f"cast to {dtype!r}")
+    return x  # the rounding to float16 follows the output's type, as for every op
 
 
 @kernel("conv")
@@ -229,12 +253,27 @@ def resize_bilinear(x, target_size_height=1, target_size_width=1, sampling_mode=
 
 @kernel("concat")
 def concat(values, axis, interleave=False) -> np.ndarray:
-    if interleave:
-        raise UnsupportedOp("concat with interleave")
-    return np.concatenate(values, axis=int(axis))
+    axis = int(axis) % values[0].ndim
+    if interleave:  # equal shapes, taken one slice of each in turn (the converter's channel shuffle)
+        stacked = np.stack(values, axis=axis + 1)
+        return stacked.reshape(*values[0].shape[:axis], -1, *values[0].shape[axis + 1 :])
+    return np.concatenate(values, axis=axis)
 
 
 @kernel("slice_by_size")
 def slice_by_size(x, begin, size) -> np.ndarray:
     index = tuple(slice(int(b), None if int(n) == -1 else int(b) + int(n)) for b, n in zip(begin, size, strict=True))
     return x[index]
+
+
+@kernel("shape")
+def shape(x) -> np.ndarray:
+    return np.array(x.shape)
+
+
+@kernel("slice_by_index")
+def slice_by_index(x, begin, end, stride=None, begin_mask=None, end_mask=None, squeeze_mask=None) -> np.ndarray:
+    if any(m is not None and np.any(m) for m in (begin_mask, end_mask, squeeze_mask)):
+        raise UnsupportedOp("slice_by_index with masks")
+    steps = [1] * len(begin) if stride is None else stride
+    return x[tuple(slice(int(b), int(e), int(s)) for b, e, s in zip(begin, end, steps, strict=True))]

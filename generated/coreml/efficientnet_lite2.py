@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import coremltools as ct
 from coremltools.converters.mil import Builder as mb
+from coremltools.converters.mil.mil import get_new_symbol
 
 INPUT_SHAPE = (1, 3, 260, 260)
+# How images are prepared for the network (the spec's `preprocess`): (pixels / 255 - MEAN) / STD.
+MEAN = (0.5, 0.5, 0.5)
+STD = (0.5, 0.5, 0.5)
 METADATA = {
     "archdsl.network": "efficientnet_lite2",
     "archdsl.source_hash": "1a61e8ee25343587",
@@ -118,15 +122,26 @@ def layer_scale(x, w, name: str):
     return mb.mul(x=x, y=w[f"{name}.gamma"].reshape(1, -1, 1, 1), name=name)
 
 
-def build_program(weights_path: str):
-    """The efficientnet_lite2 MIL program with the weights in `weights_path` (canonical archdsl file)."""
+def build_program(
+    weights_path: str,
+    pixels: bool = False,
+    flexible: bool = False,
+    probabilities: bool = False,
+):
+    """The efficientnet_lite2 MIL program with the weights in `weights_path` (canonical archdsl file).
+    `pixels`: the input is `image_input`'s scaled pixels, which the program finishes normalizing;
+    `flexible`: its height and width are left open (`convert`'s sizes); `probabilities`: the
+    softmax of the logits, named `probabilities`."""
     from safetensors.numpy import load_file
 
     w = load_file(weights_path)
+    shape = (*INPUT_SHAPE[:2], get_new_symbol(), get_new_symbol()) if flexible else INPUT_SHAPE
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=INPUT_SHAPE)], opset_version=ct.target.iOS16)
+    @mb.program(input_specs=[mb.TensorSpec(shape=shape)], opset_version=ct.target.iOS16)
     def main(image):
         x = image
+        if pixels and len(set(STD)) > 1:  # CoreML's image scale is one number: the rest of 1 / STD
+            x = mb.mul(x=x, y=[[[STD[0] / s]] for s in STD], name="pixels.std")
 
         # stem (stem): 1 block | 928 params, 14,601,600 MACs
         # stem.0 conv: 3x260x260 -> 32x130x130 | 928 params, 14,601,600 MACs
@@ -326,16 +341,52 @@ def build_program(weights_path: str):
         x = mb.reshape(x=x, shape=[1, -1], name="head.2.flatten")
         x = mb.linear(x=x, weight=w["head.2.fc.weight"], bias=w["head.2.fc.bias"], name="head.2.fc")
         x = mb.identity(x=x, name="head.2")
+        if probabilities:
+            return mb.softmax(x=x, axis=-1, name="probabilities")
         return mb.identity(x=x, name="logits")
 
     return main
 
 
-def convert(weights_path: str, precision: str = "fp32") -> ct.models.MLModel:
-    """An ML Program (fp32 by default: fp16 is known to drift on MobileNetV3-style networks)."""
+def image_input(shape) -> ct.ImageType:
+    """The input as an image of 0..255 pixels, normalized as the network expects:
+    (pixels / 255 - MEAN) / STD. CoreML scales an image by one number and biases each channel,
+    which is all of it when STD is one value; otherwise the program multiplies by the rest."""
+    return ct.ImageType(
+        name="image",
+        shape=shape,
+        scale=1.0 / (255.0 * STD[0]),
+        bias=[-m / STD[0] for m in MEAN],
+        color_layout=ct.colorlayout.RGB if INPUT_SHAPE[1] == 3 else ct.colorlayout.GRAYSCALE,
+    )
+
+
+def convert(
+    weights_path: str,
+    precision: str = "fp32",
+    image: bool = False,
+    labels: list[str] | None = None,
+    sizes: list[tuple[int, int]] | None = None,
+) -> ct.models.MLModel:
+    """An ML Program (fp32 by default: fp16 is known to drift on MobileNetV3-style networks).
+    `image`: the input is an RGB image (`image_input`); `labels`: a classifier, giving the top
+    label and every label's probability; `sizes`: the (height, width) pairs the input may take
+    (enumerated shapes; the default is INPUT_SHAPE's size when listed, else the first)."""
     compute = {"fp32": ct.precision.FLOAT32, "fp16": ct.precision.FLOAT16}[precision]
+    shape = INPUT_SHAPE
+    if sizes:
+        shapes = [(*INPUT_SHAPE[:2], h, w) for h, w in sizes]
+        shape = ct.EnumeratedShapes(shapes=shapes, default=INPUT_SHAPE if INPUT_SHAPE in shapes else shapes[0])
+    program = build_program(
+        weights_path,
+        pixels=image,
+        flexible=bool(sizes),
+        probabilities=bool(labels),
+    )
     model = ct.convert(
-        build_program(weights_path),
+        program,
+        inputs=[image_input(shape) if image else ct.TensorType(name="image", shape=shape)],
+        classifier_config=ct.ClassifierConfig(list(labels)) if labels else None,
         convert_to="mlprogram",
         compute_precision=compute,
         minimum_deployment_target=ct.target.iOS16,

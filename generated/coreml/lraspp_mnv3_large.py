@@ -23,8 +23,12 @@ from __future__ import annotations
 
 import coremltools as ct
 from coremltools.converters.mil import Builder as mb
+from coremltools.converters.mil.mil import get_new_symbol
 
 INPUT_SHAPE = (1, 3, 520, 520)
+# How images are prepared for the network (the spec's `preprocess`): (pixels / 255 - MEAN) / STD.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
 METADATA = {
     "archdsl.network": "lraspp_mnv3_large",
     "archdsl.source_hash": "27f411c761cf67dd",
@@ -136,17 +140,27 @@ FEATURE_INFO = [
 ]
 
 
-def build_program(weights_path: str, features_only: bool = False):
+def build_program(
+    weights_path: str,
+    features_only: bool = False,
+    pixels: bool = False,
+    flexible: bool = False,
+):
     """The lraspp_mnv3_large MIL program with the weights in `weights_path` (canonical archdsl file).
     `features_only`: the backbone, one output per endpoint (named as in FEATURE_INFO), without
-    what runs after the last one."""
+    what runs after the last one.
+    `pixels`: the input is `image_input`'s scaled pixels, which the program finishes normalizing;
+    `flexible`: its height and width are left open (`convert`'s sizes)."""
     from safetensors.numpy import load_file
 
     w = load_file(weights_path)
+    shape = (*INPUT_SHAPE[:2], get_new_symbol(), get_new_symbol()) if flexible else INPUT_SHAPE
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=INPUT_SHAPE)], opset_version=ct.target.iOS16)
+    @mb.program(input_specs=[mb.TensorSpec(shape=shape)], opset_version=ct.target.iOS16)
     def main(image):
         x = image
+        if pixels and len(set(STD)) > 1:  # CoreML's image scale is one number: the rest of 1 / STD
+            x = mb.mul(x=x, y=[[[STD[0] / s]] for s in STD], name="pixels.std")
         features = {}
         outputs = {}
 
@@ -363,12 +377,44 @@ def build_program(weights_path: str, features_only: bool = False):
     return main
 
 
-def convert(weights_path: str, precision: str = "fp32", features_only: bool = False) -> ct.models.MLModel:
-    """An ML Program (fp32 by default: fp16 is known to drift on MobileNetV3-style networks);
-    `features_only`: the backbone, one named output per endpoint."""
+def image_input(shape) -> ct.ImageType:
+    """The input as an image of 0..255 pixels, normalized as the network expects:
+    (pixels / 255 - MEAN) / STD. CoreML scales an image by one number and biases each channel,
+    which is all of it when STD is one value; otherwise the program multiplies by the rest."""
+    return ct.ImageType(
+        name="image",
+        shape=shape,
+        scale=1.0 / (255.0 * STD[0]),
+        bias=[-m / STD[0] for m in MEAN],
+        color_layout=ct.colorlayout.RGB if INPUT_SHAPE[1] == 3 else ct.colorlayout.GRAYSCALE,
+    )
+
+
+def convert(
+    weights_path: str,
+    precision: str = "fp32",
+    features_only: bool = False,
+    image: bool = False,
+    sizes: list[tuple[int, int]] | None = None,
+) -> ct.models.MLModel:
+    """An ML Program (fp32 by default: fp16 is known to drift on MobileNetV3-style networks).
+    `features_only`: the backbone, one named output per endpoint.
+    `image`: the input is an RGB image (`image_input`); `sizes`: the (height, width) pairs the input may take
+    (enumerated shapes; the default is INPUT_SHAPE's size when listed, else the first)."""
     compute = {"fp32": ct.precision.FLOAT32, "fp16": ct.precision.FLOAT16}[precision]
+    shape = INPUT_SHAPE
+    if sizes:
+        shapes = [(*INPUT_SHAPE[:2], h, w) for h, w in sizes]
+        shape = ct.EnumeratedShapes(shapes=shapes, default=INPUT_SHAPE if INPUT_SHAPE in shapes else shapes[0])
+    program = build_program(
+        weights_path,
+        features_only,
+        pixels=image,
+        flexible=bool(sizes),
+    )
     model = ct.convert(
-        build_program(weights_path, features_only),
+        program,
+        inputs=[image_input(shape) if image else ct.TensorType(name="image", shape=shape)],
         convert_to="mlprogram",
         compute_precision=compute,
         minimum_deployment_target=ct.target.iOS16,

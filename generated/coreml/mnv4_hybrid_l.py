@@ -21,8 +21,13 @@ from __future__ import annotations
 
 import coremltools as ct
 from coremltools.converters.mil import Builder as mb
+from coremltools.converters.mil.mil import get_new_symbol
+from coremltools.converters.mil.mil.types.symbolic import is_symbolic
 
 INPUT_SHAPE = (1, 3, 384, 384)
+# How images are prepared for the network (the spec's `preprocess`): (pixels / 255 - MEAN) / STD.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
 METADATA = {
     "archdsl.network": "mnv4_hybrid_l",
     "archdsl.source_hash": "d4d87346591afc64",
@@ -97,6 +102,16 @@ def conv_bn_act(
     return x
 
 
+def shape_like(x, channels: int, name: str):
+    """(1, channels, H, W) with x's H and W: constants for a fixed input size, read from x when
+    the size is flexible (`convert`'s sizes)."""
+    _, _, h, w = x.shape
+    if is_symbolic(h) or is_symbolic(w):
+        spatial = mb.slice_by_index(x=mb.shape(x=x, name=f"{name}.of"), begin=[2], end=[4], name=f"{name}.hw")
+        return mb.concat(values=[[1, channels], spatial], axis=0, name=name)
+    return [1, channels, h, w]
+
+
 def mobile_attention(
     x,
     w,
@@ -117,7 +132,7 @@ def mobile_attention(
     upsampled back (bilinear, half-pixel centres)."""
     if eps is not None:
         x = batch_norm(x, w, f"{name}.norm", eps)
-    _, channels, height, width = x.shape
+    channels = x.shape[1]
     q = x
     if query_stride > 1:
         strides = [query_stride, query_stride]
@@ -127,8 +142,8 @@ def mobile_attention(
         if eps is not None:
             q = batch_norm(q, w, f"{name}.query_norm", eps)
     q = conv_bn_act(q, w, f"{name}.query")
-    _, _, qh, qw = q.shape
-    q = mb.reshape(x=q, shape=[1, heads, key_dim, qh * qw], name=f"{name}.query.heads")
+    merged = shape_like(q, heads * value_dim, f"{name}.merge.shape")  # the queries' H x W
+    q = mb.reshape(x=q, shape=[1, heads, key_dim, -1], name=f"{name}.query.heads")
     q = mb.transpose(x=q, perm=[0, 1, 3, 2], name=f"{name}.query.t")
     q = mb.mul(x=q, y=float(key_dim) ** -0.5, name=f"{name}.query.scaled")
     k = v = x
@@ -141,7 +156,7 @@ def mobile_attention(
     v = mb.transpose(x=v, perm=[0, 1, 3, 2], name=f"{name}.value.t")
     attn = mb.softmax(x=mb.matmul(x=q, y=k, name=f"{name}.scores"), axis=-1, name=f"{name}.softmax")
     x = mb.transpose(x=mb.matmul(x=attn, y=v, name=f"{name}.attend"), perm=[0, 1, 3, 2], name=f"{name}.attend.t")
-    x = mb.reshape(x=x, shape=[1, heads * value_dim, qh, qw], name=f"{name}.merge")
+    x = mb.reshape(x=x, shape=merged, name=f"{name}.merge")
     if query_stride > 1:
         x = mb.upsample_bilinear(
             x=x,
@@ -173,15 +188,26 @@ def layer_scale(x, w, name: str):
     return mb.mul(x=x, y=w[f"{name}.gamma"].reshape(1, -1, 1, 1), name=name)
 
 
-def build_program(weights_path: str):
-    """The mnv4_hybrid_l MIL program with the weights in `weights_path` (canonical archdsl file)."""
+def build_program(
+    weights_path: str,
+    pixels: bool = False,
+    flexible: bool = False,
+    probabilities: bool = False,
+):
+    """The mnv4_hybrid_l MIL program with the weights in `weights_path` (canonical archdsl file).
+    `pixels`: the input is `image_input`'s scaled pixels, which the program finishes normalizing;
+    `flexible`: its height and width are left open (`convert`'s sizes); `probabilities`: the
+    softmax of the logits, named `probabilities`."""
     from safetensors.numpy import load_file
 
     w = load_file(weights_path)
+    shape = (*INPUT_SHAPE[:2], get_new_symbol(), get_new_symbol()) if flexible else INPUT_SHAPE
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=INPUT_SHAPE)], opset_version=ct.target.iOS16)
+    @mb.program(input_specs=[mb.TensorSpec(shape=shape)], opset_version=ct.target.iOS16)
     def main(image):
         x = image
+        if pixels and len(set(STD)) > 1:  # CoreML's image scale is one number: the rest of 1 / STD
+            x = mb.mul(x=x, y=[[[STD[0] / s]] for s in STD], name="pixels.std")
 
         # stem (stem): 1 block | 696 params, 23,887,872 MACs
         # stem.0 conv: 3x384x384 -> 24x192x192 | 696 params, 23,887,872 MACs
@@ -560,16 +586,52 @@ def build_program(weights_path: str):
         x = mb.reshape(x=x, shape=[1, -1], name="head.2.flatten")
         x = mb.linear(x=x, weight=w["head.2.fc.weight"], bias=w["head.2.fc.bias"], name="head.2.fc")
         x = mb.identity(x=x, name="head.2")
+        if probabilities:
+            return mb.softmax(x=x, axis=-1, name="probabilities")
         return mb.identity(x=x, name="logits")
 
     return main
 
 
-def convert(weights_path: str, precision: str = "fp32") -> ct.models.MLModel:
-    """An ML Program (fp32 by default: fp16 is known to drift on MobileNetV3-style networks)."""
+def image_input(shape) -> ct.ImageType:
+    """The input as an image of 0..255 pixels, normalized as the network expects:
+    (pixels / 255 - MEAN) / STD. CoreML scales an image by one number and biases each channel,
+    which is all of it when STD is one value; otherwise the program multiplies by the rest."""
+    return ct.ImageType(
+        name="image",
+        shape=shape,
+        scale=1.0 / (255.0 * STD[0]),
+        bias=[-m / STD[0] for m in MEAN],
+        color_layout=ct.colorlayout.RGB if INPUT_SHAPE[1] == 3 else ct.colorlayout.GRAYSCALE,
+    )
+
+
+def convert(
+    weights_path: str,
+    precision: str = "fp32",
+    image: bool = False,
+    labels: list[str] | None = None,
+    sizes: list[tuple[int, int]] | None = None,
+) -> ct.models.MLModel:
+    """An ML Program (fp32 by default: fp16 is known to drift on MobileNetV3-style networks).
+    `image`: the input is an RGB image (`image_input`); `labels`: a classifier, giving the top
+    label and every label's probability; `sizes`: the (height, width) pairs the input may take
+    (enumerated shapes; the default is INPUT_SHAPE's size when listed, else the first)."""
     compute = {"fp32": ct.precision.FLOAT32, "fp16": ct.precision.FLOAT16}[precision]
+    shape = INPUT_SHAPE
+    if sizes:
+        shapes = [(*INPUT_SHAPE[:2], h, w) for h, w in sizes]
+        shape = ct.EnumeratedShapes(shapes=shapes, default=INPUT_SHAPE if INPUT_SHAPE in shapes else shapes[0])
+    program = build_program(
+        weights_path,
+        pixels=image,
+        flexible=bool(sizes),
+        probabilities=bool(labels),
+    )
     model = ct.convert(
-        build_program(weights_path),
+        program,
+        inputs=[image_input(shape) if image else ct.TensorType(name="image", shape=shape)],
+        classifier_config=ct.ClassifierConfig(list(labels)) if labels else None,
         convert_to="mlprogram",
         compute_precision=compute,
         minimum_deployment_target=ct.target.iOS16,

@@ -20,8 +20,13 @@ from __future__ import annotations
 
 import coremltools as ct
 from coremltools.converters.mil import Builder as mb
+from coremltools.converters.mil.mil import get_new_symbol
+from coremltools.converters.mil.mil.types.symbolic import is_symbolic
 
 INPUT_SHAPE = (1, 3, 224, 224)
+# How images are prepared for the network (the spec's `preprocess`): (pixels / 255 - MEAN) / STD.
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
 METADATA = {
     "archdsl.network": "shufflenet_v2_x1_0",
     "archdsl.source_hash": "e735e4d06c72d3d7",
@@ -96,12 +101,22 @@ def conv_bn_act(
     return x
 
 
+def shape_like(x, channels: int, name: str):
+    """(1, channels, H, W) with x's H and W: constants for a fixed input size, read from x when
+    the size is flexible (`convert`'s sizes)."""
+    _, _, h, w = x.shape
+    if is_symbolic(h) or is_symbolic(w):
+        spatial = mb.slice_by_index(x=mb.shape(x=x, name=f"{name}.of"), begin=[2], end=[4], name=f"{name}.hw")
+        return mb.concat(values=[[1, channels], spatial], axis=0, name=name)
+    return [1, channels, h, w]
+
+
 def channel_shuffle(x, groups: int, name: str):
     """Interleave `groups` groups of channels: (groups, C / groups) -> (C / groups, groups)."""
-    _, c, h, w = x.shape
-    x = mb.reshape(x=x, shape=[1, groups, c // groups, h, w], name=f"{name}.groups")
-    x = mb.transpose(x=x, perm=[0, 2, 1, 3, 4], name=f"{name}.t")
-    return mb.reshape(x=x, shape=[1, c, h, w], name=name)
+    c = x.shape[1]
+    y = mb.reshape(x=x, shape=[1, groups, c // groups, -1], name=f"{name}.groups")  # H x W as one axis
+    y = mb.transpose(x=y, perm=[0, 2, 1, 3], name=f"{name}.t")
+    return mb.reshape(x=y, shape=shape_like(x, c, f"{name}.shape"), name=name)
 
 
 def squeeze_excite(x, w, name: str, act: str, gate: str):
@@ -123,15 +138,26 @@ def layer_scale(x, w, name: str):
     return mb.mul(x=x, y=w[f"{name}.gamma"].reshape(1, -1, 1, 1), name=name)
 
 
-def build_program(weights_path: str):
-    """The shufflenet_v2_x1_0 MIL program with the weights in `weights_path` (canonical archdsl file)."""
+def build_program(
+    weights_path: str,
+    pixels: bool = False,
+    flexible: bool = False,
+    probabilities: bool = False,
+):
+    """The shufflenet_v2_x1_0 MIL program with the weights in `weights_path` (canonical archdsl file).
+    `pixels`: the input is `image_input`'s scaled pixels, which the program finishes normalizing;
+    `flexible`: its height and width are left open (`convert`'s sizes); `probabilities`: the
+    softmax of the logits, named `probabilities`."""
     from safetensors.numpy import load_file
 
     w = load_file(weights_path)
+    shape = (*INPUT_SHAPE[:2], get_new_symbol(), get_new_symbol()) if flexible else INPUT_SHAPE
 
-    @mb.program(input_specs=[mb.TensorSpec(shape=INPUT_SHAPE)], opset_version=ct.target.iOS16)
+    @mb.program(input_specs=[mb.TensorSpec(shape=shape)], opset_version=ct.target.iOS16)
     def main(image):
         x = image
+        if pixels and len(set(STD)) > 1:  # CoreML's image scale is one number: the rest of 1 / STD
+            x = mb.mul(x=x, y=[[[STD[0] / s]] for s in STD], name="pixels.std")
 
         # stem (stem): 2 blocks | 696 params, 8,128,512 MACs
         # stem.0 conv: 3x224x224 -> 24x112x112 | 696 params, 8,128,512 MACs
@@ -311,16 +337,52 @@ def build_program(weights_path: str):
         x = mb.reshape(x=x, shape=[1, -1], name="head.1.flatten")
         x = mb.linear(x=x, weight=w["head.1.fc.weight"], bias=w["head.1.fc.bias"], name="head.1.fc")
         x = mb.identity(x=x, name="head.1")
+        if probabilities:
+            return mb.softmax(x=x, axis=-1, name="probabilities")
         return mb.identity(x=x, name="logits")
 
     return main
 
 
-def convert(weights_path: str, precision: str = "fp32") -> ct.models.MLModel:
-    """An ML Program (fp32 by default: fp16 is known to drift on MobileNetV3-style networks)."""
+def image_input(shape) -> ct.ImageType:
+    """The input as an image of 0..255 pixels, normalized as the network expects:
+    (pixels / 255 - MEAN) / STD. CoreML scales an image by one number and biases each channel,
+    which is all of it when STD is one value; otherwise the program multiplies by the rest."""
+    return ct.ImageType(
+        name="image",
+        shape=shape,
+        scale=1.0 / (255.0 * STD[0]),
+        bias=[-m / STD[0] for m in MEAN],
+        color_layout=ct.colorlayout.RGB if INPUT_SHAPE[1] == 3 else ct.colorlayout.GRAYSCALE,
+    )
+
+
+def convert(
+    weights_path: str,
+    precision: str = "fp32",
+    image: bool = False,
+    labels: list[str] | None = None,
+    sizes: list[tuple[int, int]] | None = None,
+) -> ct.models.MLModel:
+    """An ML Program (fp32 by default: fp16 is known to drift on MobileNetV3-style networks).
+    `image`: the input is an RGB image (`image_input`); `labels`: a classifier, giving the top
+    label and every label's probability; `sizes`: the (height, width) pairs the input may take
+    (enumerated shapes; the default is INPUT_SHAPE's size when listed, else the first)."""
     compute = {"fp32": ct.precision.FLOAT32, "fp16": ct.precision.FLOAT16}[precision]
+    shape = INPUT_SHAPE
+    if sizes:
+        shapes = [(*INPUT_SHAPE[:2], h, w) for h, w in sizes]
+        shape = ct.EnumeratedShapes(shapes=shapes, default=INPUT_SHAPE if INPUT_SHAPE in shapes else shapes[0])
+    program = build_program(
+        weights_path,
+        pixels=image,
+        flexible=bool(sizes),
+        probabilities=bool(labels),
+    )
     model = ct.convert(
-        build_program(weights_path),
+        program,
+        inputs=[image_input(shape) if image else ct.TensorType(name="image", shape=shape)],
+        classifier_config=ct.ClassifierConfig(list(labels)) if labels else None,
         convert_to="mlprogram",
         compute_precision=compute,
         minimum_deployment_target=ct.target.iOS16,
