@@ -41,7 +41,7 @@ def run_program(program: Any, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
     for op in function.operations:
         if op.op_type == "const":
             val = op.outputs[0].val
-            floating = isinstance(val, np.ndarray) and val.dtype.kind == "f"
+            floating = isinstance(val, np.ndarray) and np.issubdtype(val.dtype, np.floating)
             values[op.outputs[0].name] = val.astype(np.float32) if floating else val
             continue
         if op.op_type == "classify":
