@@ -126,15 +126,15 @@ def check_model(model: Any, programs: Mapping[tuple[int, int], Callable[[], Any]
         expected = run_program(build(), {"image": x})
         got = run_program(model._mil_program, {"image": pixels if options.image else x})
         for name in names:
-            want = expected[name]
-            have: Any = got[name] if not options.labels else None
+            want, have = expected[name], got.get(name)  # a classifier has no tensor output: below
             if options.labels:  # the classifier's outputs: the top label and every label's probability
-                want = np.exp(want - want.max()) / np.exp(want - want.max()).sum()
+                want = np.exp(want - want.max())
+                want, top = want / want.sum(), options.labels[int(np.argmax(want))]
                 have = np.array([got["classLabel_probs"][label] for label in options.labels])
-                if got["classLabel"] != options.labels[int(np.argmax(want))]:
+                if got["classLabel"] != top:
                     raise ArchError(f"the converted model's top label at {h}x{w} is {got['classLabel']!r}, "
-                                    f"the network's is {options.labels[int(np.argmax(want))]!r}")  # fmt: skip
-            error = float(np.max(np.abs(np.reshape(have, want.shape) - want)) / max(float(np.max(np.abs(want))), 1e-30))
+                                    f"the network's is {top!r}")  # fmt: skip
+            error = float(np.max(np.abs(np.reshape(np.asarray(have), want.shape) - want)) / max(float(np.max(np.abs(want))), 1e-30))
             if not error <= tolerance:  # NaN fails too
                 raise ArchError(f"the converted {precision} model's {name!r} at {h}x{w} is {error:.1e} (relative to "
                                 f"its largest value) from the network's: beyond {tolerance:.0e}", None,
