@@ -134,7 +134,10 @@ def check_model(model: Any, programs: Mapping[tuple[int, int], Callable[[], Any]
                 if got["classLabel"] != top:
                     raise ArchError(f"the converted model's top label at {h}x{w} is {got['classLabel']!r}, "
                                     f"the network's is {top!r}")  # fmt: skip
-            error = float(np.max(np.abs(np.reshape(np.asarray(have), want.shape) - want)) / max(float(np.max(np.abs(want))), 1e-30))
+            error = float(
+                np.max(np.abs(np.reshape(np.asarray(have), want.shape) - want))
+                / max(float(np.max(np.abs(want))), 1e-30)
+            )
             if not error <= tolerance:  # NaN fails too
                 raise ArchError(f"the converted {precision} model's {name!r} at {h}x{w} is {error:.1e} (relative to "
                                 f"its largest value) from the network's: beyond {tolerance:.0e}", None,
