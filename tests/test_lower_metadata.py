@@ -72,7 +72,9 @@ def test_text_is_kept_verbatim_backslashes_and_all():
 
 
 def test_metadata_in_a_family_body_reaches_its_instances():
-    family = FULL.replace("network n {", "network fam(w=1) {").replace("  input 32x32x3\n", "  input 32x32x3\n  width w\n")
+    family = FULL.replace("network n {", "network fam(w=1) {").replace(
+        "  input 32x32x3\n", "  input 32x32x3\n  width w\n"
+    )
     text = family + "\nnetwork small = fam(w=0.5)\nnetwork large = fam(w=2)\n"
     for name in ("small", "large"):
         net = compile_text(text, network=name)
@@ -104,7 +106,10 @@ def case(id: str, spec: str, where: str, message: str, hint: str):
 
 
 BLOCK_TEMPLATE = 'block pair(c) {\n  ib k3 e4 c=c "fast"\n}\n\n' + small_net().replace("ib k3 e4 c16", "pair c=16")
-FAMILY = NET.replace("network n {", "network fam(c=16) {").replace("ib k3 e4 c16", 'ib k3 e4 c=c "x"') + "\nnetwork m = fam(c=8)\n"
+FAMILY = (
+    NET.replace("network n {", "network fam(c=16) {").replace("ib k3 e4 c16", 'ib k3 e4 c=c "x"')
+    + "\nnetwork m = fam(c=8)\n"
+)
 
 CASES = [
     # --- inside metadata ----------------------------------------------------------------------
@@ -145,7 +150,7 @@ CASES = [
          "case.arch:4:12", "'metadata' takes no options", "metadata { ... }"),
     case("section-without-body", NET.replace("  classes 10\n", "  classes 10\n  metadata\n"), "case.arch:4:3",
          "'metadata' needs a body in braces", "metadata { ... }"),
-    case("section-twice", with_metadata('author "A"') .replace("  stem", '  metadata {\n    version "1"\n  }\n  stem'),
+    case("section-twice", with_metadata('author "A"').replace("  stem", '  metadata {\n    version "1"\n  }\n  stem'),
          "case.arch:7:3", "'metadata' is set twice", "first set at line 4"),
     # --- strings anywhere else ----------------------------------------------------------------
     case("on-a-block", NET.replace("ib k3 e4 c16", 'ib k3 e4 c16 "fast"'), "case.arch:6:18",

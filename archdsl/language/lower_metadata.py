@@ -22,7 +22,9 @@ def lower_metadata(body: tuple[Stmt, ...]) -> Metadata:
     first: dict[str, Span] = {}
     for stmt in body:
         if stmt.head not in SETTINGS:
-            raise ArchError(f"unknown metadata setting '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, SETTINGS))
+            raise ArchError(
+                f"unknown metadata setting '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, SETTINGS)
+            )
         if stmt.head in out:
             raise ArchError(f"'{stmt.head}' is set twice", stmt.head_span, f"first set at line {first[stmt.head].line}")
         wrong = [i for n, i in enumerate(stmt.items) if n or not isinstance(i, Str)]  # in source order
