@@ -18,6 +18,7 @@ MAX_IMPORTED_FILES = 1024
 MAX_NESTING = 100  # syntax tree depth: nested braces, parentheses, operators in one expression
 MAX_NUMBER_CHARS = 40  # a numeric literal's length; larger values are typos, not networks
 MAX_VALUE = 10**30  # magnitude of any whole number an expression computes (floats: finite)
+MAX_METADATA_CHARS = 200  # one `metadata` text: it is copied into generated code and model files
 
 # ---- the expanded network ----------------------------------------------------------------
 MAX_BLOCKS = 4096  # blocks after every repeat, template and depth multiplier is expanded

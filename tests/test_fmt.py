@@ -50,6 +50,43 @@ def test_formatted_spec_compiles_to_the_same_network():
     assert a.model_dump(exclude={"source_hash"}) == b.model_dump(exclude={"source_hash"})
 
 
+# A metadata section laid out badly; its strings hold what must not be read as layout.
+MESSY_METADATA = """network t { input 32x32x3; classes 10
+  metadata { author   "Jane  Doe"  # two spaces kept
+    license "Apache-2.0";  description "a;b {c} #d \\e\\n"
+  version "1.2" }
+  stem conv k3 c16
+  stage s0 { ib k3 e4 c16 }
+  head { pool avg; classifier } }"""
+CANONICAL_METADATA = """network t {
+  input 32x32x3
+  classes 10
+  metadata {
+    author "Jane  Doe"  # two spaces kept
+    license "Apache-2.0"
+    description "a;b {c} #d \\e\\n"
+    version "1.2"
+  }
+  stem conv k3 c16
+  stage s0 {
+    ib k3 e4 c16
+  }
+  head {
+    pool avg
+    classifier
+  }
+}
+"""
+
+
+def test_strings_print_back_quoted_as_written():
+    once = format_module(parse(MESSY_METADATA))
+    assert once == CANONICAL_METADATA
+    assert format_module(parse(once)) == once and parse(once) == parse(MESSY_METADATA)
+    assert compile_text(once).metadata == compile_text(MESSY_METADATA).metadata
+    assert compile_text(once).metadata.description == "a;b {c} #d \\e\\n"  # backslashes kept verbatim
+
+
 @pytest.mark.parametrize(
     "expr, canonical",
     [

@@ -10,7 +10,7 @@ from ..errors import ArchError, Span
 from .bounds import Totals
 from .geometry import FeatureMap
 from .network import Endpoint, Network, Stage, is_dense
-from .nodes import NetworkSpec, StageSpec, default_preprocess
+from .nodes import Metadata, NetworkSpec, StageSpec, default_preprocess
 
 
 def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
@@ -59,7 +59,7 @@ def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
         name=spec.name, source=source, source_hash=spec.source_hash,
         input_shape=(spec.in_channels, *spec.input_hw), classes=spec.classes, width=spec.width.multiplier,
         depth=spec.depth.multiplier, stem=stem, stages=stages, head=head, endpoints=tuple(endpoints),
-        preprocess=spec.preprocess or default_preprocess(spec.in_channels),
+        preprocess=spec.preprocess or default_preprocess(spec.in_channels), metadata=spec.metadata or Metadata.make(),
     )  # fmt: skip
     taken = {"image", *(name for name, _ in net.outputs())}  # the model's input and outputs
     for e in endpoints:

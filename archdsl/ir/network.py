@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Union
 from pydantic import Field
 
 from ..blocks import KINDS
-from .nodes import BlockNode, Node, Preprocess
+from .nodes import BlockNode, Metadata, Node, Preprocess
 
 if TYPE_CHECKING:
     Block = BlockNode
@@ -50,6 +50,7 @@ class Network(Node):
     form: Literal["train", "deploy"] = "train"  # deploy: BatchNorm folded, branches merged (`deploy_form`)
     endpoints: tuple[Endpoint, ...] = ()  # in network order
     preprocess: Preprocess = Preprocess.model_construct()
+    metadata: Metadata = Metadata.model_construct()  # each field None where the spec gives none
 
     def all_stages(self) -> tuple[Stage, ...]:
         return (self.stem, *self.stages, self.head)

@@ -91,6 +91,17 @@ def default_preprocess(channels: int) -> Preprocess:
     return Preprocess.make() if channels == 3 else Preprocess.make(mean=(0.0,) * channels, std=(1.0,) * channels)
 
 
+class Metadata(Node):
+    """Text the deployment formats carry with the model (CoreML's author, license, short
+    description and version; ONNX's doc_string and metadata_props); None where the spec is
+    silent. Checked printable and bounded by the lowering; backends still quote it."""
+
+    author: str | None = None
+    license: str | None = None
+    description: str | None = None
+    version: str | None = None
+
+
 class Rounding(Node):
     """make_divisible(v, divisor, min_value=divisor, round_limit)."""
 
@@ -208,6 +219,7 @@ class NetworkSpec(Node):
     resolution: HW | None = None  # explicit resolution, replacing input_hw
     output_stride: int | None = None  # later strides become dilations (timm's rule, for DeepLab-style heads)
     preprocess: Preprocess | None = None  # None: language.lower_preprocess.default_preprocess
+    metadata: Metadata | None = None  # None: no `metadata` section (Metadata() in the Network)
     width: WidthScaling = WidthScaling.model_construct()
     depth: DepthScaling = DepthScaling.model_construct()
     defaults: Defaults = Defaults.model_construct()

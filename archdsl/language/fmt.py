@@ -24,6 +24,7 @@ from .syntax import (
     Param,
     Shape,
     Stmt,
+    Str,
     TopItem,
 )  # fmt: skip
 
@@ -51,9 +52,11 @@ def expr_text(e: Expr, parent: int = 0, right: bool = False) -> str:
     return f"({text})" if prec < parent or (right and prec == parent) else text
 
 
-def item_text(item: Flag | KwArg | Literal) -> str:
+def item_text(item: Flag | KwArg | Literal | Str) -> str:
     if isinstance(item, Flag):
         return item.word
+    if isinstance(item, Str):
+        return f'"{item.text}"'  # as written: the language has no escapes
     if isinstance(item, KwArg):
         return f"{item.key}={expr_text(item.value)}"
     text = expr_text(item.value)

@@ -15,7 +15,7 @@ from typing import Iterator
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from ..errors import ArchError, Span
+from ..errors import ArchError, Span, source_line
 from ..limits import MAX_NESTING
 from ..resources import grammar_dir
 
@@ -173,7 +173,8 @@ def _located(exc: UnexpectedInput, source: str, file: str) -> ArchError:
         ch = source[pos] if pos < len(source) else ""
         span = Span(file, line, col, line, col + 1, source)
         if ch == '"':
-            return ArchError("unterminated string", span, "close the path with '\"' on the same line")
+            what = "path" if source_line(source, line).lstrip().startswith("import") else "string"
+            return ArchError("unterminated string", span, f"close the {what} with '\"' on the same line")
         return ArchError(
             f"unexpected character {ch!r}", span, "options are words such as k3 or key=value; comments start with '#'"
         )

@@ -24,6 +24,7 @@ from ..ir.nodes import (
 )
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate, item_value
 from .loader import Definitions
+from .lower_metadata import lower_metadata, refuse_strings
 from .lower_preprocess import lower_preprocess
 from .lower_statement import lower_blocks, noted
 from .syntax import Flag, KwArg, NetworkDef, NetworkInst, Stmt
@@ -156,6 +157,8 @@ class _NetworkLowering:
 
     def _statement(self, stmt: Stmt) -> None:
         head = stmt.head
+        if head != "metadata":
+            refuse_strings(stmt)
         if head == "stage":
             self._stage(stmt)
             return
@@ -178,6 +181,9 @@ class _NetworkLowering:
         elif head == "preprocess":
             self._no_items(stmt)
             self.preprocess = self._body(stmt)
+        elif head == "metadata":
+            self._no_items(stmt)
+            self.settings["metadata"] = lower_metadata(self._body(stmt))
         elif head == "output_stride":
             self._output_stride(stmt)
         elif head == "defaults":

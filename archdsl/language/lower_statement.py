@@ -11,6 +11,7 @@ from ..errors import ArchError, ArchErrors, Span, add_note, did_you_mean
 from ..ir.nodes import ACTIVATIONS, BlockSpec
 from ..limits import MAX_NUMBER_CHARS
 from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
+from .lower_metadata import refuse_strings
 from .repeats import block_rows, repeat_rows
 from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt, number_too_long
 from .vocabulary import COMPACT, ENDPOINT, FLAGS, KWARGS, WORDS
@@ -25,6 +26,7 @@ def lower_blocks(
     stmt: Stmt, env: Env, templates: Mapping[str, BlockDef], stack: tuple[str, ...] = ()
 ) -> list[BlockSpec]:
     """The blocks one statement stands for: one block, or a template's blocks."""
+    refuse_strings(stmt)  # a template's statements meet no network's check
     if stmt.body is not None:
         raise ArchError(f"'{stmt.head}' takes no '{{ ... }}' body here", stmt.head_span)
     if stmt.head in WORDS:

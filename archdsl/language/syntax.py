@@ -142,7 +142,7 @@ class KwArg(_Node):
 
 
 class Literal(_Node):
-    """A positional value: a number, shape or string, or any expression in parentheses."""
+    """A positional value: a number or shape, or any expression in parentheses."""
 
     __slots__ = (
         "value",
@@ -152,7 +152,19 @@ class Literal(_Node):
     span: Span
 
 
-Item = Union[Flag, KwArg, Literal]
+class Str(_Node):
+    """A quoted string, its text without the quotes (the lexer admits no `"` or newline in it):
+    what `metadata` settings take; anywhere else the lowering refuses it."""
+
+    __slots__ = (
+        "text",
+        "span",
+    )
+    text: str
+    span: Span
+
+
+Item = Union[Flag, KwArg, Literal, Str]
 
 
 class Stmt(_Node):
@@ -359,6 +371,10 @@ class _ToNodes(Transformer):
         if max(map(len, dims)) > MAX_NUMBER_CHARS:
             raise number_too_long(self._tok(tok), max(map(len, dims)))
         return Shape(tuple(int(d) for d in dims), self._tok(tok))
+
+    def string(self, c):
+        (tok,) = c
+        return Str(str(tok)[1:-1], self._tok(tok))
 
     def paren(self, c):
         return Literal(c[0], c[0].span)

@@ -81,5 +81,5 @@ FLAGS: dict[str, tuple[dict[str, Any], str]] = {
 ENDPOINT = "out"
 
 NETWORK_SETTINGS = ("input", "classes", "width", "depth", "rho", "resolution", "output_stride", "preprocess",
-                    "defaults", "stem", "stage", "head")  # fmt: skip
+                    "metadata", "defaults", "stem", "stage", "head")  # fmt: skip
 DEFAULT_SETTINGS = ("act", "norm", "se", "padding", "layer_scale", "drop_path", "dropout")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from ..errors import Span
-from ..language.syntax import BlockDef, Comment, Flag, KwArg, Literal, Module, NetworkDef, NetworkInst, Stmt, TopItem
+from ..language.syntax import BlockDef, Comment, Item, Module, NetworkDef, NetworkInst, Stmt, TopItem
 
 Position = tuple[int, int]  # 1-based line and column, as spans count them
 
@@ -21,7 +21,7 @@ def within(span: Span, at: Position) -> bool:
 class Context:
     item: TopItem | None = None
     stmts: list[Stmt] = field(default_factory=list)  # enclosing statements, outermost first
-    option: Flag | KwArg | Literal | None = None  # the option of the innermost statement at the cursor
+    option: Item | None = None  # the option of the innermost statement at the cursor
 
     @property
     def stmt(self) -> Stmt | None:
