@@ -146,3 +146,31 @@ def test_quantize_is_for_tflite_only(tmp_path, capsys):
     ]
     assert cli(argv) == 2
     assert "--quantize is for tflite" in capsys.readouterr().err
+
+
+def test_int8_hard_swish_is_spelled_for_delegated_integer_ops(tmp_path, photos, capsys):
+    """An int8 HARD_SWISH has no XNNPACK kernel (TFLite's reference kernel runs it, two thirds of
+    int8 MobileNetV3's time): the int8 build spells hard-swish as ops the converter does not fuse,
+    the float32 build keeps the fused op. Same function either way."""
+    from keras import ops
+
+    from archdsl.codegen.registry import get_backend
+    from archdsl.runtimes.runners import load_module
+
+    spec = tmp_path / "n.arch"
+    spec.write_text(NET.replace("ib k3 s2 e4 c24 se0.25", "ib k3 s2 e4 c24 se0.25 act=hard_swish"))
+    common = ["export", str(spec), "--backend", "tflite", "--random-weights", "-o"]
+    assert cli([*common, str(tmp_path / "f.tflite")]) == 0
+    assert cli([*common, str(tmp_path / "q.tflite"), "--quantize", "int8", "--calibration", str(photos)]) == 0
+    float_ops = quantize.op_report((tmp_path / "f.tflite").read_bytes()).counts
+    int8 = quantize.op_report((tmp_path / "q.tflite").read_bytes())
+    assert float_ops["HARD_SWISH"] == 2 and "HARD_SWISH" not in int8.counts and not int8.float_ops
+    sqnr = float(capsys.readouterr().err.split("SQNR ")[1].split(" dB")[0])
+    assert sqnr > 20
+
+    module = load_module(get_backend("keras").emit(compile_text(NET.replace("se0.25", "se0.25 act=hard_swish"))), "hs")
+    x = np.linspace(-5, 5, 1001, dtype=np.float32)
+    fused = np.asarray(ops.convert_to_numpy(module.hard_swish(x)))
+    quantize.unfuse_hard_swish(module)
+    np.testing.assert_allclose(np.asarray(ops.convert_to_numpy(module.hard_swish(x))), fused, atol=1e-6)
+    np.testing.assert_allclose(fused, x * np.clip(x + 3, 0, 6) / 6, atol=1e-6)

@@ -48,6 +48,10 @@ def export(net: Network, backend: str, weights: str, output: Path | None, precis
             from .runners.tflite_runner import convert
 
             module = load_module(get_backend("keras").emit(net), f"archdsl_keras_{net.name}")
+            if quantization is not None and quantization.mode == "int8":
+                from .quantize import unfuse_hard_swish
+
+                unfuse_hard_swish(module)
             model = module.load_weights(module.build_model(**build), weights)
             if quantization is None:
                 model_bytes, kind = convert(model), "TFLite float32"
