@@ -18,6 +18,7 @@ MAX_IMPORTED_FILES = 1024
 MAX_NESTING = 100  # syntax tree depth: nested braces, parentheses, operators in one expression
 MAX_NUMBER_CHARS = 40  # a numeric literal's length; larger values are typos, not networks
 MAX_VALUE = 10**30  # magnitude of any whole number an expression computes (floats: finite)
+MAX_CHOICE_VALUES = 1024  # values of one choice, its ranges expanded: a search dimension, not a data set
 MAX_METADATA_CHARS = 200  # one `metadata` text: it is copied into generated code and model files
 
 # ---- the expanded network ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from archdsl.analysis.cost import block_cost
 from archdsl.analysis.report import si
-from archdsl.compiler import compile_file
+from archdsl.compiler import compile_file, compile_text
 from archdsl.errors import ArchError, ArchErrors
 from archdsl.language.fmt import format_module
 from archdsl.language.syntax import parse
@@ -467,6 +467,25 @@ async def test_inlay_hints_give_each_block_line_its_output_and_macs(client: Lang
     assert set(by_line) == {5, 7, 8, 11, 14, 15}  # stem, blocks, the template use, the head's blocks
     assert all(h.position.character == len(MAIN.splitlines()[h.position.line]) for h in hints)
     close(client, main)
+
+
+async def test_a_search_space_shows_its_first_candidate_and_its_bad_values(client: LanguageClient, workspace: Path):
+    """A spec with choices is a space (docs/language.md section 16): the editor shows the shapes
+    of its first candidate, and an illegal value of any choice where it stands."""
+    path = workspace / "space.arch"
+    text = MAIN.replace("ds k3 c24", "ds k{3,5} c{24,32}").replace("ib k5 s2 e6 c48 x2", "ib k5 s2 e{4,6} c48 x{1..3}")
+    assert await show(client, path, text) == ()
+    first = compile_text(text.replace("k{3,5} c{24,32}", "k3 c24").replace("e{4,6} c48 x{1..3}", "e4 c48 x1"),
+                         str(path))  # fmt: skip
+    shown = await hover(client, path, 7, 2)
+    ds = first.stages[0].blocks[0]
+    assert shown is not None and "16x32x32 -> 24x32x32" in shown and f"({block_cost(ds).macs:,})" in shown
+    bad = text.replace("e{4,6}", "e{4,0}")
+    (d,) = await show(client, path, bad)
+    line = bad.splitlines()[d.range.start.line]
+    assert line[d.range.start.character : d.range.end.character] == "0"
+    assert "expansion ratio must be > 0" in d.message and "with s1.0.e = 0" in d.message
+    close(client, path)
 
 
 # ---- bad input ---------------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_grammar_words_are_the_vocabulary():
     assert _words("block-kind") == set(WORDS)
     assert _words("flag") == set(FLAGS)
     assert _words("activation") == set(ACTIVATIONS)
-    assert _words("compact-option") == set(COMPACT)
+    assert _words("compact-option") == _words("compact-choice") == set(COMPACT)
     assert _words("section") == sections
     assert _words("setting") == set(NETWORK_SETTINGS) - sections
 

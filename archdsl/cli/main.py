@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import math
 import os
 import signal
 import sys
@@ -19,8 +18,8 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from .. import __version__  # noqa: E402
 from ..errors import ArchError, ArchErrors, UsageError, escaped  # noqa: E402
-from ..limits import MAX_INPUT_SIDE  # noqa: E402
-from . import commands  # noqa: E402
+from . import commands, search_commands  # noqa: E402
+from .arg_types import count, hw, positive, ridges, seed  # noqa: E402
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,9 +64,9 @@ def _parser() -> argparse.ArgumentParser:
         "--hardware", help="a built-in profile: pixel6-cpu (default), s23-cpu, pixel4-dsp, pixel8-edgetpu"
     )
     where.add_argument("--profile", help="a hardware profile file (TOML): peak_macs and bandwidth, or ridge")
-    where.add_argument("--peak-macs", type=_positive, help="peak MACs per second (with --bandwidth)")
-    c.add_argument("--bandwidth", type=_positive, help="memory bytes per second (with --peak-macs)")
-    c.add_argument("--ridge", type=_ridges, help="ridge points to sweep, MACs/byte (default: 0,5,20,50,100,200,500)")
+    where.add_argument("--peak-macs", type=positive, help="peak MACs per second (with --bandwidth)")
+    c.add_argument("--bandwidth", type=positive, help="memory bytes per second (with --peak-macs)")
+    c.add_argument("--ridge", type=ridges, help="ridge points to sweep, MACs/byte (default: 0,5,20,50,100,200,500)")
     c.add_argument("--dtype", choices=("float32", "float16", "bfloat16", "int8"), help="default: the profile's")
     c.add_argument("--layers", action="store_true", help="one row per layer instead of per block")
     c.add_argument("--json", action="store_true", help="machine-readable output, every layer included")
@@ -79,10 +78,10 @@ def _parser() -> argparse.ArgumentParser:
         default="torch",
         help="comma-separated: torch, torch-compile, tflite, tflite-int8, onnx, onnx-torch-export (default: torch)",
     )
-    c.add_argument("--threads", type=_count(1, 256), default=1, help="threads per runtime (default 1)")
-    c.add_argument("--rounds", type=_count(1, 100_000), default=30, help="timed rounds per runtime (default 30)")
-    c.add_argument("--warmup", type=_count(0, 100_000), default=5, help="untimed calls first (default 5)")
-    c.add_argument("--calls", type=_count(1, 10_000), default=1,
+    c.add_argument("--threads", type=count(1, 256), default=1, help="threads per runtime (default 1)")
+    c.add_argument("--rounds", type=count(1, 100_000), default=30, help="timed rounds per runtime (default 30)")
+    c.add_argument("--warmup", type=count(0, 100_000), default=5, help="untimed calls first (default 5)")
+    c.add_argument("--calls", type=count(1, 10_000), default=1,
                    help="back-to-back calls per round, their median the round's figure (default 1)")  # fmt: skip
     c.add_argument("--per-block", action="store_true", help="also time every block (torch)")
     c.add_argument("--train-form", action="store_true", help="measure the train form (default: the deploy form)")
@@ -94,40 +93,40 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
     c.add_argument("--train-form", action="store_true", help="time the train form's layers (default: the deploy form)")
     c.add_argument("--runtime", default="tflite", help="the runtime to measure (tflite)")
-    c.add_argument("--threads", type=_count(1, 256), default=1, help="runtime threads (default 1)")
-    c.add_argument("--rounds", type=_count(1, 10_000), default=7, help="interleaved rounds per unit (default 7)")
-    c.add_argument("--calls", type=_count(1, 10_000), default=5, help="timed calls per unit per round (default 5)")
-    c.add_argument("--warmup", type=_count(0, 10_000), default=3, help="untimed calls first (default 3)")
+    c.add_argument("--threads", type=count(1, 256), default=1, help="runtime threads (default 1)")
+    c.add_argument("--rounds", type=count(1, 10_000), default=7, help="interleaved rounds per unit (default 7)")
+    c.add_argument("--calls", type=count(1, 10_000), default=5, help="timed calls per unit per round (default 5)")
+    c.add_argument("--warmup", type=count(0, 10_000), default=3, help="untimed calls first (default 3)")
     # (the defaults are runtimes/calibrate.py's ROUNDS, CALLS, WARMUP: a test holds them equal)
     c.add_argument("--no-grid", action="store_true", help="only the specs' own layers, no widened convs")
     c.add_argument("-o", "--output", required=True, help="the profile (JSON); an existing one is completed")
 
     c = spec_command("latency", "predicted latency and its split over blocks, from a calibrated profile")
     c.add_argument("--profile", required=True, help="a latency profile written by archdsl calibrate")
-    c.add_argument("--threads", type=_count(1, 256), help="check the profile was measured with this many threads")
+    c.add_argument("--threads", type=count(1, 256), help="check the profile was measured with this many threads")
     c.add_argument("--train-form", action="store_true", help="predict the train form (default: the deploy form)")
     c.add_argument("--layers", action="store_true", help="one row per layer instead of per block")
     c.add_argument("--json", action="store_true", help="machine-readable output, every layer included")
 
     c = spec_command("init-weights", "write deterministic random canonical weights")
-    c.add_argument("--seed", type=_seed, default=0)
+    c.add_argument("--seed", type=seed, default=0)
     c.add_argument("-o", "--output", required=True, help="safetensors file to write")
 
     c = spec_command("verify", "run backends on the same weights and input; compare block by block")
     c.add_argument("--backends", default=["torch", "keras"], type=_runners,
                    help="comma-separated: torch, keras, tflite, coreml, onnx; the first is the reference")  # fmt: skip
-    c.add_argument("--seed", type=_seed, default=0, help="seed of the random weights and input")
+    c.add_argument("--seed", type=seed, default=0, help="seed of the random weights and input")
     c.add_argument("--weights", help="canonical weights to use instead of random ones")
-    c.add_argument("--input", type=_hw, help="input size HxW instead of the spec's")
+    c.add_argument("--input", type=hw, help="input size HxW instead of the spec's")
     c.add_argument(
         "--tolerance",
-        type=_positive,
+        type=positive,
         help="max |a-b| / max(1, max|ref|) (default 1e-4; --train 1e-5, with --float32 1e-3)",
     )
     c.add_argument("--train", action="store_true",
                    help="compare one training step instead: loss, outputs, gradients, updated weights, BN statistics")  # fmt: skip
-    c.add_argument("--batch", type=_count(2, 256), default=4, help="--train: batch size (default 4)")
-    c.add_argument("--lr", type=_positive, default=0.1, help="--train: SGD learning rate (default 0.1)")
+    c.add_argument("--batch", type=count(2, 256), default=4, help="--train: batch size (default 4)")
+    c.add_argument("--lr", type=positive, default=0.1, help="--train: SGD learning rate (default 0.1)")
     c.add_argument("--float32", action="store_true",
                    help="--train in float32, as training runs (default float64: only semantics can differ)")  # fmt: skip
     c.add_argument("--json", action="store_true", help="the report as JSON (for CI): each pair's figures and verdict")
@@ -137,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help="the model file (a .tflite or .onnx may go to stdout: -o -)")
     c.add_argument("--weights", help="canonical weights (required, unless --random-weights)")
     c.add_argument("--random-weights", action="store_true", help="export random weights (from --seed), to test or time")
-    c.add_argument("--seed", type=_seed, help="--random-weights: their seed (default 0)")
+    c.add_argument("--seed", type=seed, help="--random-weights: their seed (default 0)")
     c.add_argument("--precision", choices=("fp32", "fp16"), help="CoreML compute precision (default fp32)")
     c.add_argument("--features", action="store_true",
                    help="the backbone: one named output per feature endpoint (`out` in the spec), no head")  # fmt: skip
@@ -176,73 +175,13 @@ def _parser() -> argparse.ArgumentParser:
     mode.add_argument("--write", action="store_true", help="rewrite files in place")
     mode.add_argument("--diff", action="store_true", help="print the unified diff of each file that would change")
 
+    search_commands.add_parsers(sub)
     sub.add_parser("lsp", help="run the language server on standard input and output (for editors)")
 
     for name, help in (("check", "fail with a diff if generated/ is stale"), ("regen", "rewrite generated/")):
         c = sub.add_parser(name, help=help)
         c.add_argument("--root", default=".", help="project root holding specs/ and generated/")
     return p
-
-
-# Argument types: a bad value is a usage error (exit 2) before any work is done.
-
-
-def _hw(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 224x224, got {text!r}") from None
-    if not (1 <= h <= MAX_INPUT_SIDE and 1 <= w <= MAX_INPUT_SIDE):
-        raise argparse.ArgumentTypeError(f"sizes must be between 1 and {MAX_INPUT_SIDE}, got {text!r}")
-    return h, w
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a finite positive number, got {text}")
-    return value
-
-
-def _count(low: int, high: int):  # type: ignore[no-untyped-def]
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a number from {low} to {high}, got {value}")
-        return value
-
-    return parse
-
-
-def _ridges(text: str) -> list[float]:
-    values = []
-    for part in text.split(","):
-        try:
-            value = float(part)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected numbers such as 0,5,50,500, got {part.strip()!r}") from None
-        if not (math.isfinite(value) and 0 <= value <= 1e6):
-            raise argparse.ArgumentTypeError(f"a ridge point is from 0 to 1e6 MACs/byte, got {part.strip()}")
-        values.append(value)
-    if len(values) > 100:
-        raise argparse.ArgumentTypeError("at most 100 ridge points")
-    return values
-
-
-def _seed(text: str) -> int:
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= seed < 2**63:
-        raise argparse.ArgumentTypeError(f"a seed is a whole number from 0 to 2**63 - 1, got {text}")
-    return seed
 
 
 def _code_backend(text: str) -> str:
@@ -327,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "import-weights":
             return commands.import_weights_cmd(args.spec, args.checkpoint, args.output, args.network, args.import_root,
                                                args.deploy, args.source)  # fmt: skip
+        if args.command in search_commands.COMMANDS:
+            return search_commands.run(args)
         if args.command == "fmt":
             return commands.fmt_cmd(args.files, args.check, args.write, args.diff)
         if args.command == "check":

@@ -13,7 +13,7 @@ from typing import Mapping, Union
 
 from ..errors import ArchError, Span, did_you_mean
 from ..limits import MAX_VALUE
-from .syntax import BinOp, Expr, Flag, Literal, Name, Neg, Num, Shape
+from .syntax import BinOp, Choice, Expr, Flag, Literal, Name, Neg, Num, Shape
 
 Value = Union[int, float, str, tuple[int, ...]]
 Env = Mapping[str, Value]
@@ -37,6 +37,8 @@ def _evaluate(expr: Expr, env: Env) -> Value:
         return expr.dims
     if isinstance(expr, Neg):
         return -number(expr.operand, env)
+    if isinstance(expr, Choice):
+        raise in_a_space(expr.span)
     assert isinstance(expr, BinOp)
     a, b = number(expr.left, env), number(expr.right, env)
     if expr.op == "+":
@@ -66,6 +68,17 @@ def item_value(item: Flag | Literal, env: Env) -> Value:
     if isinstance(item, Flag):
         return env.get(item.word, item.word)
     return evaluate(item.value, env)
+
+
+class InASpace(ArchError):
+    """A choice (or a named one, `let`) met by the compiler: a space is sampled first. The first
+    one is the only error a network lowering reports (what follows from it is noise)."""
+
+
+def in_a_space(span: Span, what: str = "a choice") -> InASpace:
+    return InASpace(f"{what}: this spec describes a space of networks, not one", span,
+                     "list its dimensions with `archdsl space SPEC`; write one network with "
+                     "`archdsl sample SPEC --index 0 -o CANDIDATE.arch`")  # fmt: skip
 
 
 def _tidy(v: int | float) -> int | float:

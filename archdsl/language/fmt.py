@@ -10,6 +10,8 @@ from __future__ import annotations
 from .syntax import (
     BinOp,
     BlockDef,
+    Choice,
+    ChoiceWord,
     Expr,
     Flag,
     Import,
@@ -22,6 +24,7 @@ from .syntax import (
     NetworkInst,
     Num,
     Param,
+    Range,
     Shape,
     Stmt,
     Str,
@@ -39,6 +42,8 @@ def expr_text(e: Expr, parent: int = 0, right: bool = False) -> str:
         return e.id
     if isinstance(e, Shape):
         return "x".join(map(str, e.dims))
+    if isinstance(e, Choice):
+        return choice_text(e)
     if isinstance(e, Neg):
         inner = expr_text(e.operand, 3)
         return f"-({inner})" if isinstance(e.operand, Neg) else "-" + inner
@@ -52,15 +57,23 @@ def expr_text(e: Expr, parent: int = 0, right: bool = False) -> str:
     return f"({text})" if prec < parent or (right and prec == parent) else text
 
 
-def item_text(item: Flag | KwArg | Literal | Str) -> str:
+def choice_text(c: Choice) -> str:
+    return (
+        "{" + ",".join(f"{v.low.text}..{v.high.text}" if isinstance(v, Range) else expr_text(v) for v in c.values) + "}"
+    )
+
+
+def item_text(item: Flag | KwArg | Literal | Str | ChoiceWord) -> str:
     if isinstance(item, Flag):
         return item.word
+    if isinstance(item, ChoiceWord):
+        return item.prefix + "/".join(p if isinstance(p, str) else choice_text(p) for p in item.parts)
     if isinstance(item, Str):
         return f'"{item.text}"'  # as written: the language has no escapes
     if isinstance(item, KwArg):
         return f"{item.key}={expr_text(item.value)}"
     text = expr_text(item.value)
-    return text if isinstance(item.value, (Num, Shape)) else f"({text})"
+    return text if isinstance(item.value, (Num, Shape, Choice)) else f"({text})"
 
 
 def params_text(params: tuple[Param, ...]) -> str:
@@ -68,7 +81,8 @@ def params_text(params: tuple[Param, ...]) -> str:
 
 
 class _Printer:
-    def __init__(self, module: Module):
+    def __init__(self, module: Module, blank_lines: bool = True):
+        self.blank_lines = blank_lines
         self.comments = sorted(module.comments, key=lambda c: (c.line, c.col))
         self.used: set[int] = set()
         self.start = 0  # every comment before this index is used
@@ -76,7 +90,13 @@ class _Printer:
         self.last_line = 0  # last source line accounted for, to keep intended blank lines
 
     def _gap(self, line: int) -> None:
-        if self.lines and self.lines[-1] != "" and line - self.last_line > 1 and not self.lines[-1].endswith("{"):
+        if (
+            self.blank_lines
+            and self.lines
+            and self.lines[-1] != ""
+            and line - self.last_line > 1
+            and not self.lines[-1].endswith("{")
+        ):
             self.lines.append("")
 
     # Comments are sorted and consumed in line order, so both scans start at the first unused one
@@ -153,8 +173,10 @@ class _Printer:
         self.last_line = span.end_line
 
 
-def format_module(module: Module) -> str:
-    p = _Printer(module)
+def format_module(module: Module, blank_lines: bool = True) -> str:
+    """The module's canonical text; without `blank_lines`, none inside bodies (a module put
+    together from parts of several files, whose lines say nothing about layout)."""
+    p = _Printer(module, blank_lines)
     previous = None
     for item in module.items:
         p.top(item, previous)

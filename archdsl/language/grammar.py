@@ -194,6 +194,10 @@ def _located(exc: UnexpectedInput, source: str, file: str) -> ArchError:
         width = max(1, len(str(tok))) if tok.type != "_NL" else 1
         what = "end of line" if tok.type == "_NL" else repr(str(tok))
         span = Span(file, line, col, line, col + width, source)
+        if tok.type == "RBRACE" and source[: tok.start_pos].rstrip().endswith("{"):
+            return ArchError("an empty choice", span, "a choice takes at least one value, e.g. {3,5}")
+        if tok.type == "RBRACE" and set(exc.accepts or exc.expected) == {"COMMA"}:
+            return ArchError("a choice of one word", span, "give the word alone, or more values: {relu,hard_swish}")
         return ArchError(f"unexpected {what}", span, _expected(exc.accepts or exc.expected))
     return ArchError(str(exc), Span(file, line, col, line, col + 1, source))
 

@@ -22,7 +22,7 @@ from ..ir.nodes import (
     StageSpec,
     WidthScaling,
 )
-from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate, item_value
+from .evaluate import Env, InASpace, Value, as_float, as_int, as_symbol, evaluate, in_a_space, item_value
 from .loader import Definitions
 from .lower_metadata import lower_metadata, refuse_strings
 from .lower_preprocess import lower_preprocess
@@ -132,7 +132,8 @@ class _NetworkLowering:
             except ArchError as e:  # keep going: report every independent mistake at once
                 self.errors.append(e)
         if self.errors:
-            raise self.errors[0] if len(self.errors) == 1 else ArchErrors(self.errors)
+            errors = [e for e in self.errors if isinstance(e, InASpace)][:1] or self.errors
+            raise errors[0] if len(errors) == 1 else ArchErrors(errors)
         for required in ("stem", "head"):
             if required not in self.settings:
                 raise ArchError(f"network '{name}' has no {required}", name_span, f"add a '{required}' statement")
@@ -162,6 +163,8 @@ class _NetworkLowering:
         if head == "stage":
             self._stage(stmt)
             return
+        if head == "let":
+            raise in_a_space(stmt.span, "a named choice")
         if head not in NETWORK_SETTINGS:
             hint = did_you_mean(head, NETWORK_SETTINGS)
             if head in self.defs.blocks or head in WORDS:

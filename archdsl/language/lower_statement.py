@@ -10,10 +10,10 @@ from ..blocks.kind import NEEDS, BlockKind, Word
 from ..errors import ArchError, ArchErrors, Span, add_note, did_you_mean
 from ..ir.nodes import ACTIVATIONS, BlockSpec
 from ..limits import MAX_NUMBER_CHARS
-from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate
+from .evaluate import Env, Value, as_float, as_int, as_symbol, evaluate, in_a_space
 from .lower_metadata import refuse_strings
 from .repeats import block_rows, repeat_rows
-from .syntax import BlockDef, Flag, KwArg, Literal, Name, Stmt, number_too_long
+from .syntax import BlockDef, ChoiceWord, Flag, KwArg, Literal, Name, Stmt, number_too_long
 from .vocabulary import COMPACT, ENDPOINT, FLAGS, KWARGS, WORDS
 
 _NUMERIC = ("int", "channels", "float", "kernel")
@@ -33,6 +33,9 @@ def lower_blocks(
         return [_lower_kind(stmt, *WORDS[stmt.head], env)]
     if stmt.head in templates:
         return _expand_template(stmt, templates[stmt.head], env, templates, stack)
+    if stmt.head == "let":
+        raise ArchError("a named choice belongs in the network's body", stmt.head_span,
+                        "move this `let` out of the stem, stage, head or block template")  # fmt: skip
     raise ArchError(f"unknown block kind '{stmt.head}'", stmt.head_span, did_you_mean(stmt.head, [*WORDS, *templates]))
 
 
@@ -99,6 +102,8 @@ def _option(item: Any, env: Env) -> Option:
                 hint = f"'{name}' reads as the value of '{item.key}='; is a value missing after '{item.key}='?"
             raise ArchError(f"unknown parameter '{name}'", item.value.span, hint)
         return Option(item.key, value, item.key_span, item.value.span)
+    if isinstance(item, ChoiceWord):
+        raise in_a_space(item.span)
     if isinstance(item, Literal):
         raise ArchError("a value needs an option name", item.span, "write options as k3, s2, c96 or key=value")
     assert isinstance(item, Flag)

@@ -7,16 +7,18 @@ trees compare equal when they say the same thing however they were laid out; tha
 
 from __future__ import annotations
 
+import re
 from typing import Union
 
 from lark import Token, Transformer, Tree, v_args
 from lark.exceptions import VisitError
 
 from ..errors import ArchError, Span
-from ..limits import MAX_NUMBER_CHARS
+from ..limits import MAX_CHOICE_VALUES, MAX_NUMBER_CHARS
 from .grammar import parse_tree
 
 _NO_SPAN = Span("<none>", 0, 0, 0, 0)
+_NUMBER = re.compile(r"[0-9]+(\.[0-9]+)?$")
 # Where a node was written, and what it was read from: never part of its meaning.
 _LOCATION = frozenset({"span", "head_span", "key_span", "name_span", "base_span", "comments", "source", "file"})
 
@@ -112,7 +114,39 @@ class Neg(_Node):
     span: Span
 
 
-Expr = Union[Num, Name, Shape, BinOp, Neg]
+class Range(_Node):
+    """`2..4` in a choice: every whole number from `low` to `high`."""
+
+    __slots__ = (
+        "low",
+        "high",
+        "span",
+    )
+    low: Num
+    high: Num
+    span: Span
+
+    def numbers(self) -> list[Num]:
+        return [Num(str(v), self.span) for v in range(int(self.low.text), int(self.high.text) + 1)]
+
+
+class Choice(_Node):
+    """`{3,5}`, `{2..4}`, `{relu,hard_swish}`: the values a setting takes across a search space
+    (`archdsl/search/`); a concrete network has none."""
+
+    __slots__ = (
+        "values",
+        "span",
+    )
+    values: tuple[Union[Num, Name, Range], ...]
+    span: Span
+
+    def expanded(self) -> list[Num | Name]:
+        """The values one by one, ranges spelled out."""
+        return [n for v in self.values for n in (v.numbers() if isinstance(v, Range) else [v])]
+
+
+Expr = Union[Num, Name, Shape, BinOp, Neg, Choice]
 
 # ---- statements ----------------------------------------------------------------------------
 
@@ -164,7 +198,25 @@ class Str(_Node):
     span: Span
 
 
-Item = Union[Flag, KwArg, Literal, Str]
+class ChoiceWord(_Node):
+    """A compact option with a choice for its number: `k{3,5}`, `x{2..4}`, `k{0,3,5}/{0,3,5}`
+    (each set its own decision), `k3/{3,5}`."""
+
+    __slots__ = (
+        "prefix",
+        "parts",
+        "span",
+    )
+    prefix: str
+    parts: tuple[Union[str, Choice], ...]  # split at `/`: a number as written, or a choice
+    span: Span
+
+    def word(self, values: dict[int, str]) -> str:
+        """The compact option with the choice at `parts[i]` replaced by `values[i]`."""
+        return self.prefix + "/".join(values[i] if isinstance(p, Choice) else p for i, p in enumerate(self.parts))
+
+
+Item = Union[Flag, KwArg, Literal, Str, ChoiceWord]
 
 
 class Stmt(_Node):
@@ -379,6 +431,27 @@ class _ToNodes(Transformer):
     def paren(self, c):
         return Literal(c[0], c[0].span)
 
+    @v_args(meta=True)
+    def choice(self, meta, c):
+        values = tuple(v if isinstance(v, Range) else self._choice_value(v) for v in c)
+        return _checked_choice(Choice(values, self._meta(meta)))
+
+    def _choice_value(self, tok: Token) -> Num | Name:
+        if tok.type == "NUMBER":
+            return self.number([tok])
+        return Name(self._name(tok), self._tok(tok))
+
+    @v_args(meta=True)
+    def range(self, meta, c):
+        return Range(self.number([c[0]]), self.number([c[1]]), self._meta(meta))
+
+    def choice_item(self, c):
+        return Literal(c[0], c[0].span)
+
+    def choice_word(self, c):
+        (tok,) = c
+        return _choice_word(str(tok), self._tok(tok))
+
     def name(self, c):
         (tok,) = c
         return Name(self._name(tok), self._tok(tok))
@@ -410,6 +483,74 @@ def number_too_long(span: Span, length: int) -> ArchError:
         span,
         f"a number in a spec has at most {MAX_NUMBER_CHARS} characters",
     )
+
+
+def _checked_choice(choice: Choice) -> Choice:
+    """A choice of at most MAX_CHOICE_VALUES whole-number ranges and values, none twice."""
+    seen: dict[object, Span] = {}
+    count = 0
+    for v in choice.values:
+        if isinstance(v, Range):
+            low, high = v.low.value, v.high.value
+            if not (isinstance(low, int) and isinstance(high, int)):
+                raise ArchError("a range takes whole numbers", v.span, "write {2..4}, or list the values: {0.5,0.75}")
+            if high < low:
+                raise ArchError(f"empty range {low}..{high}", v.span, f"write {high}..{low}")
+            count += high - low + 1
+        else:
+            count += 1
+        if count > MAX_CHOICE_VALUES:
+            raise ArchError(f"a choice of more than {MAX_CHOICE_VALUES:,} values", v.span,
+                            "a search dimension takes a few values: sample a narrower range")  # fmt: skip
+    for n in choice.expanded():
+        key = n.value if isinstance(n, Num) else n.id
+        if key in seen:
+            raise ArchError(f"{key} is in this choice twice", n.span, "keep one of them")
+        seen[key] = n.span
+    return choice
+
+
+def _choice_word(text: str, span: Span) -> ChoiceWord:
+    """A CHOICE_WORD token (one line: its parts are located by column)."""
+    prefix = text[: len(text) - len(text.lstrip("_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"))]
+    parts: list[str | Choice] = []
+    col = span.col + len(prefix)
+    for part in text[len(prefix) :].split("/"):
+        if part.startswith("{"):
+            parts.append(_checked_choice(_compact_choice(part, span, col)))
+        else:
+            if len(part) > MAX_NUMBER_CHARS:
+                raise number_too_long(_at(span, col, len(part)), len(part))
+            parts.append(part)
+        col += len(part) + 1
+    return ChoiceWord(prefix, tuple(parts), span)
+
+
+def _compact_choice(text: str, span: Span, col: int) -> Choice:
+    """`{3,5}` or `{2..4}` inside a compact option, starting at column `col`."""
+    values: list[Num | Name | Range] = []
+    offset = col + 1
+    if not text[1:-1].strip():
+        raise ArchError("an empty choice", _at(span, col, len(text)), "a choice takes at least one value: k{3,5}")
+    for element in text[1:-1].split(","):
+        lead = len(element) - len(element.lstrip())
+        item = element.strip()
+        where = _at(span, offset + lead, max(1, len(item)))
+        if not item:
+            raise ArchError("a choice with an empty value", where, "write the values between commas: k{3,5}")
+        bounds = item.split("..")
+        if len(bounds) > 2 or not all(_NUMBER.match(b) for b in bounds):
+            raise ArchError(f"malformed value '{item}' in a choice", where, "numbers, or ranges such as 2..4")
+        if any(len(b) > MAX_NUMBER_CHARS for b in bounds):
+            raise number_too_long(where, max(map(len, bounds)))
+        nums = [Num(b, where) for b in bounds]
+        values.append(Range(nums[0], nums[1], where) if len(nums) == 2 else nums[0])
+        offset += len(element) + 1
+    return Choice(tuple(values), _at(span, col, len(text)))
+
+
+def _at(span: Span, col: int, width: int) -> Span:
+    return Span(span.file, span.line, col, span.line, col + width, span.source)
 
 
 def _unique(items: tuple, what: str) -> tuple:

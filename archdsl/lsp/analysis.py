@@ -12,11 +12,13 @@ from pathlib import Path
 
 from ..errors import ArchError, ArchErrors, Span
 from ..ir.network import Network
+from ..ir.nodes import NetworkSpec
 from ..ir.pipeline import resolve
 from ..language.loader import Definitions, SpecFiles, display_path, load_text
 from ..language.lower import concrete_in, lower
 from ..language.syntax import Import, Module, NetworkDef
 from ..limits import MAX_BLOCKS, MAX_SPEC_BYTES
+from ..search.space import Space
 
 _TOO_BIG = f"has more than the {MAX_SPEC_BYTES:,} bytes a spec may have"
 _CACHED_TREES = 64  # files whose last syntax tree is kept: far more than an editing session has open
@@ -126,12 +128,22 @@ def _resolve_networks(out: Analysis) -> None:
                                           f"`archdsl compile --network {name}` checks it"))  # fmt: skip
             continue
         try:
-            net = resolve(lower(out.defs, name), out.file)
+            net = resolve(_lowered(out.defs, name), out.file)
         except (ArchError, ArchErrors) as e:
             out.errors += [x for x in _each(e) if _key(x) not in {_key(y) for y in out.errors}]
         else:
             out.networks.append(net)
             blocks += len(net.blocks())
+
+
+def _lowered(defs: Definitions, name: str) -> NetworkSpec:
+    """The network, or of a search space its first candidate (every value of every choice checked:
+    a bad one is a diagnostic where it stands)."""
+    space = Space(defs, name)
+    if not space.dimensions:
+        return lower(defs, name)
+    space.check()
+    return space.candidate(0).lower()
 
 
 def _networks(defs: Definitions) -> list[str]:
