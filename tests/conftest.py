@@ -95,6 +95,37 @@ network n {
 """
 
 
+# A search space (docs/language.md section 16): 432 candidates, seven dimensions, one `let`.
+SPACE = """\
+block pair(e=4) {
+  ib k{3,5} e=e c32
+  ib k3 e=e c32
+}
+
+network tiny {
+  input 64x64x3
+  classes 10
+  width {0.75,1.0}
+  let e_mid = {4,6}
+  defaults {
+    act {relu,hard_swish}
+  }
+  stem conv k3 s2 c16
+  stage s1 {
+    uib k{0,3,5}/{0,3,5} s2 e=e_mid c24
+    ib k3 e=e_mid c24 x{1..3}
+  }
+  stage s2 {
+    pair e=e_mid
+  }
+  head {
+    pool avg
+    classifier
+  }
+}
+"""
+
+
 def small_net(block: str = "", head: str = "pool avg; classifier") -> str:
     """`SMALL_NET` with `block` in its stage (none: the line is left out) and `head`."""
     text = SMALL_NET.replace("HEAD", head)

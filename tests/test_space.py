@@ -19,36 +19,7 @@ from archdsl.language.fmt import format_module
 from archdsl.language.loader import load_text
 from archdsl.language.syntax import parse
 from archdsl.search.space import Space
-from conftest import ROOT
-
-SPACE = """\
-block pair(e=4) {
-  ib k{3,5} e=e c32
-  ib k3 e=e c32
-}
-
-network tiny {
-  input 64x64x3
-  classes 10
-  width {0.75,1.0}
-  let e_mid = {4,6}
-  defaults {
-    act {relu,hard_swish}
-  }
-  stem conv k3 s2 c16
-  stage s1 {
-    uib k{0,3,5}/{0,3,5} s2 e=e_mid c24
-    ib k3 e=e_mid c24 x{1..3}
-  }
-  stage s2 {
-    pair e=e_mid
-  }
-  head {
-    pool avg
-    classifier
-  }
-}
-"""
+from conftest import ROOT, SPACE
 
 DIMENSIONS = {
     "width": ("0.75", "1.0"),

@@ -11,7 +11,7 @@ from ..ir.network import Network
 from .roofline import effective_macs, loads
 
 
-def _pyplot():  # type: ignore[no-untyped-def]
+def pyplot_agg():  # type: ignore[no-untyped-def]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -21,7 +21,7 @@ def _pyplot():  # type: ignore[no-untyped-def]
     return plt
 
 
-def _save(fig, fmt: str) -> bytes:  # type: ignore[no-untyped-def]
+def figure_bytes(fig, fmt: str) -> bytes:  # type: ignore[no-untyped-def]
     buf = io.BytesIO()
     metadata = {"Date": None, "Creator": "archdsl"} if fmt == "svg" else {"Software": "archdsl"}
     fig.savefig(buf, format=fmt, metadata=metadata, dpi=120)
@@ -30,7 +30,7 @@ def _save(fig, fmt: str) -> bytes:  # type: ignore[no-untyped-def]
 
 def sweep_figure(nets: list[Network], dtype: str, fmt: str, max_ridge: float = 500.0) -> bytes:
     """Figure 2: latency relative to `nets[0]` over ridge points 0 to `max_ridge`."""
-    plt = _pyplot()
+    plt = pyplot_agg()
     ridges = [max_ridge * i / 100 for i in range(101)]
     per_net = [loads(net, dtype) for net in nets]
     base = [effective_macs(per_net[0], r) for r in ridges]
@@ -44,7 +44,7 @@ def sweep_figure(nets: list[Network], dtype: str, fmt: str, max_ridge: float = 5
     ax.legend(fontsize="small")
     ax.set_title(f"Roofline latency across hardware ({dtype})")
     fig.tight_layout()
-    data = _save(fig, fmt)
+    data = figure_bytes(fig, fmt)
     plt.close(fig)
     return data
 
@@ -52,7 +52,7 @@ def sweep_figure(nets: list[Network], dtype: str, fmt: str, max_ridge: float = 5
 def layers_figure(net: Network, dtype: str, fmt: str, low: float = 5.0, high: float = 500.0) -> bytes:
     """Figure 3: each layer's share of the roofline latency at a low and a high ridge point;
     memory-bound layers in one colour, compute-bound in another."""
-    plt = _pyplot()
+    plt = pyplot_agg()
     layers = loads(net, dtype)
     fig, axes = plt.subplots(2, 1, figsize=(7.2, 4.8), sharex=True)
     for ax, ridge in zip(axes, (low, high), strict=True):
@@ -66,6 +66,6 @@ def layers_figure(net: Network, dtype: str, fmt: str, low: float = 5.0, high: fl
     axes[-1].set_xlabel(f"layer of {net.name} (orange: memory-bound, blue: compute-bound)")
     fig.suptitle(f"{net.name}: per-layer roofline latency ({dtype})")
     fig.tight_layout()
-    data = _save(fig, fmt)
+    data = figure_bytes(fig, fmt)
     plt.close(fig)
     return data

@@ -35,6 +35,7 @@ class Definitions:
     sources: list[str] = field(default_factory=list)  # main first, then imports in load order
     modules: list[Module] = field(default_factory=list)  # their syntax trees, in the same order
     loaded: set[Path] = field(default_factory=set)
+    imported: list[Path] = field(default_factory=list)  # resolved paths of sources[1:], in load order
 
     @property
     def source_hash(self) -> str:
@@ -169,6 +170,7 @@ def _follow_imports(
         defs.sources.append(text)
         defs.modules.append(sub)
         defs.loaded.add(target)
+        defs.imported.append(target)
         _index(defs, sub)
         _follow_imports(defs, sub, target.parent, root, chain + [target], files)
 

@@ -1,0 +1,120 @@
+"""What a sweep measures of each candidate, and what it asks of the results.
+
+- Metrics: `params`, `macs`, `weight_bytes` and `activation_bytes` (float32) always, from the
+  cost model; `roofline@RIDGE`, MobileNetV4's roofline at that ridge point (effective MACs: each
+  layer's max(MACs, RIDGE x bytes), `analysis/roofline.py`); `latency@PROFILE`, the latency
+  predicted from a calibrated profile (`archdsl calibrate`), in milliseconds. Both latency
+  figures are of the deploy form, which is what runs.
+- Constraints: `NAME<=VALUE` or `NAME>=VALUE`, on any column: `macs<=300e6`.
+- Objectives: `min:NAME` or `max:NAME`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import UsageError
+
+ALWAYS = ("params", "macs", "weight_bytes", "activation_bytes")
+_CONSTRAINT = re.compile(r"^\s*([^<>=\s]+)\s*(<=|>=)\s*([-+0-9.eE_]+)\s*$")
+
+
+def parse_metric(text: str) -> str:
+    """A metric's name, checked (its profile read later, by the workers)."""
+    if text in ALWAYS:
+        return text
+    kind, at, arg = text.partition("@")
+    if kind == "roofline" and at:
+        ridge = _number(arg, f"--metric {text}: the ridge point")
+        if not 0 <= ridge <= 1e6:
+            raise UsageError(f"--metric {text}: a ridge point is from 0 to 1e6 MACs/byte")
+        return text
+    if kind == "latency" and at and arg:
+        return text
+    raise UsageError(f"unknown metric {text!r}",
+                     hint="params, macs, weight_bytes, activation_bytes, roofline@RIDGE, latency@PROFILE.json")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Constraint:
+    name: str
+    op: str
+    bound: float
+
+    @classmethod
+    def parse(cls, text: str) -> Constraint:
+        m = _CONSTRAINT.match(text)
+        if not m:
+            raise UsageError(
+                f"cannot read the constraint {text!r}", hint="write NAME<=VALUE or NAME>=VALUE, e.g. macs<=300e6"
+            )
+        return cls(m[1], m[2], _number(m[3], f"the constraint {text!r}"))
+
+    def violation(self, value: float) -> float:
+        """How far `value` is outside the bound (<= 0: satisfied), as Optuna's constraints take it."""
+        if isinstance(value, float) and math.isnan(value):
+            return math.inf
+        return value - self.bound if self.op == "<=" else self.bound - value
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.op}{self.bound:g}"
+
+
+@dataclass(frozen=True)
+class Objective:
+    name: str
+    maximize: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Objective:
+        sense, _, name = text.partition(":")
+        if sense not in ("min", "max") or not name:
+            raise UsageError(f"cannot read the objective {text!r}", hint="write min:NAME or max:NAME")
+        return cls(name, sense == "max")
+
+    def __str__(self) -> str:
+        return f"{'max' if self.maximize else 'min'}:{self.name}"
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UsageError(f"{what} must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{what} must be finite, got {text!r}")
+    return value
+
+
+def measure(metrics: tuple[str, ...]) -> Callable[[Any], dict[str, float]]:
+    """A function from a resolved `Network` to its metrics (profiles read once, here)."""
+    from ..analysis.cost import network_cost
+
+    wanted = [m for m in metrics if m not in ALWAYS]
+    rooflines = {m: float(m.partition("@")[2]) for m in wanted if m.startswith("roofline@")}
+    predictors = {m: _predictor(m.partition("@")[2]) for m in wanted if m.startswith("latency@")}
+
+    def run(net: Any) -> dict[str, float]:
+        total = network_cost(net)
+        out: dict[str, float] = {"params": total.params, "macs": total.macs,
+                                 "weight_bytes": total.weight_bytes(), "activation_bytes": total.activation_bytes()}  # fmt: skip
+        if rooflines or predictors:
+            from ..analysis.roofline import effective_macs, loads
+            from ..ir.deploy_form import deploy_form
+
+            deployed = deploy_form(net)
+            layers = loads(deployed, "float32") if rooflines else []
+            out |= {m: effective_macs(layers, ridge) for m, ridge in rooflines.items()}
+            out |= {m: p.network(deployed)[0] * 1e3 for m, p in predictors.items()}
+        return out
+
+    return run
+
+
+def _predictor(path: str) -> Any:
+    from ..analysis.latency import Predictor, read_profile
+
+    return Predictor(read_profile(path))

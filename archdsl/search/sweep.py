@@ -1,0 +1,183 @@
+"""A sweep: evaluate candidates of a space (every one, a seeded sample, or those Optuna's NSGA-II
+proposes), keep one row each in the results file, saved every few seconds and at the end, and
+mark which meet the constraints and which are on the Pareto front of the objectives.
+
+Rerun with the same results file, a sweep reuses every row whose candidate (by hash) is already
+there with every metric asked for, and evaluates only the rest: an interrupted sweep resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ArchError, UsageError
+from . import results
+from .evaluate import Job
+from .executors import Executor
+from .metrics import ALWAYS, Constraint, Objective
+from .pareto import front
+from .space import Space
+
+MAX_CANDIDATES = 100_000  # rows of one sweep: its results are held in memory and rewritten whole
+_SAVE_EVERY = 2.0  # seconds between saves of a running sweep
+
+
+@dataclass
+class Sweep:
+    space: Space
+    job: Job
+    output: Path
+    constraints: list[Constraint] = field(default_factory=list)
+    objectives: list[Objective] = field(default_factory=list)
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)  # by hash, in the order evaluated
+    reused: int = 0
+    evaluated: int = 0
+    _saved: float = 0.0
+    _seen: int = 0  # candidates asked for so far: the place of the next one
+    _place: dict[str, int] = field(default_factory=dict)  # hash -> its place in the results
+
+    def __post_init__(self) -> None:
+        wanted = set(self.job.metrics)
+        old = results.read(self.output)
+        self.previous = {r["hash"]: r for r in old if wanted <= r.keys()}
+        if not self.objectives:
+            chosen = [m for m in self.job.metrics if m not in ALWAYS] or ["macs", "params"]
+            self.objectives = [Objective(m, False) for m in chosen]
+        known = set(self.job.metrics) | {"error"}
+        for name in [c.name for c in self.constraints] + [o.name for o in self.objectives]:
+            if name not in known and self.job.evaluate is None:
+                raise UsageError(f"'{name}' is not a metric of this sweep", hint="add --metric " + name)
+
+    @property
+    def columns(self) -> list[str]:
+        extra = sorted({k for r in self.rows.values() for k in r} - {"index", "hash", "error", "feasible", "front",
+                        *self.job.metrics, *(d.name for d in self.space.dimensions)})  # fmt: skip
+        dims = [d.name for d in self.space.dimensions]
+        return [*results.FIRST, *dims, *self.job.metrics, *extra, "feasible", "front", "error"]
+
+    def run(self, executor: Executor, bindings: list[tuple[int, ...]], progress: Any = None) -> list[dict[str, Any]]:
+        """Rows for `bindings`, in their order: reused where the results file has them."""
+        got: dict[int, dict[str, Any]] = {}
+        if self.previous:  # only a resumed sweep pays for hashing in this process
+            for i, b in enumerate(bindings):
+                row = self.previous.get(self.space.bound(b).hash)
+                if row is not None:
+                    got[i] = self._keep(i, bindings[i], dict(row))
+        self.reused += len(got)
+        pending = [i for i in range(len(bindings)) if i not in got]
+        size = max(1, min(256, math.ceil(len(pending) / 32)))
+        batches = [pending[k : k + size] for k in range(0, len(pending), size)]
+        evaluated = executor.map(self.job, [[bindings[i] for i in b] for b in batches])
+        for batch, rows in zip(batches, evaluated, strict=True):
+            for i, row in zip(batch, rows, strict=True):
+                got[i] = self._keep(i, bindings[i], row)
+            self.evaluated += len(batch)
+            if progress is not None:
+                progress.update(len(batch))
+            if time.monotonic() - self._saved > _SAVE_EVERY:
+                self.save()
+        self._seen += len(bindings)
+        return [got[i] for i in range(len(bindings))]
+
+    def _keep(self, i: int, binding: tuple[int, ...], row: dict[str, Any]) -> dict[str, Any]:
+        """Keep a candidate's row (the first, where a search proposes one twice), at its place in
+        the order candidates were asked for, whichever executor gave it and when."""
+        if row["hash"] not in self.rows:
+            row = {k: v for k, v in row.items() if k not in ("index", "feasible", "front")}
+            self.rows[row["hash"]] = {"index": self.space.index(binding), **self.space.labels(binding), **row}
+            self._place[row["hash"]] = self._seen + i
+        return row
+
+    def save(self) -> None:
+        rows = sorted(self.rows.values(), key=lambda r: self._place[r["hash"]])
+        for row, feasible in zip(rows, self._feasible(rows), strict=True):
+            row["feasible"] = feasible
+        members = iter(front([self._point(r) for r in rows if r["feasible"]]))
+        for row in rows:
+            row["front"] = bool(next(members)) if row["feasible"] else False
+        results.write(self.output, rows, self.columns)
+        self._saved = time.monotonic()
+
+    def _feasible(self, rows: list[dict[str, Any]]) -> list[bool]:
+        return [not r.get("error") and all(not _nan(r.get(o.name)) for o in self.objectives)
+                and all(c.violation(float(r.get(c.name, math.nan))) <= 0 for c in self.constraints) for r in rows]  # fmt: skip
+
+    def _point(self, row: dict[str, Any]) -> tuple[float, ...]:
+        return tuple(-float(row[o.name]) if o.maximize else float(row[o.name]) for o in self.objectives)
+
+
+def _nan(v: Any) -> bool:
+    return not isinstance(v, (int, float)) or math.isnan(v)
+
+
+def grid(space: Space) -> list[tuple[int, ...]]:
+    if space.size > MAX_CANDIDATES:
+        raise UsageError(f"--all would evaluate {space.size:,} candidates (at most {MAX_CANDIDATES:,})",
+                         hint="sample some (--samples N --seed S) or search (--search nsga2 --trials N)")  # fmt: skip
+    return [space.binding(i) for i in range(space.size)]
+
+
+def sampled(space: Space, count: int, seed: int) -> list[tuple[int, ...]]:
+    """`count` different candidates drawn uniformly by `seed`, in the order drawn."""
+    if count > MAX_CANDIDATES:
+        raise UsageError(f"--samples {count:,}: at most {MAX_CANDIDATES:,}")
+    indices = random.Random(seed).sample(range(space.size), min(count, space.size))
+    return [space.binding(i) for i in indices]
+
+
+def nsga2(sweep: Sweep, executor: Executor, trials: int, seed: int, population: int,
+          progress: Any = None) -> None:  # fmt: skip
+    """Optuna's NSGA-II over the dimensions (each a categorical of its value indices), the
+    constraints as Optuna's (a violation <= 0 is met), asked and told a generation at a time."""
+    try:
+        import optuna
+    except ImportError:
+        raise ArchError("--search nsga2 needs Optuna", hint="pip install 'archdsl[search]'") from None
+    if trials > MAX_CANDIDATES:
+        raise UsageError(f"--trials {trials:,}: at most {MAX_CANDIDATES:,}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=seed)
+    study = optuna.create_study(directions=["maximize" if o.maximize else "minimize" for o in sweep.objectives],
+                                sampler=sampler)  # fmt: skip
+    dims = sweep.space.dimensions
+    space: dict[str, optuna.distributions.BaseDistribution] = {
+        d.name: optuna.distributions.CategoricalDistribution(list(range(len(d.values)))) for d in dims
+    }
+    told = 0
+    while told < trials:
+        asked = [study.ask(space) for _ in range(min(population, trials - told))]
+        rows = sweep.run(executor, [tuple(t.params[d.name] for d in dims) for t in asked], progress)
+        for trial, row in zip(asked, rows, strict=True):
+            values = [row.get(o.name, math.nan) for o in sweep.objectives]
+            if row.get("error") or any(_nan(v) for v in values):
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                continue
+            for c in sweep.constraints:  # met where <= 0
+                trial.set_constraint(str(c), c.violation(float(row.get(c.name, math.nan))))
+            study.tell(trial, [float(v) for v in values])
+        told += len(asked)
+
+
+def summary(sweep: Sweep, seconds: float) -> str:
+    rows = list(sweep.rows.values())
+    rate = f", {sweep.evaluated / seconds:,.0f}/s" if sweep.evaluated and seconds > 0 else ""
+    feasible = sum(r["feasible"] for r in rows)
+    on = sum(r["front"] for r in rows)
+    objectives = ", ".join(map(str, sweep.objectives))
+    return (f"{len(rows):,} candidates ({sweep.evaluated:,} evaluated in {seconds:.1f} s{rate}, {sweep.reused:,} "
+            f"reused); {feasible:,} feasible, {on:,} on the front of {objectives}; wrote {sweep.output}")  # fmt: skip
+
+
+def progress_bar(total: int) -> Any:
+    """A progress bar with rate and ETA on a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="candidate", file=sys.stderr, smoothing=0.1)

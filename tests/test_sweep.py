@@ -1,0 +1,251 @@
+"""`archdsl sweep` (docs/search.md): every candidate's metrics against the compiler's own, the
+Pareto front against brute force, the same rows from every executor (here, a local pool, a Ray
+cluster started in the test), resumption after an interrupted run (a real Ctrl-C), NSGA-II, the
+user's own metric, the results formats, and the files a sweep refuses to replace."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from archdsl.analysis.cost import network_cost
+from archdsl.analysis.latency import Entry, Predictor, Profile, features, key_of, unit_of
+from archdsl.analysis.layers import network_layers
+from archdsl.cli.main import main as cli
+from archdsl.ir.deploy_form import deploy_form
+from archdsl.ir.pipeline import resolve
+from archdsl.search import results
+from archdsl.search.pareto import front
+from archdsl.search.space import Space
+from conftest import SPACE
+
+COMMON = ["--metric", "roofline@50", "--objective", "min:roofline@50", "--objective", "max:macs",
+          "--constraint", "macs<=9e6"]  # fmt: skip
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> Path:
+    path = tmp_path / "space.arch"
+    path.write_text(SPACE)
+    return path
+
+
+def _sweep(spec: Path, out: Path, *args: str) -> int:
+    return cli(["sweep", str(spec), *args, "-o", str(out)])
+
+
+def _brute_front(points: list[tuple[float, ...]]) -> list[bool]:
+    def dominates(a, b):
+        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+    return [not any(dominates(q, p) for q in points) for p in points]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6), st.integers(0, 3)), max_size=40))
+def test_the_front_is_the_brute_force_front(points):
+    assert front(points) == _brute_front(points)
+
+
+def test_every_candidate_is_measured_as_the_compiler_measures_it(spec, tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    assert _sweep(spec, out, "--all", "--workers", "1", *COMMON) == 0
+    rows = results.read(out)
+    space = Space.load(spec)
+    assert [r["index"] for r in rows] == list(range(432))
+    for row in rows:
+        candidate = space.candidate(row["index"])
+        assert row["hash"] == candidate.hash
+        assert {d.name: str(row[d.name]) for d in space.dimensions} == space.labels(candidate.binding)
+        try:
+            net = resolve(candidate.lower(), "x")
+        except Exception as e:
+            assert row["error"] == getattr(e, "message", None) and row["feasible"] is False
+            continue
+        total = network_cost(net)
+        assert (row["params"], row["macs"], row["error"]) == (total.params, total.macs, "")
+        assert row["weight_bytes"] == total.weight_bytes() and row["activation_bytes"] == total.activation_bytes()
+        deployed = deploy_form(net)  # roofline at ridge 0 is the deploy form's MACs; at 50 no less
+        assert row["roofline@50"] >= network_cost(deployed).macs
+        assert row["feasible"] == (row["macs"] <= 9e6)
+    assert sum(bool(r["error"]) for r in rows) > 0  # the space has candidates that do not build
+    feasible = [r for r in rows if r["feasible"]]
+    expected = _brute_front([(r["roofline@50"], -r["macs"]) for r in feasible])
+    assert [r["front"] for r in feasible] == expected and any(expected)
+    assert not any(r["front"] for r in rows if not r["feasible"])
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert summary.startswith("432 candidates (432 evaluated in") and f"{sum(expected)} on the front" in summary
+
+
+def test_the_same_rows_from_here_and_from_a_local_pool(spec, tmp_path):
+    assert _sweep(spec, tmp_path / "inline.csv", "--samples", "120", "--seed", "3", "--workers", "1", *COMMON) == 0
+    assert _sweep(spec, tmp_path / "pool.csv", "--samples", "120", "--seed", "3", "--workers", "2", *COMMON) == 0
+    assert (tmp_path / "inline.csv").read_bytes() == (tmp_path / "pool.csv").read_bytes()
+
+
+@pytest.mark.ray
+def test_the_same_rows_from_a_ray_cluster(spec, tmp_path):
+    """A real local Ray cluster of 2 CPUs, started by the sweep: byte for byte the local rows."""
+    assert _sweep(spec, tmp_path / "inline.csv", "--samples", "120", "--seed", "3", "--workers", "1", *COMMON) == 0
+    assert (
+        _sweep(spec, tmp_path / "ray.csv", "--samples", "120", "--seed", "3", "--ray", "--workers", "2", *COMMON) == 0
+    )
+    assert (tmp_path / "inline.csv").read_bytes() == (tmp_path / "ray.csv").read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_every_format_holds_the_same_rows(spec, tmp_path, suffix):
+    assert _sweep(spec, tmp_path / "r.csv", "--samples", "40", "--workers", "1", *COMMON) == 0
+    assert _sweep(spec, tmp_path / f"r{suffix}", "--samples", "40", "--workers", "1", *COMMON) == 0
+    csv_rows, other = results.read(tmp_path / "r.csv"), results.read(tmp_path / f"r{suffix}")
+
+    def same(a, b):
+        return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b)) or (
+            str(a) == str(b))  # fmt: skip
+
+    assert len(csv_rows) == len(other) == 40
+    for a, b in zip(csv_rows, other, strict=True):
+        assert a.keys() == b.keys() and all(same(a[k], b[k]) or (a[k] == "" and math.isnan(b[k])) for k in a)
+
+
+def test_a_resumed_sweep_reuses_what_is_there(spec, tmp_path, capsys):
+    whole, part = tmp_path / "whole.csv", tmp_path / "part.csv"
+    assert _sweep(spec, whole, "--samples", "60", "--seed", "1", "--workers", "1", *COMMON) == 0
+    lines = whole.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[:26]))  # as an interrupted run leaves it: the first 25 rows
+    capsys.readouterr()
+    assert _sweep(spec, part, "--samples", "60", "--seed", "1", "--workers", "1", *COMMON) == 0
+    err = capsys.readouterr().err
+    assert "(35 evaluated in" in err and "25 reused" in err
+    assert part.read_bytes() == whole.read_bytes()
+
+
+EVALUATE = """
+import os, time
+
+def params_and_a_pause(spec, model):
+    time.sleep(float(os.environ.get("PAUSE", "0")))
+    return {"tensors": float(len(list(model.parameters()))), "lines": float(spec.count("\\n"))}
+"""
+
+
+def test_ctrl_c_leaves_a_valid_partial_file_and_the_rerun_completes_it(spec, tmp_path):
+    """A real SIGINT to a running sweep: the file holds the rows saved so far; the rerun evaluates
+    only the rest and gives what an uninterrupted sweep gives."""
+    (tmp_path / "slow_metric.py").write_text(EVALUATE)
+    out = tmp_path / "r.jsonl"
+    argv = [sys.executable, "-m", "archdsl", "sweep", str(spec), "--samples", "80", "--workers", "1",
+            "--evaluate", "slow_metric:params_and_a_pause", "-o", str(out), *COMMON]  # fmt: skip
+    env = {**os.environ, "PAUSE": "0.1"}
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not out.exists() and time.monotonic() < deadline:  # the first save, after 2 s
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    saved = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 0 < len(saved) < 80 and all(r["error"] or r["tensors"] > 0 for r in saved)
+    done = subprocess.run(argv, cwd=tmp_path, env={**env, "PAUSE": "0"}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"({80 - len(saved)} evaluated in" in done.stderr and f"{len(saved)} reused" in done.stderr
+    fresh = tmp_path / "fresh.jsonl"
+    again = subprocess.run([*argv[:-len(COMMON) - 2], "-o", str(fresh), *COMMON], cwd=tmp_path,
+                           env={**env, "PAUSE": "0"}, capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert out.read_bytes() == fresh.read_bytes()
+
+
+def test_the_users_metric_joins_the_row_and_can_be_an_objective(spec, tmp_path, monkeypatch):
+    (tmp_path / "my_metric.py").write_text(EVALUATE)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r.csv"
+    assert _sweep(spec, out, "--samples", "12", "--workers", "1", "--evaluate", "my_metric:params_and_a_pause",
+                  "--objective", "min:tensors", "--objective", "min:macs") == 0  # fmt: skip
+    space = Space.load(spec)
+    for row in results.read(out):
+        if row["error"]:
+            continue
+        text = space.candidate(row["index"]).text
+        assert row["lines"] == text.count("\n") and row["tensors"] > 10
+
+
+def test_nsga2_is_seeded_and_respects_its_constraints(spec, tmp_path):
+    args = ["--search", "nsga2", "--trials", "80", "--population", "16", "--seed", "5", "--workers", "1", *COMMON]
+    assert _sweep(spec, tmp_path / "a.csv", *args) == 0
+    assert _sweep(spec, tmp_path / "b.csv", *args) == 0
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    rows = results.read(tmp_path / "a.csv")
+    assert 16 <= len(rows) <= 80 and len({r["hash"] for r in rows}) == len(rows)
+    assert all(r["macs"] <= 9e6 for r in rows if r["feasible"]) and any(r["front"] for r in rows)
+
+
+def test_the_latency_metric_is_the_predictors_on_the_deploy_form(spec, tmp_path):
+    space = Space.load(spec)
+    layers = []
+    for index in (300, 431):
+        layers += network_layers(deploy_form(resolve(space.candidate(index).lower(), "x")))
+    entries = {}
+    for layer in layers:
+        unit = unit_of(layer)
+        if unit is not None:
+            macs, moved = features(layer)
+            entries[key_of(unit)] = Entry(unit, 2e-6 + 3e-6 + 2e-12 * macs + 1e-10 * moved, macs, moved)
+    profile = Profile("tflite", 1, 2e-6, entries, {"tensorflow": "x"})
+    (tmp_path / "p.json").write_text(json.dumps(profile.to_json()))
+    out = tmp_path / "r.csv"
+    assert _sweep(spec, out, "--samples", "20", "--workers", "1", "--metric", f"latency@{tmp_path / 'p.json'}") == 0
+    predictor = Predictor(profile)
+    for row in results.read(out):
+        if not row["error"]:
+            net = deploy_form(resolve(space.candidate(row["index"]).lower(), "x"))
+            assert row[f"latency@{tmp_path / 'p.json'}"] == pytest.approx(predictor.network(net)[0] * 1e3, rel=1e-12)
+
+
+def test_the_front_as_specs_and_as_a_plot(spec, tmp_path):
+    folder, plot = tmp_path / "front", tmp_path / "front.png"
+    assert _sweep(spec, tmp_path / "r.csv", "--all", "--workers", "1", *COMMON, "--front-specs", str(folder),
+                  "--plot", str(plot)) == 0  # fmt: skip
+    members = [r for r in results.read(tmp_path / "r.csv") if r["front"]]
+    written = sorted(folder.glob("*.arch"))
+    assert len(written) == len({r["hash"] for r in members}) and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from archdsl.compiler import compile_file
+
+    for path in written:
+        assert network_cost(compile_file(path)).macs <= 9e6
+
+
+def test_a_file_that_is_not_a_sweeps_results_is_never_replaced(spec, tmp_path, capsys):
+    notes = tmp_path / "notes.csv"
+    notes.write_text("name,value\nmine,1\n")
+    assert _sweep(spec, notes, "--samples", "5", "--workers", "1") == 1
+    assert notes.read_text() == "name,value\nmine,1\n"
+    assert "is not a sweep's results file" in capsys.readouterr().err
+    assert _sweep(spec, spec, "--samples", "5", "--workers", "1") == 1  # nor the spec itself
+    assert spec.read_text() == SPACE
+
+
+@pytest.mark.parametrize(
+    "args, status, said",
+    [
+        (["--all", "--metric", "latency"], 2, "unknown metric 'latency'"),
+        (["--all", "--constraint", "macs<300e6"], 2, "cannot read the constraint"),
+        (["--all", "--objective", "fastest"], 2, "cannot read the objective"),
+        (["--all", "--objective", "min:speed"], 2, "'speed' is not a metric of this sweep"),
+        (["--all", "--trials", "5"], 2, "--trials goes with --search nsga2"),
+        (["--samples", "3", "--metric", "roofline@x"], 2, "the ridge point must be a number"),
+    ],
+)
+def test_bad_sweep_arguments_are_usage_errors(spec, tmp_path, capsys, args, status, said):
+    assert _sweep(spec, tmp_path / "r.csv", *args) == status
+    assert said in capsys.readouterr().err and not (tmp_path / "r.csv").exists()
