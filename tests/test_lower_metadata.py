@@ -130,7 +130,7 @@ CASES = [
     case("key-value", with_metadata('author name=x'), "case.arch:5:12", "'author' takes one quoted string",
          'author "Jane Doe"'),
     case("string-as-a-value", with_metadata('author name="x"'), "case.arch:5:17", "unexpected '\"x\"'",
-         "expected '(', '-', a name, a number"),  # a parse error: expressions take no strings
+         "expected '(', '-', '{', a name, a number"),  # a parse error: expressions take no strings
     case("body", with_metadata('author {\n      name\n    }'), "case.arch:5:5", "'author' takes one quoted string",
          'author "Jane Doe"'),
     case("empty", with_metadata('author ""'), "case.arch:5:12", "'author' is empty", 'author "Jane Doe"'),

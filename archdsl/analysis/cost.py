@@ -16,7 +16,7 @@ Conventions (docs/cost.md has the details):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Callable
 
 from ..ir.geometry import BLUR_KERNEL
@@ -50,8 +50,9 @@ class Cost:
     elementwise: int = 0  # other element-wise arithmetic ops
     activation_elems: int = 0  # activation scalars read + written
 
-    def __add__(self, other: Cost) -> Cost:
-        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+    def __add__(self, other: Cost) -> Cost:  # summed over every layer of a network: kept plain
+        return Cost(self.params + other.params, self.macs + other.macs, self.elementwise + other.elementwise,
+                    self.activation_elems + other.activation_elems)  # fmt: skip
 
     def weight_bytes(self, dtype: str = "float32") -> int:
         return self.params * DTYPE_BYTES[dtype]  # every learnable scalar is read once

@@ -35,11 +35,12 @@ class Totals:
 
 
 def _check_layer(layer: object, spec: BlockSpec, out_channels: int) -> None:
-    kernel = getattr(layer, "kernel", None)
+    fields = vars(layer)  # an IR node's fields (a lookup of one it lacks through pydantic is slow)
+    kernel = fields.get("kernel")
     if isinstance(kernel, int) and kernel > MAX_KERNEL:
         raise ArchError(f"kernel size {kernel:,} is over the limit of {MAX_KERNEL}", spec.at("k"), _HINT)
     for name in ("cin", "cout", "channels", "reduced"):
-        channels = getattr(layer, name, None)
+        channels = fields.get(name)
         if isinstance(channels, int) and channels > MAX_CHANNELS:
             # the option that makes them: an SE's width, the block's output, else its inner width
             culprit = (
@@ -61,11 +62,12 @@ def _check_layer(layer: object, spec: BlockSpec, out_channels: int) -> None:
 def _tensors(layer: object) -> list[tuple[int, str]]:
     """(elements, what) of the activations a layer produces."""
     out = []
-    channels = getattr(layer, "cout", None) or getattr(layer, "channels", None)
-    hw = getattr(layer, "out_hw", None) or getattr(layer, "hw", None)
+    fields = vars(layer)
+    channels = fields.get("cout") or fields.get("channels")
+    hw = fields.get("out_hw") or fields.get("hw")
     if isinstance(channels, int) and hw is not None:
         out.append((channels * hw[0] * hw[1], "an activation tensor"))
-    queries, keys, heads = (getattr(layer, n, None) for n in ("queries", "keys", "heads"))
+    queries, keys, heads = (fields.get(n) for n in ("queries", "keys", "heads"))
     if isinstance(queries, int) and isinstance(keys, int) and isinstance(heads, int):
         out.append((queries * keys * heads, "an attention score matrix"))
     return out

@@ -13,10 +13,10 @@ from .network import Endpoint, Network, Stage, is_dense
 from .nodes import Metadata, NetworkSpec, StageSpec, default_preprocess
 
 
-def build_blocks(spec: NetworkSpec, source: str = "") -> Network:
+def build_blocks(spec: NetworkSpec, source: str = "", totals: Totals | None = None) -> Network:
     builder = Builder(spec.width.rounding, spec.classes, spec.input_hw)
     x = FeatureMap(spec.in_channels, spec.input_hw)
-    totals = Totals()
+    totals = totals if totals is not None else Totals()
     endpoints: list[Endpoint] = []
     endpoint_spans: dict[str, Span | None] = {}  # name -> where it is marked
     reduction = 1

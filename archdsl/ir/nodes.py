@@ -39,12 +39,50 @@ class Node(BaseModel):
 
     @classmethod
     def make(cls, **fields: Any) -> Self:
-        """The node, validated only under ARCHDSL_VALIDATE_IR=1 (see the module docstring)."""
-        return cls(**fields) if _VALIDATE else cls.model_construct(**fields)
+        """The node, validated only under ARCHDSL_VALIDATE_IR=1 (see the module docstring).
+        Otherwise what `model_construct` makes, without its per-field alias handling (the IR has no
+        aliases): a network has thousands of nodes, and a sweep builds thousands of networks."""
+        if _VALIDATE:
+            return cls(**fields)
+        plan = _PLANS.get(cls) or _plan(cls)
+        values = {name: fields[name] if name in fields else default() for name, default in plan}
+        if not fields.keys() <= values.keys():
+            raise TypeError(f"{cls.__name__} has no field {sorted(fields.keys() - values.keys())[0]!r}")
+        node = cls.__new__(cls)
+        object.__setattr__(node, "__dict__", values)
+        object.__setattr__(node, "__pydantic_fields_set__", set(fields))
+        object.__setattr__(node, "__pydantic_extra__", None)
+        object.__setattr__(node, "__pydantic_private__", None)
+        return node
 
     def settings(self) -> dict[str, Any]:
         """The fields' values, span excluded; unlike `model_dump`, nested nodes stay nodes."""
         return {name: getattr(self, name) for name in type(self).model_fields if name != "span"}
+
+
+_PLANS: dict[type, list[tuple[str, Any]]] = {}
+
+
+def _plan(cls: type[Node]) -> list[tuple[str, Any]]:
+    """Each field of a node class in order, with what makes its default (a required field's
+    raises, as pydantic's validation would)."""
+
+    def required(name: str) -> Any:
+        def missing() -> Any:
+            raise TypeError(f"{cls.__name__} needs {name!r}")
+
+        return missing
+
+    plan = []
+    for name, field in cls.model_fields.items():
+        if field.is_required():
+            plan.append((name, required(name)))
+        elif field.default_factory is not None:
+            plan.append((name, field.default_factory))
+        else:
+            plan.append((name, lambda v=field.default: v))
+    _PLANS[cls] = plan
+    return plan
 
 
 class Norm(Node):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .apply_defaults import apply_defaults
+from .bounds import Totals
 from .build_blocks import build_blocks
 from .expand_repeats import expand_repeats
 from .network import Network
@@ -26,7 +27,9 @@ PIPELINE: tuple[Callable[[NetworkSpec], NetworkSpec], ...] = (
 )
 
 
-def resolve(spec: NetworkSpec, source: str = "") -> Network:
+def resolve(spec: NetworkSpec, source: str = "", totals: Totals | None = None) -> Network:
+    """The resolved network; `totals`, when given, ends holding its whole cost (the resource
+    bounds add up every layer's as they check it: a sweep reads it there instead of again)."""
     for step in PIPELINE:
         spec = step(spec)
-    return build_blocks(spec, source)
+    return build_blocks(spec, source, totals)

@@ -142,6 +142,8 @@ class _Printer:
 
     def stmt(self, s: Stmt, indent: str, shares_line: bool = False) -> None:
         text = " ".join([s.head, *map(item_text, s.items)])
+        if s.head == "let" and len(s.items) == 1 and isinstance(s.items[0], KwArg):  # a named choice
+            text = f"let {s.items[0].key} = {expr_text(s.items[0].value)}"
         if s.body is None:
             self.emit(text, s.span.line, s.span.end_line, indent, not shares_line)
             return

@@ -64,7 +64,7 @@ class Job:
     evaluate: str | None = None  # MODULE:FUNCTION, the user's own metric
 
 
-_loaded: dict[Job, tuple[Space, Callable[[Any], dict[str, float]], Callable[..., Any] | None]] = {}
+_loaded: dict[Job, tuple[Space, Callable[..., dict[str, float]], Callable[..., Any] | None]] = {}
 
 
 def run_batch(job: Job, bindings: list[tuple[int, ...]]) -> list[dict[str, Any]]:
@@ -78,15 +78,17 @@ def run_batch(job: Job, bindings: list[tuple[int, ...]]) -> list[dict[str, Any]]
     return [_row(space, b, measure_net, user) for b in bindings]
 
 
-def _row(space: Space, binding: tuple[int, ...], measure_net: Callable[[Any], dict[str, float]],
+def _row(space: Space, binding: tuple[int, ...], measure_net: Callable[..., dict[str, float]],
          user: Callable[..., Any] | None) -> dict[str, Any]:  # fmt: skip
+    from ..ir.bounds import Totals
     from ..ir.pipeline import resolve
 
     candidate = space.bound(binding)
     row: dict[str, Any] = {"hash": candidate.hash, "error": ""}
+    totals = Totals()
     try:
-        net = resolve(candidate.lower(), space.defs.main.file)
-        row |= measure_net(net)
+        net = resolve(candidate.lower(), space.defs.main.file, totals)
+        row |= measure_net(net, totals.cost)
     except (ArchError, ArchErrors) as e:
         row["error"] = (e.errors[0] if isinstance(e, ArchErrors) else e).message
         return row

@@ -89,7 +89,7 @@ def _number(text: str, what: str) -> float:
     return value
 
 
-def measure(metrics: tuple[str, ...]) -> Callable[[Any], dict[str, float]]:
+def measure(metrics: tuple[str, ...]) -> Callable[..., dict[str, float]]:
     """A function from a resolved `Network` to its metrics (profiles read once, here)."""
     from ..analysis.cost import network_cost
 
@@ -97,8 +97,9 @@ def measure(metrics: tuple[str, ...]) -> Callable[[Any], dict[str, float]]:
     rooflines = {m: float(m.partition("@")[2]) for m in wanted if m.startswith("roofline@")}
     predictors = {m: _predictor(m.partition("@")[2]) for m in wanted if m.startswith("latency@")}
 
-    def run(net: Any) -> dict[str, float]:
-        total = network_cost(net)
+    def run(net: Any, total: Any = None) -> dict[str, float]:
+        """`total`: the network's cost where the caller has it (`resolve`'s totals)."""
+        total = total if total is not None else network_cost(net)
         out: dict[str, float] = {"params": total.params, "macs": total.macs,
                                  "weight_bytes": total.weight_bytes(), "activation_bytes": total.activation_bytes()}  # fmt: skip
         if rooflines or predictors:

@@ -127,7 +127,14 @@ def sampled(space: Space, count: int, seed: int) -> list[tuple[int, ...]]:
     """`count` different candidates drawn uniformly by `seed`, in the order drawn."""
     if count > MAX_CANDIDATES:
         raise UsageError(f"--samples {count:,}: at most {MAX_CANDIDATES:,}")
-    indices = random.Random(seed).sample(range(space.size), min(count, space.size))
+    rng, count = random.Random(seed), min(count, space.size)
+    if space.size < 2**62:
+        indices = rng.sample(range(space.size), count)
+    else:  # beyond what `sample` takes: draws without a repeat (a repeat is all but impossible)
+        chosen: dict[int, None] = {}
+        while len(chosen) < count:
+            chosen.setdefault(rng.randrange(space.size))
+        indices = list(chosen)
     return [space.binding(i) for i in indices]
 
 
