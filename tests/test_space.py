@@ -255,3 +255,12 @@ def test_the_lexer_knows_the_compact_options_of_the_vocabulary():
     prefixes = re.search(r"^CHOICE_WORD\.3: /\(\?:([a-z|]+)\)", grammar, re.M)
     assert prefixes is not None and sorted(prefixes[1].split("|")) == sorted(COMPACT)
     assert prefixes[1].index("se") < prefixes[1].index("|s|")  # `se{...}` before `s{...}`
+
+
+def test_the_uib_space_of_the_search_doc():
+    """spaces/mnv4_conv_m_uib.arch, as docs/search.md describes it: 44 dimensions, every value legal."""
+    space = Space.load(ROOT / "spaces" / "mnv4_conv_m_uib.arch")
+    space.check()
+    assert space.size == 3 * 3 * (3 * 2) ** 3 * (3 * 3) ** 18 == 291_783_971_017_366_291_224
+    assert len(space.dimensions) == 44
+    assert f"{space.size:,} candidates" in (ROOT / "docs" / "search.md").read_text()

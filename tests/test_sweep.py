@@ -212,6 +212,20 @@ def test_the_latency_metric_is_the_predictors_on_the_deploy_form(spec, tmp_path)
             assert row[f"latency@{tmp_path / 'p.json'}"] == pytest.approx(predictor.network(net)[0] * 1e3, rel=1e-12)
 
 
+def test_the_roofline_metric_is_the_deploy_forms_at_its_dtype(spec, tmp_path):
+    from archdsl.analysis.roofline import effective_macs, loads
+
+    out = tmp_path / "r.csv"
+    assert _sweep(spec, out, "--samples", "15", "--workers", "1", "--metric", "roofline@100:int8",
+                  "--metric", "roofline@0") == 0  # fmt: skip
+    space = Space.load(spec)
+    for row in results.read(out):
+        if not row["error"]:
+            deployed = deploy_form(resolve(space.candidate(row["index"]).lower(), "x"))
+            assert row["roofline@100:int8"] == effective_macs(loads(deployed, "int8"), 100.0)
+            assert row["roofline@0"] == network_cost(deployed).macs  # at ridge 0, the MACs
+
+
 def test_the_front_as_specs_and_as_a_plot(spec, tmp_path):
     folder, plot = tmp_path / "front", tmp_path / "front.png"
     assert _sweep(spec, tmp_path / "r.csv", "--all", "--workers", "1", *COMMON, "--front-specs", str(folder),
@@ -244,6 +258,7 @@ def test_a_file_that_is_not_a_sweeps_results_is_never_replaced(spec, tmp_path, c
         (["--all", "--objective", "min:speed"], 2, "'speed' is not a metric of this sweep"),
         (["--all", "--trials", "5"], 2, "--trials goes with --search nsga2"),
         (["--samples", "3", "--metric", "roofline@x"], 2, "the ridge point must be a number"),
+        (["--samples", "3", "--metric", "roofline@5:int4"], 2, "unknown dtype 'int4'"),
     ],
 )
 def test_bad_sweep_arguments_are_usage_errors(spec, tmp_path, capsys, args, status, said):

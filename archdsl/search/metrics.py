@@ -1,8 +1,9 @@
 """What a sweep measures of each candidate, and what it asks of the results.
 
 - Metrics: `params`, `macs`, `weight_bytes` and `activation_bytes` (float32) always, from the
-  cost model; `roofline@RIDGE`, MobileNetV4's roofline at that ridge point (effective MACs: each
-  layer's max(MACs, RIDGE x bytes), `analysis/roofline.py`); `latency@PROFILE`, the latency
+  cost model; `roofline@RIDGE[:DTYPE]`, MobileNetV4's roofline at that ridge point (effective
+  MACs: each layer's max(MACs, RIDGE x bytes), `analysis/roofline.py`; bytes at DTYPE, float32 by
+  default, or float16, bfloat16, int8); `latency@PROFILE`, the latency
   predicted from a calibrated profile (`archdsl calibrate`), in milliseconds. Both latency
   figures are of the deploy form, which is what runs.
 - Constraints: `NAME<=VALUE` or `NAME>=VALUE`, on any column: `macs<=300e6`.
@@ -16,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from ..analysis.cost import DTYPE_BYTES
 from ..errors import UsageError
 
 ALWAYS = ("params", "macs", "weight_bytes", "activation_bytes")
@@ -28,9 +30,12 @@ def parse_metric(text: str) -> str:
         return text
     kind, at, arg = text.partition("@")
     if kind == "roofline" and at:
-        ridge = _number(arg, f"--metric {text}: the ridge point")
+        ridge_text, _, dtype = arg.partition(":")
+        ridge = _number(ridge_text, f"--metric {text}: the ridge point")
         if not 0 <= ridge <= 1e6:
             raise UsageError(f"--metric {text}: a ridge point is from 0 to 1e6 MACs/byte")
+        if dtype and dtype not in DTYPE_BYTES:
+            raise UsageError(f"--metric {text}: unknown dtype {dtype!r}", hint=", ".join(DTYPE_BYTES))
         return text
     if kind == "latency" and at and arg:
         return text
@@ -94,7 +99,7 @@ def measure(metrics: tuple[str, ...]) -> Callable[..., dict[str, float]]:
     from ..analysis.cost import network_cost
 
     wanted = [m for m in metrics if m not in ALWAYS]
-    rooflines = {m: float(m.partition("@")[2]) for m in wanted if m.startswith("roofline@")}
+    rooflines = {m: _ridge_dtype(m) for m in wanted if m.startswith("roofline@")}
     predictors = {m: _predictor(m.partition("@")[2]) for m in wanted if m.startswith("latency@")}
 
     def run(net: Any, total: Any = None) -> dict[str, float]:
@@ -107,12 +112,17 @@ def measure(metrics: tuple[str, ...]) -> Callable[..., dict[str, float]]:
             from ..ir.deploy_form import deploy_form
 
             deployed = deploy_form(net)
-            layers = loads(deployed, "float32") if rooflines else []
-            out |= {m: effective_macs(layers, ridge) for m, ridge in rooflines.items()}
+            layers = {dtype: loads(deployed, dtype) for dtype in {d for _, d in rooflines.values()}}
+            out |= {m: effective_macs(layers[dtype], ridge) for m, (ridge, dtype) in rooflines.items()}
             out |= {m: p.network(deployed)[0] * 1e3 for m, p in predictors.items()}
         return out
 
     return run
+
+
+def _ridge_dtype(metric: str) -> tuple[float, str]:
+    ridge, _, dtype = metric.partition("@")[2].partition(":")
+    return float(ridge), dtype or "float32"
 
 
 def _predictor(path: str) -> Any:
