@@ -264,3 +264,32 @@ def test_a_file_that_is_not_a_sweeps_results_is_never_replaced(spec, tmp_path, c
 def test_bad_sweep_arguments_are_usage_errors(spec, tmp_path, capsys, args, status, said):
     assert _sweep(spec, tmp_path / "r.csv", *args) == status
     assert said in capsys.readouterr().err and not (tmp_path / "r.csv").exists()
+
+
+def test_a_terminal_gets_a_progress_bar_with_rate_and_time_left(spec, tmp_path):
+    """stderr a real terminal (a pseudo-terminal): tqdm's bar, with the rate and the time left;
+    the tests above, on pipes, get none (their stderr ends with the summary line alone)."""
+    import pty
+
+    import fcntl
+    import struct
+    import termios
+
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal has a size
+    argv = [sys.executable, "-m", "archdsl", "sweep", str(spec), "--samples", "60", "--workers", "1",
+            "-o", str(tmp_path / "r.csv")]  # fmt: skip
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=side)
+    os.close(side)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert proc.wait(timeout=120) == 0
+    text = shown.decode(errors="replace")
+    assert "60/60" in text and "candidate/s" in text and "100%" in text and "<00:00" in text
