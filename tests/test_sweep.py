@@ -269,9 +269,8 @@ def test_bad_sweep_arguments_are_usage_errors(spec, tmp_path, capsys, args, stat
 def test_a_terminal_gets_a_progress_bar_with_rate_and_time_left(spec, tmp_path):
     """stderr a real terminal (a pseudo-terminal): tqdm's bar, with the rate and the time left;
     the tests above, on pipes, get none (their stderr ends with the summary line alone)."""
-    import pty
-
     import fcntl
+    import pty
     import struct
     import termios
 
