@@ -480,6 +480,9 @@ async def test_a_search_space_shows_its_first_candidate_and_its_bad_values(clien
     shown = await hover(client, path, 7, 2)
     ds = first.stages[0].blocks[0]
     assert shown is not None and "16x32x32 -> 24x32x32" in shown and f"({block_cost(ds).macs:,})" in shown
+    shown = await hover(client, path, 11, 15)  # on `e{4,6}`
+    assert shown is not None and "**choice `s1.0.e`**: 4, 6 (2 values)" in shown
+    assert "one of 4 dimensions of `toy`, a space of 24 networks" in shown
     bad = text.replace("e{4,6}", "e{4,0}")
     (d,) = await show(client, path, bad)
     line = bad.splitlines()[d.range.start.line]

@@ -83,6 +83,7 @@ class Analysis:
     defs: Definitions | None = None  # None where an import fails
     errors: list[ArchError] = field(default_factory=list)
     networks: list[Network] = field(default_factory=list)  # each that resolves
+    spaces: list[Space] = field(default_factory=list)  # the networks with choices: search spaces
     importer: dict[Path, Path] = field(default_factory=dict)  # imported file -> the file importing it
     seen: dict[Path, str] = field(default_factory=dict)  # the open buffers' texts it was given
 
@@ -128,7 +129,7 @@ def _resolve_networks(out: Analysis) -> None:
                                           f"`archdsl compile --network {name}` checks it"))  # fmt: skip
             continue
         try:
-            net = resolve(_lowered(out.defs, name), out.file)
+            net = resolve(_lowered(out, name), out.file)
         except (ArchError, ArchErrors) as e:
             out.errors += [x for x in _each(e) if _key(x) not in {_key(y) for y in out.errors}]
         else:
@@ -136,12 +137,14 @@ def _resolve_networks(out: Analysis) -> None:
             blocks += len(net.blocks())
 
 
-def _lowered(defs: Definitions, name: str) -> NetworkSpec:
+def _lowered(out: Analysis, name: str) -> NetworkSpec:
     """The network, or of a search space its first candidate (every value of every choice checked:
     a bad one is a diagnostic where it stands)."""
-    space = Space(defs, name)
+    assert out.defs is not None
+    space = Space(out.defs, name)
     if not space.dimensions:
-        return lower(defs, name)
+        return lower(out.defs, name)
+    out.spaces.append(space)
     space.check()
     return space.candidate(0).lower()
 

@@ -21,6 +21,9 @@ def hover_text(a: Analysis, at: Position, seconds: Seconds | None = None) -> str
     """Markdown for the hover at `at`, or None where there is nothing to say."""
     if a.module is None:
         return None
+    choice = _choice(a, at)
+    if choice is not None:
+        return choice
     ctx = context_at(a.module, at)
     item, stmt = ctx.item, ctx.stmt
     if isinstance(item, Import):
@@ -39,6 +42,18 @@ def hover_text(a: Analysis, at: Position, seconds: Seconds | None = None) -> str
         return "\n\n".join([*([head] if head else []), *("  \n".join(network_text(n, seconds)) for n in nets)])
     if isinstance(item, BlockDef) and at[0] == item.span.line:
         return _definition(a, item.name)
+    return None
+
+
+def _choice(a: Analysis, at: Position) -> str | None:
+    """On a choice of a search space: its dimension, and the space it is one of."""
+    for space in a.spaces:
+        for d in space.dimensions:
+            if a.in_file(d.span) and within(d.span, at):
+                return (f"**choice `{d.name}`**: {', '.join(d.labels)} ({len(d.values)} values)  \n"
+                        f"one of {len(space.dimensions)} dimensions of `{space.network}`, a space of "
+                        f"{space.size:,} networks; the shapes and costs shown are candidate 0's (the first "
+                        "value of every choice)")  # fmt: skip
     return None
 
 
