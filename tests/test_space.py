@@ -181,7 +181,7 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_spaces_are_located_errors(case):
     block, message, located, said = BAD[case]
-    error = _error(_spec(block, "  let kk = {3,5}\n"))
+    error = _error(_spec(block, "  let kk = {3,5}\n" if "kk" in block else ""))
     assert error.message == message and error.span is not None
     assert error.span.line_text()[error.span.col - 1 : error.span.end_col - 1] == located
     assert said in error.render()
@@ -192,7 +192,9 @@ def test_bad_spaces_are_located_errors(case):
     [
         ("  let kk = 3\n", "'kk' names no choice"),
         ("  let kk = {3,5}\n  let kk = {4,6}\n", "'kk' is already another choice of this network"),
-        ("  let kk\n", "a named choice is `let NAME={values}`"),
+        ("  let kk\n", "a named choice is `let NAME = {values}`"),
+        ("  let kk = {3,5}\n", "the named choice 'kk' is used nowhere"),
+        ("  let conv = {3,5}\n", "'conv' is a word of the language"),
     ],
 )
 def test_bad_named_choices(extra, message):
@@ -264,3 +266,40 @@ def test_the_uib_space_of_the_search_doc():
     assert space.size == 3 * 3 * (3 * 2) ** 3 * (3 * 3) ** 18 == 291_783_971_017_366_291_224
     assert len(space.dimensions) == 44
     assert f"{space.size:,} candidates" in (ROOT / "docs" / "search.md").read_text()
+
+
+def test_only_reachable_choices_are_dimensions():
+    """A family default the member overrides, a template default every use passes: no dimension,
+    bound to their first value (the candidate's text has no choice left)."""
+    text = (
+        "block t(c, k={3,5}) {\n  ib k=k e4 c=c\n}\n\n"
+        "network fam(w={16,24}, e={4,6}) {\n  input 32x32x3\n  classes 10\n  stem conv k3 s2 c16\n"
+        "  stage s1 {\n    t c=w k=7\n    ib k3 e=e c24\n  }\n  head {\n    pool avg\n    classifier\n  }\n}\n\n"
+        "network n = fam(w=32)\n"
+    )
+    space = space_of(text)
+    assert [(d.name, d.labels) for d in space.dimensions] == [("e", ("4", "6"))]
+    candidate = space.candidate(1)
+    assert "{" not in candidate.text.replace(" {\n", "") and "fam(w=16, e=6)" in candidate.text
+    blocks = candidate.lower().stages[0].blocks
+    assert (blocks[0].kernel[1], blocks[0].out, blocks[1].expand) == (7, 32, 6.0)
+
+
+def test_dimension_names_follow_blocks_and_settings():
+    text = (
+        "network t {\n  input 32x32x3\n  classes 10\n  stem conv k{3,5} s2 c16\n  stage s1 {\n"
+        "    defaults {\n      act {relu,swish}\n    }\n    ib k{3,5} e4 c24\n    ds k{3,5} c24\n  }\n"
+        "  head {\n    pool avg\n    conv k1 c{64,128}\n    classifier\n  }\n}\n"
+    )
+    names = [d.name for d in space_of(text).dimensions]
+    assert names == ["stem.0.k", "s1.defaults.act", "s1.0.k", "s1.1.k", "head.1.c"]
+
+
+def test_sample_never_writes_over_an_imported_spec(tmp_path, capsys):
+    (tmp_path / "lib.arch").write_text("block unit(e={3,6}) {\n  ib k3 e=e c24\n}\n")
+    main = tmp_path / "main.arch"
+    main.write_text('import "lib.arch"\n\n' + _spec("unit"))
+    before = (tmp_path / "lib.arch").read_text()
+    assert cli(["sample", str(main), "--index", "0", "-o", str(tmp_path / "lib.arch")]) == 1
+    assert (tmp_path / "lib.arch").read_text() == before
+    assert "refusing to write over the input file" in capsys.readouterr().err

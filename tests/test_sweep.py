@@ -292,3 +292,42 @@ def test_a_terminal_gets_a_progress_bar_with_rate_and_time_left(spec, tmp_path):
     assert proc.wait(timeout=120) == 0
     text = shown.decode(errors="replace")
     assert "60/60" in text and "candidate/s" in text and "100%" in text and "<00:00" in text
+
+
+def test_a_dimension_named_as_a_column_is_refused(tmp_path, capsys):
+    path = tmp_path / "s.arch"
+    path.write_text(SPACE.replace("e_mid", "params"))
+    assert _sweep(path, tmp_path / "r.csv", "--samples", "3", "--workers", "1") == 2
+    assert "the dimension 'params' has the name of a results column" in capsys.readouterr().err
+
+
+WEIGHTS = """
+def weight_sum(spec, model):
+    return {"weight_sum": float(sum(p.detach().double().sum() for p in model.parameters()))}
+"""
+
+
+def test_resumed_rows_without_the_users_metric_are_evaluated_again_and_models_are_seeded(spec, tmp_path, monkeypatch):
+    """A row from a sweep without --evaluate is not reused by one with it; the model each call
+    gets is seeded by the candidate (the same sums from here and from a local pool, run twice)."""
+    (tmp_path / "weights.py").write_text(WEIGHTS)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "r.csv"
+    assert _sweep(spec, out, "--samples", "8", "--workers", "1") == 0
+    user = ["--evaluate", "weights:weight_sum", "--objective", "min:weight_sum", "--objective", "min:macs"]
+    assert _sweep(spec, out, "--samples", "8", "--workers", "1", *user) == 0
+    rows = results.read(out)
+    assert all(r["evaluate"] == "weights:weight_sum" for r in rows)
+    assert all(r["error"] or not math.isnan(r["weight_sum"]) for r in rows)
+    assert _sweep(spec, tmp_path / "pool.csv", "--samples", "8", "--workers", "2", *user) == 0
+    assert out.read_bytes() == (tmp_path / "pool.csv").read_bytes()
+
+
+def test_csv_resumption_keeps_values_as_written(tmp_path):
+    path = tmp_path / "s.arch"
+    path.write_text(SPACE.replace("width {0.75,1.0}", "width {0.50,1.0}"))
+    whole, part = tmp_path / "whole.csv", tmp_path / "part.csv"
+    assert _sweep(path, whole, "--samples", "30", "--workers", "1") == 0
+    part.write_text("".join(whole.read_text().splitlines(keepends=True)[:11]))
+    assert _sweep(path, part, "--samples", "30", "--workers", "1") == 0
+    assert part.read_bytes() == whole.read_bytes() and ",0.50," in whole.read_text()

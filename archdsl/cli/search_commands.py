@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         return _show(space, args.json)
     if args.command == "sweep":
         return _sweep(space, args)
-    out = check_output(args.output, [Path(args.spec)])
+    out = check_output(args.output, [Path(args.spec), *space.defs.imported])
     index = args.index if args.index is not None else space.seeded(args.seed)
     candidate = space.candidate(index)
     how = f"--index {index}" if args.seed is None else f"--seed {args.seed}"
@@ -144,6 +144,10 @@ def _sweep(space: Any, args: argparse.Namespace) -> int:
     job = Job(Source.of(space.defs, root, args.network), metrics, args.evaluate)
     sweep = sweeps.Sweep(space, job, out, [Constraint.parse(c) for c in args.constraint],
                          [Objective.parse(o) for o in args.objective])  # fmt: skip
+    if plot is not None:  # before the sweep, not after it
+        from ..search.plot import check_plot
+
+        check_plot(sweep.objectives, plot)
     if args.evaluate:  # imported here first: a wrong name fails now, not in every worker
         from ..search.evaluate import user_function
 

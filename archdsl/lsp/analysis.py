@@ -6,13 +6,13 @@ and syntax trees are cached by content, so an edit re-parses only the buffer edi
 from __future__ import annotations
 
 import os
+import random
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ArchError, ArchErrors, Span
 from ..ir.network import Network
-from ..ir.nodes import NetworkSpec
 from ..ir.pipeline import resolve
 from ..language.loader import Definitions, SpecFiles, display_path, load_text
 from ..language.lower import concrete_in, lower
@@ -83,7 +83,7 @@ class Analysis:
     defs: Definitions | None = None  # None where an import fails
     errors: list[ArchError] = field(default_factory=list)
     networks: list[Network] = field(default_factory=list)  # each that resolves
-    spaces: list[Space] = field(default_factory=list)  # the networks with choices: search spaces
+    spaces: list[tuple[Space, int]] = field(default_factory=list)  # search spaces, the candidate shown
     importer: dict[Path, Path] = field(default_factory=dict)  # imported file -> the file importing it
     seen: dict[Path, str] = field(default_factory=dict)  # the open buffers' texts it was given
 
@@ -129,7 +129,7 @@ def _resolve_networks(out: Analysis) -> None:
                                           f"`archdsl compile --network {name}` checks it"))  # fmt: skip
             continue
         try:
-            net = resolve(_lowered(out, name), out.file)
+            net = _resolved(out, name)
         except (ArchError, ArchErrors) as e:
             out.errors += [x for x in _each(e) if _key(x) not in {_key(y) for y in out.errors}]
         else:
@@ -137,16 +137,34 @@ def _resolve_networks(out: Analysis) -> None:
             blocks += len(net.blocks())
 
 
-def _lowered(out: Analysis, name: str) -> NetworkSpec:
-    """The network, or of a search space its first candidate (every value of every choice checked:
-    a bad one is a diagnostic where it stands)."""
+_TRIED_CANDIDATES = 16  # of a space whose first candidate does not build, before saying why
+
+
+def _resolved(out: Analysis, name: str) -> Network:
+    """The network; of a search space (every value of every choice checked first: a bad one is a
+    diagnostic where it stands), the first candidate that builds, from candidate 0 then a few
+    drawn at random; where none does, candidate 0's error."""
     assert out.defs is not None
     space = Space(out.defs, name)
     if not space.dimensions:
-        return lower(out.defs, name)
-    out.spaces.append(space)
+        return resolve(lower(out.defs, name), out.file)
     space.check()
-    return space.candidate(0).lower()
+    tries = [0, *random.Random(0).sample(range(1, space.size), min(space.size - 1, _TRIED_CANDIDATES))] \
+        if space.size < 2**62 else [0, *(random.Random(i).randrange(space.size) for i in range(_TRIED_CANDIDATES))]  # fmt: skip
+    first: ArchError | ArchErrors | None = None
+    for index in tries:
+        try:
+            net = resolve(space.candidate(index).lower(), out.file)
+        except (ArchError, ArchErrors) as e:
+            if first is None:
+                first = e
+                for x in _each(e):
+                    x.add_note("in candidate 0 of the space, every choice at its first value")
+            continue
+        out.spaces.append((space, index))
+        return net
+    assert first is not None
+    raise first
 
 
 def _networks(defs: Definitions) -> list[str]:

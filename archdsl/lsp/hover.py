@@ -47,13 +47,13 @@ def hover_text(a: Analysis, at: Position, seconds: Seconds | None = None) -> str
 
 def _choice(a: Analysis, at: Position) -> str | None:
     """On a choice of a search space: its dimension, and the space it is one of."""
-    for space in a.spaces:
+    for space, shown in a.spaces:
         for d in space.dimensions:
             if a.in_file(d.span) and within(d.span, at):
                 return (f"**choice `{d.name}`**: {', '.join(d.labels)} ({len(d.values)} values)  \n"
                         f"one of {len(space.dimensions)} dimensions of `{space.network}`, a space of "
-                        f"{space.size:,} networks; the shapes and costs shown are candidate 0's (the first "
-                        "value of every choice)")  # fmt: skip
+                        f"{space.size:,} networks; the shapes and costs shown are candidate {shown:,}'s"
+                        + (" (the first value of every choice)" if shown == 0 else " (candidate 0 does not build)"))  # fmt: skip
     return None
 
 

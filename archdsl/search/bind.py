@@ -46,7 +46,8 @@ class Binder:
         return id(node) in self.found.holders
 
     def _choice(self, c: Choice) -> Value:
-        return self.values[self.found.choices[id(c)]]
+        d = self.found.choices.get(id(c))
+        return self.values[d] if d is not None else self.found.fixed[id(c)]
 
     def network(self, net: NetworkDef) -> NetworkDef:
         if not self._held(net):

@@ -20,6 +20,9 @@ from ..language.loader import Definitions, SpecFiles, load_text
 from ..language.syntax import Import
 from .space import Space
 
+# Columns of a results row that are neither a dimension nor a metric.
+RESERVED = ("index", "hash", "feasible", "front", "error", "evaluate")
+
 
 @dataclass(frozen=True)
 class Source:
@@ -34,7 +37,7 @@ class Source:
     @classmethod
     def of(cls, defs: Definitions, root: Path, network: str | None) -> Source:
         paths = [str(Path(defs.main.file).resolve()), *map(str, defs.imported)]
-        return cls(defs.main.file, tuple(zip(paths, defs.sources, strict=True)), str(root), network)
+        return cls(defs.main.file, tuple(zip(paths, defs.sources, strict=True)), str(root.resolve()), network)
 
     def load(self) -> Space:
         texts = dict(self.texts)
@@ -93,7 +96,11 @@ def _row(space: Space, binding: tuple[int, ...], measure_net: Callable[..., dict
         row["error"] = (e.errors[0] if isinstance(e, ArchErrors) else e).message
         return row
     if user is not None:
-        row |= _user_metrics(user, candidate.text, net)
+        taken = {*RESERVED, *row, *(d.name for d in space.dimensions)}
+        try:
+            row |= _user_metrics(user, candidate.text, candidate.hash, net, taken)
+        except (ArchError, ArchErrors) as e:  # the PyTorch code for it (a backend's limits)
+            row["error"] = "--evaluate: " + (e.errors[0] if isinstance(e, ArchErrors) else e).message
     return row
 
 
@@ -115,17 +122,26 @@ def user_function(target: str) -> Callable[..., Any]:
     return fn  # type: ignore[no-any-return]
 
 
-def _user_metrics(fn: Callable[..., Any], spec: str, net: Any) -> dict[str, Any]:
+def _user_metrics(fn: Callable[..., Any], spec: str, digest: str, net: Any, taken: set[str]) -> dict[str, Any]:
     """The user's metrics of a candidate, called with its spec text and its generated PyTorch model
-    (random weights, as `build_model()` gives them); numbers only, under their own names."""
+    (random weights, as `build_model()` gives them, seeded by the candidate's hash: the same
+    candidate gets the same model wherever and whenever it runs); numbers only, under names of
+    their own (not a dimension's or another column's)."""
+    import torch
+
     from ..codegen.registry import get_backend
     from ..runtimes.runners import load_module
 
-    model = load_module(get_backend("torch").emit(net), f"archdsl_sweep_{net.name}").build_model()
+    module = load_module(get_backend("torch").emit(net), f"archdsl_sweep_{net.name}")
+    torch.manual_seed(int(digest, 16))
+    model = module.build_model()
     try:
         got = fn(spec=spec, model=model)
     except Exception as e:  # the user's code: its failure is this candidate's, said in its row
         return {"error": f"--evaluate: {type(e).__name__}: {e}"}
     if not isinstance(got, dict) or not all(isinstance(k, str) for k in got):
         return {"error": f"--evaluate returned {type(got).__name__}, not a dict of metrics"}
+    clash = sorted(k for k in got if k in taken)
+    if clash:
+        return {"error": f"--evaluate returned '{clash[0]}', which names a column already (a metric or a dimension)"}
     return {k: float(v) if isinstance(v, (int, float)) else math.nan for k, v in got.items()}

@@ -11,16 +11,22 @@ from ..atomic import write_atomic
 from ..errors import UsageError
 
 
-def plot_front(rows: list[dict[str, Any]], objectives: list[Any], path: Path, title: str) -> None:
+def check_plot(objectives: list[Any], path: Path) -> None:
+    """What --plot needs, before anything is evaluated: two objectives, a format, matplotlib."""
     if len(objectives) < 2:
         raise UsageError("--plot draws two objectives", hint="give two --objective, e.g. min:latency@P and max:macs")
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise UsageError(f"--plot {path}: name it .png or .svg")
     try:
-        plt = pyplot_agg()
+        pyplot_agg()
     except ImportError:
         raise UsageError("--plot needs matplotlib", hint="pip install 'archdsl[plot]'") from None
+
+
+def plot_front(rows: list[dict[str, Any]], objectives: list[Any], path: Path, title: str) -> None:
+    check_plot(objectives, path)
+    plt = pyplot_agg()
     fmt = path.suffix.lower().lstrip(".")
-    if fmt not in ("png", "svg"):
-        raise UsageError(f"--plot {path}: name it .png or .svg")
     x, y = objectives[0].name, objectives[1].name
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for group, style in (("infeasible", dict(c="0.8", marker="x", s=12, label="misses a constraint")),

@@ -30,13 +30,15 @@ def format_of(path: Path) -> str:
     return fmt
 
 
-def read(path: Path) -> list[dict[str, Any]]:
-    """The rows of an existing results file ([] when there is none)."""
+def read(path: Path, text: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The rows of an existing results file ([] when there is none). In CSV, the `hash`, `error`
+    and `evaluate` columns and those of `text` (the dimensions' values, as written) stay text;
+    other cells are read back as the numbers and flags they were written as."""
     if not path.exists():
         return []
     fmt = format_of(path)
     try:
-        rows, columns = _read(path, fmt)
+        rows, columns = _read(path, fmt, {"hash", "error", "evaluate", *text})
     except (OSError, ValueError, UnicodeDecodeError) as e:
         raise _not_ours(path, str(e)) from None
     if tuple(columns[:2]) != FIRST:
@@ -49,7 +51,7 @@ def _not_ours(path: Path, why: str) -> ArchError:
                      hint="archdsl replaces only the results it wrote; choose another -o")  # fmt: skip
 
 
-def _read(path: Path, fmt: str) -> tuple[list[dict[str, Any]], list[str]]:
+def _read(path: Path, fmt: str, text: set[str]) -> tuple[list[dict[str, Any]], list[str]]:
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -60,21 +62,23 @@ def _read(path: Path, fmt: str) -> tuple[list[dict[str, Any]], list[str]]:
         return [
             {k: math.nan if v is None and k != "error" else v for k, v in r.items()} for r in rows
         ], table.column_names
-    text = path.read_text(encoding="utf-8")
+    content = path.read_text(encoding="utf-8")
     if fmt == "jsonl":
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        rows = [json.loads(line) for line in content.splitlines() if line.strip()]
         if not rows or not all(isinstance(r, dict) for r in rows):
             raise ValueError("not JSON objects")
         return [{k: math.nan if v is None else v for k, v in r.items()} for r in rows], list(rows[0])
-    reader = csv.DictReader(io.StringIO(text))
-    rows = [{k: _cell(v) for k, v in r.items()} for r in reader]
+    reader = csv.DictReader(io.StringIO(content))
+    rows = [{k: (v or "") if k in text else _cell(v or "") for k, v in r.items() if k is not None} for r in reader]
     return rows, list(reader.fieldnames or ())
 
 
 def _cell(text: str) -> Any:
-    """A CSV cell as it was written: a whole number, a number, a flag or text."""
+    """A CSV cell as it was written: a whole number, a number (an empty one: NaN), a flag or text."""
     if text in ("true", "false"):
         return text == "true"
+    if text == "":
+        return math.nan
     for kind in (int, float):
         try:
             return kind(text)
@@ -105,7 +109,7 @@ def _csv(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
-        return repr(v)  # read back exactly
+        return "" if math.isnan(v) else repr(v)  # no value (read back as NaN), or the float exactly
     return "" if v is None else str(v)
 
 

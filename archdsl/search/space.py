@@ -135,7 +135,8 @@ class Space:
         for e in error.errors if isinstance(error, ArchErrors) else (error,):
             s = e.span
             text = s.line_text()[s.col - 1 : s.end_col - 1] if s is not None and s.line == s.end_line else ""
-            if text in self.found.lets:
+            inside = s is not None and any(d.span.contains(s) for d in self.dimensions)  # a word in a choice
+            if text in self.found.lets and not inside:
                 dim = self.dimensions[self.found.lets[text]]
                 where = dim.span
                 e.add_note(f"{text} = {dim.labels[0]} here: the named choice at {where.file}:{where.line}:{where.col}",

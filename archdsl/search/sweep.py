@@ -18,7 +18,7 @@ from typing import Any
 
 from ..errors import ArchError, UsageError
 from . import results
-from .evaluate import Job
+from .evaluate import RESERVED, Job
 from .executors import Executor
 from .metrics import ALWAYS, Constraint, Objective
 from .pareto import front
@@ -43,9 +43,16 @@ class Sweep:
     _place: dict[str, int] = field(default_factory=dict)  # hash -> its place in the results
 
     def __post_init__(self) -> None:
-        wanted = set(self.job.metrics)
-        old = results.read(self.output)
-        self.previous = {r["hash"]: r for r in old if wanted <= r.keys()}
+        dims = [d.name for d in self.space.dimensions]
+        for name in dims:
+            if name in RESERVED or name in self.job.metrics:
+                raise UsageError(f"the dimension '{name}' has the name of a results column",
+                                 hint="rename the named choice (let ...)")  # fmt: skip
+        self.previous: dict[str, dict[str, Any]] = {}
+        for r in results.read(self.output, tuple(dims)):
+            if isinstance(r.get("hash"), str) and (kept := self._reusable(r)) is not None:
+                self.previous[r["hash"]] = kept
+        self._checked = False  # the objectives' and constraints' names, against a row that built
         if not self.objectives:
             chosen = [m for m in self.job.metrics if m not in ALWAYS] or ["macs", "params"]
             self.objectives = [Objective(m, False) for m in chosen]
@@ -54,12 +61,25 @@ class Sweep:
             if name not in known and self.job.evaluate is None:
                 raise UsageError(f"'{name}' is not a metric of this sweep", hint="add --metric " + name)
 
+    def _reusable(self, row: dict[str, Any]) -> dict[str, Any] | None:
+        """What a row of an earlier run gives this one: its hash, error and metrics, where it has
+        every metric asked for and was evaluated by the same --evaluate (None otherwise)."""
+        wanted = set(self.job.metrics)
+        evaluate = row.get("evaluate") if isinstance(row.get("evaluate"), str) else ""
+        if not wanted <= row.keys() or evaluate != (self.job.evaluate or ""):
+            return None
+        keep = wanted | ({k for k in row if k not in RESERVED} if self.job.evaluate else set())
+        keep -= {d.name for d in self.space.dimensions}
+        error = row.get("error")
+        return {"hash": row["hash"], "error": error if isinstance(error, str) else "", **{k: row[k] for k in keep}}
+
     @property
     def columns(self) -> list[str]:
         extra = sorted({k for r in self.rows.values() for k in r} - {"index", "hash", "error", "feasible", "front",
                         *self.job.metrics, *(d.name for d in self.space.dimensions)})  # fmt: skip
         dims = [d.name for d in self.space.dimensions]
-        return [*results.FIRST, *dims, *self.job.metrics, *extra, "feasible", "front", "error"]
+        evaluate = ["evaluate"] if self.job.evaluate else []
+        return [*results.FIRST, *dims, *self.job.metrics, *extra, *evaluate, "feasible", "front", "error"]
 
     def run(self, executor: Executor, bindings: list[tuple[int, ...]], progress: Any = None) -> list[dict[str, Any]]:
         """Rows for `bindings`, in their order: reused where the results file has them."""
@@ -90,9 +110,25 @@ class Sweep:
         the order candidates were asked for, whichever executor gave it and when."""
         if row["hash"] not in self.rows:
             row = {k: v for k, v in row.items() if k not in ("index", "feasible", "front")}
-            self.rows[row["hash"]] = {"index": self.space.index(binding), **self.space.labels(binding), **row}
+            evaluate = {"evaluate": self.job.evaluate} if self.job.evaluate else {}
+            self.rows[row["hash"]] = {
+                "index": self.space.index(binding),
+                **self.space.labels(binding),
+                **row,
+                **evaluate,
+            }
             self._place[row["hash"]] = self._seen + i
+            if not self._checked and not row["error"]:
+                self._check_names(row)
         return row
+
+    def _check_names(self, row: dict[str, Any]) -> None:
+        """The objectives and constraints name metrics a row has (with --evaluate, known only now)."""
+        self._checked = True
+        for name in [c.name for c in self.constraints] + [o.name for o in self.objectives]:
+            if name not in row:
+                metrics = ", ".join(k for k in row if k not in ("hash", "error"))
+                raise UsageError(f"'{name}' is not a metric of this sweep", hint=f"its metrics: {metrics}")
 
     def save(self) -> None:
         rows = sorted(self.rows.values(), key=lambda r: self._place[r["hash"]])
@@ -106,7 +142,7 @@ class Sweep:
 
     def _feasible(self, rows: list[dict[str, Any]]) -> list[bool]:
         return [not r.get("error") and all(not _nan(r.get(o.name)) for o in self.objectives)
-                and all(c.violation(float(r.get(c.name, math.nan))) <= 0 for c in self.constraints) for r in rows]  # fmt: skip
+                and all(c.violation(number(r, c.name)) <= 0 for c in self.constraints) for r in rows]  # fmt: skip
 
     def _point(self, row: dict[str, Any]) -> tuple[float, ...]:
         return tuple(-float(row[o.name]) if o.maximize else float(row[o.name]) for o in self.objectives)
@@ -114,6 +150,12 @@ class Sweep:
 
 def _nan(v: Any) -> bool:
     return not isinstance(v, (int, float)) or math.isnan(v)
+
+
+def number(row: dict[str, Any], name: str) -> float:
+    """A row's metric as a number; NaN where it has none (a candidate that did not build)."""
+    v = row.get(name)
+    return float(v) if isinstance(v, (int, float)) else math.nan
 
 
 def grid(space: Space) -> list[tuple[int, ...]]:
@@ -166,7 +208,7 @@ def nsga2(sweep: Sweep, executor: Executor, trials: int, seed: int, population: 
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
             for c in sweep.constraints:  # met where <= 0
-                trial.set_constraint(str(c), c.violation(float(row.get(c.name, math.nan))))
+                trial.set_constraint(str(c), c.violation(number(row, c.name)))
             study.tell(trial, [float(v) for v in values])
         told += len(asked)
 
