@@ -147,7 +147,9 @@ def test_ctrl_c_leaves_a_valid_partial_file_and_the_rerun_completes_it(spec, tmp
     argv = [sys.executable, "-m", "archdsl", "sweep", str(spec), "--samples", "80", "--workers", "1",
             "--evaluate", "slow_metric:params_and_a_pause", "-o", str(out), *COMMON]  # fmt: skip
     env = {**os.environ, "PAUSE": "0.1"}
-    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    # a pytest-xdist worker ignores SIGINT, and a child inherits that: give it the default back
+    proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 120
     while not out.exists() and time.monotonic() < deadline:  # the first save, after 2 s
         time.sleep(0.2)
