@@ -319,6 +319,7 @@ def test_resumed_rows_without_the_users_metric_are_evaluated_again_and_models_ar
     user = ["--evaluate", "weights:weight_sum", "--objective", "min:weight_sum", "--objective", "min:macs"]
     assert _sweep(spec, out, "--samples", "8", "--workers", "1", *user) == 0
     rows = results.read(out)
+    assert out.read_text().splitlines()[0].split(",").count("evaluate") == 1
     assert all(r["evaluate"] == "weights:weight_sum" for r in rows)
     assert all(r["error"] or not math.isnan(r["weight_sum"]) for r in rows)
     assert _sweep(spec, tmp_path / "pool.csv", "--samples", "8", "--workers", "2", *user) == 0

@@ -4,7 +4,7 @@
 A candidate binds the syntax tree (`bind.py`) and lowers like any spec, through the same
 templates, families and imports, without reading a file again. `canonical()` writes it as one
 self-contained spec (the templates and family it uses, then the network), and its hash is that
-text's: the same network from two spaces has the same hash.
+text's.
 """
 
 from __future__ import annotations

@@ -75,9 +75,10 @@ class Sweep:
 
     @property
     def columns(self) -> list[str]:
-        extra = sorted({k for r in self.rows.values() for k in r} - {"index", "hash", "error", "feasible", "front",
-                        *self.job.metrics, *(d.name for d in self.space.dimensions)})  # fmt: skip
         dims = [d.name for d in self.space.dimensions]
+        extra = sorted(
+            {k for r in self.rows.values() for k in r} - {*RESERVED, *self.job.metrics, *dims}
+        )  # user metrics
         evaluate = ["evaluate"] if self.job.evaluate else []
         return [*results.FIRST, *dims, *self.job.metrics, *extra, *evaluate, "feasible", "front", "error"]
 
