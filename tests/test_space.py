@@ -303,3 +303,14 @@ def test_sample_never_writes_over_an_imported_spec(tmp_path, capsys):
     assert cli(["sample", str(main), "--index", "0", "-o", str(tmp_path / "lib.arch")]) == 1
     assert (tmp_path / "lib.arch").read_text() == before
     assert "refusing to write over the input file" in capsys.readouterr().err
+
+
+def test_a_spec_path_cannot_write_spec_text_into_a_candidate(tmp_path):
+    """The header names the space's path, the user's text: a newline in it stays in the comment."""
+    odd = tmp_path / "a\nnetwork evil {.arch"
+    odd.write_text(SPACE)
+    out = tmp_path / "c.arch"
+    assert cli(["sample", str(odd), "--index", "431", "-o", str(out)]) == 0
+    header = out.read_text().split("\n\n", 1)[0].splitlines()
+    assert all(line.startswith("# ") for line in header) and "\\n" in header[0]
+    assert compile_file(out).name == "tiny"

@@ -100,7 +100,8 @@ def header(space: Any, binding: tuple[int, ...], spec: str, how: str) -> str:
     """The comment that opens a candidate's spec: where it comes from and its choices."""
     index = space.index(binding)
     choices = " ".join(f"{k}={v}" for k, v in space.labels(binding).items())
-    lines = [f"# {space.network}: candidate {index:,} of {space.size:,} of {spec} (archdsl sample {how})"]
+    shown = spec if spec.isprintable() else ascii(spec)  # a path is the user's text: one comment line
+    lines = [f"# {space.network}: candidate {index:,} of {space.size:,} of {shown} (archdsl sample {how})"]
     lines += textwrap.wrap(choices, 98, initial_indent="# ", subsequent_indent="# ", break_on_hyphens=False)
     return "\n".join(lines) + "\n\n"
 
