@@ -27,7 +27,10 @@ from conftest import CONCRETE_SPECS, SPECS, import_code, small_net
 
 @pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
 def test_deploy_form_equals_train_form(path, tmp_path):
-    _check_deploy_equals_train(compile_file(path, resolution=(97, 97)), tmp_path)
+    # 97x97 puts odd sizes through every stride; an octave spec needs sizes its pooling divides
+    _check_deploy_equals_train(
+        compile_file(path, resolution=(96, 96) if path.stem.startswith("oct_") else (97, 97)), tmp_path
+    )
 
 
 MOBILEONES = """\

@@ -344,7 +344,7 @@ ALTERATIONS = [  # (check, text in the doc, what replaces it, the problem the ch
     (kind_omissions, "| `ghost` | GhostNet", "| ghost | GhostNet", "kind `ghost` has no row in the table of block kinds"),
     (kind_omissions, "| `shuffle_v2` | `c` (even)", "| shuffle_v2 | `c` (even)", "kind `shuffle_v2` has no row in 'Options each kind accepts'"),
     (kind_omissions, "`eps`, `fixed`, `drop_path` |", "`eps`, `fixed` |", "`ghost`'s options row lacks `drop_path`"),
-    (kind_omissions, "| as `ib`, without `layer_scale`, `gs`, `stride_at` |", "| as `ib`, without `gs`, `stride_at` |", "`fused_ib`'s options row has `layer_scale`, which it does not accept"),
+    (kind_omissions, "| as `ib`, without `layer_scale`, `gs`, `stride_at`, `alpha`, `alpha_mid` |", "| as `ib`, without `gs`, `stride_at`, `alpha`, `alpha_mid` |", "`fused_ib`'s options row has `layer_scale`, which it does not accept"),
     (kind_omissions, "`reduce_groups` (of the first 1x1 conv), ", "", "`shuffle_v1`'s options row lacks `reduce_groups`"),
     (readme_kinds, "`shuffle_v1`, `shuffle_v2`, `pool`", "`shuffle_v2`, `pool`", "README's 'Block kinds:' lacks `shuffle_v1`"),
     # option words and flags

@@ -66,7 +66,7 @@ CASES = [
     case("unknown-option", stage_line("ib k3 e4 c16 mdi=32"), "case.arch:7:18", "'ib' has no option 'mdi'",
          "did you mean 'mid'?"),
     case("option-of-another-kind", stage_line("conv k3 e4 c16"), "case.arch:7:13", "'conv' has no option 'e'",
-         "it takes: aa, act, bias, c"),
+         "it takes: aa, act, alpha, bias, c"),
     case("option-given-twice", stage_line("ib k3 e4 c16 c32"), "case.arch:7:18", "option 'c' given twice"),
     case("missing-output-channels", stage_line("ib k3 e4"), "case.arch:7:5", "'ib' needs its output channels",
          "c96"),

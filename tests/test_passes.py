@@ -101,6 +101,12 @@ def check_network(net: Network) -> None:
             assert (taken.cin * (1 if block.down_dw else 2), taken.in_hw) == (c, (h, w)), block.path
         if block.kind in ("conv", "ds", "uib", "fused_ib", "mobileone"):
             assert (first.cin, first.in_hw) == (c, (h, w)), block.path
+        if block.kind == "octave":  # each conv takes both parts of what the one before gives
+            given = (c, (h, w))
+            for conv in block.convs:
+                assert (conv.cin + conv.cin_low, conv.in_hw) == given, conv.path
+                assert conv.path.rsplit(".", 1)[0] == block.path and conv.convs(), conv.path
+                given = (conv.cout + conv.cout_low, conv.out_hw)
         for part in ("dw_start", "expand", "dw_mid", "project", "dw_end", "dw", "pw"):
             layer = getattr(block, part, None)
             if layer is not None:
@@ -134,6 +140,8 @@ def _output(block, c, hw):
         return 2 * block.pw2.cout, block.pw2.out_hw
     if block.kind == "pool":
         return c, block.out_hw
+    if block.kind == "octave":
+        return block.convs[-1].cout + block.convs[-1].cout_low, block.convs[-1].out_hw
     return block.classes, (1, 1)
 
 

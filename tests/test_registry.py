@@ -67,7 +67,9 @@ def test_every_word_has_an_example():
 def test_every_kind_declares_a_consistent_entry():
     for name, kind in KINDS.items():
         assert kind.node.model_fields["kind"].default == name
-        assert kind.words, name
+        assert kind.words or kind.built_by, name
+        for word, option in kind.built_by:  # another kind's word builds it, given `option`
+            assert option in WORDS[word][1].options, (name, word, option)
         assert (template_dir() / "torch" / kind.torch.template).is_file(), kind.torch.template
         for word in kind.words.values():
             assert word.options <= set(KWARGS) | set(FLAGS), sorted(word.options - set(KWARGS) - set(FLAGS))

@@ -120,7 +120,8 @@ def _moved(layer: Concat | ChannelShuffle, params: int) -> Cost:  # data movemen
 
 def _upsample(layer: Upsample, params: int) -> Cost:
     n_in, n_out = layer.channels * _area(layer.in_hw), layer.channels * _area(layer.out_hw)
-    return Cost(0, 0, 4 * n_out, n_in + n_out)  # four weighted taps per output element
+    taps = 4 if layer.mode == "bilinear" else 0  # four weighted taps per output element; nearest copies
+    return Cost(0, 0, taps * n_out, n_in + n_out)
 
 
 def _gate(layer: Gate, params: int) -> Cost:

@@ -185,6 +185,9 @@ def shape_text(block: Block, side: str = "output") -> str:
     predictions = kind_of(block).predictions
     if predictions is not None:  # a dense head
         return "endpoints" if side == "input" else " + ".join("x".join(map(str, s)) for _, s in predictions(block))
+    pair = kind_of(block).pair_maps(block)
+    if pair is not None:  # an octave pair: both parts
+        return pair[side == "output"].show()
     c, (h, w) = block_output(block) if side == "output" else block_input(block)
     if side == "output" and kind_of(block).flat_output:
         return str(c)

@@ -14,6 +14,7 @@ from . import (
     ghost,
     lraspp,
     mobileone,
+    octave,
     pool,
     shuffle_v1,
     shuffle_v2,
@@ -36,6 +37,7 @@ _MODULES = (
     classifier,
     ssdlite,
     lraspp,
+    octave,
 )
 KINDS: dict[str, BlockKind] = {m.KIND.name: m.KIND for m in _MODULES}
 

@@ -8,18 +8,23 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockSpec, ConvBnAct
+from . import octave
 from .build import Builder, groups_of
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
+from .octave import OctaveBlock
 
 if TYPE_CHECKING:
     from ..codegen.steps import Step
 
 OPTIONS = frozenset({
     "k", "s", "c", "g", "x", "act", "norm", "eps", "bias", "skip", "noskip", "fixed", "dw", "padding", "aa", "dilation",
+    "alpha",
 })  # fmt: skip
 
 
-def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[ConvBnAct, FeatureMap]:
+def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[ConvBnAct | OctaveBlock, FeatureMap]:
+    if b.alpha is not None:
+        return octave.build(ctx, b, path, x)
     assert b.kernel
     c = ctx.conv(b, path, x, b.out or x.c, b.kernel[0], b.stride, groups_of(b, x), b.act, b.bias)
     y = FeatureMap(c.cout, c.out_hw)
@@ -61,4 +66,5 @@ KIND = BlockKind(
     steps=steps,
     torch=TorchPiece("conv_bn_act.py.j2", ("ConvBnAct",), lambda c, t: t.conv(c)),
     timm={"efficientnet": timm},
+    pairs=octave.takes_pair,
 )

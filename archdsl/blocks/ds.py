@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, Any, Iterator, Literal
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
+from . import octave
 from .build import Builder
 from .kind import BlockKind, TorchPiece, Word
+from .octave import OctaveBlock
 from .timm_names import StageNames
 
 if TYPE_CHECKING:
@@ -32,10 +34,13 @@ class DepthwiseSeparable(BlockNode):
 
 OPTIONS = frozenset({
     "k", "s", "c", "x", "se", "act", "norm", "eps", "skip", "noskip", "fixed", "drop_path", "padding", "aa", "dilation",
+    "alpha",
 })  # fmt: skip
 
 
-def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[DepthwiseSeparable, FeatureMap]:
+def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[DepthwiseSeparable | OctaveBlock, FeatureMap]:
+    if b.alpha is not None:
+        return octave.build(ctx, b, path, x)
     assert b.kernel and b.out
     v1 = b.variant == "dsa"
     dw = ctx.conv(b, f"{path}.dw", x, x.c, b.kernel[0], b.stride, x.c, b.act)
@@ -88,4 +93,5 @@ KIND = BlockKind(
     steps=steps,
     torch=TorchPiece("depthwise_separable.py.j2", ("DepthwiseSeparable",), torch_call, drop_path=True),
     timm={"efficientnet": StageNames({"dw": ("conv_dw", "bn1"), "pw": ("conv_pw", "bn2")})},
+    pairs=octave.takes_pair,
 )

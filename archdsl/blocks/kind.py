@@ -90,6 +90,13 @@ class BlockKind:
         default_factory=dict
     )
     layer_scale_default: bool = False  # takes a stage's or network's `layer_scale` setting
+    # Words of other kinds whose option builds this kind's nodes (an octave block: conv, ds, dsa
+    # or ib with alpha), for a kind without words of its own.
+    built_by: tuple[tuple[str, str], ...] = ()  # (word, option)
+    # Whether the block takes an octave pair (two tensors, archdsl/blocks/octave.py) as written.
+    pairs: Callable[[BlockSpec], bool] = lambda b: False
+    # Its input and output where either is an octave pair (shown as both parts), else None.
+    pair_maps: Callable[[Any], tuple[FeatureMap, FeatureMap] | None] = lambda b: None
     flat_output: bool = False  # its output is a vector (shown as its length)
     # A dense-prediction head (SSDLite, LR-ASPP): it reads the network's feature endpoints, not
     # the block before it, and is the head's only block. Its named outputs and their shapes

@@ -9,8 +9,10 @@ from ..errors import ArchError
 from ..ir.geometry import FeatureMap
 from ..ir.layers import Layer, residual_tail
 from ..ir.nodes import Act, BlockNode, BlockSpec, ConvBnAct, SqueezeExcite
+from . import octave
 from .build import Builder
 from .kind import BlockKind, TimmPlace, TorchPiece, Word
+from .octave import OctaveBlock
 from .timm_names import IR, UIR, add_scheme
 
 if TYPE_CHECKING:
@@ -43,7 +45,11 @@ _NAMED_KERNELS = frozenset({"k_start", "k_mid", "k_end"})
 _NEEDS = ("out", "kernels", "expansion")
 
 
-def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[UniversalInvertedBottleneck, FeatureMap]:
+def build(
+    ctx: Builder, b: BlockSpec, path: str, x: FeatureMap
+) -> tuple[UniversalInvertedBottleneck | OctaveBlock, FeatureMap]:
+    if b.alpha is not None or b.alpha_mid is not None:
+        return octave.build(ctx, b, path, x)
     assert b.kernel and b.out
     ks, km, ke = b.kernel
     s = b.stride
@@ -152,7 +158,9 @@ KIND = BlockKind(
     node=UniversalInvertedBottleneck,
     words={
         "uib": Word(OPTIONS, "universal inverted bottleneck, k<start>/<mid>[/<end>]", _NEEDS, kernels="uib"),
-        "ib": Word(_COMPACT, "inverted bottleneck (MobileNetV2)", _NEEDS, variant="ib", kernels="mid"),
+        "ib": Word(
+            _COMPACT | {"alpha", "alpha_mid"}, "inverted bottleneck (MobileNetV2)", _NEEDS, variant="ib", kernels="mid"
+        ),
         "extra_dw": Word(_COMPACT, "UIB ExtraDW, k<start>/<mid>", _NEEDS, variant="extra_dw", kernels="start_mid"),
         "convnext": Word(_COMPACT, "UIB ConvNeXt-like, start dw only", _NEEDS, variant="convnext", kernels="start"),
         "ffn": Word(
@@ -173,4 +181,5 @@ KIND = BlockKind(
     ),  # fmt: skip
     timm={"efficientnet": timm},
     layer_scale_default=True,
+    pairs=octave.takes_pair,
 )

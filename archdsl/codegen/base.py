@@ -157,6 +157,8 @@ def _in_out(block: Block) -> str:
         return f"{shape_text(block, 'input')} -> {shape_text(block)}"
     if kind_of(block).flat_output:
         return f"{block_input(block)[0]} -> {block_output(block)[0]}"
+    if kind_of(block).pair_maps(block) is not None:
+        return f"{shape_text(block, 'input')} -> {shape_text(block)}"
     return f"{_shape(*block_input(block))} -> {_shape(*block_output(block))}"
 
 

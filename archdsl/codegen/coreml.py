@@ -18,6 +18,7 @@ from .functional import attention_args, stage_contexts, uses
 from .steps import (
     ActivationStep,
     AddShortcut,
+    Assign,
     AttentionStep,
     BlockOutput,
     Branch,
@@ -36,6 +37,7 @@ from .steps import (
     SumBranches,
     TakeEndpoint,
     ToRows,
+    Upsample2x,
 )
 
 
@@ -113,10 +115,27 @@ EMIT: dict[type, Callable[[Any], list[Line]]] = {
     SqueezeExcite: _se,
     AttentionStep: lambda step: [attention_line(step)],
     LayerScaleStep: lambda step: [_call("layer_scale", ("", "x"), ("", "w"), ("", quoted(step.path)))],
-    AddShortcut: lambda step: [_call("mb.add", ("x", "shortcut"), ("y", "x"), ("name", quoted(step.path)))],
+    AddShortcut: lambda step: [
+        _call("mb.add", ("x", step.shortcut), ("y", step.source), ("name", quoted(step.path)), target=step.source)
+    ],  # fmt: skip
+    Assign: lambda step: [Line(step.source, step.target)],
+    Upsample2x: lambda step: [
+        _call(
+            "mb.upsample_nearest_neighbor",
+            ("x", step.on),
+            ("scale_factor_height", "2"),
+            ("scale_factor_width", "2"),
+            ("name", quoted(step.path)),
+            target=step.on,
+        )
+    ],  # fmt: skip
     Branch: lambda step: [_BRANCHES[type(step.layer)](step.layer, step.source, step.target)],
-    SumBranches: lambda step: [_call("sum_branches", ("", f"[{', '.join(step.sources)}]"), ("", quoted(step.path)))],
-    ActivationStep: lambda step: [_call("activation", ("", "x"), ("", quoted(step.act)), ("", quoted(step.path)))],
+    SumBranches: lambda step: [
+        _call("sum_branches", ("", f"[{', '.join(step.sources)}]"), ("", quoted(step.path)), target=step.target)
+    ],  # fmt: skip
+    ActivationStep: lambda step: [
+        _call("activation", ("", step.on), ("", quoted(step.act)), ("", quoted(step.path)), target=step.on)
+    ],  # fmt: skip
     ConcatStep: _concat,
     SplitStep: _split,
     ShuffleStep: lambda step: [_call("channel_shuffle", ("", "x"), ("", str(step.groups)), ("", quoted(step.path)))],
@@ -125,7 +144,9 @@ EMIT: dict[type, Callable[[Any], list[Line]]] = {
         _call("mb.reshape", ("x", "x"), ("shape", "[1, -1]"), ("name", quoted(f"{step.path}.flatten")))
     ],  # fmt: skip
     Dense: _dense,
-    BlockOutput: lambda step: [_call("mb.identity", ("x", "x"), ("name", quoted(step.path)))],
+    BlockOutput: lambda step: [
+        _call("mb.identity", ("x", step.source), ("name", quoted(step.path)), target=step.source)
+    ],
     TakeEndpoint: lambda step: [Line(f'features["{step.name}"]', step.target)],
     ToRows: lambda step: [
         _call("to_rows", ("", step.source), ("", str(step.columns)), ("", quoted(step.path)), target=step.source)

@@ -23,6 +23,7 @@ from .steps import (
     Step,
     SumBranches,
     ToRows,
+    Upsample2x,
 )
 
 
@@ -71,6 +72,7 @@ def uses(net: Network) -> dict[str, bool]:
         "slice": any(isinstance(s, SplitStep) or (isinstance(s, ConcatStep) and s.cut) for s in all_steps),
         "rows": any(isinstance(s, ToRows) for s in all_steps),
         "resize": any(isinstance(s, Resize) for s in all_steps),
+        "upsample": any(isinstance(s, Upsample2x) for s in all_steps),
         "blur": any(c.aa for b in net.blocks() for c in convs(b)),
         "dilation": any(c.dilation != 1 for b in net.blocks() for c in convs(b)),
     }

@@ -24,6 +24,7 @@ from .model_interface import dense_outputs, head_split
 from .steps import (
     ActivationStep,
     AddShortcut,
+    Assign,
     AttentionStep,
     BlockOutput,
     Branch,
@@ -42,6 +43,7 @@ from .steps import (
     SumBranches,
     TakeEndpoint,
     ToRows,
+    Upsample2x,
 )
 
 # Activation name -> the function the generated module defines or takes from keras.ops.
@@ -65,10 +67,10 @@ def layer_name(path: str) -> str:
     return path.replace(".", "-")
 
 
-def _layer(cls: str, path: str, *args: str, inputs: str = "x") -> Line:
-    """`x = <cls>(*args, name="<the layer name of path>")(inputs)`."""
+def _layer(cls: str, path: str, *args: str, inputs: str = "x", target: str = "x") -> Line:
+    """`target = <cls>(*args, name="<the layer name of path>")(inputs)`."""
     name = ("name", quoted(layer_name(path)))
-    return Line(Call(cls, (*(("", a) for a in args), name), trailing_comma=False, applied_to=inputs))
+    return Line(Call(cls, (*(("", a) for a in args), name), trailing_comma=False, applied_to=inputs), target)
 
 
 def conv_line(c: ConvBnAct, target: str = "x", source: str = "x") -> Line:
@@ -154,8 +156,9 @@ def _dense(step: Dense, problems: list[str]) -> list[Line]:
 def _add_shortcut(step: AddShortcut) -> list[Line]:
     """input + branch; with stochastic depth, the branch through a DropPath layer first."""
     name = step.path.removesuffix(".add") + ".drop_path"
-    drop = [_layer("DropPath", name, repr(step.drop_path))] if step.drop_path else []
-    return [*drop, _layer("layers.Add", step.path, inputs="[shortcut, x]")]
+    drop = [_layer("DropPath", name, repr(step.drop_path), inputs=step.source, target=step.source)]
+    add = _layer("layers.Add", step.path, inputs=f"[{step.shortcut}, {step.source}]", target=step.source)
+    return [*(drop if step.drop_path else []), add]
 
 
 # Every step type -> its lines (`problems` collects what Keras cannot express).
@@ -167,15 +170,23 @@ EMIT: dict[type, Callable[[Any, list[str]], list[Line]]] = {
     LayerScaleStep: lambda step, problems: [_layer("LayerScale", step.path, repr(step.init))],
     AddShortcut: lambda step, problems: _add_shortcut(step),
     Branch: _branch,
-    SumBranches: lambda step, problems: [_layer("layers.Add", step.path, inputs=f"[{', '.join(step.sources)}]")],
-    ActivationStep: lambda step, problems: [_layer("layers.Activation", step.path, ACT[step.act])],
+    SumBranches: lambda step, problems: [
+        _layer("layers.Add", step.path, inputs=f"[{', '.join(step.sources)}]", target=step.target)
+    ],  # fmt: skip
+    ActivationStep: lambda step, problems: [
+        _layer("layers.Activation", step.path, ACT[step.act], inputs=step.on, target=step.on)
+    ],  # fmt: skip
+    Assign: lambda step, problems: [Line(step.source, step.target)],
+    Upsample2x: lambda step, problems: [
+        _layer("layers.UpSampling2D", step.path, "2", 'interpolation="nearest"', inputs=step.on, target=step.on)
+    ],  # fmt: skip
     ConcatStep: _concat,
     SplitStep: _split,
     ShuffleStep: lambda step, problems: [_layer("ChannelShuffle", step.path, str(step.groups))],
     Pool: lambda step, problems: _pool_lines(step, problems),
     Flatten: lambda step, problems: [_layer("layers.Flatten", f"{step.path}.flatten")],
     Dense: _dense,
-    BlockOutput: lambda step, problems: [_layer("layers.Identity", step.path)],
+    BlockOutput: lambda step, problems: [_layer("layers.Identity", step.path, inputs=step.source, target=step.source)],
     TakeEndpoint: lambda step, problems: [Line(f'features["{step.name}"]', step.target)],
     ToRows: lambda step, problems: [
         replace(_layer("layers.Reshape", step.path, f"(-1, {step.columns})", inputs=step.source), target=step.source)

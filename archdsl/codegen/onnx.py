@@ -19,6 +19,7 @@ from .model_interface import dense_outputs
 from .steps import (
     ActivationStep,
     AddShortcut,
+    Assign,
     AttentionStep,
     BlockOutput,
     Branch,
@@ -37,6 +38,7 @@ from .steps import (
     SumBranches,
     TakeEndpoint,
     ToRows,
+    Upsample2x,
 )
 
 OPSET = 18  # Resize takes `axes` from 18 on
@@ -143,13 +145,17 @@ EMIT: dict[type, Callable[[Any], list[Line]]] = {
     SqueezeExcite: _se,
     AttentionStep: lambda step: [attention_line(step)],
     LayerScaleStep: lambda step: [_op("Mul", f'x, g.weight("{step.path}.gamma", per_channel=True)', step.path)],
-    AddShortcut: lambda step: [_op("Add", "shortcut, x", step.path)],
+    AddShortcut: lambda step: [_op("Add", f"{step.shortcut}, {step.source}", step.path, target=step.source)],
+    Assign: lambda step: [Line(step.source, step.target)],
+    Upsample2x: lambda step: [_call("upsample2x", ("", "g"), ("", step.on), ("", quoted(step.path)), target=step.on)],
     Branch: lambda step: [_BRANCHES[type(step.layer)](step.layer, step.source, step.target)],
     SumBranches: lambda step: [
-        _call("sum_branches", ("", "g"), ("", f"[{', '.join(step.sources)}]"), ("", quoted(step.path)))
+        _call(
+            "sum_branches", ("", "g"), ("", f"[{', '.join(step.sources)}]"), ("", quoted(step.path)), target=step.target
+        )
     ],  # fmt: skip
     ActivationStep: lambda step: [
-        _call("activation", ("", "g"), ("", "x"), ("", quoted(step.act)), ("", quoted(step.path)))
+        _call("activation", ("", "g"), ("", step.on), ("", quoted(step.act)), ("", quoted(step.path)), target=step.on)
     ],  # fmt: skip
     ConcatStep: _concat,
     SplitStep: _split,
@@ -166,7 +172,7 @@ EMIT: dict[type, Callable[[Any], list[Line]]] = {
     Pool: lambda step: [pool_line(step)],
     Flatten: lambda step: [_op("Flatten", "x", f"{step.path}.flatten", ("axis", "1"))],
     Dense: _dense,
-    BlockOutput: lambda step: [_op("Identity", "x", step.path)],
+    BlockOutput: lambda step: [_op("Identity", step.source, step.path, target=step.source)],
     TakeEndpoint: lambda step: [Line(f'features["{step.name}"]', step.target)],
     ToRows: lambda step: [
         _call(

@@ -27,6 +27,16 @@ class LayerScaleStep:
 class AddShortcut:
     path: str  # named `<block>.add`
     drop_path: float = 0.0  # stochastic depth of the branch added to the input (training only)
+    source: str = "x"  # the branch (in place); an octave pair's low part: `x_low` and `shortcut_low`
+    shortcut: str = "shortcut"
+
+
+@dataclass(frozen=True)
+class Assign:
+    """`target` = `source`, a variable renamed (an octave conv's one path to a part)."""
+
+    target: str
+    source: str
 
 
 @dataclass(frozen=True)
@@ -69,12 +79,14 @@ class ShuffleStep:
 class SumBranches:
     path: str  # named `<block>.sum`
     sources: tuple[str, ...]
+    target: str = "x"
 
 
 @dataclass(frozen=True)
 class ActivationStep:
     path: str  # named `<block>.act`
     act: Act
+    on: str = "x"  # the variable, in place
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,14 @@ class Resize:
 
 
 @dataclass(frozen=True)
+class Upsample2x:
+    """`on` upsampled 2x by repeating each value (nearest), in place."""
+
+    path: str
+    on: str
+
+
+@dataclass(frozen=True)
 class HeadOutput:
     """`x` is the model's output `name`."""
 
@@ -158,6 +178,7 @@ class HeadOutput:
 @dataclass(frozen=True)
 class BlockOutput:
     path: str  # an identity named by the block path, so each block's output can be compared
+    source: str = "x"  # an octave pair's low part: `x_low`, named `<block>.low`
 
 
 Step = Union[
@@ -181,6 +202,8 @@ Step = Union[
     ConcatRows,
     GateStep,
     Resize,
+    Upsample2x,
+    Assign,
     HeadOutput,
     BlockOutput,
 ]

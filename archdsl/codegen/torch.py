@@ -85,8 +85,8 @@ class TorchEmitter:
         return Call("SqueezeExcite", args, self.cost_note([se]))
 
     def pool(self, p: Pool) -> Call:
-        if p.is_global:
-            return Call("GlobalPool", (("mode", f'"{p.mode}"'),))
+        if p.is_global:  # of one tensor, or of an octave pair (both parts, concatenated)
+            return Call("OctavePool" if p.low else "GlobalPool", (("mode", f'"{p.mode}"'),))
         args: tuple[Arg, ...] = (("mode", f'"{p.mode}"'), ("kernel", str(p.kernel)), ("stride", str(p.stride)),
                                  ("padding", _padding(p.padding)))  # fmt: skip
         return Call("Pool", args + ((("include_pad", "True"),) if p.include_pad else ()))

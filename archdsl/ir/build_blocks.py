@@ -28,6 +28,10 @@ def build_blocks(spec: NetworkSpec, source: str = "", totals: Totals | None = No
             if kind_of(b).predictions is not None and (s is not spec.head or len(s.blocks) > 1):  # a BlockSpec
                 raise ArchError(f"'{b.kind}' is a dense-prediction head: the head's only block", b.span,
                                 f"write it as `head {b.kind} ...`, after the stages whose endpoints it reads")  # fmt: skip
+            if x.low and not kind_of(b).pairs(b):
+                raise ArchError(f"'{b.kind}' takes one tensor, and the block before it gives an octave pair ({x.show()})",
+                                b.span, "give this block alpha=A to go on in octaves, or alpha=0 to merge the "
+                                "low-frequency part into one tensor")  # fmt: skip
             block, x = kind_of(b).build(builder, b, f"{prefix}{j}", x)
             if block.span is None:  # where later stages (importers, folding) locate their errors
                 block = block.model_copy(update={"span": b.span})

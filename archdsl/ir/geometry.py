@@ -10,13 +10,26 @@ from .nodes import HW, Padding
 
 @dataclass(frozen=True)
 class FeatureMap:
-    """A block's input or output: channels and spatial size."""
+    """A block's input or output: channels and spatial size; with `low` channels, an octave
+    pair (Octave convolution): `c` high-frequency channels at `hw`, and `low` low-frequency ones
+    at half that size (`low_hw`)."""
 
     c: int
     hw: HW
+    low: int = 0
+
+    @property
+    def low_hw(self) -> HW:
+        return half(self.hw)
 
     def show(self) -> str:
-        return f"{self.c}x{self.hw[0]}x{self.hw[1]}"
+        high = f"{self.c}x{self.hw[0]}x{self.hw[1]}"
+        return f"{high} + {self.low}x{self.low_hw[0]}x{self.low_hw[1]}" if self.low else high
+
+
+def half(hw: HW) -> HW:
+    """An octave pair's low-frequency size: 2x2 average pooling with a partial last window."""
+    return (-(-hw[0] // 2), -(-hw[1] // 2))
 
 
 # The blur of `aa=blur` (timm's BlurPool2d, 'blurpc'): a 3x3 binomial filter, zero-padded by 1;

@@ -5,7 +5,7 @@ Each block kind says which of them it consists of (`layers` in `archdsl/blocks/`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
+from typing import Literal, Union
 
 from .nodes import Act, ConvBnAct, Norm, Pool, SqueezeExcite
 
@@ -69,12 +69,14 @@ class AttentionCore:
 
 @dataclass(frozen=True)
 class Upsample:
-    """Bilinear upsampling (half-pixel centres, as PyTorch's align_corners=False)."""
+    """Bilinear upsampling (half-pixel centres, as PyTorch's align_corners=False), or nearest
+    (each value repeated: Octave convolution's low-to-high path)."""
 
     path: str
     channels: int
     in_hw: tuple[int, int]
     out_hw: tuple[int, int]
+    mode: Literal["bilinear", "nearest"] = "bilinear"
 
 
 @dataclass(frozen=True)

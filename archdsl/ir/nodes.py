@@ -216,6 +216,8 @@ class BlockSpec(Node):
     dilation: int = 1  # of the block's k x k convs (atrous); `output_stride` multiplies it
     endpoint: bool = False  # `out`: the block's output is a feature endpoint
     anchors: int | None = None  # ssdlite: anchor boxes per position
+    alpha: float | None = None  # an octave block: the low-frequency share of its output channels
+    alpha_mid: float | None = None  # an octave ib: that of its expanded channels (default: alpha)
     se_config: SEConfig | None = None
     option_spans: Any = Field(default=None, exclude=True, repr=False)  # option name -> Span
     # filled by the passes
@@ -340,5 +342,6 @@ class Pool(BlockNode):
     padding: Padding = (0, 0, 0, 0)
     include_pad: bool = False  # average pooling: padded zeros count in the mean (PyTorch's default)
     channels: int
+    low: int = 0  # global pooling of an octave pair: the low part's channels, pooled and put after
     in_hw: HW
     out_hw: HW

@@ -172,6 +172,8 @@ def _float_option(key: str, value: Value, span: Span) -> float:
         return as_float(value, span, what, 0.0, 1.0, low_open=False, high_open=True)
     if key == "e":
         return as_float(value, span, what, 0.0, 64.0)
+    if key in ("alpha", "alpha_mid"):  # 0: an octave block without a low-frequency output
+        return as_float(value, span, what, 0.0, 1.0, low_open=False, high_open=True)
     return as_float(value, span, what)
 
 

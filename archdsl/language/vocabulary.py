@@ -47,6 +47,8 @@ KWARGS: dict[str, OptionWord] = {
     "layer_scale": OptionWord("layer_scale", "float", "layer scale"),
     "drop_path": OptionWord("drop_path", "float", "drop-path rate"),
     "dropout": OptionWord("dropout", "float", "dropout rate"),
+    "alpha": OptionWord("alpha", "float", "low-frequency share of the output channels (Octave convolution)"),
+    "alpha_mid": OptionWord("alpha_mid", "float", "low-frequency share of the expanded channels (Octave convolution)"),
     "padding": OptionWord("padding", "padding", "padding (symmetric or same)"),
     "aa": OptionWord("aa", "aa", "anti-aliased downsampling (blur)"),
     "gs": OptionWord("group_size", "int", "channels per group of the depthwise convs", MAX_CHANNELS),

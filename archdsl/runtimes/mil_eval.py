@@ -242,6 +242,13 @@ def upsample_bilinear(x, scale_factor_height=1, scale_factor_width=1, align_corn
     return np.einsum("oh,nchw,pw->ncop", rows, x, cols)
 
 
+@kernel("upsample_nearest_neighbor")
+def upsample_nearest_neighbor(x, scale_factor_height=1, scale_factor_width=1):
+    if int(scale_factor_height) != scale_factor_height or int(scale_factor_width) != scale_factor_width:
+        raise UnsupportedOp("upsample_nearest_neighbor by a fractional factor")
+    return x.repeat(int(scale_factor_height), axis=-2).repeat(int(scale_factor_width), axis=-1)
+
+
 @kernel("resize_bilinear")
 def resize_bilinear(x, target_size_height=1, target_size_width=1, sampling_mode="DEFAULT"):
     if sampling_mode != "UNALIGN_CORNERS":

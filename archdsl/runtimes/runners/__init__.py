@@ -15,9 +15,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from ...blocks import kind_of
 from ...errors import ArchError, UsageError, did_you_mean
 from ...extras import RUNTIME_MODULES, require
-from ...ir.network import Network
+from ...ir.network import Block, Network
 
 # runner name -> (module:function, the backend whose generated code it runs)
 RUNNERS = {
@@ -77,6 +78,12 @@ def block_paths(net: Network) -> list[str]:
     return [b.path for b in net.blocks()]
 
 
+def _block_outputs(block: Block) -> tuple[str, ...]:
+    """A block's output keys: its path, and `<path>.low` for an octave pair's low part."""
+    pair = kind_of(block).pair_maps(block)
+    return (block.path, f"{block.path}.low") if pair is not None and pair[1].low else (block.path,)
+
+
 def feature_key(name: str) -> str:
     """The output key of an endpoint as the feature extractor gives it (beside the block's own)."""
     return f"features.{name}"
@@ -97,11 +104,17 @@ def tensor_blocks(net: Network) -> list[str]:
     return block_paths(net)[:-1] if net.dense_head else block_paths(net)
 
 
+def tensor_outputs(net: Network) -> list[str]:
+    """The output keys of `tensor_blocks`, with each octave pair's low part after its block."""
+    paths = set(tensor_blocks(net))
+    return [p for b in net.blocks() if b.path in paths for p in _block_outputs(b)]
+
+
 def reported_paths(name: str, net: Network) -> list[str]:
     """The outputs runner `name` reports: every block's, or only the model's own (the logits, or
     a dense head's outputs), and each endpoint's from the network built as a feature extractor;
     the model's outputs come last."""
-    inner = [] if name in LOGITS_ONLY else block_paths(net)[:-1]
+    inner = [] if name in LOGITS_ONLY else [p for b in net.blocks()[:-1] for p in _block_outputs(b)]
     return [*inner, *(feature_key(e.name) for e in net.endpoints), *model_outputs(net)]
 
 

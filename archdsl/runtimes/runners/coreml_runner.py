@@ -11,7 +11,7 @@ import numpy as np
 
 from ...ir.network import Network
 from ..mil_eval import run_program
-from . import Outputs, feature_key, load_module, model_outputs, tensor_blocks
+from . import Outputs, feature_key, load_module, model_outputs, tensor_outputs
 
 
 def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
@@ -20,7 +20,7 @@ def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
         module = load_module(code, f"archdsl_coreml_{net.name}")
         values = run_program(module.build_program(weights), {"image": x})
         names = [n for n, _ in net.outputs()]  # the program's outputs
-        outputs = {p: values[p] for p in tensor_blocks(net)}
+        outputs = {p: values[p] for p in tensor_outputs(net)}
         if sys.platform == "darwin":
             values |= module.convert(weights).predict({"image": x})
         outputs |= {key: np.asarray(values[n]) for key, n in zip(model_outputs(net), names, strict=True)}

@@ -11,7 +11,7 @@ import numpy as np
 from ...codegen.keras import layer_name
 from ...errors import ArchError
 from ...ir.network import Network
-from . import Outputs, StepResult, feature_key, load_module, model_outputs, tensor_blocks
+from . import Outputs, StepResult, feature_key, load_module, model_outputs, tensor_outputs
 
 
 def build(code: str, net: Network, weights: str, features_only: bool = False):  # type: ignore[no-untyped-def]
@@ -29,13 +29,13 @@ def _probe(model, net: Network):  # type: ignore[no-untyped-def]
     which `Identity` layers named by the outputs give."""
     import keras
 
-    names = [layer_name(p) for p in tensor_blocks(net)] + ([n for n, _ in net.outputs()] if net.dense_head else [])
+    names = [layer_name(p) for p in tensor_outputs(net)] + ([n for n, _ in net.outputs()] if net.dense_head else [])
     return keras.Model(model.inputs, [model.get_layer(n).output for n in names])
 
 
 def _keys(net: Network) -> list[str]:
     """The keys of the probe's outputs, in its order."""
-    return tensor_blocks(net) + (model_outputs(net) if net.dense_head else [])
+    return tensor_outputs(net) + (model_outputs(net) if net.dense_head else [])
 
 
 def to_nchw(y: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ...ir.network import Network
-from . import Outputs, feature_key, load_module, model_outputs, tensor_blocks
+from . import Outputs, feature_key, load_module, model_outputs, tensor_outputs
 
 
 def session(model, extra: Sequence[str] = ()):  # type: ignore[no-untyped-def]
@@ -29,7 +29,7 @@ def session(model, extra: Sequence[str] = ()):  # type: ignore[no-untyped-def]
 def run(code: str, net: Network, weights: str, x: np.ndarray) -> Outputs:
     module = load_module(code, f"archdsl_onnx_{net.name}")
     names = [n for n, _ in net.outputs()]  # the model's outputs
-    blocks = tensor_blocks(net)
+    blocks = tensor_outputs(net)
     values = session(module.build_model(weights), blocks).run([*blocks, *names], {"image": x})
     outputs = dict(zip(blocks, values[: len(blocks)], strict=True))
     outputs |= dict(zip(model_outputs(net), values[len(blocks) :], strict=True))

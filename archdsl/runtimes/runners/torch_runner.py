@@ -16,6 +16,9 @@ def _hooked(model, net: Network) -> tuple[Outputs, list]:  # type: ignore[no-unt
     for path in tensor_blocks(net):
 
         def keep(_module, _inputs, output, path=path):
+            if isinstance(output, tuple):  # an octave pair: its low part is `<block>.low`
+                output, low = output
+                outputs[f"{path}.low"] = low.detach().numpy().copy()
             outputs[path] = output.detach().numpy().copy()
 
         handles.append(model.get_submodule(path).register_forward_hook(keep))
