@@ -27,12 +27,17 @@ from ..ir.layers import (
     BranchSum,
     ChannelShuffle,
     Concat,
+    DynamicRelu,
     Gate,
     InputNorm,
     Layer,
+    LayerNorm,
     LayerScale,
     Linear,
     ResidualAdd,
+    TokenGate,
+    TokenLinear,
+    Tokens,
     Upsample,
     split_blur,
 )
@@ -139,6 +144,26 @@ def _linear(layer: Linear, params: int) -> Cost:
     return Cost(params, layer.cin * layer.classes, 0, layer.cin + layer.classes)
 
 
+def _token_linear(layer: TokenLinear, params: int) -> Cost:
+    out = layer.rows * layer.cout
+    return Cost(params, layer.rows * layer.cin * layer.cout, out * (layer.act != "identity"), layer.rows * layer.cin + out)
+
+
+def _layer_norm(layer: LayerNorm, params: int) -> Cost:
+    n = layer.rows * layer.dim
+    return Cost(params, 0, 5 * n, 2 * n)  # mean, variance, normalise, scale, shift
+
+
+def _dynamic_relu(layer: DynamicRelu, params: int) -> Cost:
+    n = layer.channels * _area(layer.hw)
+    return Cost(0, 0, 3 * n + 4 * layer.channels, 2 * n + 2 * layer.channels)  # x a, x b, max; the coefficients
+
+
+def _token_gate(layer: TokenGate, params: int) -> Cost:
+    n = layer.rows * layer.channels
+    return Cost(0, 0, n, 3 * n)
+
+
 # Every primitive layer type's cost, given its learnable parameter count.
 COSTS: dict[type, Callable[..., Cost]] = {
     ConvBnAct: _conv,
@@ -156,6 +181,11 @@ COSTS: dict[type, Callable[..., Cost]] = {
     Gate: _gate,
     Pool: _pool,
     Linear: _linear,
+    Tokens: lambda layer, params: Cost(params, 0, 0, layer.count * layer.dim),
+    TokenLinear: _token_linear,
+    LayerNorm: _layer_norm,
+    DynamicRelu: _dynamic_relu,
+    TokenGate: _token_gate,
 }
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ..blocks import kind_of
-from ..ir.layers import InputNorm, Layer, LayerScale, Linear, split_blur
+from ..ir.layers import InputNorm, Layer, LayerNorm, LayerScale, Linear, TokenLinear, Tokens, split_blur
 from ..ir.network import Block, Network
 from ..ir.nodes import ConvBnAct, SqueezeExcite
 
@@ -96,6 +96,10 @@ _TENSORS: dict[type, Callable[..., list[Tensor]]] = {
     InputNorm: lambda n: [Tensor(f"{n.path}.{name}", (n.channels,), role) for name, role in _BN],
     LayerScale: lambda s: [Tensor(f"{s.path}.layer_scale.gamma", (s.channels,), "layer_scale")],
     Linear: _linear,
+    Tokens: lambda t: [Tensor(f"{t.path}.tokens", (t.count, t.dim), "weight")],
+    TokenLinear: lambda f: [Tensor(f"{f.path}.weight", (f.cout, f.cin), "weight"),
+                            Tensor(f"{f.path}.bias", (f.cout,), "bias")],  # fmt: skip
+    LayerNorm: lambda n: [Tensor(f"{n.path}.weight", (n.dim,), "bn_weight"), Tensor(f"{n.path}.bias", (n.dim,), "bn_bias")],
 }
 
 

@@ -13,11 +13,16 @@ from ..ir.layers import (
     BranchSum,
     ChannelShuffle,
     Concat,
+    DynamicRelu,
     Gate,
     InputNorm,
+    LayerNorm,
     LayerScale,
     Linear,
     ResidualAdd,
+    TokenGate,
+    TokenLinear,
+    Tokens,
     Upsample,
 )
 from ..ir.network import Block, Network
@@ -28,7 +33,8 @@ from .layers import block_input, block_output, layers_of
 _DERIVED = {ResidualAdd: (".add", "add"), LayerScale: (".layer_scale", "layer_scale"), BranchSum: (".sum", "sum"),
             Activation: (".act", "act"), InputNorm: ("", "batchnorm"), AttentionCore: (".attention", "attention"),
             Upsample: ("", "upsample"), Gate: ("", "gate"), Concat: ("", "concat"), ChannelShuffle: ("", "shuffle"),
-            Linear: ("", "classifier"), Blur: ("", "blur")}  # fmt: skip
+            Linear: ("", "classifier"), Blur: ("", "blur"), Tokens: ("", "tokens"), TokenLinear: ("", "linear"),
+            LayerNorm: ("", "layernorm"), DynamicRelu: ("", "dynamic_relu"), TokenGate: ("", "gate")}  # fmt: skip
 
 
 def _deploy_cost(net: Network) -> Cost | None:

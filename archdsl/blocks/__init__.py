@@ -13,12 +13,15 @@ from . import (
     fused_ib,
     ghost,
     lraspp,
+    mf_merge,
+    mobile_former,
     mobileone,
     octave,
     pool,
     shuffle_v1,
     shuffle_v2,
     ssdlite,
+    tokens,
     uib,
 )
 from .kind import BlockKind, Word
@@ -38,6 +41,9 @@ _MODULES = (
     ssdlite,
     lraspp,
     octave,
+    tokens,
+    mobile_former,
+    mf_merge,
 )
 KINDS: dict[str, BlockKind] = {m.KIND.name: m.KIND for m in _MODULES}
 

@@ -66,5 +66,5 @@ KIND = BlockKind(
     steps=steps,
     torch=TorchPiece("conv_bn_act.py.j2", ("ConvBnAct",), lambda c, t: t.conv(c)),
     timm={"efficientnet": timm},
-    pairs=octave.takes_pair,
+    takes=octave.takes,
 )

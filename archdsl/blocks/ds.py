@@ -93,5 +93,5 @@ KIND = BlockKind(
     steps=steps,
     torch=TorchPiece("depthwise_separable.py.j2", ("DepthwiseSeparable",), torch_call, drop_path=True),
     timm={"efficientnet": StageNames({"dw": ("conv_dw", "bn1"), "pw": ("conv_pw", "bn2")})},
-    pairs=octave.takes_pair,
+    takes=octave.takes,
 )

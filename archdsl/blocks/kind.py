@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 # What a statement must give, checked in this order (the message is in language/lower_statement.py).
 NEEDS = ("out", "kernel", "kernels", "expansion", "heads", "mode")
+ONE: frozenset[str | None] = frozenset({None})  # a block that takes one tensor
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,11 @@ class BlockKind:
     # Words of other kinds whose option builds this kind's nodes (an octave block: conv, ds, dsa
     # or ib with alpha), for a kind without words of its own.
     built_by: tuple[tuple[str, str], ...] = ()  # (word, option)
-    # Whether the block takes an octave pair (two tensors, archdsl/blocks/octave.py) as written.
-    pairs: Callable[[BlockSpec], bool] = lambda b: False
-    # Its input and output where either is an octave pair (shown as both parts), else None.
+    # What the block takes as written: one tensor (None) and/or a pair of tensors, "octave" (a
+    # map's high and low parts, archdsl/blocks/octave.py) or "tokens" (a map and its tokens,
+    # archdsl/blocks/mobile_former.py).
+    takes: Callable[[BlockSpec], frozenset[str | None]] = lambda b: ONE
+    # Its input and output where either is a pair (shown as both parts), else None.
     pair_maps: Callable[[Any], tuple[FeatureMap, FeatureMap] | None] = lambda b: None
     flat_output: bool = False  # its output is a vector (shown as its length)
     # A dense-prediction head (SSDLite, LR-ASPP): it reads the network's feature endpoints, not

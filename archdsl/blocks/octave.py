@@ -19,7 +19,7 @@ from ..ir.geometry import FeatureMap, half
 from ..ir.layers import Activation, BranchSum, InputNorm, Layer, ResidualAdd, Upsample
 from ..ir.nodes import HW, Act, BlockNode, BlockSpec, ConvBnAct, Node, Norm, Pool
 from .build import Builder, check_odd
-from .kind import BlockKind, TorchPiece
+from .kind import ONE, BlockKind, TorchPiece
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,9 +66,9 @@ class OctaveBlock(BlockNode):
     drop_path: float = 0.0
 
 
-def takes_pair(b: BlockSpec) -> bool:
-    """An octave block (alpha given) takes an octave pair; a plain one takes one tensor."""
-    return b.alpha is not None or b.alpha_mid is not None
+def takes(b: BlockSpec) -> frozenset[str | None]:
+    """An octave block (alpha given) takes an octave pair or one tensor; a plain one, one tensor."""
+    return frozenset({None, "octave"}) if b.alpha is not None or b.alpha_mid is not None else ONE
 
 
 def _split(b: BlockSpec, c: int, alpha: float, option: str) -> tuple[int, int]:

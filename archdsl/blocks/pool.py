@@ -9,7 +9,7 @@ from ..ir.geometry import FeatureMap, half, out_size, padding_for
 from ..ir.layers import Concat, Layer
 from ..ir.nodes import BlockSpec, Pool
 from .build import Builder, check_odd
-from .kind import BlockKind, TorchPiece, Word
+from .kind import ONE, BlockKind, TorchPiece, Word
 
 if TYPE_CHECKING:
     from ..codegen.steps import Step
@@ -71,7 +71,7 @@ KIND = BlockKind(
     output=lambda p: (p.channels + p.low, p.out_hw),
     steps=steps,
     torch=TorchPiece("pool.py.j2", ("GlobalPool", "Pool"), lambda p, t: t.pool(p)),
-    pairs=lambda b: b.kernel is None,  # a global pool takes an octave pair
+    takes=lambda b: frozenset({None, "octave"}) if b.kernel is None else ONE,  # a global pool takes an octave pair
     pair_maps=lambda p: (
         (FeatureMap(p.channels, p.in_hw, p.low), FeatureMap(p.channels + p.low, p.out_hw)) if p.low else None
     ),

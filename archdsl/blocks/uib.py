@@ -181,5 +181,5 @@ KIND = BlockKind(
     ),  # fmt: skip
     timm={"efficientnet": timm},
     layer_scale_default=True,
-    pairs=octave.takes_pair,
+    takes=octave.takes,
 )

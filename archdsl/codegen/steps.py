@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from ..blocks.bridge import DynamicReLU, Former, ToFormer, ToMobile
 from ..ir.layers import InputNorm
 from ..ir.nodes import Act, ConvBnAct, Norm, Pool, SqueezeExcite
 
@@ -169,6 +170,31 @@ class Upsample2x:
 
 
 @dataclass(frozen=True)
+class InitTokens:
+    """`tokens` = the learned `<path>.tokens` (count x dim), the same for each image of the
+    batch: (batch, count, dim). Mobile-Former's steps read and update `tokens` beside `x`:
+    ToFormer (tokens from x and tokens), Former (tokens), ToMobile and DynamicReLU (x from x and
+    tokens), each through a helper of the backend's (archdsl/blocks/bridge.py says what they do)."""
+
+    path: str
+    count: int
+    dim: int
+
+
+@dataclass(frozen=True)
+class MergeTokens:
+    """`x` (the pooled map, `channels` values per image) with the first token (`dim` values)
+    appended, then the linear layer `<path>.fc` to `out`, [BatchNorm1d `<path>.fc_norm`] and
+    hard-swish: Mobile-Former's merge before its classifier."""
+
+    path: str
+    channels: int
+    dim: int
+    out: int
+    norm: Norm | None
+
+
+@dataclass(frozen=True)
 class HeadOutput:
     """`x` is the model's output `name`."""
 
@@ -204,6 +230,12 @@ Step = Union[
     Resize,
     Upsample2x,
     Assign,
+    InitTokens,
+    ToFormer,
+    Former,
+    ToMobile,
+    DynamicReLU,
+    MergeTokens,
     HeadOutput,
     BlockOutput,
 ]

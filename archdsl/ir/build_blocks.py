@@ -10,7 +10,31 @@ from ..errors import ArchError, Span
 from .bounds import Totals
 from .geometry import FeatureMap
 from .network import Endpoint, Network, Stage, is_dense
-from .nodes import Metadata, NetworkSpec, StageSpec, default_preprocess
+from .nodes import BlockSpec, Metadata, NetworkSpec, StageSpec, default_preprocess
+
+
+# What to write where a block is given what it does not take: (what it was given, what it
+# takes) -> the hint.
+_HINTS = {
+    ("octave", None): "give this block alpha=A to go on in octaves, or alpha=0 to merge the low-frequency part "
+    "into one tensor",
+    ("tokens", None): "a block beside Mobile-Former tokens is an mf or mf_down block; the head merges them "
+    "with mf_merge",
+    (None, "tokens"): "create the tokens first: `tokens count=N dim=D` in the stem, after its conv",
+}
+
+
+def check_input(b: BlockSpec, x: FeatureMap) -> None:
+    """A located error where block `b` does not take what flows in (one tensor, or a pair)."""
+    takes = kind_of(b).takes(b)
+    if x.pair in takes:
+        return
+    given = {"octave": f"an octave pair ({x.show()})", "tokens": f"a map and its tokens ({x.show()})",
+             None: f"one tensor ({x.show()})"}[x.pair]  # fmt: skip
+    wanted = None if None in takes else sorted(t for t in takes if t)[0]
+    what = {"octave": "an octave pair", "tokens": "a map and its tokens", None: "one tensor"}[wanted]
+    raise ArchError(f"'{b.kind}' takes {what}, and the block before it gives {given}", b.span,
+                    _HINTS.get((x.pair, wanted), _HINTS.get((x.pair, None))))  # fmt: skip
 
 
 def build_blocks(spec: NetworkSpec, source: str = "", totals: Totals | None = None) -> Network:
@@ -28,10 +52,7 @@ def build_blocks(spec: NetworkSpec, source: str = "", totals: Totals | None = No
             if kind_of(b).predictions is not None and (s is not spec.head or len(s.blocks) > 1):  # a BlockSpec
                 raise ArchError(f"'{b.kind}' is a dense-prediction head: the head's only block", b.span,
                                 f"write it as `head {b.kind} ...`, after the stages whose endpoints it reads")  # fmt: skip
-            if x.low and not kind_of(b).pairs(b):
-                raise ArchError(f"'{b.kind}' takes one tensor, and the block before it gives an octave pair ({x.show()})",
-                                b.span, "give this block alpha=A to go on in octaves, or alpha=0 to merge the "
-                                "low-frequency part into one tensor")  # fmt: skip
+            check_input(b, x)
             block, x = kind_of(b).build(builder, b, f"{prefix}{j}", x)
             if block.span is None:  # where later stages (importers, folding) locate their errors
                 block = block.model_copy(update={"span": b.span})

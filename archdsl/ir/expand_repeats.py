@@ -7,6 +7,7 @@ stages keep their depth (EfficientNet-Lite).
 
 from __future__ import annotations
 
+from ..errors import ArchError
 from ..language.repeats import block_rows, check_block_count, repeat_rows
 from .nodes import NetworkSpec, StageSpec
 from .rounding import scale_depth
@@ -20,7 +21,11 @@ def _expand(stage: StageSpec, multiplier: float) -> StageSpec:
     repeats = [row[0].repeat for row in rows]
     if multiplier != 1.0:
         repeats = scale_depth(repeats, multiplier)
-    return stage.model_copy(update={"blocks": tuple(repeat_rows(rows, repeats))})
+    blocks = tuple(repeat_rows(rows, repeats))
+    if rows and not blocks:
+        raise ArchError(f"every block of '{stage.name}' repeats x0: it would have no blocks", stage.span,
+                        "give one of its blocks a repeat count of 1 or more, or leave the stage out")  # fmt: skip
+    return stage.model_copy(update={"blocks": blocks})
 
 
 def expand_repeats(spec: NetworkSpec) -> NetworkSpec:

@@ -10,13 +10,20 @@ from .nodes import HW, Padding
 
 @dataclass(frozen=True)
 class FeatureMap:
-    """A block's input or output: channels and spatial size; with `low` channels, an octave
-    pair (Octave convolution): `c` high-frequency channels at `hw`, and `low` low-frequency ones
-    at half that size (`low_hw`)."""
+    """A block's input or output: channels and spatial size; or a pair of tensors. With `low`
+    channels, an octave pair (Octave convolution): `c` high-frequency channels at `hw`, and `low`
+    low-frequency ones at half that size (`low_hw`). With `tokens` (count, dim), a map and its
+    tokens (Mobile-Former): `count` global tokens of `dim` values beside the map."""
 
     c: int
     hw: HW
     low: int = 0
+    tokens: tuple[int, int] | None = None
+
+    @property
+    def pair(self) -> str | None:
+        """The pair this is ("octave" or "tokens"), None for one tensor."""
+        return "octave" if self.low else "tokens" if self.tokens else None
 
     @property
     def low_hw(self) -> HW:
@@ -24,6 +31,8 @@ class FeatureMap:
 
     def show(self) -> str:
         high = f"{self.c}x{self.hw[0]}x{self.hw[1]}"
+        if self.tokens:
+            return f"{high} + {self.tokens[0]}x{self.tokens[1]} tokens"
         return f"{high} + {self.low}x{self.low_hw[0]}x{self.low_hw[1]}" if self.low else high
 
 

@@ -135,6 +135,58 @@ class Linear:
     classes: int
 
 
+@dataclass(frozen=True)
+class Tokens:
+    """Learned tokens, the same for every image (Mobile-Former's initial global tokens):
+    tensor `<path>.tokens`, (count, dim)."""
+
+    path: str
+    count: int
+    dim: int
+
+
+@dataclass(frozen=True)
+class TokenLinear:
+    """A linear layer with bias applied to each of `rows` vectors (tokens), then `act`:
+    tensors `<path>.weight` (cout, cin) and `<path>.bias`."""
+
+    path: str
+    cin: int
+    cout: int
+    rows: int
+    act: Act = "identity"
+
+
+@dataclass(frozen=True)
+class LayerNorm:
+    """Layer normalisation of each of `rows` vectors over its `dim` values: tensors
+    `<path>.weight` and `<path>.bias` (drawn at random as a norm's scale and shift are)."""
+
+    path: str
+    dim: int
+    rows: int
+    eps: float = 1e-5
+
+
+@dataclass(frozen=True)
+class DynamicRelu:
+    """Mobile-Former's dynamic ReLU: max(x a, x b) per channel, its coefficients a, b computed
+    from a token (by TokenLinear layers of its own, listed before it)."""
+
+    path: str
+    channels: int
+    hw: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class TokenGate:
+    """Tokens times factors of their own size (the Mobile->Former bridge's dynamic scale)."""
+
+    path: str
+    rows: int
+    channels: int
+
+
 Layer = Union[
     ConvBnAct,
     Blur,
@@ -151,6 +203,11 @@ Layer = Union[
     Gate,
     Pool,
     Linear,
+    Tokens,
+    TokenLinear,
+    LayerNorm,
+    DynamicRelu,
+    TokenGate,
 ]
 
 

@@ -218,6 +218,10 @@ class BlockSpec(Node):
     anchors: int | None = None  # ssdlite: anchor boxes per position
     alpha: float | None = None  # an octave block: the low-frequency share of its output channels
     alpha_mid: float | None = None  # an octave ib: that of its expanded channels (default: alpha)
+    token_count: int | None = None  # `tokens`: Mobile-Former's global tokens, how many
+    token_dim: int | None = None  # and their width
+    expand_dw2: float | None = None  # mf_down: the second depthwise conv's expansion (0: no bridge, convs only)
+    former_heads: int | None = None  # mf, mf_down: the Former's self-attention heads (default 4)
     se_config: SEConfig | None = None
     option_spans: Any = Field(default=None, exclude=True, repr=False)  # option name -> Span
     # filled by the passes

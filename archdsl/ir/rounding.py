@@ -22,7 +22,7 @@ def scale_depth(repeats: list[int], multiplier: float) -> list[int]:
     target = int(math.ceil(total * multiplier))
     scaled: list[int] = []
     for r in reversed(repeats):
-        rs = max(1, round(r / total * target))
+        rs = 0 if r == 0 else max(1, round(r / total * target))  # an absent row (x0) stays absent
         scaled.append(rs)
         total -= r
         target -= rs

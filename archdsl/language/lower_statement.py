@@ -138,7 +138,7 @@ def _typed_fields(given: dict[str, Option]) -> dict[str, Any]:
         word = KWARGS[key]
         field, typ = word.field, word.type
         if typ == "int":
-            minimum = 0 if key.startswith("k_") else 1
+            minimum = 0 if key.startswith("k_") or key == "x" else 1  # x0: the row is absent (in a family)
             out[field] = as_int(value, vspan, word.meaning, minimum=minimum, maximum=word.limit)
         elif typ == "channels":
             out[field] = as_int(value, vspan, word.meaning, maximum=word.limit)
@@ -172,6 +172,8 @@ def _float_option(key: str, value: Value, span: Span) -> float:
         return as_float(value, span, what, 0.0, 1.0, low_open=False, high_open=True)
     if key == "e":
         return as_float(value, span, what, 0.0, 64.0)
+    if key == "e_dw2":  # 0: an mf_down block of convs alone
+        return as_float(value, span, what, 0.0, 64.0, low_open=False)
     if key in ("alpha", "alpha_mid"):  # 0: an octave block without a low-frequency output
         return as_float(value, span, what, 0.0, 1.0, low_open=False, high_open=True)
     return as_float(value, span, what)
@@ -243,7 +245,7 @@ def _expand_template(stmt: Stmt, tpl: BlockDef, env: Env, templates: Mapping[str
         key = opt.key
         if key == "x" and "x" not in params:
             assert opt.value is not None  # a bare `x` is rejected when the option is read
-            repeat = as_int(opt.value, opt.value_span, "repeat count", maximum=KWARGS["x"].limit)
+            repeat = as_int(opt.value, opt.value_span, "repeat count", minimum=0, maximum=KWARGS["x"].limit)
             continue
         if key not in params:
             raise ArchError(f"block '{tpl.name}' has no parameter '{key}'", opt.span, did_you_mean(key, params))

@@ -29,6 +29,8 @@ def repeat_rows(rows: list[list[BlockSpec]], counts: list[int]) -> list[BlockSpe
                       max(zip(rows, counts, strict=True), key=lambda rn: len(rn[0]) * rn[1], default=([], 0))[0])  # fmt: skip
     out: list[BlockSpec] = []
     for row, n in zip(rows, counts, strict=True):
+        if n == 0:  # x0: absent (a family member without it)
+            continue
         # an endpoint (`out`) is the output of the row's last copy
         first = [b.model_copy(update={"repeat": 1, "group": None, "endpoint": b.endpoint and n == 1}) for b in row]
         out += first
