@@ -55,6 +55,12 @@ def timm(c: ConvBnAct, place: TimmPlace, state: Mapping[str, Any], out: dict[str
         out[f"{c.path}.conv"], out[f"{c.path}.bn"] = f"{place.prefix}.conv", f"{place.prefix}.bn1"
 
 
+def authors_stem(c: ConvBnAct, place: TimmPlace, state: Mapping[str, Any], out: dict[str, str]) -> None:
+    """The Mobile-Former authors' stem: one Sequential of conv (`stem.0`), BN (`stem.1`), act."""
+    if place.part == "stem":
+        out[f"{c.path}.conv"], out[f"{c.path}.bn"] = "stem.0", "stem.1"
+
+
 KIND = BlockKind(
     name="conv",
     node=ConvBnAct,
@@ -65,6 +71,6 @@ KIND = BlockKind(
     output=lambda c: (c.cout, c.out_hw),
     steps=steps,
     torch=TorchPiece("conv_bn_act.py.j2", ("ConvBnAct",), lambda c, t: t.conv(c)),
-    timm={"efficientnet": timm},
+    timm={"efficientnet": timm, "mobile_former": authors_stem},
     takes=octave.takes,
 )

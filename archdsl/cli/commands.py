@@ -194,6 +194,12 @@ def _weights(spec: str, network: str | None, root: Path | None, deploy: bool, se
         state, dtypes = read(imported[1])
         source = f"checkpoint {imported[1]!r}"
         weights = import_efficientnet_pytorch(net, state, dtypes, source)
+    elif imported is not None and imported[0] == "mobile-former":
+        from ..runtimes.importers.mobile_former import import_mobile_former
+        from ..runtimes.importers.timm import read_checkpoint
+
+        state, dtypes, _ = read_checkpoint(imported[1])
+        weights = import_mobile_former(net, state, dtypes, source := f"checkpoint {imported[1]!r}")
     elif imported is not None:
         from ..runtimes.importers.timm import import_timm, read_checkpoint
 

@@ -163,8 +163,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--import-root", type=Path, help="directory imports may reach (default: the project root)")
 
     c = spec_command("import-weights", "convert a reference checkpoint to canonical weights")
-    c.add_argument("--from", dest="source", required=True, choices=("timm", "efficientnet-pytorch"),
-                   help="whose tensor names it uses: timm's, or EfficientNet-PyTorch's (a .pth or .safetensors file)")  # fmt: skip
+    c.add_argument("--from", dest="source", required=True, choices=("timm", "efficientnet-pytorch", "mobile-former"),
+                   help="whose tensor names it uses: timm's, EfficientNet-PyTorch's (a .pth or .safetensors file), "
+                   "or the Mobile-Former authors' (AAboys/MobileFormer)")  # fmt: skip
     c.add_argument("checkpoint", help="safetensors state dict")
     c.add_argument("-o", "--output", required=True)
 
