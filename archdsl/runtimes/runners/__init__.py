@@ -78,10 +78,18 @@ def block_paths(net: Network) -> list[str]:
     return [b.path for b in net.blocks()]
 
 
-def _block_outputs(block: Block) -> tuple[str, ...]:
-    """A block's output keys: its path, and `<path>.low` for an octave pair's low part."""
+def second_key(block: Block) -> str | None:
+    """The output key of the second tensor of a block that gives a pair: `<path>.low` for an
+    octave pair's low part, `<path>.tokens` for a map's tokens; None for one tensor."""
     pair = kind_of(block).pair_maps(block)
-    return (block.path, f"{block.path}.low") if pair is not None and pair[1].low else (block.path,)
+    second = pair[1].pair if pair is not None else None
+    return f"{block.path}.{'low' if second == 'octave' else second}" if second else None
+
+
+def _block_outputs(block: Block) -> tuple[str, ...]:
+    """A block's output keys: its path, then the second tensor's where it gives a pair."""
+    second = second_key(block)
+    return (block.path, second) if second else (block.path,)
 
 
 def feature_key(name: str) -> str:
@@ -105,7 +113,7 @@ def tensor_blocks(net: Network) -> list[str]:
 
 
 def tensor_outputs(net: Network) -> list[str]:
-    """The output keys of `tensor_blocks`, with each octave pair's low part after its block."""
+    """The output keys of `tensor_blocks`, with each pair's second tensor after its block."""
     paths = set(tensor_blocks(net))
     return [p for b in net.blocks() if b.path in paths for p in _block_outputs(b)]
 

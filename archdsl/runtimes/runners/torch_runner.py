@@ -6,19 +6,20 @@ from __future__ import annotations
 import numpy as np
 
 from ...ir.network import Network
-from . import Outputs, StepResult, feature_key, load_module, output_key, tensor_blocks
+from . import Outputs, StepResult, feature_key, load_module, output_key, second_key, tensor_blocks
 
 
 def _hooked(model, net: Network) -> tuple[Outputs, list]:  # type: ignore[no-untyped-def]
     """Forward hooks that keep each block's output (detached), and their handles."""
     outputs: Outputs = {}
     handles = []
+    blocks = {b.path: b for b in net.blocks()}
     for path in tensor_blocks(net):
 
-        def keep(_module, _inputs, output, path=path):
-            if isinstance(output, tuple):  # an octave pair: its low part is `<block>.low`
-                output, low = output
-                outputs[f"{path}.low"] = low.detach().numpy().copy()
+        def keep(_module, _inputs, output, path=path, second=second_key(blocks[path])):
+            if isinstance(output, tuple):  # a pair: an octave pair's low part, or a map's tokens
+                output, other = output
+                outputs[second] = other.detach().numpy().copy()
             outputs[path] = output.detach().numpy().copy()
 
         handles.append(model.get_submodule(path).register_forward_hook(keep))
