@@ -351,8 +351,10 @@ ALTERATIONS = [  # (check, text in the doc, what replaces it, the problem the ch
     (option_omissions, "| `reduce_groups=N` |", "| reduce_groups |", "option `reduce_groups` has no keyword form in section 6"),
     (option_omissions, "| `count_pad` |", "| count_pad |", "option `count_pad` has no flag form in section 6"),
     (option_omissions, "| `h4` | `h=4` |", "| h4 | h=4 |", "option `h` has no compact form in section 6"),
-    (option_omissions, "`fused_ib`, `mqa`, `mhsa` | require", "`fused_ib` | require", "flag `skip`'s row lacks kind `mqa`"),
-    (option_omissions, "every kind but `pool`, `classifier` and `ssdlite`", "every kind but `pool` and `ssdlite`",
+    (option_omissions, "`fused_ib`, `mqa`, `mhsa`, `mf`, `mf_down` | require", "`fused_ib`, `mf`, `mf_down` | require",
+     "flag `skip`'s row lacks kind `mqa`"),
+    (option_omissions, "every kind but `pool`, `classifier`, `ssdlite` and `tokens`",
+     "every kind but `pool`, `ssdlite` and `tokens`",
      "flag `fixed`'s row names kind `classifier`, which does not take it"),
 ]  # fmt: skip
 

@@ -44,6 +44,17 @@ EXAMPLES = {
     "classifier": None,  # the head's last block in every example
     "ssdlite": None,  # dense heads: HEADS
     "lraspp": None,
+    "tokens": None,  # Mobile-Former's words: MOBILE_FORMER
+    "mf": None,
+    "mf_down": None,
+    "mf_merge": None,
+}
+# Mobile-Former's words, each in a network of a map and its tokens: (stem, stage, head) statements.
+MOBILE_FORMER = {
+    "tokens": ("conv k3 s2 c8", "tokens count=2 dim=8", "mf_merge e2 c16"),
+    "mf": ("conv k3 s2 c8; tokens count=2 dim=8", "mf k3 e2 c8 g=2", "mf_merge e2 c16"),
+    "mf_down": ("conv k3 s2 c8; tokens count=2 dim=8", "mf_down k3 s2 e2 c16 e_dw2=2 g=2", "mf_merge e2 c16"),
+    "mf_merge": ("conv k3 s2 c8; tokens count=2 dim=8", "mf_down k3 e2 c8 e_dw2=0", "mf_merge e2 c16 g=2"),
 }
 # The dense-prediction heads, on a network with two endpoints.
 HEADS = {"ssdlite": "ssdlite anchors=2 k5", "lraspp": "lraspp c8"}
@@ -114,6 +125,22 @@ def test_every_dense_head_compiles_through_every_stage(word):
     out = model(torch.zeros(1, 3, 16, 16))
     named = out if isinstance(out, dict) else {net.outputs()[0][0]: out}
     assert {k: tuple(v.shape) for k, v in named.items()} == {name: (1, *shape) for name, shape in net.outputs()}
+
+
+@pytest.mark.parametrize("word", sorted(MOBILE_FORMER))
+def test_every_mobile_former_word_compiles_through_every_stage(word):
+    stem, stage, head = MOBILE_FORMER[word]
+    net = compile_text(_network(stage).replace("conv k3 s2 c8", stem).replace("pool avg", head))
+    block = next(b for b in net.blocks() if getattr(b, "variant", b.kind) == word or b.kind == word)
+    assert kind_of(block) is WORDS[word][0]
+    assert list(layers_of(block)) and steps(block)[-1] == BlockOutput(block.path)
+    for backend in ("torch", "keras", "coreml", "onnx"):
+        assert block.path in get_backend(backend).emit(net), (backend, word)
+    model = load_module(get_backend("torch").emit(net), f"registry_{word}").build_model()
+    assert sum(p.numel() for p in model.parameters()) == network_cost(net).params
+    state = [k for k in model.state_dict() if not k.endswith("num_batches_tracked")]
+    assert state == [t.key for t in network_tensors(net)]  # the canonical inventory, in registration order
+    assert model.eval()(torch.zeros(1, 3, 16, 16)).shape == (1, 10)
 
 
 def _block_classes() -> set[str]:

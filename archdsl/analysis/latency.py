@@ -30,12 +30,17 @@ from ..ir.layers import (
     BranchSum,
     ChannelShuffle,
     Concat,
+    DynamicRelu,
     Gate,
     InputNorm,
     Layer,
+    LayerNorm,
     LayerScale,
     Linear,
     ResidualAdd,
+    TokenGate,
+    TokenLinear,
+    Tokens,
     Upsample,
 )
 from ..ir.network import Network
@@ -58,6 +63,13 @@ def _conv(c: ConvBnAct) -> Unit:
 def _pool(p: Pool) -> Unit:
     return {"op": "pool", "mode": p.mode, "global": p.is_global, "k": p.kernel, "s": p.stride, "pad": list(p.padding),
             "c": p.channels, "hw": list(p.in_hw)}  # fmt: skip
+
+
+def _token_linear(f: TokenLinear) -> Unit:
+    """A linear layer on tokens: the classifier's unit, with its rows and act where it has them
+    (so the units of the networks without tokens keep their keys)."""
+    unit: Unit = {"op": "fc", "cin": f.cin, "classes": f.cout}
+    return unit | ({"rows": f.rows} if f.rows != 1 else {}) | ({"act": f.act} if f.act != "identity" else {})
 
 
 # Every layer type -> the unit it runs as: what decides its kernel's time, and nothing else; None
@@ -93,6 +105,11 @@ UNITS: dict[type, Callable[[Any], Unit | None]] = {
     Pool: _pool,
     Blur: lambda b: {"op": "blur", "c": b.channels, "hw": list(b.in_hw)},
     Linear: lambda f: {"op": "fc", "cin": f.cin, "classes": f.classes},
+    Tokens: lambda t: None,  # a constant, broadcast to the batch
+    TokenLinear: _token_linear,
+    LayerNorm: lambda n: {"op": "layer_norm", "c": n.dim, "rows": n.rows},
+    DynamicRelu: lambda d: {"op": "dynamic_relu", "c": d.channels, "hw": list(d.hw)},
+    TokenGate: lambda g: {"op": "mul", "c": g.channels, "rows": g.rows},
 }
 
 

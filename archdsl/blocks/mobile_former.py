@@ -188,7 +188,7 @@ def steps(block: MobileFormerBlock) -> list[Step]:
     out += [] if block.residual_after_bridge else residual
     out += [block.to_mobile] if block.to_mobile is not None else []
     out += residual if block.residual_after_bridge else []
-    return [*out, BlockOutput(block.path), BlockOutput(f"{block.path}.tokens", "tokens")]
+    return [*out, BlockOutput(f"{block.path}.tokens", "tokens"), BlockOutput(block.path)]
 
 
 def _residual_drop(block: MobileFormerBlock) -> float:

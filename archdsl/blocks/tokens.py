@@ -44,8 +44,8 @@ def layers(block: TokensBlock) -> Iterator[Layer]:
 def steps(block: TokensBlock) -> list[Step]:
     from ..codegen.steps import BlockOutput, InitTokens
 
-    return [InitTokens(block.path, block.count, block.dim), BlockOutput(block.path),
-            BlockOutput(f"{block.path}.tokens", "tokens")]  # fmt: skip
+    return [InitTokens(block.path, block.count, block.dim), BlockOutput(f"{block.path}.tokens", "tokens"),
+            BlockOutput(block.path)]  # fmt: skip
 
 
 def torch_call(block: TokensBlock, t: Any) -> Any:

@@ -116,9 +116,20 @@ def unit_model(u: Unit) -> keras.Model:
     if op == "gate":  # x times per-channel factors
         x, s = _image(u), _image(u, hw=[1, 1])
         return keras.Model([x, s], layers.Multiply()([x, s]))
+    if op == "fc" and "rows" in u:  # a linear layer on each of `rows` tokens
+        x = keras.Input((u["rows"], u["cin"]), batch_size=1)
+        return keras.Model(x, layers.Activation(_act(u.get("act", "identity")))(layers.Dense(u["classes"])(x)))
     if op == "fc":
         x = keras.Input((1, 1, u["cin"]), batch_size=1)
-        return keras.Model(x, layers.Dense(u["classes"])(layers.Flatten()(x)))
+        y = layers.Dense(u["classes"])(layers.Flatten()(x))
+        return keras.Model(x, layers.Activation(_act(u["act"]))(y) if "act" in u else y)
+    if op in ("layer_norm", "mul"):  # on tokens: (rows, c)
+        xs = [keras.Input((u["rows"], u["c"]), batch_size=1) for _ in range(1 if op == "layer_norm" else 2)]
+        return keras.Model(xs, layers.LayerNormalization(epsilon=1e-5)(xs[0]) if op == "layer_norm" else
+                           layers.Multiply()(xs))  # fmt: skip
+    if op == "dynamic_relu":  # max(x a, x b) with per-channel a, b
+        x, a, b = _image(u), _image(u, hw=[1, 1]), _image(u, hw=[1, 1])
+        return keras.Model([x, a, b], ops.maximum(x * a, x * b))
     x = _image(u, u.get("cin"))
     build: dict[str, Callable[[Unit, Any], Any]] = {
         "se": _se,
