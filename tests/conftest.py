@@ -55,6 +55,10 @@ REFERENCE = {
     "oct_mnv1_100": ("OctConv mobilenet_v1_100, ratio 0.5 (Gluon)", 4_231_976, 318_167_680, 224),
     "oct_mnv2_100": ("OctConv mobilenet_v2_100, ratio 0.375 (Gluon)", 3_505_960, 254_031_408, 224),
     "oct_mnv2_1125": ("OctConv mobilenet_v2_1125, ratio 0.5 (Gluon)", 4_243_006, 292_764_600, 224),
+    # Mobile-Former: the authors' implementation (AAboys/MobileFormer), torch FlopCounterMode / 2.
+    "mobile_former_26m": ("mobile_former_26m (AAboys/MobileFormer)", 3_232_788, 23_550_208, 224),
+    "mobile_former_294m": ("mobile_former_294m (AAboys/MobileFormer)", 11_422_648, 286_732_160, 224),
+    "mobile_former_508m": ("mobile_former_508m (AAboys/MobileFormer)", 13_976_976, 498_467_680, 224),
 }
 # The OctConv README's rounded #FLOPs (millions), from the MXNet counter it credits (Ldpe2G's
 # CalFlops): conv MACs, plus per average pool its output elements x window, a conv bias per

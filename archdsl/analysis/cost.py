@@ -146,7 +146,9 @@ def _linear(layer: Linear, params: int) -> Cost:
 
 def _token_linear(layer: TokenLinear, params: int) -> Cost:
     out = layer.rows * layer.cout
-    return Cost(params, layer.rows * layer.cin * layer.cout, out * (layer.act != "identity"), layer.rows * layer.cin + out)
+    return Cost(
+        params, layer.rows * layer.cin * layer.cout, out * (layer.act != "identity"), layer.rows * layer.cin + out
+    )
 
 
 def _layer_norm(layer: LayerNorm, params: int) -> Cost:

@@ -97,9 +97,14 @@ _TENSORS: dict[type, Callable[..., list[Tensor]]] = {
     LayerScale: lambda s: [Tensor(f"{s.path}.layer_scale.gamma", (s.channels,), "layer_scale")],
     Linear: _linear,
     Tokens: lambda t: [Tensor(f"{t.path}.tokens", (t.count, t.dim), "weight")],
-    TokenLinear: lambda f: [Tensor(f"{f.path}.weight", (f.cout, f.cin), "weight"),
-                            Tensor(f"{f.path}.bias", (f.cout,), "bias")],  # fmt: skip
-    LayerNorm: lambda n: [Tensor(f"{n.path}.weight", (n.dim,), "bn_weight"), Tensor(f"{n.path}.bias", (n.dim,), "bn_bias")],
+    TokenLinear: lambda f: [
+        Tensor(f"{f.path}.weight", (f.cout, f.cin), "weight"),
+        Tensor(f"{f.path}.bias", (f.cout,), "bias"),
+    ],  # fmt: skip
+    LayerNorm: lambda n: [
+        Tensor(f"{n.path}.weight", (n.dim,), "bn_weight"),
+        Tensor(f"{n.path}.bias", (n.dim,), "bn_bias"),
+    ],
 }
 
 

@@ -70,7 +70,10 @@ KIND = BlockKind(
     output=lambda b: (b.classes, (1, 1)),
     steps=steps,
     torch=TorchPiece("classifier.py.j2", ("Classifier",), torch_call),
-    timm={"efficientnet": _HeadName("classifier"), "byobnet": _HeadName("head.fc"),
-          "mobile_former": _HeadName("classifier.classifier.1")},
+    timm={
+        "efficientnet": _HeadName("classifier"),
+        "byobnet": _HeadName("head.fc"),
+        "mobile_former": _HeadName("classifier.classifier.1"),
+    },
     flat_output=True,
 )

@@ -125,8 +125,14 @@ def deploy_weights(block: MobileFormerMerge, out: dict[str, np.ndarray]) -> None
 KIND = BlockKind(
     name="mf_merge",
     node=MobileFormerMerge,
-    words={"mf_merge": Word(OPTIONS, "Mobile-Former's head: last bridge, 1x1 conv, pool, the first token appended, "
-                            "linear + BN + hard-swish", ("out", "expansion"), kernels="none")},  # fmt: skip
+    words={
+        "mf_merge": Word(
+            OPTIONS,
+            "Mobile-Former's head: last bridge, 1x1 conv, pool, the first token appended, linear + BN + hard-swish",
+            ("out", "expansion"),
+            kernels="none",
+        )
+    },  # fmt: skip
     build=build,
     layers=layers,
     input=lambda b: (b.cin, b.hw),

@@ -158,8 +158,8 @@ def layers(block: MobileFormerBlock) -> Iterator[Layer]:
         yield from bridge.layers(block.former)
     for i, part in enumerate(block.mobile):
         yield from [part] if isinstance(part, ConvBnAct) else bridge.layers(part)
-        if block.inner is not None and i == block.inner[1]:
-            yield ResidualAdd(f"{block.path}.inner", part.cout, part.out_hw)
+        if block.inner is not None and i == block.inner[1]:  # after the last projection: the block's output
+            yield ResidualAdd(f"{block.path}.inner", block.cout, block.out_hw)
     residual = [ResidualAdd(block.path, block.cout, block.out_hw)] if block.residual else []
     if not block.residual_after_bridge:
         yield from residual
@@ -251,20 +251,41 @@ KIND = BlockKind(
     name="mf",
     node=MobileFormerBlock,
     words={
-        "mf": Word(OPTIONS, "Mobile-Former block: Mobile->Former, Former, expand/dw/project with dynamic ReLUs, "
-                   "Former->Mobile", ("out", "kernel", "expansion"), variant="mf"),
-        "mf_down": Word(OPTIONS | {"e_dw2"}, "Mobile-Former block with two depthwise convs (the stride first): "
-                        "bridge, dw/project/dw/project with dynamic ReLUs; e_dw2=0: the convs alone",
-                        ("out", "kernel", "expansion"), variant="mf_down"),
+        "mf": Word(
+            OPTIONS,
+            "Mobile-Former block: Mobile->Former, Former, expand/dw/project with dynamic ReLUs, Former->Mobile",
+            ("out", "kernel", "expansion"),
+            variant="mf",
+        ),
+        "mf_down": Word(
+            OPTIONS | {"e_dw2"},
+            "Mobile-Former block with two depthwise convs (the stride first): "
+            "bridge, dw/project/dw/project with dynamic ReLUs; e_dw2=0: the convs alone",
+            ("out", "kernel", "expansion"),
+            variant="mf_down",
+        ),
     },  # fmt: skip
     build=build,
     layers=layers,
     input=lambda b: (b.cin, b.in_hw),
     output=lambda b: (b.cout, b.out_hw),
     steps=steps,
-    torch=TorchPiece("mobile_former.py.j2", ("MobileFormerBlock", "MobileToFormer", "Former", "FormerToMobile",
-                                            "DynamicReLU", "ChannelShuffle", "Tokens", "MobileFormerMerge"),
-                     torch_call, drop_path=True, shuffle=True),  # fmt: skip
+    torch=TorchPiece(
+        "mobile_former.py.j2",
+        (
+            "MobileFormerBlock",
+            "MobileToFormer",
+            "Former",
+            "FormerToMobile",
+            "DynamicReLU",
+            "ChannelShuffle",
+            "Tokens",
+            "MobileFormerMerge",
+        ),
+        torch_call,
+        drop_path=True,
+        shuffle=True,
+    ),  # fmt: skip
     timm={"mobile_former": authors_names},
     takes=lambda b: TOKENS,
     pair_maps=_maps,

@@ -60,8 +60,11 @@ def authors_names(block: TokensBlock, place: TimmPlace, state: Mapping[str, Any]
 KIND = BlockKind(
     name="tokens",
     node=TokensBlock,
-    words={"tokens": Word(frozenset({"count", "dim"}), "Mobile-Former's learned global tokens, beside the map",
-                          kernels="none")},  # fmt: skip
+    words={
+        "tokens": Word(
+            frozenset({"count", "dim"}), "Mobile-Former's learned global tokens, beside the map", kernels="none"
+        )
+    },  # fmt: skip
     build=build,
     layers=layers,
     input=lambda b: (b.channels, b.hw),

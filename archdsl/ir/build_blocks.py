@@ -12,7 +12,6 @@ from .geometry import FeatureMap
 from .network import Endpoint, Network, Stage, is_dense
 from .nodes import BlockSpec, Metadata, NetworkSpec, StageSpec, default_preprocess
 
-
 # What to write where a block is given what it does not take: (what it was given, what it
 # takes) -> the hint.
 _HINTS = {
@@ -33,7 +32,7 @@ def check_input(b: BlockSpec, x: FeatureMap) -> None:
              None: f"one tensor ({x.show()})"}[x.pair]  # fmt: skip
     wanted = None if None in takes else sorted(t for t in takes if t)[0]
     what = {"octave": "an octave pair", "tokens": "a map and its tokens", None: "one tensor"}[wanted]
-    raise ArchError(f"'{b.kind}' takes {what}, and the block before it gives {given}", b.span,
+    raise ArchError(f"'{b.variant or b.kind}' takes {what}, and the block before it gives {given}", b.span,
                     _HINTS.get((x.pair, wanted), _HINTS.get((x.pair, None))))  # fmt: skip
 
 

@@ -15,8 +15,9 @@ def _hooked(model, net: Network) -> tuple[Outputs, list]:  # type: ignore[no-unt
     handles = []
     blocks = {b.path: b for b in net.blocks()}
     for path in tensor_blocks(net):
+        second = second_key(blocks[path])
 
-        def keep(_module, _inputs, output, path=path, second=second_key(blocks[path])):
+        def keep(_module, _inputs, output, path=path, second=second):
             if isinstance(output, tuple):  # a pair: an octave pair's low part, or a map's tokens
                 output, other = output
                 outputs[second] = other.detach().numpy().copy()
