@@ -101,6 +101,15 @@ def check_network(net: Network) -> None:
             assert (taken.cin * (1 if block.down_dw else 2), taken.in_hw) == (c, (h, w)), block.path
         if block.kind in ("conv", "ds", "uib", "fused_ib", "mobileone"):
             assert (first.cin, first.in_hw) == (c, (h, w)), block.path
+        if block.kind in ("tokens", "mf_merge"):
+            assert ((block.channels, block.hw) if block.kind == "tokens" else (block.cin, block.hw)) == (c, (h, w))
+        if block.kind == "mf":  # the Mobile sub-block's first conv reads the map; the bridge too
+            assert (block.cin, block.in_hw) == (c, (h, w)) == (block.mobile[0].cin, block.mobile[0].in_hw), block.path
+            assert block.to_former is None or (block.to_former.channels, block.to_former.hw) == (c, (h, w))
+            assert block.to_mobile is None or (block.to_mobile.channels, block.to_mobile.hw) == (
+                block.cout,
+                block.out_hw,
+            )
         if block.kind == "octave":  # each conv takes both parts of what the one before gives
             given = (c, (h, w))
             for conv in block.convs:
@@ -142,6 +151,14 @@ def _output(block, c, hw):
         return c, block.out_hw
     if block.kind == "octave":
         return block.convs[-1].cout + block.convs[-1].cout_low, block.convs[-1].out_hw
+    if block.kind == "tokens":
+        return c, hw
+    if block.kind == "mf":
+        last = block.mobile[-1] if block.mobile[-1].kind == "conv" else block.mobile[-2]  # before a shuffle
+        assert (last.cout, last.out_hw) == (block.cout, block.out_hw), block.path
+        return block.cout, block.out_hw
+    if block.kind == "mf_merge":
+        return block.out, (1, 1)
     return block.classes, (1, 1)
 
 

@@ -20,6 +20,7 @@ class HeadSplit:
     num_features: int  # the channels forward_features gives
     hidden: int  # the classifier's input width (pre-logits)
     classifier: str  # the classifier's path
+    tokens: bool = False  # forward_features gives the map and its tokens (Mobile-Former), not one tensor
 
 
 def head_split(net: Network) -> HeadSplit:
@@ -29,8 +30,9 @@ def head_split(net: Network) -> HeadSplit:
     before = head[pool - 1] if pool else (net.stages[-1].blocks[-1] if net.stages else net.stem.blocks[-1])
     block = head[pool]
     is_global = bool(getattr(block, "is_global", False))  # a global pool, which GlobalPool(mode) builds
+    pair = kind_of(before).pair_maps(before)
     return HeadSplit(pool, is_global, kind_of(before).output(before)[0], kind_of(head[-1]).input(head[-1])[0],
-                     head[-1].path)  # fmt: skip
+                     head[-1].path, pair is not None and pair[1].pair == "tokens")  # fmt: skip
 
 
 def first_conv(net: Network) -> str:
