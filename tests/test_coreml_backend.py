@@ -138,6 +138,39 @@ def test_attention_kernels_match_torch():
         np.testing.assert_allclose(out[name], value.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
 
 
+def test_token_kernels_match_torch():
+    """Mobile-Former's ops: LayerNorm over the last axis, a linear layer on (1, count, dim)
+    tokens, element-wise maximum and subtraction, and BatchNorm of a rank-3 (N, C, L) tensor."""
+    from coremltools.converters.mil import Builder as mb
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 6, 9, 8), dtype=np.float32) * 3
+    g, b, wt, bias = (rng.standard_normal(s, dtype=np.float32) for s in ((8,), (8,), (5, 8), (5,)))
+    stats = [rng.standard_normal(6, dtype=np.float32) for _ in range(3)] + [rng.uniform(0.5, 2, 6).astype(np.float32)]
+
+    def build(image):
+        tokens = mb.reshape(x=image, shape=[1, 54, 8], name="tokens")
+        mb.layer_norm(x=tokens, axes=[-1], gamma=g, beta=b, epsilon=1e-5, name="ln")
+        mb.linear(x=tokens, weight=wt, bias=bias, name="linear")
+        mb.maximum(x=image, y=mb.sub(x=image, y=1.0, name="sub"), name="max")
+        rows = mb.reshape(x=image, shape=[1, 6, -1], name="rows")
+        return mb.batch_norm(x=rows, mean=stats[0], variance=stats[3], gamma=stats[1], beta=stats[2], epsilon=1e-5,
+                             name="bn")  # fmt: skip
+
+    out = run_program(_program(build), {"image": x})
+    t = torch.from_numpy(x)
+    tokens = t.reshape(1, 54, 8)
+    mean, gamma, beta, var = (torch.from_numpy(s) for s in stats)
+    want = {
+        "ln": F.layer_norm(tokens, (8,), torch.from_numpy(g), torch.from_numpy(b), 1e-5),
+        "linear": F.linear(tokens, torch.from_numpy(wt), torch.from_numpy(bias)),
+        "max": torch.maximum(t, t - 1.0),
+        "bn": F.batch_norm(t.reshape(1, 6, -1), mean, var, gamma, beta, eps=1e-5),
+    }
+    for name, value in want.items():
+        np.testing.assert_allclose(out[name], value.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_an_op_without_a_reference_kernel_raises():
     from coremltools.converters.mil import Builder as mb
 

@@ -13,8 +13,9 @@ from ..ir.network import Network
 from ..ir.nodes import ConvBnAct, Pool, SqueezeExcite
 from .base import Backend, Header, environment
 from .calls import Call, Line, quoted
+from .coreml_mf import MF_EMIT
 from .endpoints import features
-from .functional import attention_args, stage_contexts, uses
+from .functional import attention_args, stage_contexts, steps, uses
 from .steps import (
     ActivationStep,
     AddShortcut,
@@ -28,6 +29,7 @@ from .steps import (
     Flatten,
     GateStep,
     HeadOutput,
+    InitTokens,
     KeepShortcut,
     LayerScaleStep,
     Resize,
@@ -168,6 +170,7 @@ EMIT: dict[type, Callable[[Any], list[Line]]] = {
     HeadOutput: lambda step: [
         _call("mb.identity", ("x", "x"), ("name", quoted(step.name)), target=f'outputs["{step.name}"]')
     ],  # fmt: skip
+    **MF_EMIT,
 }
 
 
@@ -209,7 +212,7 @@ class CoreMLBackend(Backend):
             .render(
                 header=header,
                 stages=stage_contexts(net, header, step_lines),
-                uses=uses(net),
+                uses=uses(net) | {"tokens": any(isinstance(s, InitTokens) for b in net.blocks() for s in steps(b))},
                 outputs=", ".join(f"`{name}`" for name, _ in net.outputs()),
                 dense=net.dense_head is not None,
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",

@@ -92,7 +92,7 @@ def conv(x, weight, strides, pad_type, dilations, groups, pad=(0, 0, 0, 0), bias
 
 @kernel("batch_norm")
 def batch_norm(x, mean, variance, gamma, beta, epsilon) -> np.ndarray:
-    shape = (1, -1, 1, 1)
+    shape = (1, -1, *(1,) * (x.ndim - 2))  # per channel (axis 1) of a rank 3 to 5 tensor
     scale = gamma.reshape(shape) / np.sqrt(variance.reshape(shape) + np.float32(epsilon))
     return (x - mean.reshape(shape)) * scale + beta.reshape(shape)
 
@@ -149,6 +149,16 @@ def mul(x, y) -> np.ndarray:
     return x * y
 
 
+@kernel("sub")
+def sub(x, y) -> np.ndarray:
+    return x - y
+
+
+@kernel("maximum")
+def maximum(x, y) -> np.ndarray:
+    return np.maximum(x, y)
+
+
 @kernel("reduce_mean")
 def reduce_mean(x, axes, keep_dims=False) -> np.ndarray:
     return np.mean(x, axis=tuple(int(a) for a in axes), keepdims=bool(keep_dims))
@@ -168,6 +178,21 @@ def reshape(x, shape) -> np.ndarray:
 def linear(x, weight, bias=None) -> np.ndarray:
     out = x @ weight.T
     return out + bias if bias is not None else out
+
+
+@kernel("layer_norm")
+def layer_norm(x, axes=None, gamma=None, beta=None, epsilon=1e-5) -> np.ndarray:
+    """Normalized over `axes` (population variance); gamma and beta shaped x.shape[axes], in
+    the order `axes` lists them."""
+    axes = tuple(range(x.ndim)) if axes is None else tuple(int(a) % x.ndim for a in axes)
+    mean = np.mean(x, axis=axes, keepdims=True)
+    var = np.mean(np.square(x - mean), axis=axes, keepdims=True)
+    y = (x - mean) / np.sqrt(var + np.float32(epsilon))
+    shape = [x.shape[a] if a in axes else 1 for a in range(x.ndim)]
+    order = np.argsort(axes)  # gamma's axes in x's order
+    if gamma is not None:
+        y = y * np.transpose(gamma, order).reshape(shape)
+    return y + np.transpose(beta, order).reshape(shape) if beta is not None else y
 
 
 def _pool(x, kernel_sizes, strides, pad, fill: float, reduce: Callable, count: bool) -> np.ndarray:
