@@ -16,6 +16,8 @@ from .calls import Call, Line, quoted
 from .endpoints import features
 from .functional import attention_args, stage_contexts, uses
 from .model_interface import dense_outputs
+from .onnx_tokens import EMIT as TOKEN_EMIT
+from .onnx_tokens import uses_tokens
 from .steps import (
     ActivationStep,
     AddShortcut,
@@ -188,6 +190,7 @@ EMIT: dict[type, Callable[[Any], list[Line]]] = {
     GateStep: lambda step: [_op("Mul", f"x, {step.factor}", step.path)],
     Resize: _resize,
     HeadOutput: lambda step: [_op("Identity", "x", step.name, target=f'outputs["{step.name}"]')],
+    **TOKEN_EMIT,
 }
 
 
@@ -211,7 +214,7 @@ class OnnxBackend(Backend):
                 header=header,
                 stages=stage_contexts(net, header, step_lines),
                 opset=OPSET,
-                uses=uses(net),
+                uses={**uses(net), "tokens": uses_tokens(net)},
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
                 outputs=[(name, [1, *shape]) for name, shape in net.outputs()],
                 dense=dense_outputs(net),
