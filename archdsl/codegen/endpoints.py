@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..ir.network import Network, Stage
+from ..blocks import kind_of
+from ..ir.network import Block, Network, Stage
 from .calls import literal_tuple
 from .model_interface import sequence_call
 
@@ -67,9 +68,15 @@ def _torch_forward(stages: tuple[Stage, ...], taken: dict[str, str]) -> list[str
                 f"x = {whole}(x)" if start == 0 and j == n - 1 else str(sequence_call(blocks, start, j + 1, n))
             )
             if stage.blocks[j].path in taken:
-                lines.append(f"features.append(x)  # {taken[stage.blocks[j].path]}")
+                value = "x[0]" if _gives_pair(stage.blocks[j]) else "x"  # a pair's first tensor: the map
+                lines.append(f"features.append({value})  # {taken[stage.blocks[j].path]}")
             start = j + 1
     return [*lines, "return features"]
+
+
+def _gives_pair(block: Block) -> bool:
+    pair = kind_of(block).pair_maps(block)
+    return pair is not None and pair[1].pair is not None
 
 
 def _torch_prune(s: int, j: int, stages: tuple[Stage, ...]) -> list[str]:
