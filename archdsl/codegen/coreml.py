@@ -15,7 +15,7 @@ from .base import Backend, Header, environment
 from .calls import Call, Line, quoted
 from .coreml_mf import MF_EMIT
 from .endpoints import features
-from .functional import attention_args, stage_contexts, steps, uses
+from .functional import attention_args, stage_contexts, uses
 from .steps import (
     ActivationStep,
     AddShortcut,
@@ -29,7 +29,6 @@ from .steps import (
     Flatten,
     GateStep,
     HeadOutput,
-    InitTokens,
     KeepShortcut,
     LayerScaleStep,
     Resize,
@@ -212,7 +211,7 @@ class CoreMLBackend(Backend):
             .render(
                 header=header,
                 stages=stage_contexts(net, header, step_lines),
-                uses=uses(net) | {"tokens": any(isinstance(s, InitTokens) for b in net.blocks() for s in steps(b))},
+                uses=uses(net),
                 outputs=", ".join(f"`{name}`" for name, _ in net.outputs()),
                 dense=net.dense_head is not None,
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",

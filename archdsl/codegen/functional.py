@@ -17,6 +17,7 @@ from .steps import (
     AttentionStep,
     Branch,
     ConcatStep,
+    InitTokens,
     Resize,
     ShuffleStep,
     SplitStep,
@@ -75,6 +76,7 @@ def uses(net: Network) -> dict[str, bool]:
         "upsample": any(isinstance(s, Upsample2x) for s in all_steps),
         "blur": any(c.aa for b in net.blocks() for c in convs(b)),
         "dilation": any(c.dilation != 1 for b in net.blocks() for c in convs(b)),
+        "tokens": any(isinstance(s, InitTokens) for s in all_steps),  # Mobile-Former's helpers
     }
 
 

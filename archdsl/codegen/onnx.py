@@ -17,7 +17,6 @@ from .endpoints import features
 from .functional import attention_args, stage_contexts, uses
 from .model_interface import dense_outputs
 from .onnx_tokens import EMIT as TOKEN_EMIT
-from .onnx_tokens import uses_tokens
 from .steps import (
     ActivationStep,
     AddShortcut,
@@ -214,7 +213,7 @@ class OnnxBackend(Backend):
                 header=header,
                 stages=stage_contexts(net, header, step_lines),
                 opset=OPSET,
-                uses={**uses(net), "tokens": uses_tokens(net)},
+                uses=uses(net),
                 input_shape=f"(1, {', '.join(map(str, net.input_shape))})",
                 outputs=[(name, [1, *shape]) for name, shape in net.outputs()],
                 dense=dense_outputs(net),

@@ -7,12 +7,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..blocks.bridge import DynamicReLU, Former, ToFormer, ToMobile
-from ..ir.network import Network
 from .calls import Call, Line, quoted
-from .functional import steps
 from .steps import InitTokens, MergeTokens
-
-TOKEN_STEPS = (InitTokens, ToFormer, Former, ToMobile, DynamicReLU, MergeTokens)
 
 
 def _helper(name: str, inputs: str, path: str, *keywords: tuple[str, str], target: str) -> Line:
@@ -37,8 +33,3 @@ EMIT: dict[type, Callable[[Any], list[Line]]] = {
     DynamicReLU: lambda step: [_helper("dynamic_relu", "x, tokens", step.path, target="x")],
     MergeTokens: _merge,
 }
-
-
-def uses_tokens(net: Network) -> bool:
-    """Whether the network has Mobile-Former's tokens (and so needs their helpers)."""
-    return any(isinstance(s, TOKEN_STEPS) for b in net.blocks() for s in steps(b))
