@@ -81,18 +81,19 @@ def _mid(b: BlockSpec, c: int, e: float, option: str, depthwise: bool) -> int:
 
 
 class _Parts:
-    """The Mobile sub-block as it is built: convs, dynamic ReLUs and shuffles in order."""
+    """The Mobile sub-block as it is built: convs, dynamic ReLUs and shuffles in order. A conv's
+    `shuffle` (its groups) follows it only in a grouped block (`g` > 1), as the authors'."""
 
-    def __init__(self, ctx: Builder, b: BlockSpec, path: str, dim: int, groups: int) -> None:
-        self.ctx, self.b, self.path, self.dim, self.groups = ctx, b, path, dim, groups
+    def __init__(self, ctx: Builder, b: BlockSpec, path: str, dim: int, grouped: bool) -> None:
+        self.ctx, self.b, self.path, self.dim, self.grouped = ctx, b, path, dim, grouped
         self.parts: list[Any] = []
 
     def conv(self, name: str, x: FeatureMap, cout: int, k: int, s: int, groups: int, act: Any = None,
-             dynamic: bool = False, shuffle: int = 1) -> FeatureMap:  # fmt: skip
+             dynamic: bool = False, shuffle: int = 0) -> FeatureMap:  # fmt: skip
         c = self.ctx.conv(self.b, f"{self.path}.{name}", x, cout, k, s, groups, act, groups_from=("g",))
         self.parts.append(c)
         y = FeatureMap(c.cout, c.out_hw)
-        if shuffle > 1:
+        if shuffle and self.grouped:
             self.parts.append(Shuffle.make(path=f"{self.path}.{name}_shuffle", groups=shuffle, channels=y.c, hw=y.hw))
         if dynamic:
             self.parts.append(DynamicReLU.make(path=f"{self.path}.{name}_act", channels=y.c, hw=y.hw, dim=self.dim,
@@ -116,25 +117,24 @@ def build(ctx: Builder, b: BlockSpec, path: str, x: FeatureMap) -> tuple[MobileF
         _divides(b, heads, x.c, "h", "input channels (the bridge's heads split them)")
         _divides(b, heads, cout, "h", "output channels (the bridge's heads split them)")
         _divides(b, former_heads, dim, "former_heads", "token width (the Former's heads split it)")
-    parts = _Parts(ctx, b, path, dim, g)
-    shuffle = g if g > 1 else 1
+    parts = _Parts(ctx, b, path, dim, g > 1)
     inner = None
     if not down:
         mid = _mid(b, x.c, b.expand, "e", depthwise=False)
-        t = parts.conv("expand", x, mid, 1, 1, g, dynamic=True, shuffle=shuffle)
+        t = parts.conv("expand", x, mid, 1, 1, g, dynamic=True, shuffle=g)
         t = parts.conv("dw", t, mid, k, s, mid, dynamic=True)
-        y = parts.conv("project", t, cout, 1, 1, g, shuffle=shuffle)
-    elif not bridged:
+        y = parts.conv("project", t, cout, 1, 1, g, shuffle=g)
+    elif not bridged:  # a depthwise conv's shuffle: in as many groups as its input channels
         mid = _mid(b, x.c, b.expand, "e", depthwise=True)
-        t = parts.conv("dw", x, mid, k, s, x.c, act=b.act, shuffle=x.c if g > 1 else 1)
+        t = parts.conv("dw", x, mid, k, s, x.c, act=b.act, shuffle=x.c)
         y = parts.conv("project", t, cout, 1, 1, g)
     else:
         assert b.expand_dw2
         mid = _mid(b, x.c, b.expand, "e", depthwise=True)
-        t = parts.conv("dw1", x, mid, k, s, x.c, dynamic=True, shuffle=x.c if g > 1 else 1)
+        t = parts.conv("dw1", x, mid, k, s, x.c, dynamic=True, shuffle=x.c)
         y = parts.conv("project1", t, cout, 1, 1, g)
         mid2 = _mid(b, cout, b.expand_dw2, "e_dw2", depthwise=True)
-        t = parts.conv("dw2", y, mid2, k, 1, cout, dynamic=True, shuffle=cout if g > 1 else 1)
+        t = parts.conv("dw2", y, mid2, k, 1, cout, dynamic=True, shuffle=cout)
         y = parts.conv("project2", t, cout, 1, 1, g)
         inner = (parts.index("project1"), parts.index("project2"))
     out = FeatureMap(y.c, y.hw, tokens=x.tokens)

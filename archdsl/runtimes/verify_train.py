@@ -25,7 +25,7 @@ import numpy as np
 from ..codegen.registry import get_backend
 from ..ir.network import Network
 from ..ir.stochastic_depth import without_stochastic_layers
-from .runners import StepResult, block_paths, train_step
+from .runners import StepResult, block_paths, tensor_outputs, train_step
 from .verify import compare, relative_error
 
 RUNNING = (".running_mean", ".running_var")
@@ -105,14 +105,15 @@ def compare_steps(net: Network, ref_name: str, ref: StepResult, name: str, other
                   tolerance: float) -> TrainReport:  # fmt: skip
     paths = block_paths(net)
     loss = relative_error(np.array(ref.loss), np.array(other.loss))
-    outputs = compare(ref_name, ref.outputs, name, other.outputs, tolerance, paths)
+    tensors = tensor_outputs(net)  # each block's output, and a pair's second tensor (`.low`, `.tokens`)
+    outputs = compare(ref_name, ref.outputs, name, other.outputs, tolerance, tensors)
 
     def split(after: dict[str, np.ndarray], running: bool) -> dict[str, np.ndarray]:
         return {k: v for k, v in after.items() if k.endswith(RUNNING) == running}
 
     quantities = (
         Quantity("loss", 1, loss, "-", None if loss <= tolerance else "loss"),
-        Quantity("outputs", len(paths), outputs.worst_relative, outputs.worst_block, outputs.first_divergence,
+        Quantity("outputs", len(tensors), outputs.worst_relative, outputs.worst_block, outputs.first_divergence,
                  outputs.unmatched + ((f"not finite: {outputs.nonfinite}",) if outputs.nonfinite else ())),
         compare_tensors("gradients", ref.gradients, other.gradients, paths, tolerance, gradient_errors(ref.gradients)),
         compare_tensors("weights after", split(ref.after, False), split(other.after, False), paths, tolerance),
