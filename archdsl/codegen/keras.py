@@ -20,6 +20,7 @@ from .base import Backend, Header, UnsupportedError, environment
 from .calls import Call, Line, literal_tuple, quoted
 from .endpoints import features
 from .functional import activations, attention_args, convs, ses, stage_contexts, steps
+from .keras_mobile_former import HELPER_ACTS, emitters
 from .model_interface import dense_outputs, head_split
 from .steps import (
     ActivationStep,
@@ -34,6 +35,7 @@ from .steps import (
     Flatten,
     GateStep,
     HeadOutput,
+    InitTokens,
     KeepShortcut,
     LayerScaleStep,
     Resize,
@@ -204,6 +206,7 @@ EMIT: dict[type, Callable[[Any, list[str]], list[Line]]] = {
             f'outputs["{step.name}"]',
         )
     ],  # fmt: skip
+    **emitters(layer_name),  # Mobile-Former's tokens and bridge
 }
 
 
@@ -237,6 +240,8 @@ def _uses(net: Network) -> dict:
     acts: set[str] = set()
     for b in net.blocks():
         acts |= activations(b)
+    tokens = any(isinstance(s, InitTokens) for s in all_steps)
+    acts |= set(HELPER_ACTS) if tokens else set()
     return {
         "acts": sorted(a for a in acts if a in _DEFINED),
         "se": any(ses(b) for b in net.blocks()),
@@ -248,6 +253,7 @@ def _uses(net: Network) -> dict:
         "slice": any(isinstance(s, SplitStep) or (isinstance(s, ConcatStep) and s.cut) for s in all_steps),
         "shuffle": any(isinstance(s, ShuffleStep) for s in all_steps),
         "drop_path": any(isinstance(s, AddShortcut) and s.drop_path for s in all_steps),
+        "tokens": tokens,
     }
 
 
