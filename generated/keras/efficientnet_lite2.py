@@ -509,10 +509,11 @@ def _layouts(layer):
     elif isinstance(layer, layers.BatchNormalization):
         same = lambda t: t  # noqa: E731
         return [(name, same, same) for name in ("weight", "bias", "running_mean", "running_var")]
-    elif layer.weights:  # a layer scale
-        return [("gamma", lambda t: t, lambda t: t)]
-    else:
-        return []
+    elif isinstance(layer, layers.LayerNormalization):
+        same = lambda t: t  # noqa: E731
+        return [("weight", same, same), ("bias", same, same)]
+    else:  # a layer of ours (a layer scale's `gamma`, learned tokens): its weights by their names
+        return [(v.name, lambda t: t, lambda t: t) for v in layer.weights]
     bias = [("bias", lambda t: t, lambda t: t)] if getattr(layer, "use_bias", False) else []
     return kernel + bias
 

@@ -105,6 +105,10 @@ class AttentionCore(layers.Layer):
         x = ops.transpose(ops.matmul(attn, v), (0, 2, 1, 3))
         return ops.reshape(x, (-1, qh, qw, self.heads * self.value_dim))
 
+    def get_config(self):
+        extra = {"heads": self.heads, "kv_heads": self.kv_heads, "key_dim": self.key_dim, "value_dim": self.value_dim}
+        return {**super().get_config(), **extra}
+
 
 def mobile_attention(
     x,
@@ -146,10 +150,6 @@ def mobile_attention(
     if query_stride > 1:
         x = layers.UpSampling2D(query_stride, interpolation="bilinear", name=f"{name}-upsample")(x)
     return conv_bn_act(x, f"{name}-output", out, 1)
-
-    def get_config(self):
-        extra = {"heads": self.heads, "kv_heads": self.kv_heads, "key_dim": self.key_dim, "value_dim": self.value_dim}
-        return {**super().get_config(), **extra}
 
 
 @keras.saving.register_keras_serializable(package="archdsl")
@@ -576,10 +576,11 @@ def _layouts(layer):
     elif isinstance(layer, layers.BatchNormalization):
         same = lambda t: t  # noqa: E731
         return [(name, same, same) for name in ("weight", "bias", "running_mean", "running_var")]
-    elif layer.weights:  # a layer scale
-        return [("gamma", lambda t: t, lambda t: t)]
-    else:
-        return []
+    elif isinstance(layer, layers.LayerNormalization):
+        same = lambda t: t  # noqa: E731
+        return [("weight", same, same), ("bias", same, same)]
+    else:  # a layer of ours (a layer scale's `gamma`, learned tokens): its weights by their names
+        return [(v.name, lambda t: t, lambda t: t) for v in layer.weights]
     bias = [("bias", lambda t: t, lambda t: t)] if getattr(layer, "use_bias", False) else []
     return kernel + bias
 
