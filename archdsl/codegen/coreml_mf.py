@@ -22,8 +22,7 @@ def _init_tokens(step: InitTokens) -> list[Line]:
     return [_call("mb.const", ("val", value), ("name", quoted(f"{step.path}.tokens.init")), target="tokens")]
 
 
-def _bridge(step: ToFormer | ToMobile) -> list[Line]:
-    helper, target = ("to_former", "tokens") if isinstance(step, ToFormer) else ("to_mobile", "x")
+def _bridge(step: ToFormer | ToMobile, helper: str, target: str) -> list[Line]:
     args = (("", "x"), ("", "tokens"), ("", "w"), ("", quoted(step.path)), ("heads", str(step.heads)))
     return [_call(helper, *args, target=target)]
 
@@ -38,11 +37,11 @@ def _merge(step: MergeTokens) -> list[Line]:
 # Mobile-Former's step types -> their lines (merged into coreml.EMIT).
 MF_EMIT: dict[type, Callable[[Any], list[Line]]] = {
     InitTokens: _init_tokens,
-    ToFormer: _bridge,
+    ToFormer: lambda step: _bridge(step, "to_former", "tokens"),
     Former: lambda step: [
         _call("former", ("", "tokens"), ("", "w"), ("", quoted(step.path)), ("heads", str(step.heads)), target="tokens")
     ],  # fmt: skip
-    ToMobile: _bridge,
+    ToMobile: lambda step: _bridge(step, "to_mobile", "x"),
     DynamicReLU: lambda step: [
         _call("dynamic_relu", ("", "x"), ("", "tokens"), ("", "w"), ("", quoted(step.path)), target="x")
     ],  # fmt: skip
