@@ -202,7 +202,7 @@ def torch_call(block: MobileFormerBlock, t: Any) -> Any:
         return t.call("ChannelShuffle", ("", str(p.groups))) if isinstance(p, Shuffle) else bridge.torch_call(p, t)
 
     named = [(p.path.rsplit(".", 1)[1], part(p)) for p in block.mobile]
-    inner = None if block.inner is None else repr(tuple(named[i][0] for i in block.inner))
+    inner = None if block.inner is None else "({}, {})".format(*(f'"{named[i][0]}"' for i in block.inner))
     return t.call(
         "MobileFormerBlock",
         ("to_former", bridge.torch_call(block.to_former, t) if block.to_former else None),

@@ -383,7 +383,7 @@ class MobileFormer26m(nn.Module):
                     project2=ConvBnAct(96, 24, kernel=1, groups=4, eps=1e-05),
                     # to_mobile: 6,192 params, 131,328 MACs
                     to_mobile=FormerToMobile(24, 128, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.2.blocks.1 mf: 24x28x28 + 3x128 tokens -> 24x28x28 + 3x128 tokens | 134,904 params, 1,771,904 MACs
                 MobileFormerBlock(
@@ -432,7 +432,7 @@ class MobileFormer26m(nn.Module):
                     project2=ConvBnAct(192, 48, kernel=1, groups=4, eps=1e-05),
                     # to_mobile: 12,384 params, 93,312 MACs
                     to_mobile=FormerToMobile(48, 128, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.3.blocks.1 mf: 48x14x14 + 3x128 tokens -> 48x14x14 + 3x128 tokens | 171,552 params, 1,776,896 MACs
                 MobileFormerBlock(
@@ -502,7 +502,7 @@ class MobileFormer26m(nn.Module):
                     project2=ConvBnAct(384, 96, kernel=1, groups=4, eps=1e-05),
                     # to_mobile: 24,768 params, 101,952 MACs
                     to_mobile=FormerToMobile(96, 128, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.4.blocks.1 mf: 96x7x7 + 3x128 tokens -> 96x7x7 + 3x128 tokens | 281,280 params, 2,228,672 MACs
                 MobileFormerBlock(

@@ -357,7 +357,7 @@ class MobileFormer294m(nn.Module):
                     project2=ConvBnAct(96, 24, kernel=1, eps=1e-05),
                     # to_mobile: 9,264 params, 958,464 MACs
                     to_mobile=FormerToMobile(24, 192, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.1.blocks.1 mf: 24x56x56 + 6x192 tokens -> 24x56x56 + 6x192 tokens | 289,872 params, 20,482,560 MACs
                 MobileFormerBlock(
@@ -402,7 +402,7 @@ class MobileFormer294m(nn.Module):
                     project2=ConvBnAct(192, 48, kernel=1, eps=1e-05),
                     # to_mobile: 18,528 params, 562,176 MACs
                     to_mobile=FormerToMobile(48, 192, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.2.blocks.1 mf: 48x28x28 + 6x192 tokens -> 48x28x28 + 6x192 tokens | 346,944 params, 18,381,312 MACs
                 MobileFormerBlock(
@@ -447,7 +447,7 @@ class MobileFormer294m(nn.Module):
                     project2=ConvBnAct(384, 96, kernel=1, eps=1e-05),
                     # to_mobile: 37,056 params, 446,976 MACs
                     to_mobile=FormerToMobile(96, 192, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.3.blocks.1 mf: 96x14x14 + 6x192 tokens -> 96x14x14 + 6x192 tokens | 488,736 params, 17,565,696 MACs
                 MobileFormerBlock(
@@ -531,7 +531,7 @@ class MobileFormer294m(nn.Module):
                     project2=ConvBnAct(768, 192, kernel=1, eps=1e-05),
                     # to_mobile: 74,112 params, 555,264 MACs
                     to_mobile=FormerToMobile(192, 192, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.4.blocks.1 mf: 192x7x7 + 6x192 tokens -> 192x7x7 + 6x192 tokens | 1,110,624 params, 25,096,320 MACs
                 MobileFormerBlock(

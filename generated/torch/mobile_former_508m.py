@@ -357,7 +357,7 @@ class MobileFormer508m(nn.Module):
                     project2=ConvBnAct(160, 40, kernel=1, eps=1e-05),
                     # to_mobile: 15,440 params, 1,597,440 MACs
                     to_mobile=FormerToMobile(40, 192, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.1.blocks.1 mf: 40x56x56 + 6x192 tokens -> 40x56x56 + 6x192 tokens | 315,336 params, 38,115,840 MACs
                 MobileFormerBlock(
@@ -402,7 +402,7 @@ class MobileFormer508m(nn.Module):
                     project2=ConvBnAct(288, 72, kernel=1, eps=1e-05),
                     # to_mobile: 27,792 params, 843,264 MACs
                     to_mobile=FormerToMobile(72, 192, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.2.blocks.1 mf: 72x28x28 + 6x192 tokens -> 72x28x28 + 6x192 tokens | 387,816 params, 29,079,936 MACs
                 MobileFormerBlock(
@@ -447,7 +447,7 @@ class MobileFormer508m(nn.Module):
                     project2=ConvBnAct(512, 128, kernel=1, eps=1e-05),
                     # to_mobile: 49,408 params, 595,968 MACs
                     to_mobile=FormerToMobile(128, 192, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.3.blocks.1 mf: 128x14x14 + 6x192 tokens -> 128x14x14 + 6x192 tokens | 603,744 params, 29,390,336 MACs
                 MobileFormerBlock(
@@ -531,7 +531,7 @@ class MobileFormer508m(nn.Module):
                     project2=ConvBnAct(960, 240, kernel=1, eps=1e-05),
                     # to_mobile: 92,640 params, 694,080 MACs
                     to_mobile=FormerToMobile(240, 192, heads=2),
-                    inner=('project1', 'project2'),
+                    inner=("project1", "project2"),
                 ),
                 # stages.4.blocks.1 mf: 240x7x7 + 6x192 tokens -> 240x7x7 + 6x192 tokens | 1,466,016 params, 37,804,320 MACs
                 MobileFormerBlock(
