@@ -234,9 +234,8 @@ def test_x0_leaves_a_row_out_and_depth_scaling_keeps_it_out():
     assert [len(s.blocks) for s in big.stages] == [1, 2, 2, 4, 3]
     deeper = compile_text(MF.replace("mf k3 e3 c24 former_heads=2", "mf k3 e3 c24 former_heads=2 x0").replace(
         "classes 10", "classes 10\n  depth 2.0"), "mf.arch")  # fmt: skip
-    assert [b.variant for b in deeper.stages[0].blocks] == ["mf_down", "mf_down", "mf", "mf", "mf"][
-        : len(deeper.stages[0].blocks)
-    ]
+    # depth 2.0: the x1 rows double, the x0 row stays absent
+    assert [b.variant for b in deeper.stages[0].blocks] == ["mf_down", "mf_down", "mf", "mf"]
     assert sum(b.variant == "mf" for b in deeper.stages[0].blocks) == 2  # the x0 row stays absent
 
 
