@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -19,6 +20,65 @@ SPECS = ROOT / "specs"
 # Spec files that define a network to compile (a family-only file is a library).
 CONCRETE_SPECS = sorted(p for p in SPECS.glob("*.arch") if has_concrete_network(p))
 FIXTURES = Path(os.environ.get("ARCHDSL_FIXTURES", ROOT.parent / "shared" / "reference" / "fixtures"))
+
+
+def _construct(value: object) -> object:
+    """What a layer field says about the code that runs it, not about the sizes: flags and names
+    as they are, a count as whether it is above 1 (a stride, groups, dilation), a tuple of ints as
+    its length, evenness and whether any is above 1 (asymmetric padding, rectangular kernels)."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value > 1
+    if isinstance(value, float):
+        return value != 0
+    if isinstance(value, (tuple, list)):
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return ("ints", len(value), len(set(value)) <= 1, any(v > 1 for v in value))
+        return tuple(_construct(v) for v in value)
+    return type(value).__name__
+
+
+@functools.cache
+def _constructs(path: Path) -> tuple[frozenset, int]:
+    """A spec's constructs, and its number of layers (what its slow tests' time grows with)."""
+    from archdsl.analysis.layers import network_layers
+    from archdsl.blocks import kind_of
+    from archdsl.compiler import compile_file
+
+    net = compile_file(path)
+    fields = [
+        (type(layer).__name__, tuple(sorted((k, _construct(v)) for k, v in vars(layer).items() if k != "path")))
+        for layer in network_layers(net)
+    ]
+    return frozenset([*fields, *(("kind", kind_of(b).name) for b in net.blocks())]), len(fields)
+
+
+def covering_specs(specs: list[Path] = CONCRETE_SPECS) -> list[Path]:
+    """The concrete specs that between them use every construct any spec uses (each layer type
+    with every flag, activation, norm, stride, grouping, dilation and padding shape it appears
+    with; every block kind), chosen greedily for the most new constructs per layer. The slowest
+    every-spec tests (torch.compile, CoreML conversion, training steps) run on these; the
+    block-by-block agreement of every backend runs on every spec. A spec that brings a new
+    construct joins by itself. Among `specs`, the concrete ones by default."""
+    constructs = {p: _constructs(p) for p in specs}
+    left, chosen = set().union(*(c for c, _ in constructs.values())), []
+    while left:
+        best = max(specs, key=lambda p: len(constructs[p][0] & left) / constructs[p][1])
+        chosen.append(best)
+        left -= constructs[best][0]
+    return sorted(chosen)
+
+
+COVERING_SPECS = covering_specs()
+
+
+def every_spec_at(*sizes: tuple[int, int]) -> list:
+    """(spec, size) parameters: every spec at the first size, the covering specs at the others
+    too (an odd size puts the same constructs through odd maps)."""
+    return [pytest.param(p, size, id=f"{p.stem}-{size[0]}x{size[1]}") for p in CONCRETE_SPECS
+            for i, size in enumerate(sizes) if i == 0 or p in COVERING_SPECS]  # fmt: skip
+
 
 # Figures copied from the reference (timm 1.0.31, shared/reference/timm_facts.json):
 # spec -> (timm model, params, MACs = FlopCounterMode flops / 2 at the default input).

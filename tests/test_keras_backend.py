@@ -18,15 +18,14 @@ from archdsl.compiler import compile_file, compile_text
 from archdsl.runtimes.runners import runner
 from archdsl.runtimes.verify import compare, run_backends, verify
 from archdsl.runtimes.weights import init_weights, save_weights
-from conftest import CONCRETE_SPECS, SPECS, compile_at, small_net
+from conftest import CONCRETE_SPECS, SPECS, compile_at, every_spec_at, small_net
 
 TOLERANCE = 1e-4
 # Reduced inputs keep CI fast; 96 and 97 put even and odd sizes through every stride-2 stage.
 SIZES = [(96, 96), (97, 75)]
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize(("path", "size"), every_spec_at(*SIZES))
 def test_every_spec_agrees_with_torch_block_by_block(path, size):
     net = compile_at(path, size)
     if net is None:  # an octave spec at a size its pooling does not divide: the error is checked

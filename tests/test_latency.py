@@ -31,7 +31,7 @@ from archdsl.compiler import compile_text
 from archdsl.errors import ArchError
 from archdsl.ir.deploy_form import deploy_form
 from archdsl.ir.nodes import ConvBnAct
-from archdsl.runtimes.calibrate import calibrate, load_existing, measured_ops, network_key
+from archdsl.runtimes.calibrate import calibrate, load_existing, measured_ops, network_key, units_to_measure
 from conftest import small_net
 
 SE_NET = small_net(
@@ -224,37 +224,57 @@ def test_the_calibrate_defaults_are_the_modules():
 def calibrated(tmp_path_factory):
     path = tmp_path_factory.mktemp("calibrate") / "profile.json"
     nets = [deploy_form(compile_text(SE_NET)), deploy_form(compile_text(ATTENTION.replace("PAD", "symmetric")))]
-    profile, measured = calibrate(nets, path, "tflite", 1, 1, 1, 0, grid=True)
+    profile, measured = calibrate(nets, path, "tflite", 1, 1, 1, 0, grid=False)  # the grid: its own test
     return nets, path, profile, measured
 
 
 def test_calibrate_measures_every_unit_and_network_and_goes_on_where_it_stopped(calibrated):
     nets, path, profile, measured = calibrated
     units = {key_of(unit_of(x)) for net in nets for x in network_layers(net) if unit_of(x) is not None}
-    assert units <= set(profile.entries) and measured == len(profile.entries) > len(units)  # and the grid
+    assert units == set(profile.entries) and measured == len(profile.entries)
     assert all(e.seconds > 0 for e in profile.entries.values())
     assert set(profile.networks) == {network_key(n) for n in nets}
     assert read_profile(str(path)) == profile
-    again, measured_again = calibrate(nets, path, "tflite", 1, 1, 1, 0, grid=True)
+    again, measured_again = calibrate(nets, path, "tflite", 1, 1, 1, 0, grid=False)
     assert measured_again == 0 and again == profile
     # an interrupted run: some units and a network missing; only those are measured again
     partial = profile.to_json()
     lost, partial["entries"] = partial["entries"][:3], partial["entries"][3:]
     partial["networks"].pop(network_key(nets[0]))
     path.write_text(json.dumps(partial))
-    resumed, measured_now = calibrate(nets, path, "tflite", 1, 1, 1, 0, grid=True)
+    resumed, measured_now = calibrate(nets, path, "tflite", 1, 1, 1, 0, grid=False)
     assert measured_now == 3 and set(resumed.entries) == set(profile.entries)
     kept = {key_of(e["unit"]) for e in partial["entries"]}
     assert all(resumed.entries[k] == profile.entries[k] for k in kept)
     assert set(resumed.networks) == set(profile.networks) and {key_of(e["unit"]) for e in lost} <= set(resumed.entries)
     path.write_text(json.dumps(partial))
     with pytest.raises(ArchError, match=r"measured with rounds 1 \(now 2\)"):
-        calibrate(nets, path, "tflite", 1, 2, 1, 0, grid=True)  # never mixed with other settings
+        calibrate(nets, path, "tflite", 1, 2, 1, 0, grid=False)  # never mixed with other settings
     assert json.loads(path.read_text()) == partial  # and left as it was
     for net in nets:
         total, times = Predictor(profile).network(net)
         assert all(t.source == "measured" or t.source == "folded" for t in times)
         assert total > profile.overhead and all(t.seconds >= 0 for t in times)
+
+
+def test_the_grid_adds_every_conv_at_half_and_one_and_a_half_times_its_width():
+    """What `calibrate` measures besides the networks' own units (the fits need more sizes than a
+    network has): each plain or depthwise conv with its channels scaled (multiples of 8, a
+    stem's image channels kept, a depthwise conv still depthwise), every unit once."""
+    net = deploy_form(compile_text(SE_NET))
+    own = units_to_measure([net], grid=False)
+    both = units_to_measure([net], grid=True)
+    assert {key_of(u) for u, _ in own} < {key_of(u) for u, _ in both}
+    assert len({key_of(u) for u, _ in both}) == len(both)
+    convs = [x for x in network_layers(net) if isinstance(x, ConvBnAct) and unit_of(x) is not None]
+    grid = [layer for _, layer in both if isinstance(layer, ConvBnAct)]
+    for conv in convs:
+        for scale in (0.5, 1.5):
+            cin = conv.cin if conv.cin <= 4 else max(8, round(conv.cin * scale / 8) * 8)
+            cout = cin if conv.groups > 1 else max(8, round(conv.cout * scale / 8) * 8)
+            groups = cin if conv.groups > 1 else 1
+            assert any((g.cin, g.cout, g.groups, g.kernel, g.stride) == (cin, cout, groups, conv.kernel, conv.stride)
+                       for g in grid), (conv.path, scale)  # fmt: skip
 
 
 def test_units_run_as_the_kernels_the_whole_network_runs(calibrated):

