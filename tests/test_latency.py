@@ -31,7 +31,14 @@ from archdsl.compiler import compile_text
 from archdsl.errors import ArchError
 from archdsl.ir.deploy_form import deploy_form
 from archdsl.ir.nodes import ConvBnAct
-from archdsl.runtimes.calibrate import calibrate, load_existing, measured_ops, network_key, units_to_measure
+from archdsl.runtimes.calibrate import (
+    calibrate,
+    load_existing,
+    measured_ops,
+    network_key,
+    record_networks,
+    units_to_measure,
+)
 from conftest import small_net
 
 SE_NET = small_net(
@@ -202,6 +209,18 @@ def _hostile(change):
 def test_a_hostile_profile_is_refused_not_a_crash(change):
     with pytest.raises(ArchError, match="not a latency profile"):
         profile_from_json(_hostile(change), "p.json")
+
+
+def test_a_network_timed_below_the_call_overhead_is_an_error_not_a_profile_nobody_can_read():
+    """Noise (too few rounds) can time a tiny network under the runtime's own per-call cost: the
+    reader refuses such a profile, so calibrate refuses to record it."""
+    net = deploy_form(compile_text(SE_NET))
+    profile = _linear_profile([x for x in network_layers(net) if unit_of(x) is not None])
+    with pytest.raises(ArchError, match=r"measured at 2.0 us a call, not above the runtime's own overhead"):
+        record_networks(profile, [net], [2e-6])
+    assert not profile.networks
+    record_networks(profile, [net], [OVERHEAD + 1e-3])
+    assert profile_from_json(profile.to_json(), "p.json").networks == profile.networks
 
 
 def test_json_the_parser_cannot_take_is_an_error_not_a_crash(tmp_path):

@@ -96,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=count(1, 256), default=1, help="runtime threads (default 1)")
     c.add_argument("--rounds", type=count(1, 10_000), default=7, help="interleaved rounds per unit (default 7)")
     c.add_argument("--calls", type=count(1, 10_000), default=5, help="timed calls per unit per round (default 5)")
-    c.add_argument("--warmup", type=count(0, 10_000), default=3, help="untimed calls first (default 3)")
+    c.add_argument("--warmup", type=count(0, 10_000), default=3, help="untimed calls first, at least 1 (default 3)")
     # (the defaults are runtimes/calibrate.py's ROUNDS, CALLS, WARMUP: a test holds them equal)
     c.add_argument("--no-grid", action="store_true", help="only the specs' own layers, no widened convs")
     c.add_argument("-o", "--output", required=True, help="the profile (JSON); an existing one is completed")

@@ -148,6 +148,9 @@ def record_networks(profile: Profile, nets: list[Network], seconds: list[float])
     """Networks measured whole, beside the sum of their units, into the profile."""
     predictor = Predictor(profile)
     for net, s in zip(nets, seconds, strict=True):
+        if s <= profile.overhead:  # noise: a profile holding it would be refused when read
+            raise ArchError(f"{net.name} measured at {s * 1e6:.1f} us a call, not above the runtime's own "
+                            f"overhead ({profile.overhead * 1e6:.1f} us)", hint="more --rounds and --warmup")  # fmt: skip
         units = predictor.units(net)
         unfolded = [u for u in units if u.source != "folded"]
         weights = network_cost(net).weight_bytes()

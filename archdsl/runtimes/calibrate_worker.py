@@ -37,7 +37,7 @@ def measure(units: list[dict[str, Any]], threads: int, warmup: int, rounds: int,
         interpreter.allocate_tensors()
         for inp in interpreter.get_input_details():
             interpreter.set_tensor(inp["index"], rng.standard_normal(inp["shape"], dtype=np.float32))
-        for _ in range(warmup):
+        for _ in range(max(1, warmup)):  # at least one: the first call prepares the delegate, once
             interpreter.invoke()
         interpreters.append(interpreter)
     medians: list[list[float]] = [[] for _ in units]
