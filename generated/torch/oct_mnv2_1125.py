@@ -283,7 +283,9 @@ class Stage(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)
+        for block in self.blocks:  # not self.blocks(x), which would hold the stage's input to its end
+            x = block(x)
+        return x
 
 
 # What timm's data pipeline and tools read of a model (its `pretrained_cfg`): the input, and

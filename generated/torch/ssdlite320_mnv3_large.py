@@ -222,7 +222,9 @@ class Stage(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.blocks(x)
+        for block in self.blocks:  # not self.blocks(x), which would hold the stage's input to its end
+            x = block(x)
+        return x
 
 
 INPUT_SIZE = (320, 320)  # the spec's (height, width)
