@@ -90,15 +90,16 @@ def _candidates(model: Any, graph: Any, names: dict[int, str]) -> Iterator[tuple
             if c is None or c <= 0 or _scalar(model, graph.tensors[u]) is not None or not _int8(graph.tensors[u]):
                 continue
             plan = _Plan()
-            ok = _reach(model, graph, names, consumers, v, graph.tensors[u].quantization, 1.0 / c, plan, {i})
+            q = graph.tensors[u].quantization
+            ok = _reach(model, graph, names, consumers, v, (q.scale, q.zeroPoint), 1.0 / c, plan, {i})
             yield i, u, v, plan if ok else None
             break
 
 
 def _reach(model: Any, graph: Any, names: dict[int, str], consumers: dict[int, list[int]], tensor: int,
-           new_quant: Any, k: float, plan: _Plan, seen: set[int]) -> bool:  # fmt: skip
+           quant: tuple[Any, Any], k: float, plan: _Plan, seen: set[int]) -> bool:  # fmt: skip
     """Plan every op that reads `tensor`, whose value becomes k times what it was and whose
-    quantization `new_quant`; False if one cannot take it."""
+    quantization (scale, zero point) `quant`; False if one cannot take it."""
     if tensor in graph.outputs:
         return False
     for j in consumers.get(tensor, []):
@@ -117,21 +118,15 @@ def _reach(model: Any, graph: Any, names: dict[int, str], consumers: dict[int, l
         ):
             q = graph.tensors[out].quantization
             plan.quant[out] = (np.asarray(q.scale, np.float32) * np.float32(k), np.asarray(q.zeroPoint))
-            if not _reach(model, graph, names, consumers, out, _Quant(*plan.quant[out]), k, plan, seen):
+            if not _reach(model, graph, names, consumers, out, plan.quant[out], k, plan, seen):
                 return False
         elif name in _COPY and out >= 0 and int(op.inputs[0]) == tensor and _fused_act(op) in _SCALE_FREE_ACTS:
-            plan.quant[out] = (np.asarray(new_quant.scale, np.float32), np.asarray(new_quant.zeroPoint))
-            if not _reach(model, graph, names, consumers, out, _Quant(*plan.quant[out]), k, plan, seen):
+            plan.quant[out] = (np.asarray(quant[0], np.float32), np.asarray(quant[1]))
+            if not _reach(model, graph, names, consumers, out, plan.quant[out], k, plan, seen):
                 return False
         else:
             return False
     return True
-
-
-@dataclass(frozen=True)
-class _Quant:
-    scale: np.ndarray
-    zeroPoint: np.ndarray  # noqa: N815 -- the flatbuffer's field name
 
 
 def _apply(model: Any, graph: Any, index: int, u: int, v: int, plan: _Plan) -> None:
